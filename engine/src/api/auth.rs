@@ -1,0 +1,53 @@
+//! API-key authentication: `Authorization: Bearer <key>` or
+//! `X-API-Key: <key>`. Keys are looked up by their SHA-256 in the
+//! directory and compared in constant time; the key itself is never logged.
+
+use super::error::ApiError;
+use crate::app::App;
+use crate::secrets::{self, KeyMode};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use std::sync::Arc;
+
+/// The tenant a request acts for.
+#[derive(Debug, Clone)]
+pub struct AuthTenant {
+    pub tenant_id: String,
+    pub key_id: String,
+    pub mode: KeyMode,
+}
+
+fn presented_key(parts: &Parts) -> Option<&str> {
+    if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        let v = v.to_str().ok()?;
+        let (scheme, token) = v.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+    }
+    parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+impl FromRequestParts<Arc<App>> for AuthTenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let Some(key) = presented_key(parts) else {
+            return Err(ApiError::unauthorized("missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"));
+        };
+        let hash = secrets::hash_key(key);
+        let snapshot = app.directory.snapshot();
+        let found = snapshot
+            .api_keys
+            .get(&hash)
+            .filter(|k| secrets::constant_time_eq(&k.hash, &hash))
+            .ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))?;
+        let active = snapshot.tenants.get(&found.tenant_id).is_some_and(|t| t.active);
+        if !active {
+            return Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, "TENANT_DISABLED", "this tenant is disabled"));
+        }
+        Ok(AuthTenant {
+            tenant_id: found.tenant_id.clone(),
+            key_id: found.id.clone(),
+            mode: if found.mode == "test" { KeyMode::Test } else { KeyMode::Live },
+        })
+    }
+}

@@ -1,0 +1,92 @@
+//! Business events for plugins: `POST /v1/events/{plugin}` with
+//! `{"name": "order.shipped", "payload": {...}}`, and
+//! `GET /v1/events/{id}` to follow one (pending, done, or dead with its
+//! last error).
+
+use super::auth::AuthTenant;
+use super::error::ApiError;
+use super::json::Json;
+use super::messages::EventJson;
+use crate::app::App;
+use crate::ids;
+use crate::store::{EventKind, NewEvent};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostEvent {
+    name: String,
+    #[serde(default)]
+    payload: serde_json::Value,
+}
+
+#[derive(Serialize)]
+pub struct EventAccepted {
+    id: String,
+    status: &'static str,
+}
+
+pub async fn post(
+    State(app): State<Arc<App>>,
+    auth: AuthTenant,
+    Path(plugin): Path<String>,
+    Json(body): Json<PostEvent>,
+) -> Result<(StatusCode, axum::Json<EventAccepted>), ApiError> {
+    if body.name.is_empty() || body.name.len() > 128 {
+        return Err(ApiError::bad_request("INVALID_FIELD", "name must be 1 to 128 characters").with_field("name"));
+    }
+    let payload = if body.payload.is_null() { serde_json::json!({}) } else { body.payload };
+    let payload = payload.to_string();
+    if payload.len() > app.settings.limits.http_body_bytes {
+        return Err(ApiError::bad_request("PAYLOAD_TOO_LARGE", "payload is too large").with_field("payload"));
+    }
+    let snapshot = app.directory.snapshot();
+    let entry = snapshot
+        .plugin_names
+        .get(&(auth.tenant_id.clone(), plugin.clone()))
+        .and_then(|id| snapshot.plugins.get(id))
+        .ok_or_else(|| ApiError::not_found("PLUGIN_NOT_FOUND", format!("no plugin named {plugin:?}")))?;
+    if entry.row.status != "active" {
+        return Err(ApiError::new(StatusCode::CONFLICT, "PLUGIN_DISABLED", format!("plugin {plugin:?} is disabled")));
+    }
+    if !entry.wants_event(&body.name) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "EVENT_NOT_SUBSCRIBED",
+            format!("plugin {plugin:?} does not subscribe to event {:?} (see triggers.events in its manifest)", body.name),
+        )
+        .with_field("name"));
+    }
+    let now = app.clock.now_ms();
+    let event = NewEvent {
+        id: ids::event_id(),
+        tenant_id: auth.tenant_id.clone(),
+        plugin_id: entry.row.plugin_id.clone(),
+        kind: EventKind::Event,
+        name: Some(body.name),
+        payload,
+        message_id: None,
+        run_at: now,
+        created_at: now,
+    };
+    app.db.insert_events(std::slice::from_ref(&event), &app.pipeline.lease(&app.clock)).await.map_err(ApiError::unavailable)?;
+    let id = event.id.clone();
+    app.pipeline.events.push(&id, event.to_row());
+    Ok((StatusCode::ACCEPTED, axum::Json(EventAccepted { id, status: "pending" })))
+}
+
+pub async fn get(
+    State(app): State<Arc<App>>,
+    auth: AuthTenant,
+    Path(id): Path<String>,
+) -> Result<axum::Json<EventJson>, ApiError> {
+    let event = app
+        .db
+        .get_event(&auth.tenant_id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("EVENT_NOT_FOUND", format!("no event {id:?}")))?;
+    Ok(axum::Json(event.into()))
+}

@@ -1,0 +1,60 @@
+//! A JSON body extractor whose rejections use our error body and name the
+//! offending field.
+
+use super::error::ApiError;
+use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if let Some(ct) = req.headers().get(CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or("");
+            if !ct.starts_with("application/json") && !ct.contains("+json") {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    "send a JSON body with content-type: application/json",
+                ));
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "request body is too large")
+            } else {
+                ApiError::bad_request("INVALID_BODY", e.body_text())
+            }
+        })?;
+        parse(&bytes).map(Json)
+    }
+}
+
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        // serde names missing and unknown fields in its message only.
+        let named = message
+            .split('`')
+            .nth(1)
+            .filter(|_| message.starts_with("missing field") || message.starts_with("unknown field"));
+        let field = match (named, path.as_str()) {
+            (Some(name), "." | "") => Some(name.to_string()),
+            (Some(name), p) => Some(format!("{p}.{name}")),
+            (None, "." | "") => None,
+            (None, p) => Some(p.to_string()),
+        };
+        let code = if inner.is_syntax() || inner.is_eof() { "INVALID_JSON" } else { "INVALID_FIELD" };
+        let mut err = ApiError::bad_request(code, format!("invalid request body: {message}"));
+        err.field = field;
+        err
+    })
+}

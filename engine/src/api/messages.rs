@@ -1,0 +1,228 @@
+//! Reading messages: `GET /v1/messages` (filters, cursor pagination) and
+//! `GET /v1/messages/{id}` (status history; for inbound messages, the
+//! plugins it was routed to and how their processing went).
+
+use super::auth::AuthTenant;
+use super::error::ApiError;
+use crate::app::App;
+use crate::clock::to_rfc3339;
+use crate::store::{Direction, EventView, MessageFilter, MessageStatus, MessageView};
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 200;
+
+#[derive(Serialize)]
+pub struct MessageJson {
+    id: String,
+    direction: String,
+    from: String,
+    to: String,
+    message: String,
+    status: String,
+    segments: i64,
+    encoding: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connector: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plugin: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_reply_to: Option<String>,
+    created_at: String,
+    updated_at: String,
+    history: Vec<HistoryJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    processing: Option<Vec<EventJson>>,
+}
+
+#[derive(Serialize)]
+struct HistoryJson {
+    status: String,
+    at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct EventJson {
+    pub id: String,
+    pub plugin: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub status: String,
+    pub attempts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<EventView> for EventJson {
+    fn from(e: EventView) -> Self {
+        EventJson {
+            id: e.id,
+            plugin: e.plugin,
+            kind: e.kind,
+            name: e.name,
+            status: e.status,
+            attempts: e.attempts,
+            last_error: e.last_error,
+            message_id: e.message_id,
+            created_at: to_rfc3339(e.created_at),
+            updated_at: to_rfc3339(e.updated_at),
+        }
+    }
+}
+
+impl From<MessageView> for MessageJson {
+    fn from(m: MessageView) -> Self {
+        let mut history = m.history;
+        // Same-millisecond reports sort by how far along they are.
+        history.sort_by_key(|h| (h.at, MessageStatus::parse(&h.status).map_or(0, |s| s.rank())));
+        MessageJson {
+            id: m.id,
+            direction: m.direction,
+            from: m.from,
+            to: m.to,
+            message: m.body,
+            status: m.status,
+            segments: m.segments,
+            encoding: m.encoding,
+            reference: m.reference,
+            error_code: m.error_code,
+            connector: m.connector,
+            provider_id: m.provider_id,
+            plugin: m.plugin,
+            in_reply_to: m.in_reply_to,
+            created_at: to_rfc3339(m.created_at),
+            updated_at: to_rfc3339(m.updated_at),
+            history: history
+                .into_iter()
+                .map(|h| HistoryJson { status: h.status, at: to_rfc3339(h.at), error_code: h.error_code })
+                .collect(),
+            processing: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    direction: Option<String>,
+    status: Option<String>,
+    to: Option<String>,
+    from: Option<String>,
+    /// RFC 3339; messages created at or after.
+    since: Option<String>,
+    /// RFC 3339; messages created before.
+    until: Option<String>,
+    in_reply_to: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Page {
+    data: Vec<MessageJson>,
+    /// Pass as `cursor` for the next (older) page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+fn time_param(value: &Option<String>, field: &'static str) -> Result<Option<i64>, ApiError> {
+    value
+        .as_deref()
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| t.timestamp_millis())
+                .map_err(|_| ApiError::bad_request("INVALID_PARAMETER", format!("{field} must be an RFC 3339 time")).with_field(field))
+        })
+        .transpose()
+}
+
+fn number_param(value: &Option<String>, field: &'static str) -> Result<Option<String>, ApiError> {
+    value
+        .as_deref()
+        .map(|v| {
+            crate::phone::normalize(v, None)
+                .map_err(|e| ApiError::bad_request("INVALID_PHONE_NUMBER", e.to_string()).with_field(field))
+        })
+        .transpose()
+}
+
+pub async fn list(
+    State(app): State<Arc<App>>,
+    auth: AuthTenant,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<Page>, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request("INVALID_PARAMETER", format!("limit must be 1 to {MAX_PAGE}")).with_field("limit"));
+    }
+    let direction = q
+        .direction
+        .as_deref()
+        .map(|d| {
+            Direction::parse(d).ok_or_else(|| {
+                ApiError::bad_request("INVALID_PARAMETER", "direction is inbound or outbound").with_field("direction")
+            })
+        })
+        .transpose()?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            MessageStatus::parse(s)
+                .ok_or_else(|| ApiError::bad_request("INVALID_PARAMETER", format!("unknown status {s:?}")).with_field("status"))
+        })
+        .transpose()?;
+    let filter = MessageFilter {
+        direction,
+        status,
+        to: number_param(&q.to, "to")?,
+        from: number_param(&q.from, "from")?,
+        since: time_param(&q.since, "since")?,
+        until: time_param(&q.until, "until")?,
+        in_reply_to: q.in_reply_to,
+        before_id: q.cursor,
+        limit: limit + 1,
+    };
+    let mut rows = app.db.list_messages(&auth.tenant_id, &filter).await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|m| m.id.clone())
+    } else {
+        None
+    };
+    Ok(axum::Json(Page { data: rows.into_iter().map(MessageJson::from).collect(), next_cursor }))
+}
+
+pub async fn get(
+    State(app): State<Arc<App>>,
+    auth: AuthTenant,
+    Path(id): Path<String>,
+) -> Result<axum::Json<MessageJson>, ApiError> {
+    let message = app
+        .db
+        .get_message(&auth.tenant_id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("MESSAGE_NOT_FOUND", format!("no message {id:?}")))?;
+    let inbound = message.direction == Direction::Inbound.as_str();
+    let mut json = MessageJson::from(message);
+    if inbound {
+        let events = app.db.events_for_message(&auth.tenant_id, &id).await?;
+        json.processing = Some(events.into_iter().map(EventJson::from).collect());
+    }
+    Ok(axum::Json(json))
+}

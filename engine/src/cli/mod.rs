@@ -1,0 +1,36 @@
+//! The `switchboard` command line.
+
+mod serve;
+mod simulate;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "WebAssembly-scriptable SMS automation engine")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine: HTTP API, plugin workers, dispatcher, scheduler.
+    Serve(serve::ServeArgs),
+    /// Send an inbound SMS to a running engine and print the replies.
+    Simulate(simulate::SimulateArgs),
+}
+
+/// Parses the command line and runs it; errors come back as one line.
+pub async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Simulate(args) => simulate::run(args).await,
+    }
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

@@ -1,0 +1,77 @@
+use crate::app::{App, Settings};
+use crate::clock::Clock;
+use crate::deploy::demo::{self, DEMO_NUMBER};
+use anyhow::Context;
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Data directory (SQLite database, compiled plugins) [default: ./switchboard-data]
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL (default: SQLite in the data directory)
+    #[arg(long, env = "SWITCHBOARD_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Settings file (TOML; see README)
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the demo tenant's plugins are found (`*/plugin.toml`)
+    #[arg(long, default_value = "plugins")]
+    plugins_dir: PathBuf,
+    /// Do not create the demo tenant on a fresh data directory
+    #[arg(long)]
+    no_demo: bool,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut settings = match &args.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    if let Some(l) = args.listen {
+        settings.listen = l;
+    }
+    if let Some(d) = args.data_dir {
+        settings.data_dir = d;
+    }
+    if let Some(u) = args.database_url {
+        settings.database_url = Some(u);
+    }
+    let listen = settings.listen;
+    let app = App::start(settings, Clock::system()).await?;
+    if !args.no_demo
+        && let Some(demo) = demo::seed_if_empty(&app, &args.plugins_dir).await?
+    {
+        println!("Created the demo tenant: number {DEMO_NUMBER}, plugins {}.", demo.plugins.join(", "));
+        println!("Its API key (shown once; saved to {}):", demo.key_file.display());
+        println!("  {}", demo.api_key);
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    println!("Switchboard is listening on http://{}", listener.local_addr()?);
+    crate::api::run(app, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,123 @@
+//! The simulator: a carrier that lives in the engine, for demos, tests and
+//! development. It records what it is asked to send, answers with its own
+//! ids, and reports delivery: `delivered` unless the destination is listed
+//! under `outcomes` (e.g. `"+15550009999" = "undelivered:30003"`, or
+//! `"failed:21211"` to refuse at send time, or `"timeout"` to fail
+//! transiently).
+
+use super::{Accepted, Connector, ConnectorError, DeliverySink, OutboundSms};
+use crate::clock::Clock;
+use crate::store::{DeliveryUpdate, MessageStatus};
+use async_trait::async_trait;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatorSettings {
+    /// Destination number → outcome (`delivered`, `undelivered:CODE`,
+    /// `expired`, `failed:CODE`, `timeout`).
+    pub outcomes: HashMap<String, String>,
+}
+
+/// A message the simulator "sent".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimulatedSms {
+    pub provider_id: String,
+    pub message_id: String,
+    pub tenant_id: String,
+    pub from: String,
+    pub to: String,
+    pub body: String,
+}
+
+pub struct Simulator {
+    name: String,
+    settings: SimulatorSettings,
+    sink: DeliverySink,
+    clock: Clock,
+    next_id: AtomicU64,
+    sent: Mutex<Vec<SimulatedSms>>,
+    count: watch::Sender<usize>,
+}
+
+impl Simulator {
+    pub fn new(name: String, settings: SimulatorSettings, sink: DeliverySink, clock: Clock) -> Self {
+        Simulator {
+            name,
+            settings,
+            sink,
+            clock,
+            next_id: AtomicU64::new(1),
+            sent: Mutex::default(),
+            count: watch::channel(0).0,
+        }
+    }
+
+    /// Everything sent so far, in order.
+    pub fn sent(&self) -> Vec<SimulatedSms> {
+        self.sent.lock().expect("simulator lock").clone()
+    }
+
+    /// Waits until at least `n` messages have been sent; returns them all.
+    pub async fn wait_for(&self, n: usize) -> Vec<SimulatedSms> {
+        let mut rx = self.count.subscribe();
+        let _ = rx.wait_for(|count| *count >= n).await;
+        self.sent()
+    }
+}
+
+#[async_trait]
+impl Connector for Simulator {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send(&self, sms: &OutboundSms) -> Result<Accepted, ConnectorError> {
+        let outcome = self.settings.outcomes.get(&sms.to).map(String::as_str).unwrap_or("delivered");
+        let (kind, code) = outcome.split_once(':').unwrap_or((outcome, ""));
+        match kind {
+            "timeout" => {
+                return Err(ConnectorError::Transient { message: "simulated carrier timeout".into(), retry_after: None });
+            }
+            "failed" => {
+                return Err(ConnectorError::Permanent {
+                    code: code.to_string(),
+                    message: "simulated carrier rejection".into(),
+                });
+            }
+            _ => {}
+        }
+        let provider_id = format!("SIM{:010}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        self.sent.lock().expect("simulator lock").push(SimulatedSms {
+            provider_id: provider_id.clone(),
+            message_id: sms.message_id.clone(),
+            tenant_id: sms.tenant_id.clone(),
+            from: sms.from.clone(),
+            to: sms.to.clone(),
+            body: sms.body.clone(),
+        });
+        self.count.send_modify(|n| *n += 1);
+        let status = match kind {
+            "undelivered" => MessageStatus::Undelivered,
+            "expired" => MessageStatus::Expired,
+            _ => MessageStatus::Delivered,
+        };
+        let report = DeliveryUpdate {
+            message_id: sms.message_id.clone(),
+            status,
+            error_code: (!code.is_empty()).then(|| code.to_string()),
+            at: self.clock.now_ms(),
+        };
+        // A real carrier reports after it has answered the send.
+        let sink = self.sink.clone();
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            let _ = sink.send(report);
+        });
+        Ok(Accepted { provider_id })
+    }
+}

@@ -1,0 +1,187 @@
+//! The plugin manifest (`plugin.toml`): identity, triggers, capabilities,
+//! limits and configuration. See `plugins/*/plugin.toml` for examples and
+//! the README's plugin guide for every field.
+
+use crate::limits::PluginLimits;
+use crate::runtime::Capability;
+use crate::store::{RouteKind, RouteRow};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Lower-case letters, digits and dashes; unique within a tenant.
+    pub name: String,
+    /// Any string up to 32 characters; each deploy needs a new one.
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Path of the component, relative to the manifest (CLI and demo only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<PathBuf>,
+    /// Capabilities granted: messaging, kv, timers, config (log and clock
+    /// are always available).
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+    #[serde(default)]
+    pub triggers: Triggers,
+    #[serde(default)]
+    pub limits: PluginLimits,
+    /// Handed to the plugin as JSON through the `config` capability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Triggers {
+    /// First words of inbound messages that route here (case-insensitive).
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Receive inbound messages no keyword matched.
+    #[serde(default)]
+    pub catch_all: bool,
+    /// Business event names accepted by `POST /v1/events/{plugin}`;
+    /// `order.*` matches a prefix, `*` everything.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Receive delivery reports for messages this plugin sent.
+    #[serde(default)]
+    pub delivery: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read manifest {path}: {error}")]
+    Read { path: String, error: String },
+    #[error("invalid manifest: {0}")]
+    Parse(String),
+    #[error("invalid manifest field {field}: {message}")]
+    Field { field: &'static str, message: String },
+}
+
+impl Manifest {
+    pub fn from_toml(text: &str) -> Result<Self, ManifestError> {
+        let m: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse(e.message().to_string()))?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ManifestError::Read { path: path.display().to_string(), error: e.to_string() })?;
+        Self::from_toml(&text)
+    }
+
+    /// The component path, resolved against the manifest's directory.
+    pub fn component_path(&self, manifest_path: &Path) -> Option<PathBuf> {
+        let c = self.component.as_ref()?;
+        Some(manifest_path.parent().unwrap_or(Path::new(".")).join(c))
+    }
+
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        let field = |field, message: &str| Err(ManifestError::Field { field, message: message.to_string() });
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !self.name.starts_with('-');
+        if !name_ok {
+            return field("name", "1 to 64 lower-case letters, digits or dashes");
+        }
+        if self.version.is_empty() || self.version.len() > 32 || self.version.chars().any(char::is_whitespace) {
+            return field("version", "1 to 32 characters without spaces");
+        }
+        for k in &self.triggers.keywords {
+            if k.is_empty() || k.len() > 32 || k.chars().any(char::is_whitespace) {
+                return field("triggers.keywords", "each keyword is one word of 1 to 32 characters");
+            }
+        }
+        for e in &self.triggers.events {
+            if e.is_empty() || e.len() > 128 {
+                return field("triggers.events", "each event pattern is 1 to 128 characters");
+            }
+        }
+        if let Some(c) = &self.config
+            && !c.is_object()
+        {
+            return field("config", "must be a table");
+        }
+        Ok(())
+    }
+
+    pub fn routes(&self) -> Vec<RouteRow> {
+        let t = &self.triggers;
+        let mut routes: Vec<RouteRow> = t
+            .keywords
+            .iter()
+            .map(|k| RouteRow { kind: RouteKind::Keyword, pattern: k.to_uppercase() })
+            .collect();
+        routes.extend(t.events.iter().map(|e| RouteRow { kind: RouteKind::Event, pattern: e.clone() }));
+        if t.catch_all {
+            routes.push(RouteRow { kind: RouteKind::CatchAll, pattern: String::new() });
+        }
+        if t.delivery {
+            routes.push(RouteRow { kind: RouteKind::Delivery, pattern: String::new() });
+        }
+        routes
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("manifest serializes")
+    }
+
+    pub fn config_json(&self) -> String {
+        self.config.as_ref().map_or_else(|| "{}".to_string(), |c| c.to_string())
+    }
+}
+
+/// The routes of a stored manifest (an unreadable one routes nothing).
+pub fn routes_from_json(json: &str) -> Vec<RouteRow> {
+    serde_json::from_str::<Manifest>(json).map(|m| m.routes()).unwrap_or_default()
+}
+
+pub fn limits_from_json(json: &str) -> PluginLimits {
+    serde_json::from_str::<Manifest>(json).map(|m| m.limits).unwrap_or_default()
+}
+
+pub fn capabilities_from_json(json: &str) -> Vec<Capability> {
+    serde_json::from_str::<Manifest>(json).map(|m| m.capabilities).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_manifest() {
+        let m = Manifest::from_toml(
+            r#"
+            name = "keyword-reply"
+            version = "0.1.0"
+            capabilities = ["messaging", "config"]
+            [triggers]
+            keywords = ["hours", "STATUS"]
+            catch_all = true
+            [config]
+            default_reply = "Hi"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(m.capabilities, vec![Capability::Messaging, Capability::Config]);
+        let routes = m.routes();
+        assert!(routes.contains(&RouteRow { kind: RouteKind::Keyword, pattern: "HOURS".into() }));
+        assert!(routes.iter().any(|r| r.kind == RouteKind::CatchAll));
+        assert_eq!(m.config_json(), r#"{"default_reply":"Hi"}"#);
+        assert_eq!(routes_from_json(&m.to_json()), routes);
+    }
+
+    #[test]
+    fn rejects_bad_fields() {
+        assert!(Manifest::from_toml("name = \"Bad Name\"\nversion = \"1\"").is_err());
+        assert!(Manifest::from_toml("name = \"ok\"\nversion = \"1\"\ncapabilities = [\"teleport\"]").is_err());
+        assert!(Manifest::from_toml("name = \"ok\"\nversion = \"1\"\nsurprise = 1").is_err());
+        let err = Manifest::from_toml("name = \"ok\"\nversion = \"1\"\n[triggers]\nkeywords = [\"two words\"]").unwrap_err();
+        assert!(err.to_string().contains("triggers.keywords"), "{err}");
+    }
+}

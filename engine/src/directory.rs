@@ -1,0 +1,155 @@
+//! The in-memory directory: tenants, their numbers, keys' tenants, active
+//! plugins and routes, loaded from the store and swapped whole on change.
+//!
+//! Hot paths (routing an inbound message, authorising a send) read it
+//! without touching the database.
+
+use crate::store::{ApiKeyRow, Database, NumberRow, PluginVersionRow, RouteKind, StoreResult, Tenant};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// A number or sender ID a tenant sends from, and the connector behind it.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    pub address: String,
+    pub connector: String,
+}
+
+/// What the engine needs to know about a tenant on hot paths.
+#[derive(Debug, Clone)]
+pub struct TenantProfile {
+    pub id: String,
+    pub name: String,
+    pub active: bool,
+    /// ISO region used to read numbers given without a country code.
+    pub default_region: Option<String>,
+    pub senders: HashMap<String, Sender>,
+    pub default_sender: Option<String>,
+}
+
+impl TenantProfile {
+    pub fn sender(&self, address: &str) -> Option<&Sender> {
+        if let Some(s) = self.senders.get(address) {
+            return Some(s);
+        }
+        let normalized = crate::phone::normalize(address, self.default_region.as_deref()).ok()?;
+        self.senders.get(&normalized)
+    }
+
+    pub fn default_sender(&self) -> Option<&Sender> {
+        self.default_sender.as_ref().and_then(|a| self.senders.get(a))
+    }
+}
+
+/// A deployed plugin (its active version) as the router sees it.
+#[derive(Debug, Clone)]
+pub struct PluginEntry {
+    pub row: PluginVersionRow,
+    pub keywords: Vec<String>,
+    pub catch_all: bool,
+    pub events: Vec<String>,
+    pub delivery: bool,
+}
+
+impl PluginEntry {
+    /// Whether the plugin subscribes to business event `name` (`*` matches
+    /// all, `order.*` a prefix).
+    pub fn wants_event(&self, name: &str) -> bool {
+        self.events.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => p == name,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct Snapshot {
+    pub tenants: HashMap<String, Arc<TenantProfile>>,
+    /// Receiving number → tenant id.
+    pub numbers: HashMap<String, String>,
+    /// Plugin id → plugin.
+    pub plugins: HashMap<String, Arc<PluginEntry>>,
+    /// (tenant id, plugin name) → plugin id.
+    pub plugin_names: HashMap<(String, String), String>,
+    /// (tenant id, upper-case keyword) → plugin ids.
+    pub keywords: HashMap<(String, String), Vec<String>>,
+    /// Tenant id → catch-all plugin ids.
+    pub catch_all: HashMap<String, Vec<String>>,
+    /// SHA-256 of a key → the key.
+    pub api_keys: HashMap<Vec<u8>, ApiKeyRow>,
+}
+
+#[derive(Default)]
+pub struct Directory {
+    current: RwLock<Arc<Snapshot>>,
+}
+
+impl Directory {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().expect("directory lock").clone()
+    }
+
+    /// Rebuilds the directory from the store.
+    pub async fn reload(&self, db: &dyn Database) -> StoreResult<()> {
+        let tenants = db.list_tenants().await?;
+        let numbers = db.list_numbers().await?;
+        let plugins = db.active_plugins().await?;
+        let mut snapshot = build(tenants, numbers, plugins);
+        snapshot.api_keys = db.list_api_keys().await?.into_iter().map(|k| (k.hash.clone(), k)).collect();
+        *self.current.write().expect("directory lock") = Arc::new(snapshot);
+        Ok(())
+    }
+}
+
+fn build(tenants: Vec<Tenant>, numbers: Vec<NumberRow>, plugins: Vec<PluginVersionRow>) -> Snapshot {
+    let mut snap = Snapshot::default();
+    let mut profiles: HashMap<String, TenantProfile> = tenants
+        .into_iter()
+        .map(|t| {
+            let profile = TenantProfile {
+                id: t.id.clone(),
+                name: t.name,
+                active: t.status == "active",
+                default_region: None,
+                senders: HashMap::new(),
+                default_sender: None,
+            };
+            (t.id, profile)
+        })
+        .collect();
+    for n in numbers {
+        snap.numbers.insert(n.number.clone(), n.tenant_id.clone());
+        if let Some(p) = profiles.get_mut(&n.tenant_id) {
+            if n.is_default || p.default_sender.is_none() {
+                p.default_sender = Some(n.number.clone());
+            }
+            p.senders.insert(n.number.clone(), Sender { address: n.number, connector: n.connector });
+        }
+    }
+    snap.tenants = profiles.into_iter().map(|(id, p)| (id, Arc::new(p))).collect();
+    for row in plugins {
+        let routes = crate::deploy::manifest::routes_from_json(&row.manifest_json);
+        let mut entry = PluginEntry { row, keywords: vec![], catch_all: false, events: vec![], delivery: false };
+        for r in routes {
+            match r.kind {
+                RouteKind::Keyword => entry.keywords.push(r.pattern),
+                RouteKind::CatchAll => entry.catch_all = true,
+                RouteKind::Event => entry.events.push(r.pattern),
+                RouteKind::Delivery => entry.delivery = true,
+            }
+        }
+        let tenant = entry.row.tenant_id.clone();
+        let id = entry.row.plugin_id.clone();
+        snap.plugin_names.insert((tenant.clone(), entry.row.name.clone()), id.clone());
+        if entry.row.status == "active" {
+            for k in &entry.keywords {
+                snap.keywords.entry((tenant.clone(), k.clone())).or_default().push(id.clone());
+            }
+            if entry.catch_all {
+                snap.catch_all.entry(tenant.clone()).or_default().push(id.clone());
+            }
+        }
+        snap.plugins.insert(id, Arc::new(entry));
+    }
+    snap
+}

@@ -1,0 +1,50 @@
+//! Switchboard: a WebAssembly-scriptable SMS automation engine.
+//!
+//! # The event flow
+//!
+//! ```text
+//! carrier webhook / API call / timer
+//!   → persisted event            (pipeline::ingest, scheduler; group commit)
+//!   → router (tenant, keyword)   (pipeline::router over the directory)
+//!   → plugin in a fresh sandbox  (runtime; one module per capability)
+//!   → effects committed with the event (store: sends, kv, timers, event done — one transaction)
+//!   → outbox → connector → carrier      (pipeline::dispatcher, connectors)
+//!   → delivery report → status (+ the plugin's on-delivery)   (pipeline::delivery)
+//! ```
+//!
+//! Every arrow is durable: work exists in the database before anything
+//! acknowledges it, and in-memory queues only carry rows leased to this node.
+//!
+//! # Map
+//!
+//! - [`app`]: settings, the shared [`app::App`], tenant and plugin admin operations.
+//! - [`api`]: the HTTP API (axum). `api::router(app)` for tests, `api::run` to serve.
+//! - [`cli`]: the `switchboard` command (serve, simulate).
+//! - [`runtime`]: the wasmtime host — compile cache, limits, one module per capability
+//!   (`messaging`, `kv`, `timers`, `config`, `log`, `clock`) and their registry.
+//! - [`pipeline`]: ingest, router, workers, group commit, dispatcher, delivery reports, sweeper.
+//! - [`scheduler`]: due timers become events.
+//! - [`connectors`]: carriers behind one trait, listed in one table; the simulator.
+//! - [`store`]: the `Database` trait and its SQLite implementation with migrations.
+//! - [`deploy`]: plugin manifests, validation, the demo tenant.
+//! - [`directory`]: the in-memory view of tenants, numbers, keys, plugins and routes.
+//! - [`limits`]: every limit and its default. [`clock`]: the controllable clock.
+//! - [`sms`]: GSM-7/UCS-2 encoding and segmentation. [`phone`]: E.164 and masking.
+//! - [`secrets`]: API keys (hashed, constant-time). [`ids`]: prefixed, time-ordered ids.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod connectors;
+pub mod deploy;
+pub mod directory;
+pub mod ids;
+pub mod limits;
+pub mod phone;
+pub mod pipeline;
+pub mod runtime;
+pub mod scheduler;
+pub mod secrets;
+pub mod sms;
+pub mod store;

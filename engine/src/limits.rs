@@ -1,0 +1,134 @@
+//! Every limit the engine enforces, in one place, with its default.
+//!
+//! Operators override them in the `[limits]` table of the settings file; a
+//! plugin manifest may ask for less (never more) CPU and memory. Tests lower
+//! them to provoke the limit paths cheaply.
+
+use serde::Deserialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Fuel (roughly, WebAssembly instructions) one invocation may burn.
+    /// Default 500 million: ~0.3 s of CPU, far beyond what a message handler
+    /// needs, small enough that a runaway loop is cut short.
+    pub fuel_per_invocation: u64,
+    /// Wall-clock time one invocation may take, host calls included.
+    /// Default 5 s.
+    pub invocation_timeout_ms: u64,
+    /// Linear memory one instance may grow to. Default 32 MiB.
+    pub memory_bytes: usize,
+    /// Messages one invocation may queue (`messaging.send`). Default 100.
+    pub sends_per_invocation: usize,
+    /// Longest kv key, in bytes. Default 256.
+    pub kv_key_bytes: usize,
+    /// Largest kv value, in bytes. Default 64 KiB.
+    pub kv_value_bytes: usize,
+    /// Most keys one `kv.list-keys` call returns. Default 1000.
+    pub kv_list_max: u32,
+    /// Timers one invocation may schedule or cancel. Default 100.
+    pub timers_per_invocation: usize,
+    /// Largest timer payload, in bytes. Default 16 KiB.
+    pub timer_payload_bytes: usize,
+    /// Log lines one invocation may write; more are dropped. Default 100.
+    pub log_lines_per_invocation: usize,
+    /// Longest log line kept, in bytes; longer ones are cut. Default 2 KiB.
+    pub log_line_bytes: usize,
+    /// Longest SMS body accepted, in characters (about 10 segments of
+    /// UCS-2 text, 16 of GSM-7). Default 1600.
+    pub message_chars: usize,
+    /// Largest HTTP request body. Default 1 MiB.
+    pub http_body_bytes: usize,
+    /// Attempts at one event before it is dead-lettered. Default 5.
+    pub event_max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter. Default 1 s.
+    pub event_retry_base_ms: u64,
+    /// Longest retry delay. Default 5 min.
+    pub event_retry_max_ms: u64,
+    /// Invocations running at once on this node. Default 64.
+    pub concurrent_invocations: usize,
+    /// Sends to connectors in flight at once on this node. Default 256.
+    pub concurrent_sends: usize,
+    /// Attempts at handing one message to its connector. Default 5.
+    pub send_max_attempts: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel_per_invocation: 500_000_000,
+            invocation_timeout_ms: 5_000,
+            memory_bytes: 32 << 20,
+            sends_per_invocation: 100,
+            kv_key_bytes: 256,
+            kv_value_bytes: 64 << 10,
+            kv_list_max: 1000,
+            timers_per_invocation: 100,
+            timer_payload_bytes: 16 << 10,
+            log_lines_per_invocation: 100,
+            log_line_bytes: 2 << 10,
+            message_chars: 1600,
+            http_body_bytes: 1 << 20,
+            event_max_attempts: 5,
+            event_retry_base_ms: 1_000,
+            event_retry_max_ms: 300_000,
+            concurrent_invocations: 64,
+            concurrent_sends: 256,
+            send_max_attempts: 5,
+        }
+    }
+}
+
+impl Limits {
+    pub fn invocation_timeout(&self) -> Duration {
+        Duration::from_millis(self.invocation_timeout_ms)
+    }
+
+    /// Delay before attempt `attempt + 1` of an event (attempt counts from 1):
+    /// exponential from the base, capped, with up to 20 % jitter so retries
+    /// of a burst of failures spread out.
+    pub fn event_retry_delay(&self, attempt: u32) -> Duration {
+        let exp = self
+            .event_retry_base_ms
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
+        let capped = exp.min(self.event_retry_max_ms);
+        let jitter = (capped / 5).max(1);
+        Duration::from_millis(capped + rand::random_range(0..jitter))
+    }
+}
+
+/// Limits a manifest asks for: each value may only lower the operator's.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimits {
+    pub fuel: Option<u64>,
+    pub memory_bytes: Option<usize>,
+    pub timeout_ms: Option<u64>,
+}
+
+/// The limits one invocation of one plugin runs under.
+#[derive(Debug, Clone, Copy)]
+pub struct InvocationLimits {
+    pub fuel: u64,
+    pub memory_bytes: usize,
+    pub timeout: Duration,
+}
+
+impl InvocationLimits {
+    pub fn resolve(operator: &Limits, asked: &PluginLimits) -> Self {
+        InvocationLimits {
+            fuel: asked
+                .fuel
+                .map_or(operator.fuel_per_invocation, |f| f.min(operator.fuel_per_invocation)),
+            memory_bytes: asked
+                .memory_bytes
+                .map_or(operator.memory_bytes, |m| m.min(operator.memory_bytes)),
+            timeout: Duration::from_millis(
+                asked
+                    .timeout_ms
+                    .map_or(operator.invocation_timeout_ms, |t| t.min(operator.invocation_timeout_ms)),
+            ),
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The event pipeline, one direction:
+//!
+//! ```text
+//! ingest ──► events (leased) ──► worker: invoke plugin ──► commit effects with the event
+//!                ▲                                              │
+//!   sweeper ─────┤ retries, orphans                             ▼
+//!   scheduler ───┘ due timers                       outbox ──► dispatcher ──► connector
+//!                                                                  ▲              │
+//!                                        delivery reports ◄────────┴──────────────┘
+//! ```
+//!
+//! Work lives in the database first and in memory second: every queue here
+//! only carries rows already committed and leased to this node, so a crash
+//! loses nothing (the leases lapse, or are released at restart, and the
+//! sweeper claims the rows again).
+
+pub mod batch;
+pub mod delivery;
+pub mod dispatcher;
+pub mod ingest;
+pub mod router;
+pub mod sweeper;
+pub mod worker;
+
+use crate::clock::{Clock, Millis};
+use crate::store::{Database, EventCompletion, CompletionResult, EventRow, Lease, NewInbound, OutboxItem};
+use batch::Batcher;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast, mpsc};
+
+/// How long a node may hold work before others may take it over.
+pub const LEASE: Duration = Duration::from_secs(60);
+/// Rows per group commit at most.
+const MAX_BATCH: usize = 512;
+
+/// What happened in the pipeline, for observers (tests, `--follow`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// An event finished an attempt: `done`, `retry` or `dead`.
+    EventSettled { event_id: String, tenant_id: String, status: &'static str },
+    /// A message reached a new status.
+    MessageStatus { message_id: String, status: String },
+}
+
+/// A queue of leased rows with de-duplication: a row already queued or in
+/// progress here is not queued twice.
+pub struct WorkQueue<T> {
+    tx: mpsc::UnboundedSender<T>,
+    in_flight: Mutex<HashSet<String>>,
+}
+
+impl<T> WorkQueue<T> {
+    fn new() -> (Self, mpsc::UnboundedReceiver<T>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (WorkQueue { tx, in_flight: Mutex::default() }, rx)
+    }
+
+    pub fn push(&self, id: &str, item: T) {
+        let mut in_flight = self.in_flight.lock().expect("queue lock");
+        // A closed queue (an ingest-only node) leaves the row to others.
+        if in_flight.insert(id.to_string()) && self.tx.send(item).is_err() {
+            in_flight.remove(id);
+        }
+    }
+
+    pub fn done(&self, id: &str) {
+        self.in_flight.lock().expect("queue lock").remove(id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.in_flight.lock().expect("queue lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Wakes a loop that sleeps until its next due time.
+#[derive(Default)]
+pub struct Wake {
+    notify: Notify,
+}
+
+impl Wake {
+    pub fn now(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Sleeps until `deadline` on `clock`, or until woken.
+    pub async fn sleep_until(&self, clock: &Clock, deadline: Millis) {
+        tokio::select! {
+            _ = clock.sleep_until(deadline) => {}
+            _ = self.notify.notified() => {}
+        }
+    }
+}
+
+pub struct Pipeline {
+    pub node_id: String,
+    /// Whether this node runs the work it accepts (see `Settings::process_events`).
+    processing: bool,
+    pub events: WorkQueue<EventRow>,
+    pub outbox: WorkQueue<OutboxItem>,
+    pub ingest: Batcher<NewInbound, ()>,
+    pub completions: Batcher<EventCompletion, CompletionResult>,
+    pub deliveries: mpsc::UnboundedSender<crate::store::DeliveryUpdate>,
+    pub sends: mpsc::UnboundedSender<crate::store::SendResult>,
+    pub sweeper: Wake,
+    pub scheduler: Wake,
+    pub notifications: broadcast::Sender<Notification>,
+}
+
+/// The receiving ends, handed to the tasks [`spawn`] starts.
+pub struct Receivers {
+    events: mpsc::UnboundedReceiver<EventRow>,
+    outbox: mpsc::UnboundedReceiver<OutboxItem>,
+    deliveries: mpsc::UnboundedReceiver<crate::store::DeliveryUpdate>,
+    sends: mpsc::UnboundedReceiver<crate::store::SendResult>,
+}
+
+impl Pipeline {
+    pub fn new(db: Arc<dyn Database>, node_id: String, processing: bool) -> (Self, Receivers) {
+        let (events, events_rx) = WorkQueue::new();
+        let (outbox, outbox_rx) = WorkQueue::new();
+        let (deliveries, deliveries_rx) = mpsc::unbounded_channel();
+        let (sends, sends_rx) = mpsc::unbounded_channel();
+        let ingest_db = db.clone();
+        let ingest = Batcher::spawn(MAX_BATCH, move |batch: Vec<NewInbound>| {
+            let db = ingest_db.clone();
+            async move {
+                db.insert_inbound(&batch).await?;
+                Ok(vec![(); batch.len()])
+            }
+        });
+        let completions = Batcher::spawn(MAX_BATCH, move |batch: Vec<EventCompletion>| {
+            let db = db.clone();
+            async move { db.complete_events(&batch).await }
+        });
+        let pipeline = Pipeline {
+            node_id,
+            processing,
+            events,
+            outbox,
+            ingest,
+            completions,
+            deliveries,
+            sends,
+            sweeper: Wake::default(),
+            scheduler: Wake::default(),
+            notifications: broadcast::channel(4096).0,
+        };
+        let receivers = Receivers { events: events_rx, outbox: outbox_rx, deliveries: deliveries_rx, sends: sends_rx };
+        (pipeline, receivers)
+    }
+
+    /// The lease new work is born with: held by this node, or free at once
+    /// on a node that does not process.
+    pub fn lease(&self, clock: &Clock) -> Lease {
+        let until = if self.processing { clock.now_ms() + LEASE.as_millis() as i64 } else { 0 };
+        Lease { owner: self.node_id.clone(), until }
+    }
+
+    pub fn notify(&self, n: Notification) {
+        let _ = self.notifications.send(n);
+    }
+}
+
+/// Starts the pipeline's tasks.
+pub fn spawn(app: Arc<crate::app::App>, rx: Receivers) {
+    tokio::spawn(dispatcher::record_results(app.clone(), rx.sends));
+    tokio::spawn(delivery::run(app.clone(), rx.deliveries));
+    if !app.settings.process_events {
+        return;
+    }
+    tokio::spawn(worker::run(app.clone(), rx.events));
+    tokio::spawn(dispatcher::run(app.clone(), rx.outbox));
+    tokio::spawn(sweeper::run(app.clone()));
+    tokio::spawn(crate::scheduler::run(app));
+}

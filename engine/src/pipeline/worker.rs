@@ -1,0 +1,249 @@
+//! Workers: run each leased event's plugin in a fresh sandbox and commit
+//! the outcome with the event.
+//!
+//! Success commits the buffered effects (sends, kv writes, timers) and
+//! marks the event done in one transaction; failure commits nothing but
+//! the event's retry time (or its dead-lettering) and the invocation
+//! record. A kv conflict re-runs the invocation at once.
+
+use super::Notification;
+use crate::app::App;
+use crate::deploy::manifest;
+use crate::runtime::bindings::{DeliveryReport, DeliveryStatus, InboundMessage};
+use crate::runtime::{Grants, InvocationContext, Trigger};
+use crate::store::{Completion, CompletionResult, EventCompletion, EventKind, EventRow, InvocationRecord, MessageStatus};
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc};
+
+/// Re-runs after kv conflicts before the attempt counts as failed.
+const MAX_CONFLICT_RERUNS: u32 = 20;
+
+pub async fn run(app: Arc<App>, mut events: mpsc::UnboundedReceiver<EventRow>) {
+    let permits = Arc::new(Semaphore::new(app.settings.limits.concurrent_invocations));
+    while let Some(event) = events.recv().await {
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let id = event.id.clone();
+            process(&app, event).await;
+            app.pipeline.events.done(&id);
+            drop(permit);
+        });
+    }
+}
+
+/// Why an event cannot run at all (as opposed to the plugin failing).
+enum Unrunnable {
+    /// Permanent: dead-letter now.
+    Dead(String),
+    /// Transient: retry later.
+    Retry(String),
+}
+
+async fn process(app: &App, event: EventRow) {
+    let mut reruns = 0;
+    loop {
+        let (completion, record) = match attempt(app, &event).await {
+            Ok(done) => done,
+            Err(Unrunnable::Dead(reason)) => (Completion::Failed { error: reason, retry_at: None }, None),
+            Err(Unrunnable::Retry(reason)) => (Completion::Failed { error: reason, retry_at: next_retry(app, &event) }, None),
+        };
+        let retry_at = match &completion {
+            Completion::Failed { retry_at, .. } => Some(*retry_at),
+            Completion::Succeeded(_) => None,
+        };
+        let now = app.clock.now_ms();
+        let record = record.unwrap_or_else(|| InvocationRecord {
+            tenant_id: event.tenant_id.clone(),
+            plugin_id: event.plugin_id.clone(),
+            version_id: String::new(),
+            event_id: event.id.clone(),
+            trigger: event.kind.as_str(),
+            started_at: now,
+            duration_us: 0,
+            fuel_used: 0,
+            memory_peak: 0,
+            outcome: "not_run",
+            error: match &completion {
+                Completion::Failed { error, .. } => Some(error.clone()),
+                Completion::Succeeded(_) => None,
+            },
+            logs: vec![],
+        });
+        let submitted = app
+            .pipeline
+            .completions
+            .submit(EventCompletion {
+                event_id: event.id.clone(),
+                tenant_id: event.tenant_id.clone(),
+                plugin_id: event.plugin_id.clone(),
+                lease_owner: app.pipeline.node_id.clone(),
+                attempt: event.attempts,
+                completion,
+                record,
+                outbox_lease: app.pipeline.lease(&app.clock),
+            })
+            .await;
+        let result = match submitted {
+            Ok(r) => r,
+            Err(e) => {
+                // Nothing was committed: the lease will lapse and the
+                // sweeper will offer the event again.
+                tracing::error!(event_id = %event.id, error = %e, "could not commit an invocation");
+                return;
+            }
+        };
+        match result {
+            CompletionResult::Conflict if reruns < MAX_CONFLICT_RERUNS => {
+                reruns += 1;
+                continue;
+            }
+            CompletionResult::Conflict => {
+                tracing::warn!(event_id = %event.id, "kv conflicts persisted; the lease will lapse and the event retry");
+                return;
+            }
+            CompletionResult::LeaseLost => {
+                tracing::info!(event_id = %event.id, "event was taken over by another worker; outcome discarded");
+                return;
+            }
+            CompletionResult::Committed { outbox, timers_changed } => {
+                for item in outbox {
+                    app.pipeline.outbox.push(&item.message_id.clone(), item);
+                }
+                if timers_changed {
+                    app.pipeline.scheduler.now();
+                }
+                let status = match retry_at {
+                    None => "done",
+                    Some(Some(_)) => {
+                        app.pipeline.sweeper.now();
+                        "retry"
+                    }
+                    Some(None) => "dead",
+                };
+                app.pipeline.notify(Notification::EventSettled {
+                    event_id: event.id.clone(),
+                    tenant_id: event.tenant_id.clone(),
+                    status,
+                });
+                return;
+            }
+        }
+    }
+}
+
+/// When to try a failed event again, or `None` when it has used up its
+/// attempts and goes to the dead letters.
+fn next_retry(app: &App, event: &EventRow) -> Option<i64> {
+    let attempts_made = event.attempts + 1;
+    let limits = &app.settings.limits;
+    (attempts_made < limits.event_max_attempts)
+        .then(|| app.clock.now_ms() + limits.event_retry_delay(attempts_made).as_millis() as i64)
+}
+
+async fn attempt(app: &App, event: &EventRow) -> Result<(Completion, Option<InvocationRecord>), Unrunnable> {
+    let snapshot = app.directory.snapshot();
+    let plugin = snapshot
+        .plugins
+        .get(&event.plugin_id)
+        .ok_or_else(|| Unrunnable::Dead("the plugin is no longer deployed".into()))?
+        .clone();
+    let tenant = snapshot
+        .tenants
+        .get(&event.tenant_id)
+        .ok_or_else(|| Unrunnable::Dead("the tenant no longer exists".into()))?
+        .clone();
+    let row = &plugin.row;
+    let grants = Grants::from_capabilities(&manifest::capabilities_from_json(&row.manifest_json));
+    let loaded = app
+        .runtime
+        .load(
+            &row.version_id,
+            &row.plugin_id,
+            &row.component_hash,
+            grants,
+            &row.config_json,
+            &manifest::limits_from_json(&row.manifest_json),
+        )
+        .await
+        .map_err(|e| Unrunnable::Retry(format!("could not load the plugin: {e}")))?;
+    let trigger = trigger_of(event).map_err(Unrunnable::Dead)?;
+    let in_reply_to = match event.kind {
+        EventKind::Inbound => event.message_id.clone(),
+        _ => None,
+    };
+    let started_at = app.clock.now_ms();
+    let trigger_name = trigger.name();
+    let ctx = InvocationContext { tenant, event_id: event.id.clone(), in_reply_to };
+    let outcome = app.runtime.invoke(&loaded, ctx, trigger).await;
+    let (completion, error, outcome_name) = match outcome.result {
+        Ok(effects) => (Completion::Succeeded(effects), None, "ok"),
+        Err(failure) => {
+            let retry_at = next_retry(app, event);
+            tracing::warn!(event_id = %event.id, plugin = %row.name, attempt = event.attempts + 1, error = %failure, "invocation failed");
+            let error = failure.to_string();
+            (Completion::Failed { error: error.clone(), retry_at }, Some(error), failure.outcome())
+        }
+    };
+    let record = InvocationRecord {
+        tenant_id: event.tenant_id.clone(),
+        plugin_id: event.plugin_id.clone(),
+        version_id: row.version_id.clone(),
+        event_id: event.id.clone(),
+        trigger: trigger_name,
+        started_at,
+        duration_us: outcome.duration.as_micros() as i64,
+        fuel_used: outcome.fuel_used as i64,
+        memory_peak: outcome.memory_peak as i64,
+        outcome: outcome_name,
+        error,
+        logs: outcome.logs,
+    };
+    Ok((completion, Some(record)))
+}
+
+/// Rebuilds the WIT-level trigger from a stored event.
+fn trigger_of(event: &EventRow) -> Result<Trigger, String> {
+    let json = || serde_json::from_str::<serde_json::Value>(&event.payload).map_err(|e| format!("corrupt payload: {e}"));
+    let text = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+    Ok(match event.kind {
+        EventKind::Inbound => {
+            let v = json()?;
+            Trigger::Inbound(InboundMessage {
+                id: text(&v, "id"),
+                from: text(&v, "from"),
+                to: text(&v, "to"),
+                body: text(&v, "body"),
+                received_at: v.get("received_at").and_then(|x| x.as_i64()).unwrap_or(0),
+            })
+        }
+        EventKind::Event => Trigger::Event { name: event.name.clone().unwrap_or_default(), payload: event.payload.clone() },
+        EventKind::Timer => Trigger::Timer { payload: event.payload.clone() },
+        EventKind::Delivery => {
+            let v = json()?;
+            let status = MessageStatus::parse(&text(&v, "status")).ok_or("corrupt delivery status")?;
+            Trigger::Delivery(DeliveryReport {
+                message_id: text(&v, "message_id"),
+                reference: v.get("reference").and_then(|x| x.as_str()).map(str::to_string),
+                to: text(&v, "to"),
+                status: wit_status(status),
+                error_code: v.get("error_code").and_then(|x| x.as_str()).map(str::to_string),
+                at: v.get("at").and_then(|x| x.as_i64()).unwrap_or(0),
+            })
+        }
+    })
+}
+
+fn wit_status(s: MessageStatus) -> DeliveryStatus {
+    match s {
+        MessageStatus::Received | MessageStatus::Queued => DeliveryStatus::Queued,
+        MessageStatus::Scheduled => DeliveryStatus::Scheduled,
+        MessageStatus::Sending => DeliveryStatus::Sending,
+        MessageStatus::Sent => DeliveryStatus::Sent,
+        MessageStatus::Delivered => DeliveryStatus::Delivered,
+        MessageStatus::Undelivered => DeliveryStatus::Undelivered,
+        MessageStatus::Failed => DeliveryStatus::Failed,
+        MessageStatus::Expired => DeliveryStatus::Expired,
+        MessageStatus::Cancelled => DeliveryStatus::Cancelled,
+    }
+}

@@ -1,0 +1,121 @@
+//! The registry of host capabilities: every WIT interface the engine can
+//! link into a plugin, in one table.
+//!
+//! A plugin's manifest grants some of them; only granted ones are linked, so
+//! a component that imports an ungranted capability fails validation at
+//! deploy time and can never call it. `log` and `clock` are harmless and
+//! always linked.
+
+use super::bindings;
+use super::invocation::InvocationState;
+use wasmtime::component::{HasSelf, Linker};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Capability {
+    Messaging,
+    Kv,
+    Timers,
+    Config,
+    Log,
+    Clock,
+}
+
+pub struct CapabilityDef {
+    pub capability: Capability,
+    /// The WIT interface name within `switchboard:plugin`.
+    pub interface: &'static str,
+    /// Whether a manifest must ask for it (otherwise always linked).
+    pub needs_grant: bool,
+    link: fn(&mut Linker<InvocationState>) -> wasmtime::Result<()>,
+}
+
+pub const CAPABILITIES: [CapabilityDef; 6] = [
+    CapabilityDef {
+        capability: Capability::Messaging,
+        interface: "messaging",
+        needs_grant: true,
+        link: |l| bindings::messaging::add_to_linker::<_, HasSelf<_>>(l, |s: &mut InvocationState| &mut s.messaging),
+    },
+    CapabilityDef {
+        capability: Capability::Kv,
+        interface: "kv",
+        needs_grant: true,
+        link: |l| bindings::kv::add_to_linker::<_, HasSelf<_>>(l, |s: &mut InvocationState| &mut s.kv),
+    },
+    CapabilityDef {
+        capability: Capability::Timers,
+        interface: "timers",
+        needs_grant: true,
+        link: |l| bindings::timers::add_to_linker::<_, HasSelf<_>>(l, |s: &mut InvocationState| &mut s.timers),
+    },
+    CapabilityDef {
+        capability: Capability::Config,
+        interface: "config",
+        needs_grant: true,
+        link: |l| bindings::config::add_to_linker::<_, HasSelf<_>>(l, |s: &mut InvocationState| &mut s.config),
+    },
+    CapabilityDef {
+        capability: Capability::Log,
+        interface: "log",
+        needs_grant: false,
+        link: |l| bindings::log::add_to_linker::<_, HasSelf<_>>(l, |s: &mut InvocationState| &mut s.log),
+    },
+    CapabilityDef {
+        capability: Capability::Clock,
+        interface: "clock",
+        needs_grant: false,
+        link: |l| bindings::clock::add_to_linker::<_, HasSelf<_>>(l, |s: &mut InvocationState| &mut s.clock),
+    },
+];
+
+impl Capability {
+    pub fn def(self) -> &'static CapabilityDef {
+        CAPABILITIES.iter().find(|d| d.capability == self).expect("every capability is in the table")
+    }
+
+    pub fn from_interface(name: &str) -> Option<Capability> {
+        CAPABILITIES.iter().find(|d| d.interface == name).map(|d| d.capability)
+    }
+
+    pub fn name(self) -> &'static str {
+        self.def().interface
+    }
+}
+
+/// The set of capabilities linked for one plugin version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Grants(u8);
+
+impl Grants {
+    pub fn from_capabilities(caps: &[Capability]) -> Self {
+        let mut g = Grants(0);
+        for d in CAPABILITIES.iter().filter(|d| !d.needs_grant) {
+            g.0 |= bit(d.capability);
+        }
+        for c in caps {
+            g.0 |= bit(*c);
+        }
+        g
+    }
+
+    pub fn contains(self, c: Capability) -> bool {
+        self.0 & bit(c) != 0
+    }
+
+    /// Links WASI (with the deny-by-default context each invocation gets)
+    /// and the granted capabilities.
+    pub fn linker(self, engine: &wasmtime::Engine) -> wasmtime::Result<Linker<InvocationState>> {
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s: &mut InvocationState| s)?;
+        for d in CAPABILITIES.iter().filter(|d| self.contains(d.capability)) {
+            (d.link)(&mut linker)?;
+        }
+        Ok(linker)
+    }
+}
+
+fn bit(c: Capability) -> u8 {
+    1 << CAPABILITIES.iter().position(|d| d.capability == c).expect("in table")
+}

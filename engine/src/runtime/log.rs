@@ -1,0 +1,54 @@
+//! `log`: plugin log lines, kept with the invocation record (even when the
+//! invocation fails: that is when they matter most).
+
+use super::bindings::log::{self, Level};
+use crate::clock::Clock;
+use crate::store::LogLine;
+
+pub struct LogState {
+    pub(super) clock: Clock,
+    pub(super) max_lines: usize,
+    pub(super) max_bytes: usize,
+    pub(super) lines: Vec<LogLine>,
+    pub(super) dropped: usize,
+}
+
+impl LogState {
+    pub(super) fn push(&mut self, level: &'static str, mut message: String) {
+        if self.lines.len() >= self.max_lines {
+            self.dropped += 1;
+            return;
+        }
+        if message.len() > self.max_bytes {
+            let mut cut = self.max_bytes;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        self.lines.push(LogLine { level, message, at: self.clock.now_ms() });
+    }
+
+    pub(super) fn take(&mut self) -> Vec<LogLine> {
+        if self.dropped > 0 {
+            let note = format!("{} more log lines dropped (limit {})", self.dropped, self.max_lines);
+            self.lines.push(LogLine { level: "warn", message: note, at: self.clock.now_ms() });
+            self.dropped = 0;
+        }
+        std::mem::take(&mut self.lines)
+    }
+}
+
+impl log::Host for LogState {
+    async fn write(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        self.push(level, message);
+        Ok(())
+    }
+}

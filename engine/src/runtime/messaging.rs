@@ -1,0 +1,120 @@
+//! `messaging`: queue SMS from a plugin.
+//!
+//! Every message is checked here, where the plugin can still react: the
+//! recipient must be a valid number, the sender one of the tenant's own
+//! (a plugin can never send as another tenant), the text within limits.
+//! Accepted messages are buffered and queued only when the invocation
+//! commits.
+
+use super::bindings::messaging::{self, OutboundMessage};
+use super::bindings::types::Error;
+use crate::clock::Clock;
+use crate::directory::TenantProfile;
+use crate::ids;
+use crate::phone;
+use crate::sms::encoding::{self, EncodingChoice};
+use crate::store::{Direction, MessageStatus, NewMessage};
+use std::sync::Arc;
+
+pub struct MessagingState {
+    pub(super) tenant: Arc<TenantProfile>,
+    pub(super) plugin_id: String,
+    pub(super) event_id: String,
+    /// The inbound message being answered, when the trigger is one.
+    pub(super) in_reply_to: Option<String>,
+    pub(super) clock: Clock,
+    pub(super) max_sends: usize,
+    pub(super) max_chars: usize,
+    pub(super) sends: Vec<NewMessage>,
+}
+
+impl MessagingState {
+    fn prepare(&self, m: OutboundMessage) -> Result<NewMessage, Error> {
+        let to = phone::normalize(&m.to, self.tenant.default_region.as_deref())
+            .map_err(|e| Error::InvalidArgument(format!("to: {e}")))?;
+        let sender = match &m.from {
+            None => self
+                .tenant
+                .default_sender()
+                .ok_or_else(|| Error::AccessDenied("the tenant has no default number to send from".into()))?,
+            Some(from) => self
+                .tenant
+                .sender(from)
+                .ok_or_else(|| Error::AccessDenied(format!("from: {from:?} is not one of this tenant's numbers")))?,
+        };
+        if m.body.is_empty() {
+            return Err(Error::InvalidArgument("body is empty".into()));
+        }
+        let chars = m.body.chars().count();
+        if chars > self.max_chars {
+            return Err(Error::InvalidArgument(format!(
+                "body is {chars} characters; the limit is {}",
+                self.max_chars
+            )));
+        }
+        let analysis = encoding::analyze(&m.body, EncodingChoice::Auto)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        Ok(NewMessage {
+            id: ids::message_id(),
+            tenant_id: self.tenant.id.clone(),
+            direction: Direction::Outbound,
+            from: sender.address.clone(),
+            to,
+            body: m.body,
+            status: MessageStatus::Queued,
+            segments: analysis.segments as u32,
+            encoding: analysis.encoding.as_str(),
+            reference: m.reference,
+            connector: Some(sender.connector.clone()),
+            plugin_id: Some(self.plugin_id.clone()),
+            event_id: Some(self.event_id.clone()),
+            in_reply_to: self.in_reply_to.clone(),
+            created_at: self.clock.now_ms(),
+        })
+    }
+
+    fn check_quota(&self, adding: usize) -> Result<(), Error> {
+        if self.sends.len() + adding > self.max_sends {
+            return Err(Error::QuotaExceeded(format!(
+                "at most {} messages per invocation",
+                self.max_sends
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl messaging::Host for MessagingState {
+    async fn send(&mut self, message: OutboundMessage) -> wasmtime::Result<Result<String, Error>> {
+        Ok(self.check_quota(1).and_then(|()| self.prepare(message)).map(|m| {
+            let id = m.id.clone();
+            self.sends.push(m);
+            id
+        }))
+    }
+
+    async fn send_many(&mut self, messages: Vec<OutboundMessage>) -> wasmtime::Result<Result<Vec<String>, Error>> {
+        if let Err(e) = self.check_quota(messages.len()) {
+            return Ok(Err(e));
+        }
+        let mut prepared = Vec::with_capacity(messages.len());
+        for (i, m) in messages.into_iter().enumerate() {
+            match self.prepare(m) {
+                Ok(m) => prepared.push(m),
+                Err(e) => return Ok(Err(prefix_error(i, e))),
+            }
+        }
+        let ids = prepared.iter().map(|m| m.id.clone()).collect();
+        self.sends.extend(prepared);
+        Ok(Ok(ids))
+    }
+}
+
+fn prefix_error(index: usize, e: Error) -> Error {
+    match e {
+        Error::AccessDenied(m) => Error::AccessDenied(format!("message {index}: {m}")),
+        Error::QuotaExceeded(m) => Error::QuotaExceeded(format!("message {index}: {m}")),
+        Error::InvalidArgument(m) => Error::InvalidArgument(format!("message {index}: {m}")),
+        Error::Internal(m) => Error::Internal(format!("message {index}: {m}")),
+    }
+}

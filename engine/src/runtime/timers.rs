@@ -1,0 +1,82 @@
+//! `timers`: durable timers that call the plugin's `on-timer` later.
+
+use super::bindings::timers;
+use super::bindings::types::Error;
+use crate::clock::Clock;
+use crate::store::{Database, TimerOp};
+use std::sync::Arc;
+
+pub struct TimersState {
+    pub(super) db: Arc<dyn Database>,
+    pub(super) tenant_id: String,
+    pub(super) plugin_id: String,
+    pub(super) clock: Clock,
+    pub(super) max_ops: usize,
+    pub(super) payload_bytes: usize,
+    pub(super) key_bytes: usize,
+    pub(super) ops: Vec<TimerOp>,
+}
+
+impl TimersState {
+    fn schedule(&mut self, key: String, at: i64, payload: String) -> Result<(), Error> {
+        self.check(&key)?;
+        if payload.len() > self.payload_bytes {
+            return Err(Error::QuotaExceeded(format!(
+                "timer payload is {} bytes; the limit is {}",
+                payload.len(),
+                self.payload_bytes
+            )));
+        }
+        self.ops.push(TimerOp::Schedule { key, due_at: at, payload });
+        Ok(())
+    }
+
+    fn check(&self, key: &str) -> Result<(), Error> {
+        if key.is_empty() || key.len() > self.key_bytes {
+            return Err(Error::InvalidArgument(format!(
+                "timer key must be 1 to {} bytes",
+                self.key_bytes
+            )));
+        }
+        if self.ops.len() >= self.max_ops {
+            return Err(Error::QuotaExceeded(format!(
+                "at most {} timer operations per invocation",
+                self.max_ops
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl timers::Host for TimersState {
+    async fn schedule_at(&mut self, key: String, at: i64, payload: String) -> wasmtime::Result<Result<(), Error>> {
+        Ok(self.schedule(key, at, payload))
+    }
+
+    async fn schedule_after(&mut self, key: String, delay_ms: u64, payload: String) -> wasmtime::Result<Result<(), Error>> {
+        let at = self.clock.now_ms().saturating_add(delay_ms.min(i64::MAX as u64) as i64);
+        Ok(self.schedule(key, at, payload))
+    }
+
+    async fn cancel(&mut self, key: String) -> wasmtime::Result<Result<bool, Error>> {
+        if let Err(e) = self.check(&key) {
+            return Ok(Err(e));
+        }
+        // This invocation's own operations on the key win over the database.
+        let decided_here = self.ops.iter().rev().find_map(|op| match op {
+            TimerOp::Schedule { key: k, .. } if *k == key => Some(true),
+            TimerOp::Cancel { key: k } if *k == key => Some(false),
+            _ => None,
+        });
+        let pending = match decided_here {
+            Some(pending) => pending,
+            None => self
+                .db
+                .timer_pending(&self.tenant_id, &self.plugin_id, &key)
+                .await
+                .map_err(|e| wasmtime::format_err!("timer lookup failed: {e}"))?,
+        };
+        self.ops.push(TimerOp::Cancel { key });
+        Ok(Ok(pending))
+    }
+}

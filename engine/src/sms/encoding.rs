@@ -1,0 +1,291 @@
+//! GSM 03.38 7-bit and UCS-2: which encoding a text needs, how many
+//! segments it takes, and where it splits into concatenated parts.
+//!
+//! Single-part limits: 160 septets (GSM-7) or 70 UTF-16 units (UCS-2).
+//! Concatenated parts carry a 6-byte user data header, leaving 153 septets
+//! or 67 units each. Splitting never separates an escape sequence (GSM-7
+//! extension characters take two septets) or a surrogate pair (UCS-2).
+//!
+//! No maintained crate covers segmentation with these rules, so the tables
+//! live here.
+
+use serde::{Deserialize, Serialize};
+
+/// The GSM 03.38 default alphabet, indexed by code (0x1B is the escape).
+const BASIC: [char; 128] = [
+    '@', '£', '$', '¥', 'è', 'é', 'ù', 'ì', 'ò', 'Ç', '\n', 'Ø', 'ø', '\r', 'Å', 'å', //
+    'Δ', '_', 'Φ', 'Γ', 'Λ', 'Ω', 'Π', 'Ψ', 'Σ', 'Θ', 'Ξ', '\u{1B}', 'Æ', 'æ', 'ß', 'É', //
+    ' ', '!', '"', '#', '¤', '%', '&', '\'', '(', ')', '*', '+', ',', '-', '.', '/', //
+    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', ':', ';', '<', '=', '>', '?', //
+    '¡', 'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M', 'N', 'O', //
+    'P', 'Q', 'R', 'S', 'T', 'U', 'V', 'W', 'X', 'Y', 'Z', 'Ä', 'Ö', 'Ñ', 'Ü', '§', //
+    '¿', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', //
+    'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', 'ä', 'ö', 'ñ', 'ü', 'à', //
+];
+
+/// The extension table: characters sent as ESC + code.
+const EXTENSION: [(char, u8); 10] = [
+    ('\u{0C}', 0x0A),
+    ('^', 0x14),
+    ('{', 0x28),
+    ('}', 0x29),
+    ('\\', 0x2F),
+    ('[', 0x3C),
+    ('~', 0x3D),
+    (']', 0x3E),
+    ('|', 0x40),
+    ('€', 0x65),
+];
+
+const ESCAPE: u8 = 0x1B;
+
+pub const GSM7_SINGLE: usize = 160;
+pub const GSM7_PART: usize = 153;
+pub const UCS2_SINGLE: usize = 70;
+pub const UCS2_PART: usize = 67;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    Gsm7,
+    Ucs2,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Gsm7 => "gsm7",
+            Encoding::Ucs2 => "ucs2",
+        }
+    }
+}
+
+/// What a sender asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingChoice {
+    /// GSM-7 when every character fits, UCS-2 otherwise.
+    #[default]
+    Auto,
+    Gsm7,
+    #[serde(alias = "ucs2")]
+    Unicode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("character {character:?} at position {position} is not in the GSM 03.38 alphabet")]
+pub struct NotGsm7 {
+    pub character: char,
+    pub position: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Analysis {
+    pub encoding: Encoding,
+    /// Septets (GSM-7) or UTF-16 units (UCS-2).
+    pub units: usize,
+    pub segments: usize,
+}
+
+/// Septets `c` takes in GSM-7, if it is representable.
+pub fn gsm7_septets(c: char) -> Option<usize> {
+    if basic_code(c).is_some() {
+        Some(1)
+    } else if extension_code(c).is_some() {
+        Some(2)
+    } else {
+        None
+    }
+}
+
+fn basic_code(c: char) -> Option<u8> {
+    if c == '\u{1B}' {
+        return None;
+    }
+    // ASCII letters and digits sit at their ASCII codes; look those up fast.
+    if c.is_ascii_alphanumeric() || (' '..='#').contains(&c) || ('%'..='?').contains(&c) {
+        return Some(c as u8);
+    }
+    BASIC.iter().position(|&b| b == c).map(|i| i as u8)
+}
+
+fn extension_code(c: char) -> Option<u8> {
+    EXTENSION.iter().find(|(e, _)| *e == c).map(|(_, code)| *code)
+}
+
+/// The first character that GSM-7 cannot carry, if any.
+pub fn first_non_gsm7(text: &str) -> Option<NotGsm7> {
+    text.chars()
+        .enumerate()
+        .find(|(_, c)| gsm7_septets(*c).is_none())
+        .map(|(position, character)| NotGsm7 { character, position })
+}
+
+/// Picks the encoding and counts segments.
+pub fn analyze(text: &str, choice: EncodingChoice) -> Result<Analysis, NotGsm7> {
+    let encoding = match choice {
+        EncodingChoice::Unicode => Encoding::Ucs2,
+        EncodingChoice::Gsm7 => match first_non_gsm7(text) {
+            Some(bad) => return Err(bad),
+            None => Encoding::Gsm7,
+        },
+        EncodingChoice::Auto => {
+            if first_non_gsm7(text).is_none() {
+                Encoding::Gsm7
+            } else {
+                Encoding::Ucs2
+            }
+        }
+    };
+    let parts = split(text, encoding);
+    let units = match encoding {
+        Encoding::Gsm7 => text.chars().map(|c| gsm7_septets(c).unwrap_or(1)).sum(),
+        Encoding::Ucs2 => text.encode_utf16().count(),
+    };
+    Ok(Analysis { encoding, units, segments: parts.len().max(1) })
+}
+
+/// Splits `text` into the parts it is sent as (one part if it fits).
+pub fn split(text: &str, encoding: Encoding) -> Vec<&str> {
+    let (single, part) = match encoding {
+        Encoding::Gsm7 => (GSM7_SINGLE, GSM7_PART),
+        Encoding::Ucs2 => (UCS2_SINGLE, UCS2_PART),
+    };
+    let cost = |c: char| match encoding {
+        Encoding::Gsm7 => gsm7_septets(c).unwrap_or(1),
+        Encoding::Ucs2 => c.len_utf16(),
+    };
+    let total: usize = text.chars().map(cost).sum();
+    if total <= single {
+        return vec![text];
+    }
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut used = 0;
+    for (i, c) in text.char_indices() {
+        let n = cost(c);
+        if used + n > part {
+            parts.push(&text[start..i]);
+            start = i;
+            used = 0;
+        }
+        used += n;
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// GSM-7 codes, one octet per septet (the unpacked form SMPP uses with
+/// `data_coding` 0). Fails on characters outside the alphabet.
+pub fn encode_gsm7(text: &str) -> Result<Vec<u8>, NotGsm7> {
+    let mut out = Vec::with_capacity(text.len());
+    for (position, c) in text.chars().enumerate() {
+        if let Some(code) = basic_code(c) {
+            out.push(code);
+        } else if let Some(code) = extension_code(c) {
+            out.push(ESCAPE);
+            out.push(code);
+        } else {
+            return Err(NotGsm7 { character: c, position });
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes unpacked GSM-7 codes; unknown escapes decode as a space, as the
+/// specification recommends.
+pub fn decode_gsm7(codes: &[u8]) -> String {
+    let mut out = String::with_capacity(codes.len());
+    let mut iter = codes.iter();
+    while let Some(&b) = iter.next() {
+        if b == ESCAPE {
+            let next = iter.next().copied().unwrap_or(0);
+            out.push(EXTENSION.iter().find(|(_, code)| *code == next).map_or(' ', |(c, _)| *c));
+        } else {
+            out.push(BASIC[(b & 0x7F) as usize]);
+        }
+    }
+    out
+}
+
+/// UCS-2 (really UTF-16BE, as carriers accept it for emoji).
+pub fn encode_ucs2(text: &str) -> Vec<u8> {
+    text.encode_utf16().flat_map(u16::to_be_bytes).collect()
+}
+
+pub fn decode_ucs2(bytes: &[u8]) -> String {
+    let units: Vec<u16> = bytes.chunks_exact(2).map(|b| u16::from_be_bytes([b[0], b[1]])).collect();
+    String::from_utf16_lossy(&units)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(text: &str) -> (Encoding, usize) {
+        let r = analyze(text, EncodingChoice::Auto).unwrap();
+        (r.encoding, r.segments)
+    }
+
+    #[test]
+    fn tricky_strings() {
+        let cases: &[(&str, Encoding, usize)] = &[
+            ("", Encoding::Gsm7, 1),
+            ("Hello", Encoding::Gsm7, 1),
+            (&"a".repeat(160), Encoding::Gsm7, 1),
+            (&"a".repeat(161), Encoding::Gsm7, 2),
+            (&"a".repeat(306), Encoding::Gsm7, 2),
+            (&"a".repeat(307), Encoding::Gsm7, 3),
+            // Extension characters count double: 80 euro signs fill one part.
+            (&"€".repeat(80), Encoding::Gsm7, 1),
+            (&"€".repeat(81), Encoding::Gsm7, 2),
+            (&format!("{}{}", "a".repeat(159), "{"), Encoding::Gsm7, 2),
+            ("Café ñ Ä ß", Encoding::Gsm7, 1),
+            ("ç lowercase is not GSM", Encoding::Ucs2, 1),
+            (&"я".repeat(70), Encoding::Ucs2, 1),
+            (&"я".repeat(71), Encoding::Ucs2, 2),
+            (&"я".repeat(134), Encoding::Ucs2, 2),
+            (&"я".repeat(135), Encoding::Ucs2, 3),
+            // An emoji is two UTF-16 units.
+            (&"😀".repeat(35), Encoding::Ucs2, 1),
+            (&"😀".repeat(36), Encoding::Ucs2, 2),
+        ];
+        for (text, enc, segs) in cases {
+            assert_eq!(a(text), (*enc, *segs), "text of {} chars: {:?}", text.chars().count(), &text[..text.len().min(20)]);
+        }
+    }
+
+    #[test]
+    fn splits_never_break_escapes_or_surrogates() {
+        // 152 plain septets then a two-septet char: the escape must move
+        // whole into the next part.
+        let text = format!("{}€{}", "a".repeat(152), "b".repeat(10));
+        let parts = split(&text, Encoding::Gsm7);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0], "a".repeat(152));
+        assert!(parts[1].starts_with('€'));
+
+        // 66 units then an emoji (2 units): the pair moves whole.
+        let text = format!("{}😀{}", "я".repeat(66), "я".repeat(10));
+        let parts = split(&text, Encoding::Ucs2);
+        assert_eq!(parts[0].encode_utf16().count(), 66);
+        assert!(parts[1].starts_with('😀'));
+        assert_eq!(parts.concat(), text);
+    }
+
+    #[test]
+    fn forced_gsm7_rejects_other_characters() {
+        let err = analyze("hi 😀", EncodingChoice::Gsm7).unwrap_err();
+        assert_eq!(err.position, 3);
+        assert_eq!(analyze("hi", EncodingChoice::Unicode).unwrap().encoding, Encoding::Ucs2);
+    }
+
+    #[test]
+    fn gsm7_round_trips() {
+        let text = "@£$¥ Hello {world} €5 ~|^ Ñoño ß\n";
+        let codes = encode_gsm7(text).unwrap();
+        assert_eq!(codes[0], 0x00);
+        assert_eq!(decode_gsm7(&codes), text);
+        assert_eq!(decode_ucs2(&encode_ucs2("😀 я")), "😀 я");
+    }
+}

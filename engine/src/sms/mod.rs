@@ -1,0 +1,3 @@
+//! SMS text rules: GSM 03.38 / UCS-2 encoding and segmentation.
+
+pub mod encoding;

@@ -1,0 +1,128 @@
+//! Durable state: one [`Database`] trait, one implementation per backend.
+//!
+//! Callers hold an `Arc<dyn Database>` and never see SQL. Each backend keeps
+//! its own migrations and typed SQL (`sqlite/`); [`open`] picks the backend
+//! from the URL scheme, in one `match`.
+//!
+//! Work items (events, outbox rows) carry a lease: `lease_owner` names the
+//! node working on them and `lease_until` when others may take them over.
+//! Rows created by a node are born leased to it, so the common path (accept,
+//! then work on it here) needs no claim query; the sweeper claims only what
+//! is due for retry or was orphaned by a crash.
+
+mod models;
+pub mod sqlite;
+
+pub use models::*;
+
+use crate::clock::Millis;
+use async_trait::async_trait;
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
+    UnsupportedUrl(String),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Opens (creating and migrating if needed) the database at `url`.
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Database>> {
+    match url.split_once(':').map(|(scheme, _)| scheme) {
+        Some("sqlite") => Ok(Arc::new(sqlite::SqliteStore::open_url(url).await?)),
+        _ => Err(StoreError::UnsupportedUrl(url.to_string())),
+    }
+}
+
+/// The default database of a data directory.
+pub fn default_url(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("switchboard.db").display())
+}
+
+/// The whole store: one backend implements every part.
+pub trait Database: Tenants + Plugins + Events + Deliveries + Queries + Send + Sync + 'static {}
+impl<T: Tenants + Plugins + Events + Deliveries + Queries + Send + Sync + 'static> Database for T {}
+
+#[async_trait]
+pub trait Tenants {
+    async fn create_tenant(&self, tenant: &NewTenant) -> StoreResult<()>;
+    async fn count_tenants(&self) -> StoreResult<i64>;
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    async fn add_number(&self, number: &NewNumber) -> StoreResult<()>;
+    async fn list_numbers(&self) -> StoreResult<Vec<NumberRow>>;
+    async fn create_api_key(&self, key: &NewApiKeyRow) -> StoreResult<()>;
+    /// Keys that are not revoked.
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRow>>;
+}
+
+#[async_trait]
+pub trait Plugins {
+    /// Stores a component's bytes under their hash (idempotent).
+    async fn put_component(&self, hash: &str, wasm: &[u8]) -> StoreResult<()>;
+    async fn get_component(&self, hash: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Records a new version of a plugin, makes it the active one and
+    /// replaces the plugin's routes, in one transaction.
+    async fn deploy_plugin_version(&self, version: &NewPluginVersion) -> StoreResult<DeployedVersion>;
+    /// Every tenant's active plugins with their active version.
+    async fn active_plugins(&self) -> StoreResult<Vec<PluginVersionRow>>;
+    async fn kv_get(&self, tenant_id: &str, plugin_id: &str, key: &str) -> StoreResult<Option<KvEntry>>;
+    async fn kv_list(&self, tenant_id: &str, plugin_id: &str, prefix: &str, limit: u32) -> StoreResult<Vec<String>>;
+    async fn timer_pending(&self, tenant_id: &str, plugin_id: &str, key: &str) -> StoreResult<bool>;
+    async fn plugin_logs(&self, tenant_id: &str, plugin_id: &str, limit: u32) -> StoreResult<Vec<LogRow>>;
+}
+
+/// Plugin work: accepting it, leasing it, committing its outcome.
+#[async_trait]
+pub trait Events {
+    /// Persists accepted inbound messages and the events routed from them,
+    /// all in one transaction (group commit).
+    async fn insert_inbound(&self, batch: &[NewInbound]) -> StoreResult<()>;
+    /// Persists business events, leased to `lease` (one transaction).
+    async fn insert_events(&self, events: &[NewEvent], lease: &Lease) -> StoreResult<()>;
+    /// Leases up to `limit` events that are due and not leased by a live node.
+    async fn claim_events(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<EventRow>>;
+    /// When the next pending event becomes due, if any is waiting.
+    async fn next_event_due(&self) -> StoreResult<Option<Millis>>;
+    /// Commits the outcomes of invocations, each atomically with its event's
+    /// new state, all in one transaction. Results come back in order.
+    async fn complete_events(&self, completions: &[EventCompletion]) -> StoreResult<Vec<CompletionResult>>;
+    /// Forgets every lease held by `owner` on events and the outbox (a node
+    /// restarting under the same name releases what its previous life held).
+    async fn release_leases(&self, owner: &str) -> StoreResult<()>;
+    /// Turns timers due at `now` into leased events (one transaction).
+    async fn fire_due_timers(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<EventRow>>;
+    async fn next_timer_due(&self) -> StoreResult<Option<Millis>>;
+}
+
+/// The outbound half: outbox, connector results, delivery reports.
+#[async_trait]
+pub trait Deliveries {
+    async fn claim_outbox(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<OutboxItem>>;
+    async fn next_outbox_due(&self) -> StoreResult<Option<Millis>>;
+    async fn record_send_results(&self, results: &[SendResult]) -> StoreResult<()>;
+    /// Applies delivery reports to their messages (status only moves
+    /// forward; every report joins the history) and, for messages whose
+    /// plugin subscribes to delivery reports, inserts its event, leased.
+    async fn record_deliveries(&self, reports: &[DeliveryUpdate], lease: &Lease) -> StoreResult<Vec<EventRow>>;
+}
+
+/// Reads for the API.
+#[async_trait]
+pub trait Queries {
+    async fn get_message(&self, tenant_id: &str, id: &str) -> StoreResult<Option<MessageView>>;
+    async fn list_messages(&self, tenant_id: &str, filter: &MessageFilter) -> StoreResult<Vec<MessageView>>;
+    async fn get_event(&self, tenant_id: &str, id: &str) -> StoreResult<Option<EventView>>;
+    async fn events_for_message(&self, tenant_id: &str, message_id: &str) -> StoreResult<Vec<EventView>>;
+}

@@ -1,0 +1,494 @@
+//! The rows the store reads and writes, shared by every backend.
+
+use crate::clock::Millis;
+use serde::Serialize;
+
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub id: String,
+    pub name: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewNumber {
+    pub number: String,
+    pub tenant_id: String,
+    pub connector: String,
+    pub is_default: bool,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct NumberRow {
+    pub number: String,
+    pub tenant_id: String,
+    pub connector: String,
+    pub is_default: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKeyRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub hash: Vec<u8>,
+    pub prefix: String,
+    pub mode: String,
+    pub label: Option<String>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub hash: Vec<u8>,
+    pub mode: String,
+}
+
+/// One trigger of a plugin version, as the router indexes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRow {
+    pub kind: RouteKind,
+    /// The keyword (upper case) or event-name pattern; empty for other kinds.
+    pub pattern: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteKind {
+    Keyword,
+    CatchAll,
+    Event,
+    Delivery,
+}
+
+impl RouteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Keyword => "keyword",
+            RouteKind::CatchAll => "catch_all",
+            RouteKind::Event => "event",
+            RouteKind::Delivery => "delivery",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "keyword" => RouteKind::Keyword,
+            "catch_all" => RouteKind::CatchAll,
+            "event" => RouteKind::Event,
+            "delivery" => RouteKind::Delivery,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewPluginVersion {
+    pub tenant_id: String,
+    pub name: String,
+    pub version: String,
+    pub component_hash: String,
+    pub manifest_json: String,
+    pub config_json: String,
+    pub routes: Vec<RouteRow>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeployedVersion {
+    pub plugin_id: String,
+    pub version_id: String,
+}
+
+/// A plugin with its active version.
+#[derive(Debug, Clone)]
+pub struct PluginVersionRow {
+    pub plugin_id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub status: String,
+    pub version_id: String,
+    pub version: String,
+    pub component_hash: String,
+    pub manifest_json: String,
+    pub config_json: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "inbound" => Some(Direction::Inbound),
+            "outbound" => Some(Direction::Outbound),
+            _ => None,
+        }
+    }
+}
+
+/// Message states. Outbound: queued (or scheduled) → sending → sent → a
+/// final state. Inbound messages are `received`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageStatus {
+    Received,
+    Queued,
+    Scheduled,
+    Sending,
+    Sent,
+    Delivered,
+    Undelivered,
+    Failed,
+    Expired,
+    Cancelled,
+}
+
+impl MessageStatus {
+    pub const ALL: [MessageStatus; 10] = [
+        MessageStatus::Received,
+        MessageStatus::Queued,
+        MessageStatus::Scheduled,
+        MessageStatus::Sending,
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Undelivered,
+        MessageStatus::Failed,
+        MessageStatus::Expired,
+        MessageStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Received => "received",
+            MessageStatus::Queued => "queued",
+            MessageStatus::Scheduled => "scheduled",
+            MessageStatus::Sending => "sending",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Delivered => "delivered",
+            MessageStatus::Undelivered => "undelivered",
+            MessageStatus::Failed => "failed",
+            MessageStatus::Expired => "expired",
+            MessageStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// How far along its life a message is; a report never moves a message
+    /// to a lower rank (reports can arrive out of order).
+    pub fn rank(self) -> i64 {
+        match self {
+            MessageStatus::Received | MessageStatus::Queued | MessageStatus::Scheduled => 0,
+            MessageStatus::Sending => 1,
+            MessageStatus::Sent => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// A message to persist (inbound as received, outbound as queued).
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub tenant_id: String,
+    pub direction: Direction,
+    pub from: String,
+    pub to: String,
+    pub body: String,
+    pub status: MessageStatus,
+    pub segments: u32,
+    pub encoding: &'static str,
+    pub reference: Option<String>,
+    pub connector: Option<String>,
+    pub plugin_id: Option<String>,
+    pub event_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Inbound,
+    Event,
+    Timer,
+    Delivery,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Inbound => "inbound",
+            EventKind::Event => "event",
+            EventKind::Timer => "timer",
+            EventKind::Delivery => "delivery",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "inbound" => EventKind::Inbound,
+            "event" => EventKind::Event,
+            "timer" => EventKind::Timer,
+            "delivery" => EventKind::Delivery,
+            _ => return None,
+        })
+    }
+}
+
+/// A unit of plugin work: one trigger for one plugin.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub tenant_id: String,
+    pub plugin_id: String,
+    pub kind: EventKind,
+    /// Event name (business events), timer key (timers).
+    pub name: Option<String>,
+    /// JSON document handed to the plugin (shape depends on the kind).
+    pub payload: String,
+    pub message_id: Option<String>,
+    pub run_at: Millis,
+    pub created_at: Millis,
+}
+
+/// An event as claimed for processing.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub plugin_id: String,
+    pub kind: EventKind,
+    pub name: Option<String>,
+    pub payload: String,
+    pub message_id: Option<String>,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub created_at: Millis,
+}
+
+impl NewEvent {
+    pub fn to_row(&self) -> EventRow {
+        EventRow {
+            id: self.id.clone(),
+            tenant_id: self.tenant_id.clone(),
+            plugin_id: self.plugin_id.clone(),
+            kind: self.kind,
+            name: self.name.clone(),
+            payload: self.payload.clone(),
+            message_id: self.message_id.clone(),
+            attempts: 0,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// An accepted inbound message and the events it was routed to.
+#[derive(Debug, Clone)]
+pub struct NewInbound {
+    pub message: NewMessage,
+    pub events: Vec<NewEvent>,
+    /// Who works on the events first (the accepting node).
+    pub lease: Lease,
+}
+
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: String,
+    pub until: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct KvEntry {
+    pub value: Vec<u8>,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum TimerOp {
+    Schedule { key: String, due_at: Millis, payload: String },
+    Cancel { key: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub level: &'static str,
+    pub message: String,
+    pub at: Millis,
+}
+
+/// What a successful invocation asked for, to commit with its event.
+#[derive(Debug, Clone, Default)]
+pub struct Effects {
+    pub sends: Vec<NewMessage>,
+    /// Keys read and the version seen (0: absent). Checked at commit.
+    pub kv_reads: Vec<(String, i64)>,
+    /// Final value per written key; `None` deletes.
+    pub kv_writes: Vec<(String, Option<Vec<u8>>)>,
+    pub timer_ops: Vec<TimerOp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InvocationRecord {
+    pub tenant_id: String,
+    pub plugin_id: String,
+    pub version_id: String,
+    pub event_id: String,
+    pub trigger: &'static str,
+    pub started_at: Millis,
+    pub duration_us: i64,
+    pub fuel_used: i64,
+    pub memory_peak: i64,
+    pub outcome: &'static str,
+    pub error: Option<String>,
+    pub logs: Vec<LogLine>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Completion {
+    Succeeded(Effects),
+    /// Retry at the given time, or dead-letter when `None`.
+    Failed { error: String, retry_at: Option<Millis> },
+}
+
+#[derive(Debug, Clone)]
+pub struct EventCompletion {
+    pub event_id: String,
+    pub tenant_id: String,
+    pub plugin_id: String,
+    pub lease_owner: String,
+    /// The event's attempt count when it was claimed.
+    pub attempt: u32,
+    pub completion: Completion,
+    pub record: InvocationRecord,
+    /// Lease for the outbox rows the completion creates.
+    pub outbox_lease: Lease,
+}
+
+#[derive(Debug, Clone)]
+pub enum CompletionResult {
+    /// Committed; these messages are in the outbox, leased to us.
+    Committed { outbox: Vec<OutboxItem>, timers_changed: bool },
+    /// A key the invocation read changed meanwhile: run it again.
+    Conflict,
+    /// Another node took the event over; its outcome is discarded.
+    LeaseLost,
+}
+
+/// A message waiting to be handed to its connector.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub message_id: String,
+    pub tenant_id: String,
+    pub from: String,
+    pub to: String,
+    pub body: String,
+    pub reference: Option<String>,
+    pub connector: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum SendOutcome {
+    Sent { provider_id: String },
+    Retry { at: Millis, error: String },
+    Failed { error_code: String, error: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct SendResult {
+    pub message_id: String,
+    pub connector: String,
+    pub outcome: SendOutcome,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryUpdate {
+    pub message_id: String,
+    pub status: MessageStatus,
+    pub error_code: Option<String>,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    pub direction: Option<Direction>,
+    pub status: Option<MessageStatus>,
+    pub to: Option<String>,
+    pub from: Option<String>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    pub in_reply_to: Option<String>,
+    /// Only messages with an id below this one (ids sort by time).
+    pub before_id: Option<String>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusEntry {
+    pub status: String,
+    pub at: Millis,
+    pub error_code: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageView {
+    pub id: String,
+    pub direction: String,
+    pub from: String,
+    pub to: String,
+    pub body: String,
+    pub status: String,
+    pub segments: i64,
+    pub encoding: String,
+    pub reference: Option<String>,
+    pub error_code: Option<String>,
+    pub connector: Option<String>,
+    pub provider_id: Option<String>,
+    pub plugin: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub history: Vec<StatusEntry>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventView {
+    pub id: String,
+    pub plugin: String,
+    pub kind: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub message_id: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRow {
+    pub event_id: String,
+    pub level: String,
+    pub message: String,
+    pub at: Millis,
+}

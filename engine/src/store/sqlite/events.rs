@@ -1,0 +1,400 @@
+use super::{INSERT_CHUNK, SqliteStore};
+use crate::clock::Millis;
+use crate::store::*;
+use async_trait::async_trait;
+use sqlx::sqlite::{Sqlite, SqliteRow};
+use sqlx::{QueryBuilder, Row, SqliteConnection};
+
+const EVENT_COLUMNS: &str = "id, tenant_id, plugin_id, kind, name, payload, message_id, attempts, created_at";
+
+fn event_row(r: SqliteRow) -> StoreResult<EventRow> {
+    let kind: String = r.get(3);
+    Ok(EventRow {
+        id: r.get(0),
+        tenant_id: r.get(1),
+        plugin_id: r.get(2),
+        kind: EventKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("event kind {kind:?}")))?,
+        name: r.get(4),
+        payload: r.get(5),
+        message_id: r.get(6),
+        attempts: r.get::<i64, _>(7) as u32,
+        created_at: r.get(8),
+    })
+}
+
+pub(super) async fn insert_messages(conn: &mut SqliteConnection, messages: &[&NewMessage]) -> StoreResult<()> {
+    for chunk in messages.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO messages (id, tenant_id, direction, from_addr, to_addr, body, status, status_rank, segments, \
+             encoding, reference, connector, plugin_id, event_id, in_reply_to, created_at, updated_at) ",
+        );
+        q.push_values(chunk, |mut b, m| {
+            b.push_bind(&m.id)
+                .push_bind(&m.tenant_id)
+                .push_bind(m.direction.as_str())
+                .push_bind(&m.from)
+                .push_bind(&m.to)
+                .push_bind(&m.body)
+                .push_bind(m.status.as_str())
+                .push_bind(m.status.rank())
+                .push_bind(m.segments as i64)
+                .push_bind(m.encoding)
+                .push_bind(&m.reference)
+                .push_bind(&m.connector)
+                .push_bind(&m.plugin_id)
+                .push_bind(&m.event_id)
+                .push_bind(&m.in_reply_to)
+                .push_bind(m.created_at)
+                .push_bind(m.created_at);
+        });
+        q.build().execute(&mut *conn).await?;
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO message_status (message_id, status, at) ");
+        q.push_values(chunk, |mut b, m| {
+            b.push_bind(&m.id).push_bind(m.status.as_str()).push_bind(m.created_at);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn insert_event_rows(conn: &mut SqliteConnection, events: &[&NewEvent], lease: &Lease) -> StoreResult<()> {
+    for chunk in events.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO events (id, tenant_id, plugin_id, kind, name, payload, message_id, status, attempts, run_at, \
+             lease_owner, lease_until, created_at, updated_at) ",
+        );
+        q.push_values(chunk, |mut b, e| {
+            b.push_bind(&e.id)
+                .push_bind(&e.tenant_id)
+                .push_bind(&e.plugin_id)
+                .push_bind(e.kind.as_str())
+                .push_bind(&e.name)
+                .push_bind(&e.payload)
+                .push_bind(&e.message_id)
+                .push_bind("pending")
+                .push_bind(0i64)
+                .push_bind(e.run_at)
+                .push_bind(&lease.owner)
+                .push_bind(lease.until)
+                .push_bind(e.created_at)
+                .push_bind(e.created_at);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn insert_outbox(conn: &mut SqliteConnection, messages: &[NewMessage], lease: &Lease) -> StoreResult<()> {
+    for chunk in messages.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO outbox (message_id, tenant_id, attempts, run_at, lease_owner, lease_until) ");
+        q.push_values(chunk, |mut b, m| {
+            b.push_bind(&m.id)
+                .push_bind(&m.tenant_id)
+                .push_bind(0i64)
+                .push_bind(m.created_at)
+                .push_bind(&lease.owner)
+                .push_bind(lease.until);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn record_invocation(conn: &mut SqliteConnection, r: &InvocationRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO invocations (tenant_id, plugin_id, version_id, event_id, trigger, started_at, duration_us, \
+         fuel_used, memory_peak, outcome, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&r.tenant_id)
+    .bind(&r.plugin_id)
+    .bind(&r.version_id)
+    .bind(&r.event_id)
+    .bind(r.trigger)
+    .bind(r.started_at)
+    .bind(r.duration_us)
+    .bind(r.fuel_used)
+    .bind(r.memory_peak)
+    .bind(r.outcome)
+    .bind(&r.error)
+    .execute(&mut *conn)
+    .await?;
+    if !r.logs.is_empty() {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO plugin_logs (tenant_id, plugin_id, event_id, level, message, at) ");
+        q.push_values(&r.logs, |mut b, l| {
+            b.push_bind(&r.tenant_id)
+                .push_bind(&r.plugin_id)
+                .push_bind(&r.event_id)
+                .push_bind(l.level)
+                .push_bind(&l.message)
+                .push_bind(l.at);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Whether the event is still ours to complete: pending, leased to us, and
+/// at the attempt we ran (a re-claimed copy of the same attempt loses).
+async fn still_ours(conn: &mut SqliteConnection, c: &EventCompletion) -> StoreResult<bool> {
+    let row = sqlx::query("SELECT status, lease_owner, attempts FROM events WHERE id = ?")
+        .bind(&c.event_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match row {
+        Some(r) => {
+            r.get::<String, _>(0) == "pending"
+                && r.get::<Option<String>, _>(1).as_deref() == Some(c.lease_owner.as_str())
+                && r.get::<i64, _>(2) == c.attempt as i64
+        }
+        None => false,
+    })
+}
+
+/// Optimistic concurrency check: every key the invocation read still has
+/// the version it saw.
+async fn reads_still_valid(conn: &mut SqliteConnection, c: &EventCompletion, effects: &Effects) -> StoreResult<bool> {
+    for (key, seen) in &effects.kv_reads {
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM kv WHERE tenant_id = ? AND plugin_id = ? AND key = ?")
+                .bind(&c.tenant_id)
+                .bind(&c.plugin_id)
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if current.unwrap_or(0) != *seen {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+async fn apply_effects(conn: &mut SqliteConnection, c: &EventCompletion, effects: &Effects, now: Millis) -> StoreResult<()> {
+    for (key, value) in &effects.kv_writes {
+        match value {
+            Some(value) => {
+                sqlx::query(
+                    "INSERT INTO kv (tenant_id, plugin_id, key, value, version, updated_at) VALUES (?, ?, ?, ?, 1, ?) \
+                     ON CONFLICT (tenant_id, plugin_id, key) DO UPDATE SET value = excluded.value, \
+                     version = kv.version + 1, updated_at = excluded.updated_at",
+                )
+                .bind(&c.tenant_id)
+                .bind(&c.plugin_id)
+                .bind(key)
+                .bind(value)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM kv WHERE tenant_id = ? AND plugin_id = ? AND key = ?")
+                    .bind(&c.tenant_id)
+                    .bind(&c.plugin_id)
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+    }
+    if !effects.sends.is_empty() {
+        let refs: Vec<&NewMessage> = effects.sends.iter().collect();
+        insert_messages(conn, &refs).await?;
+        insert_outbox(conn, &effects.sends, &c.outbox_lease).await?;
+    }
+    for op in &effects.timer_ops {
+        match op {
+            TimerOp::Schedule { key, due_at, payload } => {
+                sqlx::query(
+                    "INSERT INTO timers (tenant_id, plugin_id, key, due_at, payload, created_at) VALUES (?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (tenant_id, plugin_id, key) DO UPDATE SET due_at = excluded.due_at, \
+                     payload = excluded.payload, created_at = excluded.created_at",
+                )
+                .bind(&c.tenant_id)
+                .bind(&c.plugin_id)
+                .bind(key)
+                .bind(due_at)
+                .bind(payload)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
+            TimerOp::Cancel { key } => {
+                sqlx::query("DELETE FROM timers WHERE tenant_id = ? AND plugin_id = ? AND key = ?")
+                    .bind(&c.tenant_id)
+                    .bind(&c.plugin_id)
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn outbox_items(c: &EventCompletion, effects: &Effects) -> Vec<OutboxItem> {
+    effects
+        .sends
+        .iter()
+        .map(|m| OutboxItem {
+            message_id: m.id.clone(),
+            tenant_id: c.tenant_id.clone(),
+            from: m.from.clone(),
+            to: m.to.clone(),
+            body: m.body.clone(),
+            reference: m.reference.clone(),
+            connector: m.connector.clone().unwrap_or_default(),
+            attempts: 0,
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Events for SqliteStore {
+    async fn insert_inbound(&self, batch: &[NewInbound]) -> StoreResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        let messages: Vec<&NewMessage> = batch.iter().map(|b| &b.message).collect();
+        insert_messages(&mut tx, &messages).await?;
+        // Events of one batch share the accepting node's lease.
+        let events: Vec<&NewEvent> = batch.iter().flat_map(|b| &b.events).collect();
+        if !events.is_empty() {
+            insert_event_rows(&mut tx, &events, &batch[0].lease).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_events(&self, events: &[NewEvent], lease: &Lease) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        let refs: Vec<&NewEvent> = events.iter().collect();
+        insert_event_rows(&mut tx, &refs, lease).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_events(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<EventRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE events SET lease_owner = ?, lease_until = ? WHERE id IN (
+                SELECT id FROM events WHERE status = 'pending' AND run_at <= ?
+                AND (lease_until IS NULL OR lease_until < ?) ORDER BY run_at LIMIT ?)
+             RETURNING {EVENT_COLUMNS}"
+        )))
+        .bind(&lease.owner)
+        .bind(lease.until)
+        .bind(now)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.writer)
+        .await?;
+        rows.into_iter().map(event_row).collect()
+    }
+
+    async fn next_event_due(&self) -> StoreResult<Option<Millis>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(MAX(run_at, COALESCE(lease_until, 0))) FROM events WHERE status = 'pending'",
+        )
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
+    async fn complete_events(&self, completions: &[EventCompletion]) -> StoreResult<Vec<CompletionResult>> {
+        let mut tx = self.writer.begin().await?;
+        let mut results = Vec::with_capacity(completions.len());
+        for c in completions {
+            let now = c.record.started_at + c.record.duration_us / 1000;
+            if !still_ours(&mut tx, c).await? {
+                results.push(CompletionResult::LeaseLost);
+                continue;
+            }
+            match &c.completion {
+                Completion::Succeeded(effects) => {
+                    if !reads_still_valid(&mut tx, c, effects).await? {
+                        results.push(CompletionResult::Conflict);
+                        continue;
+                    }
+                    apply_effects(&mut tx, c, effects, now).await?;
+                    sqlx::query(
+                        "UPDATE events SET status = 'done', attempts = attempts + 1, lease_owner = NULL, \
+                         lease_until = NULL, last_error = NULL, updated_at = ? WHERE id = ?",
+                    )
+                    .bind(now)
+                    .bind(&c.event_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    results.push(CompletionResult::Committed {
+                        outbox: outbox_items(c, effects),
+                        timers_changed: !effects.timer_ops.is_empty(),
+                    });
+                }
+                Completion::Failed { error, retry_at } => {
+                    sqlx::query(
+                        "UPDATE events SET status = ?, attempts = attempts + 1, run_at = COALESCE(?, run_at), \
+                         lease_owner = NULL, lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?",
+                    )
+                    .bind(if retry_at.is_some() { "pending" } else { "dead" })
+                    .bind(retry_at)
+                    .bind(error)
+                    .bind(now)
+                    .bind(&c.event_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    results.push(CompletionResult::Committed { outbox: Vec::new(), timers_changed: false });
+                }
+            }
+            record_invocation(&mut tx, &c.record).await?;
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn release_leases(&self, owner: &str) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE events SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ? AND status = 'pending'")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn fire_due_timers(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<EventRow>> {
+        let mut tx = self.writer.begin().await?;
+        let due = sqlx::query(
+            "DELETE FROM timers WHERE rowid IN (SELECT rowid FROM timers WHERE due_at <= ? ORDER BY due_at LIMIT ?)
+             RETURNING tenant_id, plugin_id, key, due_at, payload",
+        )
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let events: Vec<NewEvent> = due
+            .into_iter()
+            .map(|r| NewEvent {
+                id: crate::ids::event_id(),
+                tenant_id: r.get(0),
+                plugin_id: r.get(1),
+                kind: EventKind::Timer,
+                name: Some(r.get(2)),
+                run_at: r.get(3),
+                payload: r.get(4),
+                message_id: None,
+                created_at: now,
+            })
+            .collect();
+        let refs: Vec<&NewEvent> = events.iter().collect();
+        insert_event_rows(&mut tx, &refs, lease).await?;
+        tx.commit().await?;
+        Ok(events.iter().map(NewEvent::to_row).collect())
+    }
+
+    async fn next_timer_due(&self) -> StoreResult<Option<Millis>> {
+        Ok(sqlx::query_scalar("SELECT MIN(due_at) FROM timers").fetch_one(&self.reader).await?)
+    }
+}

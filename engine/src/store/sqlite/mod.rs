@@ -1,0 +1,65 @@
+//! The SQLite backend: the zero-configuration default for one node.
+//!
+//! WAL journal, `synchronous = FULL` (an acknowledged message survives power
+//! loss). Writes go through one connection (SQLite has one writer anyway;
+//! queuing in the pool beats `SQLITE_BUSY` retries), reads through a small
+//! pool of others. Callers batch writes into few transactions (group
+//! commit): one fsync costs far more than the rows it carries.
+
+mod events;
+mod outbox;
+mod plugins;
+mod queries;
+mod tenants;
+
+use super::{StoreError, StoreResult};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use std::str::FromStr;
+use std::time::Duration;
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open_url(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-16000");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATIONS.run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteStore { writer, reader })
+    }
+}
+
+/// Maps a unique-constraint violation to [`StoreError::Conflict`].
+fn conflict_as(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.to_string()),
+        _ => StoreError::Database(e),
+    }
+}
+
+/// Rows per multi-row INSERT: keeps statements well under SQLite's bound
+/// parameter limit whatever the column count.
+const INSERT_CHUNK: usize = 500;

@@ -1,0 +1,155 @@
+use super::SqliteStore;
+use crate::ids;
+use crate::store::*;
+use async_trait::async_trait;
+use sqlx::Row;
+
+#[async_trait]
+impl Plugins for SqliteStore {
+    async fn put_component(&self, hash: &str, wasm: &[u8]) -> StoreResult<()> {
+        sqlx::query("INSERT INTO components (hash, wasm, created_at) VALUES (?, ?, ?) ON CONFLICT (hash) DO NOTHING")
+            .bind(hash)
+            .bind(wasm)
+            .bind(chrono::Utc::now().timestamp_millis())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_component(&self, hash: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT wasm FROM components WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    async fn deploy_plugin_version(&self, v: &NewPluginVersion) -> StoreResult<DeployedVersion> {
+        let mut tx = self.writer.begin().await?;
+        let existing: Option<String> = sqlx::query_scalar("SELECT id FROM plugins WHERE tenant_id = ? AND name = ?")
+            .bind(&v.tenant_id)
+            .bind(&v.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let plugin_id = match existing {
+            Some(id) => id,
+            None => {
+                let id = ids::new_id("plg");
+                sqlx::query("INSERT INTO plugins (id, tenant_id, name, created_at) VALUES (?, ?, ?, ?)")
+                    .bind(&id)
+                    .bind(&v.tenant_id)
+                    .bind(&v.name)
+                    .bind(v.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
+        };
+        let version_id = ids::new_id("ver");
+        sqlx::query(
+            "INSERT INTO plugin_versions (id, plugin_id, version, component_hash, manifest, config, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&version_id)
+        .bind(&plugin_id)
+        .bind(&v.version)
+        .bind(&v.component_hash)
+        .bind(&v.manifest_json)
+        .bind(&v.config_json)
+        .bind(v.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(super::conflict_as("plugin version"))?;
+        sqlx::query("UPDATE plugins SET active_version_id = ?, status = 'active' WHERE id = ?")
+            .bind(&version_id)
+            .bind(&plugin_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM routes WHERE plugin_id = ?")
+            .bind(&plugin_id)
+            .execute(&mut *tx)
+            .await?;
+        for route in &v.routes {
+            sqlx::query("INSERT OR IGNORE INTO routes (tenant_id, plugin_id, kind, pattern) VALUES (?, ?, ?, ?)")
+                .bind(&v.tenant_id)
+                .bind(&plugin_id)
+                .bind(route.kind.as_str())
+                .bind(&route.pattern)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(DeployedVersion { plugin_id, version_id })
+    }
+
+    async fn active_plugins(&self) -> StoreResult<Vec<PluginVersionRow>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.tenant_id, p.name, p.status, v.id, v.version, v.component_hash, v.manifest, v.config
+             FROM plugins p JOIN plugin_versions v ON v.id = p.active_version_id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PluginVersionRow {
+                plugin_id: r.get(0),
+                tenant_id: r.get(1),
+                name: r.get(2),
+                status: r.get(3),
+                version_id: r.get(4),
+                version: r.get(5),
+                component_hash: r.get(6),
+                manifest_json: r.get(7),
+                config_json: r.get(8),
+            })
+            .collect())
+    }
+
+    async fn kv_get(&self, tenant_id: &str, plugin_id: &str, key: &str) -> StoreResult<Option<KvEntry>> {
+        let row = sqlx::query("SELECT value, version FROM kv WHERE tenant_id = ? AND plugin_id = ? AND key = ?")
+            .bind(tenant_id)
+            .bind(plugin_id)
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| KvEntry { value: r.get(0), version: r.get(1) }))
+    }
+
+    async fn kv_list(&self, tenant_id: &str, plugin_id: &str, prefix: &str, limit: u32) -> StoreResult<Vec<String>> {
+        // Range scan on the primary key: [prefix, prefix + U+10FFFF).
+        let upper = format!("{prefix}\u{10FFFF}");
+        Ok(sqlx::query_scalar(
+            "SELECT key FROM kv WHERE tenant_id = ? AND plugin_id = ? AND key >= ? AND key < ? ORDER BY key LIMIT ?",
+        )
+        .bind(tenant_id)
+        .bind(plugin_id)
+        .bind(prefix)
+        .bind(upper)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn timer_pending(&self, tenant_id: &str, plugin_id: &str, key: &str) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM timers WHERE tenant_id = ? AND plugin_id = ? AND key = ?)")
+            .bind(tenant_id)
+            .bind(plugin_id)
+            .bind(key)
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
+    async fn plugin_logs(&self, tenant_id: &str, plugin_id: &str, limit: u32) -> StoreResult<Vec<LogRow>> {
+        let rows = sqlx::query(
+            "SELECT event_id, level, message, at FROM plugin_logs WHERE tenant_id = ? AND plugin_id = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(tenant_id)
+        .bind(plugin_id)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| LogRow { event_id: r.get(0), level: r.get(1), message: r.get(2), at: r.get(3) })
+            .collect())
+    }
+}

@@ -1,0 +1,95 @@
+//! A plugin that misbehaves on request, to prove the engine contains it.
+//! Each keyword picks a behaviour:
+//!
+//! - `TRAP`: sends a reply and writes kv, then panics (nothing may commit).
+//! - `LOOP`: spins forever (the CPU limit must stop it).
+//! - `BOMB`: allocates until the memory limit stops it.
+//! - `FAIL`: returns an error.
+//! - `COUNT`: increments a kv counter and replies with it.
+//! - `SPAM`: tries to send more than the per-invocation limit; replies with
+//!   the error it got.
+//! - `SPOOF`: tries to send from a number its tenant does not own; replies
+//!   with the error it got.
+//!
+//! - `PEEK`: replies with what the `trap` key holds (it must be nothing).
+//!
+//! The `count` event increments the counter without replying.
+
+use switchboard_sdk::{Event, HostError, InboundMessage, Plugin, Result, export_plugin, kv, messaging};
+
+struct Chaos;
+
+fn describe(e: &HostError) -> String {
+    match e {
+        HostError::AccessDenied(m) => format!("access-denied: {m}"),
+        HostError::QuotaExceeded(m) => format!("quota-exceeded: {m}"),
+        HostError::InvalidArgument(m) => format!("invalid-argument: {m}"),
+        HostError::Internal(m) => format!("internal: {m}"),
+    }
+}
+
+impl Plugin for Chaos {
+    fn on_inbound(message: InboundMessage) -> Result<()> {
+        match message.keyword().as_str() {
+            "TRAP" => {
+                message.reply("this reply must never be sent")?;
+                kv::set("trap", b"written before the trap")?;
+                panic!("deliberate trap after send");
+            }
+            "LOOP" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "BOMB" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![7u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "FAIL" => Err("deliberate failure".into()),
+            "PEEK" => {
+                let value = kv::get("trap")?.map(|v| String::from_utf8_lossy(&v).into_owned());
+                message.reply(format!("trap key: {}", value.as_deref().unwrap_or("absent")))?;
+                Ok(())
+            }
+            "COUNT" => {
+                let n = kv::increment("count", 1)?;
+                message.reply(format!("count {n}"))?;
+                Ok(())
+            }
+            "SPAM" => {
+                let many = (0..1000).map(|i| messaging::Sms::new(&message.from, format!("spam {i}")));
+                let outcome = match messaging::send_many(many) {
+                    Ok(ids) => format!("sent {}", ids.len()),
+                    Err(e) => describe(&e),
+                };
+                message.reply(outcome)?;
+                Ok(())
+            }
+            "SPOOF" => {
+                let outcome = match messaging::Sms::new(&message.from, "spoofed").from("+15559999999").send() {
+                    Ok(_) => "sent as someone else".to_string(),
+                    Err(e) => describe(&e),
+                };
+                message.reply(outcome)?;
+                Ok(())
+            }
+            other => {
+                message.reply(format!("chaos: unknown command {other}"))?;
+                Ok(())
+            }
+        }
+    }
+
+    fn on_event(event: Event) -> Result<()> {
+        if event.name == "count" {
+            kv::increment("count", 1)?;
+        }
+        Ok(())
+    }
+}
+
+export_plugin!(Chaos);

@@ -1,0 +1,15 @@
+//! The plugin's configuration (the `[config]` table of its manifest).
+
+use crate::types::{Error, Result};
+use crate::wit::switchboard::plugin::config as raw;
+use serde::de::DeserializeOwned;
+
+/// The configuration as a JSON document.
+pub fn raw() -> String {
+    raw::get()
+}
+
+/// The configuration deserialized into `T`.
+pub fn get<T: DeserializeOwned>() -> Result<T> {
+    serde_json::from_str(&raw::get()).map_err(|e| Error(format!("plugin configuration: {e}")))
+}
