@@ -59,7 +59,8 @@ impl Default for Settings {
 
 impl Settings {
     pub fn from_file(path: &Path) -> Result<Self, StartError> {
-        let text = std::fs::read_to_string(path).map_err(|e| StartError::Settings(format!("{}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| StartError::Settings(format!("{}: {e}", path.display())))?;
         toml::from_str(&text).map_err(|e| StartError::Settings(format!("{}: {}", path.display(), e.message())))
     }
 
@@ -115,10 +116,8 @@ impl App {
     /// Opens the store, loads the directory, reclaims this node's old work
     /// and starts the pipeline's tasks.
     pub async fn start(settings: Settings, clock: Clock) -> Result<Arc<App>, StartError> {
-        std::fs::create_dir_all(&settings.data_dir).map_err(|e| StartError::DataDir {
-            path: settings.data_dir.display().to_string(),
-            error: e.to_string(),
-        })?;
+        std::fs::create_dir_all(&settings.data_dir)
+            .map_err(|e| StartError::DataDir { path: settings.data_dir.display().to_string(), error: e.to_string() })?;
         let db = store::open(&settings.database_url()).await?;
         let cache_dir = settings.compile_cache_dir.clone().unwrap_or_else(|| settings.data_dir.join("compiled"));
         let runtime = Runtime::new(settings.limits.clone(), cache_dir, db.clone(), clock.clone())?;
@@ -131,6 +130,12 @@ impl App {
         let app = Arc::new(App { settings, db, directory, runtime, clock, connectors, pipeline });
         pipeline::spawn(app.clone(), receivers);
         Ok(app)
+    }
+
+    /// Stops this engine's tasks, letting running work finish (see
+    /// [`Pipeline::shutdown`]).
+    pub async fn shutdown(&self) {
+        self.pipeline.shutdown(std::time::Duration::from_secs(10)).await;
     }
 
     async fn reload(&self) -> Result<(), StoreError> {
@@ -150,11 +155,20 @@ impl App {
         Ok(id)
     }
 
-    pub async fn add_number(&self, tenant_id: &str, number: &str, connector: &str, is_default: bool) -> Result<String, AdminError> {
+    pub async fn add_number(
+        &self,
+        tenant_id: &str,
+        number: &str,
+        connector: &str,
+        is_default: bool,
+    ) -> Result<String, AdminError> {
         let number = phone::normalize(number, None)
             .map_err(|e| AdminError::Invalid { field: "number", message: e.to_string() })?;
         if self.connectors.get(connector).is_none() {
-            return Err(AdminError::Invalid { field: "connector", message: format!("no connector named {connector:?}") });
+            return Err(AdminError::Invalid {
+                field: "connector",
+                message: format!("no connector named {connector:?}"),
+            });
         }
         self.db
             .add_number(&NewNumber {
@@ -170,7 +184,12 @@ impl App {
     }
 
     /// Creates an API key and returns its secret (shown once, stored hashed).
-    pub async fn create_api_key(&self, tenant_id: &str, mode: KeyMode, label: Option<&str>) -> Result<String, AdminError> {
+    pub async fn create_api_key(
+        &self,
+        tenant_id: &str,
+        mode: KeyMode,
+        label: Option<&str>,
+    ) -> Result<String, AdminError> {
         let key = secrets::generate_api_key(mode);
         self.db
             .create_api_key(&NewApiKeyRow {
@@ -187,7 +206,12 @@ impl App {
         Ok(key.secret)
     }
 
-    pub async fn deploy_plugin(&self, tenant_id: &str, manifest: &Manifest, wasm: &[u8]) -> Result<DeployedVersion, DeployError> {
+    pub async fn deploy_plugin(
+        &self,
+        tenant_id: &str,
+        manifest: &Manifest,
+        wasm: &[u8],
+    ) -> Result<DeployedVersion, DeployError> {
         let deployed = deploy::deploy(self.db.as_ref(), &self.runtime, &self.clock, tenant_id, manifest, wasm).await?;
         self.reload().await?;
         Ok(deployed)

@@ -28,12 +28,7 @@ struct ClockInner {
 impl Clock {
     /// The system clock.
     pub fn system() -> Self {
-        Clock {
-            inner: Arc::new(ClockInner {
-                offset_ms: AtomicI64::new(0),
-                shifted: watch::channel(0).0,
-            }),
-        }
+        Clock { inner: Arc::new(ClockInner { offset_ms: AtomicI64::new(0), shifted: watch::channel(0).0 }) }
     }
 
     pub fn now_ms(&self) -> Millis {
@@ -46,9 +41,7 @@ impl Clock {
 
     /// Moves the clock forward (tests, and `switchboard simulate --at`).
     pub fn advance(&self, by: Duration) {
-        self.inner
-            .offset_ms
-            .fetch_add(by.as_millis() as i64, Ordering::Relaxed);
+        self.inner.offset_ms.fetch_add(by.as_millis() as i64, Ordering::Relaxed);
         self.inner.shifted.send_modify(|n| *n += 1);
     }
 

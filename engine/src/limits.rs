@@ -89,9 +89,7 @@ impl Limits {
     /// exponential from the base, capped, with up to 20 % jitter so retries
     /// of a burst of failures spread out.
     pub fn event_retry_delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .event_retry_base_ms
-            .saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
+        let exp = self.event_retry_base_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
         let capped = exp.min(self.event_retry_max_ms);
         let jitter = (capped / 5).max(1);
         Duration::from_millis(capped + rand::random_range(0..jitter))
@@ -118,16 +116,10 @@ pub struct InvocationLimits {
 impl InvocationLimits {
     pub fn resolve(operator: &Limits, asked: &PluginLimits) -> Self {
         InvocationLimits {
-            fuel: asked
-                .fuel
-                .map_or(operator.fuel_per_invocation, |f| f.min(operator.fuel_per_invocation)),
-            memory_bytes: asked
-                .memory_bytes
-                .map_or(operator.memory_bytes, |m| m.min(operator.memory_bytes)),
+            fuel: asked.fuel.map_or(operator.fuel_per_invocation, |f| f.min(operator.fuel_per_invocation)),
+            memory_bytes: asked.memory_bytes.map_or(operator.memory_bytes, |m| m.min(operator.memory_bytes)),
             timeout: Duration::from_millis(
-                asked
-                    .timeout_ms
-                    .map_or(operator.invocation_timeout_ms, |t| t.min(operator.invocation_timeout_ms)),
+                asked.timeout_ms.map_or(operator.invocation_timeout_ms, |t| t.min(operator.invocation_timeout_ms)),
             ),
         }
     }

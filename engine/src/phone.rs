@@ -28,17 +28,15 @@ fn is_plausible(number: &phonenumber::PhoneNumber) -> bool {
         return true;
     }
     let length = number.national().value().to_string().len() as u16;
-    phonenumber::metadata::DATABASE
-        .by_code(&number.code().value())
-        .is_some_and(|metas| {
-            metas.iter().any(|m| {
-                let d = m.descriptors();
-                [d.fixed_line(), d.mobile(), d.toll_free(), d.voip(), d.personal_number()]
-                    .into_iter()
-                    .flatten()
-                    .any(|desc| desc.possible_length().contains(&length))
-            })
+    phonenumber::metadata::DATABASE.by_code(&number.code().value()).is_some_and(|metas| {
+        metas.iter().any(|m| {
+            let d = m.descriptors();
+            [d.fixed_line(), d.mobile(), d.toll_free(), d.voip(), d.personal_number()]
+                .into_iter()
+                .flatten()
+                .any(|desc| desc.possible_length().contains(&length))
         })
+    })
 }
 
 /// A number for logs: country code and last two digits only.

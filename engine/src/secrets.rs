@@ -35,9 +35,8 @@ pub struct NewApiKey {
 
 pub fn generate_api_key(mode: KeyMode) -> NewApiKey {
     let mut rng = rand::rng();
-    let random: String = (0..KEY_RANDOM_CHARS)
-        .map(|_| KEY_ALPHABET[rng.random_range(0..KEY_ALPHABET.len())] as char)
-        .collect();
+    let random: String =
+        (0..KEY_RANDOM_CHARS).map(|_| KEY_ALPHABET[rng.random_range(0..KEY_ALPHABET.len())] as char).collect();
     let secret = format!("sk_{}_{random}", mode.as_str());
     let prefix = secret[..secret.len() - KEY_RANDOM_CHARS + 4].to_string();
     NewApiKey { hash: hash_key(&secret), prefix, secret }

@@ -31,7 +31,9 @@ impl FromRequestParts<Arc<App>> for AuthTenant {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         let Some(key) = presented_key(parts) else {
-            return Err(ApiError::unauthorized("missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"));
+            return Err(ApiError::unauthorized(
+                "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+            ));
         };
         let hash = secrets::hash_key(key);
         let snapshot = app.directory.snapshot();

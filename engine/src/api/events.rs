@@ -56,7 +56,10 @@ pub async fn post(
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "EVENT_NOT_SUBSCRIBED",
-            format!("plugin {plugin:?} does not subscribe to event {:?} (see triggers.events in its manifest)", body.name),
+            format!(
+                "plugin {plugin:?} does not subscribe to event {:?} (see triggers.events in its manifest)",
+                body.name
+            ),
         )
         .with_field("name"));
     }
@@ -72,7 +75,10 @@ pub async fn post(
         run_at: now,
         created_at: now,
     };
-    app.db.insert_events(std::slice::from_ref(&event), &app.pipeline.lease(&app.clock)).await.map_err(ApiError::unavailable)?;
+    app.db
+        .insert_events(std::slice::from_ref(&event), &app.pipeline.lease(&app.clock))
+        .await
+        .map_err(ApiError::unavailable)?;
     let id = event.id.clone();
     app.pipeline.events.push(&id, event.to_row());
     Ok((StatusCode::ACCEPTED, axum::Json(EventAccepted { id, status: "pending" })))

@@ -32,8 +32,17 @@ pub struct InboundAccepted {
     routed: usize,
 }
 
-pub async fn generic(State(app): State<Arc<App>>, Json(body): Json<GenericInbound>) -> Result<axum::Json<InboundAccepted>, ApiError> {
-    let sms = InboundSms { from: body.from, to: body.to, body: body.message, connector: "generic".into(), provider_id: body.id };
+pub async fn generic(
+    State(app): State<Arc<App>>,
+    Json(body): Json<GenericInbound>,
+) -> Result<axum::Json<InboundAccepted>, ApiError> {
+    let sms = InboundSms {
+        from: body.from,
+        to: body.to,
+        body: body.message,
+        connector: "generic".into(),
+        provider_id: body.id,
+    };
     let accepted = ingest::accept(&app, sms).await.map_err(ingest_error)?;
     Ok(axum::Json(InboundAccepted { id: accepted.message_id, status: "received", routed: accepted.event_ids.len() }))
 }

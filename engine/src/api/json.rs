@@ -3,8 +3,8 @@
 
 use super::error::ApiError;
 use axum::extract::{FromRequest, Request};
-use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
@@ -38,7 +38,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
+        let inner_is_syntax = e.inner().is_syntax() || e.inner().is_eof();
+        // A syntax error has no meaningful path ("?").
+        let path = if inner_is_syntax { String::new() } else { e.path().to_string() };
         let inner = e.into_inner();
         let message = inner.to_string();
         // serde names missing and unknown fields in its message only.
@@ -52,7 +54,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             (None, "." | "") => None,
             (None, p) => Some(p.to_string()),
         };
-        let code = if inner.is_syntax() || inner.is_eof() { "INVALID_JSON" } else { "INVALID_FIELD" };
+        let code = if inner_is_syntax { "INVALID_JSON" } else { "INVALID_FIELD" };
         let mut err = ApiError::bad_request(code, format!("invalid request body: {message}"));
         err.field = field;
         err

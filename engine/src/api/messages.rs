@@ -144,9 +144,10 @@ fn time_param(value: &Option<String>, field: &'static str) -> Result<Option<i64>
     value
         .as_deref()
         .map(|v| {
-            chrono::DateTime::parse_from_rfc3339(v)
-                .map(|t| t.timestamp_millis())
-                .map_err(|_| ApiError::bad_request("INVALID_PARAMETER", format!("{field} must be an RFC 3339 time")).with_field(field))
+            chrono::DateTime::parse_from_rfc3339(v).map(|t| t.timestamp_millis()).map_err(|_| {
+                ApiError::bad_request("INVALID_PARAMETER", format!("{field} must be an RFC 3339 time"))
+                    .with_field(field)
+            })
         })
         .transpose()
 }
@@ -168,7 +169,9 @@ pub async fn list(
 ) -> Result<axum::Json<Page>, ApiError> {
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::bad_request("INVALID_PARAMETER", format!("limit must be 1 to {MAX_PAGE}")).with_field("limit"));
+        return Err(
+            ApiError::bad_request("INVALID_PARAMETER", format!("limit must be 1 to {MAX_PAGE}")).with_field("limit")
+        );
     }
     let direction = q
         .direction
@@ -183,8 +186,9 @@ pub async fn list(
         .status
         .as_deref()
         .map(|s| {
-            MessageStatus::parse(s)
-                .ok_or_else(|| ApiError::bad_request("INVALID_PARAMETER", format!("unknown status {s:?}")).with_field("status"))
+            MessageStatus::parse(s).ok_or_else(|| {
+                ApiError::bad_request("INVALID_PARAMETER", format!("unknown status {s:?}")).with_field("status")
+            })
         })
         .transpose()?;
     let filter = MessageFilter {

@@ -43,6 +43,10 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes
 /// the requests in flight.
-pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn run(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await
 }

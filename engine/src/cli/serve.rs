@@ -53,7 +53,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     println!("Switchboard is listening on http://{}", listener.local_addr()?);
-    crate::api::run(app, listener, shutdown_signal()).await?;
+    crate::api::run(app.clone(), listener, shutdown_signal()).await?;
+    app.shutdown().await;
     Ok(())
 }
 

@@ -32,9 +32,14 @@ pub struct SimulateArgs {
 pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let key = match args.api_key {
         Some(k) => k,
-        None => std::fs::read_to_string(args.data_dir.join(DEMO_KEY_FILE))
-            .map(|k| k.trim().to_string())
-            .with_context(|| format!("no API key: pass --api-key or run from the directory holding {}/{DEMO_KEY_FILE}", args.data_dir.display()))?,
+        None => std::fs::read_to_string(args.data_dir.join(DEMO_KEY_FILE)).map(|k| k.trim().to_string()).with_context(
+            || {
+                format!(
+                    "no API key: pass --api-key or run from the directory holding {}/{DEMO_KEY_FILE}",
+                    args.data_dir.display()
+                )
+            },
+        )?,
     };
     let base = args.server.trim_end_matches('/');
     let http = reqwest::Client::new();

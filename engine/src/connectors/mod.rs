@@ -14,7 +14,6 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// A message as a connector sends it.
 #[derive(Debug, Clone)]
@@ -49,7 +48,7 @@ pub trait Connector: Send + Sync {
 }
 
 /// Where connectors deliver the reports they receive.
-pub type DeliverySink = mpsc::UnboundedSender<DeliveryUpdate>;
+pub type DeliverySink = crate::pipeline::Tracked<DeliveryUpdate>;
 
 /// Connector settings, by name, from the `[connectors.NAME]` tables.
 #[derive(Debug, Clone, Deserialize)]
@@ -88,8 +87,7 @@ pub fn build(
 ) -> Result<Connectors, ConnectorSetupError> {
     let mut by_name: HashMap<String, Arc<dyn Connector>> = HashMap::new();
     let mut all = settings.clone();
-    all.entry("simulator".to_string())
-        .or_insert_with(|| ConnectorSettings::Simulator(Default::default()));
+    all.entry("simulator".to_string()).or_insert_with(|| ConnectorSettings::Simulator(Default::default()));
     let mut default_simulator = None;
     for (name, s) in all {
         match s {

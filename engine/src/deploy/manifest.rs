@@ -112,11 +112,8 @@ impl Manifest {
 
     pub fn routes(&self) -> Vec<RouteRow> {
         let t = &self.triggers;
-        let mut routes: Vec<RouteRow> = t
-            .keywords
-            .iter()
-            .map(|k| RouteRow { kind: RouteKind::Keyword, pattern: k.to_uppercase() })
-            .collect();
+        let mut routes: Vec<RouteRow> =
+            t.keywords.iter().map(|k| RouteRow { kind: RouteKind::Keyword, pattern: k.to_uppercase() }).collect();
         routes.extend(t.events.iter().map(|e| RouteRow { kind: RouteKind::Event, pattern: e.clone() }));
         if t.catch_all {
             routes.push(RouteRow { kind: RouteKind::CatchAll, pattern: String::new() });
@@ -181,7 +178,8 @@ mod tests {
         assert!(Manifest::from_toml("name = \"Bad Name\"\nversion = \"1\"").is_err());
         assert!(Manifest::from_toml("name = \"ok\"\nversion = \"1\"\ncapabilities = [\"teleport\"]").is_err());
         assert!(Manifest::from_toml("name = \"ok\"\nversion = \"1\"\nsurprise = 1").is_err());
-        let err = Manifest::from_toml("name = \"ok\"\nversion = \"1\"\n[triggers]\nkeywords = [\"two words\"]").unwrap_err();
+        let err =
+            Manifest::from_toml("name = \"ok\"\nversion = \"1\"\n[triggers]\nkeywords = [\"two words\"]").unwrap_err();
         assert!(err.to_string().contains("triggers.keywords"), "{err}");
     }
 }

@@ -2,13 +2,13 @@
 //! messages whose plugin subscribes to them become `on-delivery` events.
 
 use super::Notification;
+use super::TrackedReceiver;
 use crate::app::App;
 use crate::store::DeliveryUpdate;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
-pub async fn run(app: Arc<App>, mut reports: mpsc::UnboundedReceiver<DeliveryUpdate>) {
+pub async fn run(app: Arc<App>, mut reports: TrackedReceiver<DeliveryUpdate>) {
     let mut batch = Vec::new();
     while reports.recv_many(&mut batch, 512).await > 0 {
         let events = loop {
@@ -20,6 +20,7 @@ pub async fn run(app: Arc<App>, mut reports: mpsc::UnboundedReceiver<DeliveryUpd
                 }
             }
         };
+        reports.committed(batch.len());
         for event in events {
             app.pipeline.events.push(&event.id.clone(), event);
         }

@@ -6,6 +6,7 @@
 //! at-least-once towards the carrier.
 
 use super::Notification;
+use super::TrackedReceiver;
 use crate::app::App;
 use crate::connectors::{ConnectorError, OutboundSms};
 use crate::phone::Masked;
@@ -20,12 +21,14 @@ pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>)
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
         let app = app.clone();
         tokio::spawn(async move {
-            let result = send(&app, &item).await;
-            if let SendOutcome::Retry { .. } = &result.outcome {
-                app.pipeline.sweeper.now();
-            }
-            let _ = app.pipeline.sends.send(result);
-            app.pipeline.outbox.done(&item.message_id);
+            let work = async {
+                let result = send(&app, &item).await;
+                if let SendOutcome::Retry { .. } = &result.outcome {
+                    app.pipeline.sweeper.now();
+                }
+                app.pipeline.sends.send(result);
+            };
+            app.pipeline.outbox.run(&item.message_id, work).await;
             drop(permit);
         });
     }
@@ -64,7 +67,12 @@ async fn send(app: &App, item: &OutboxItem) -> SendResult {
             }
         }
     };
-    SendResult { message_id: item.message_id.clone(), connector: item.connector.clone(), outcome, at: app.clock.now_ms() }
+    SendResult {
+        message_id: item.message_id.clone(),
+        connector: item.connector.clone(),
+        outcome,
+        at: app.clock.now_ms(),
+    }
 }
 
 fn backoff(app: &App, attempt: u32) -> Duration {
@@ -72,7 +80,7 @@ fn backoff(app: &App, attempt: u32) -> Duration {
 }
 
 /// Records connector results in batches (group commit).
-pub async fn record_results(app: Arc<App>, mut results: mpsc::UnboundedReceiver<SendResult>) {
+pub async fn record_results(app: Arc<App>, mut results: TrackedReceiver<SendResult>) {
     let mut batch = Vec::new();
     while results.recv_many(&mut batch, 512).await > 0 {
         loop {
@@ -84,6 +92,7 @@ pub async fn record_results(app: Arc<App>, mut results: mpsc::UnboundedReceiver<
                 }
             }
         }
+        results.committed(batch.len());
         for r in batch.drain(..) {
             let status = match r.outcome {
                 SendOutcome::Sent { .. } => "sent",

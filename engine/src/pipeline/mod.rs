@@ -23,12 +23,15 @@ pub mod sweeper;
 pub mod worker;
 
 use crate::clock::{Clock, Millis};
-use crate::store::{Database, EventCompletion, CompletionResult, EventRow, Lease, NewInbound, OutboxItem};
+use crate::store::{CompletionResult, Database, EventCompletion, EventRow, Lease, NewInbound, OutboxItem};
 use batch::Batcher;
 use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 
 /// How long a node may hold work before others may take it over.
 pub const LEASE: Duration = Duration::from_secs(60);
@@ -49,12 +52,21 @@ pub enum Notification {
 pub struct WorkQueue<T> {
     tx: mpsc::UnboundedSender<T>,
     in_flight: Mutex<HashSet<String>>,
+    running: AtomicUsize,
 }
 
 impl<T> WorkQueue<T> {
     fn new() -> (Self, mpsc::UnboundedReceiver<T>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (WorkQueue { tx, in_flight: Mutex::default() }, rx)
+        (WorkQueue { tx, in_flight: Mutex::default(), running: AtomicUsize::new(0) }, rx)
+    }
+
+    /// Runs `work` on one item, counted as running until it finishes.
+    pub async fn run<F: Future<Output = ()>>(&self, id: &str, work: F) {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        work.await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.done(id);
     }
 
     pub fn push(&self, id: &str, item: T) {
@@ -65,7 +77,7 @@ impl<T> WorkQueue<T> {
         }
     }
 
-    pub fn done(&self, id: &str) {
+    fn done(&self, id: &str) {
         self.in_flight.lock().expect("queue lock").remove(id);
     }
 
@@ -75,6 +87,55 @@ impl<T> WorkQueue<T> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// A channel whose items count as pending until the receiver has
+/// committed them (so shutdown can wait for them).
+pub struct Tracked<T> {
+    tx: mpsc::UnboundedSender<T>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl<T> Clone for Tracked<T> {
+    fn clone(&self) -> Self {
+        Tracked { tx: self.tx.clone(), pending: self.pending.clone() }
+    }
+}
+
+impl<T> Tracked<T> {
+    fn new() -> (Self, TrackedReceiver<T>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        (Tracked { tx, pending: pending.clone() }, TrackedReceiver { rx, pending })
+    }
+
+    pub fn send(&self, item: T) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if self.tx.send(item).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+}
+
+pub struct TrackedReceiver<T> {
+    rx: mpsc::UnboundedReceiver<T>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl<T> TrackedReceiver<T> {
+    /// Waits for at least one item and takes up to `limit`.
+    pub async fn recv_many(&mut self, buf: &mut Vec<T>, limit: usize) -> usize {
+        self.rx.recv_many(buf, limit).await
+    }
+
+    /// Marks `n` received items as committed.
+    pub fn committed(&self, n: usize) {
+        self.pending.fetch_sub(n, Ordering::SeqCst);
     }
 }
 
@@ -106,27 +167,31 @@ pub struct Pipeline {
     pub outbox: WorkQueue<OutboxItem>,
     pub ingest: Batcher<NewInbound, ()>,
     pub completions: Batcher<EventCompletion, CompletionResult>,
-    pub deliveries: mpsc::UnboundedSender<crate::store::DeliveryUpdate>,
-    pub sends: mpsc::UnboundedSender<crate::store::SendResult>,
+    pub deliveries: Tracked<crate::store::DeliveryUpdate>,
+    pub sends: Tracked<crate::store::SendResult>,
     pub sweeper: Wake,
     pub scheduler: Wake,
     pub notifications: broadcast::Sender<Notification>,
+    /// Stops the loops that take new work.
+    intake: CancellationToken,
+    /// Stops the recorders, once nothing is left to record.
+    recorders: CancellationToken,
 }
 
 /// The receiving ends, handed to the tasks [`spawn`] starts.
 pub struct Receivers {
     events: mpsc::UnboundedReceiver<EventRow>,
     outbox: mpsc::UnboundedReceiver<OutboxItem>,
-    deliveries: mpsc::UnboundedReceiver<crate::store::DeliveryUpdate>,
-    sends: mpsc::UnboundedReceiver<crate::store::SendResult>,
+    deliveries: TrackedReceiver<crate::store::DeliveryUpdate>,
+    sends: TrackedReceiver<crate::store::SendResult>,
 }
 
 impl Pipeline {
     pub fn new(db: Arc<dyn Database>, node_id: String, processing: bool) -> (Self, Receivers) {
         let (events, events_rx) = WorkQueue::new();
         let (outbox, outbox_rx) = WorkQueue::new();
-        let (deliveries, deliveries_rx) = mpsc::unbounded_channel();
-        let (sends, sends_rx) = mpsc::unbounded_channel();
+        let (deliveries, deliveries_rx) = Tracked::new();
+        let (sends, sends_rx) = Tracked::new();
         let ingest_db = db.clone();
         let ingest = Batcher::spawn(MAX_BATCH, move |batch: Vec<NewInbound>| {
             let db = ingest_db.clone();
@@ -151,6 +216,8 @@ impl Pipeline {
             sweeper: Wake::default(),
             scheduler: Wake::default(),
             notifications: broadcast::channel(4096).0,
+            intake: CancellationToken::new(),
+            recorders: CancellationToken::new(),
         };
         let receivers = Receivers { events: events_rx, outbox: outbox_rx, deliveries: deliveries_rx, sends: sends_rx };
         (pipeline, receivers)
@@ -166,17 +233,46 @@ impl Pipeline {
     pub fn notify(&self, n: Notification) {
         let _ = self.notifications.send(n);
     }
+
+    /// Stops taking work, lets what is running finish and be recorded (up
+    /// to `grace`), then stops. What is left is durable and leased; a
+    /// restart releases the leases and carries on.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.intake.cancel();
+        let deadline = Instant::now() + grace;
+        let busy = || {
+            self.events.running.load(Ordering::SeqCst) > 0
+                || self.outbox.running.load(Ordering::SeqCst) > 0
+                || self.sends.pending() > 0
+                || self.deliveries.pending() > 0
+        };
+        while busy() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.recorders.cancel();
+    }
+}
+
+fn spawn_until(token: &CancellationToken, task: impl Future<Output = ()> + Send + 'static) {
+    let token = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = token.cancelled() => {}
+            _ = task => {}
+        }
+    });
 }
 
 /// Starts the pipeline's tasks.
 pub fn spawn(app: Arc<crate::app::App>, rx: Receivers) {
-    tokio::spawn(dispatcher::record_results(app.clone(), rx.sends));
-    tokio::spawn(delivery::run(app.clone(), rx.deliveries));
+    let (intake, recorders) = (&app.pipeline.intake, &app.pipeline.recorders);
+    spawn_until(recorders, dispatcher::record_results(app.clone(), rx.sends));
+    spawn_until(recorders, delivery::run(app.clone(), rx.deliveries));
     if !app.settings.process_events {
         return;
     }
-    tokio::spawn(worker::run(app.clone(), rx.events));
-    tokio::spawn(dispatcher::run(app.clone(), rx.outbox));
-    tokio::spawn(sweeper::run(app.clone()));
-    tokio::spawn(crate::scheduler::run(app));
+    spawn_until(intake, worker::run(app.clone(), rx.events));
+    spawn_until(intake, dispatcher::run(app.clone(), rx.outbox));
+    spawn_until(intake, sweeper::run(app.clone()));
+    spawn_until(intake, crate::scheduler::run(app.clone()));
 }

@@ -11,22 +11,37 @@ use crate::app::App;
 use crate::deploy::manifest;
 use crate::runtime::bindings::{DeliveryReport, DeliveryStatus, InboundMessage};
 use crate::runtime::{Grants, InvocationContext, Trigger};
-use crate::store::{Completion, CompletionResult, EventCompletion, EventKind, EventRow, InvocationRecord, MessageStatus};
+use crate::store::{
+    Completion, CompletionResult, EventCompletion, EventKind, EventRow, InvocationRecord, MessageStatus,
+};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc};
 
 /// Re-runs after kv conflicts before the attempt counts as failed.
-const MAX_CONFLICT_RERUNS: u32 = 20;
+const MAX_CONFLICT_RERUNS: u32 = 100;
+
+/// Re-runs after a kv conflict take their plugin's lock, so contending
+/// invocations of one plugin retry one at a time instead of colliding
+/// again (first attempts still run in parallel).
+#[derive(Default)]
+struct RerunLocks(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl RerunLocks {
+    fn of(&self, plugin_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.0.lock().expect("rerun locks").entry(plugin_id.to_string()).or_default().clone()
+    }
+}
 
 pub async fn run(app: Arc<App>, mut events: mpsc::UnboundedReceiver<EventRow>) {
     let permits = Arc::new(Semaphore::new(app.settings.limits.concurrent_invocations));
+    let reruns = Arc::new(RerunLocks::default());
     while let Some(event) = events.recv().await {
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
-        let app = app.clone();
+        let (app, reruns) = (app.clone(), reruns.clone());
         tokio::spawn(async move {
             let id = event.id.clone();
-            process(&app, event).await;
-            app.pipeline.events.done(&id);
+            app.pipeline.events.run(&id, process(&app, &reruns, event)).await;
             drop(permit);
         });
     }
@@ -40,13 +55,21 @@ enum Unrunnable {
     Retry(String),
 }
 
-async fn process(app: &App, event: EventRow) {
+async fn process(app: &App, locks: &RerunLocks, event: EventRow) {
     let mut reruns = 0;
+    let mut rerun_lock = None;
     loop {
-        let (completion, record) = match attempt(app, &event).await {
+        let outcome = if reruns >= MAX_CONFLICT_RERUNS {
+            Err(Unrunnable::Retry(format!("kv conflicts persisted over {reruns} re-runs")))
+        } else {
+            attempt(app, &event).await
+        };
+        let (completion, record) = match outcome {
             Ok(done) => done,
             Err(Unrunnable::Dead(reason)) => (Completion::Failed { error: reason, retry_at: None }, None),
-            Err(Unrunnable::Retry(reason)) => (Completion::Failed { error: reason, retry_at: next_retry(app, &event) }, None),
+            Err(Unrunnable::Retry(reason)) => {
+                (Completion::Failed { error: reason, retry_at: next_retry(app, &event) }, None)
+            }
         };
         let retry_at = match &completion {
             Completion::Failed { retry_at, .. } => Some(*retry_at),
@@ -94,13 +117,12 @@ async fn process(app: &App, event: EventRow) {
             }
         };
         match result {
-            CompletionResult::Conflict if reruns < MAX_CONFLICT_RERUNS => {
-                reruns += 1;
-                continue;
-            }
             CompletionResult::Conflict => {
-                tracing::warn!(event_id = %event.id, "kv conflicts persisted; the lease will lapse and the event retry");
-                return;
+                reruns += 1;
+                if rerun_lock.is_none() {
+                    rerun_lock = Some(locks.of(&event.plugin_id).lock_owned().await);
+                }
+                continue;
             }
             CompletionResult::LeaseLost => {
                 tracing::info!(event_id = %event.id, "event was taken over by another worker; outcome discarded");
@@ -204,7 +226,8 @@ async fn attempt(app: &App, event: &EventRow) -> Result<(Completion, Option<Invo
 
 /// Rebuilds the WIT-level trigger from a stored event.
 fn trigger_of(event: &EventRow) -> Result<Trigger, String> {
-    let json = || serde_json::from_str::<serde_json::Value>(&event.payload).map_err(|e| format!("corrupt payload: {e}"));
+    let json =
+        || serde_json::from_str::<serde_json::Value>(&event.payload).map_err(|e| format!("corrupt payload: {e}"));
     let text = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
     Ok(match event.kind {
         EventKind::Inbound => {
@@ -217,7 +240,9 @@ fn trigger_of(event: &EventRow) -> Result<Trigger, String> {
                 received_at: v.get("received_at").and_then(|x| x.as_i64()).unwrap_or(0),
             })
         }
-        EventKind::Event => Trigger::Event { name: event.name.clone().unwrap_or_default(), payload: event.payload.clone() },
+        EventKind::Event => {
+            Trigger::Event { name: event.name.clone().unwrap_or_default(), payload: event.payload.clone() }
+        }
         EventKind::Timer => Trigger::Timer { payload: event.payload.clone() },
         EventKind::Delivery => {
             let v = json()?;

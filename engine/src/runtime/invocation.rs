@@ -2,7 +2,9 @@
 //! under CPU, memory and time limits, and the buffered effects collected.
 
 use super::bindings::{self, DeliveryReport, InboundMessage};
-use super::{clock::ClockState, config::ConfigState, kv::KvState, log::LogState, messaging::MessagingState, timers::TimersState};
+use super::{
+    clock::ClockState, config::ConfigState, kv::KvState, log::LogState, messaging::MessagingState, timers::TimersState,
+};
 use crate::store::{Effects, LogLine};
 use std::time::Duration;
 use wasmtime::component::ResourceTable;

@@ -47,13 +47,10 @@ impl MessagingState {
         }
         let chars = m.body.chars().count();
         if chars > self.max_chars {
-            return Err(Error::InvalidArgument(format!(
-                "body is {chars} characters; the limit is {}",
-                self.max_chars
-            )));
+            return Err(Error::InvalidArgument(format!("body is {chars} characters; the limit is {}", self.max_chars)));
         }
-        let analysis = encoding::analyze(&m.body, EncodingChoice::Auto)
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let analysis =
+            encoding::analyze(&m.body, EncodingChoice::Auto).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         Ok(NewMessage {
             id: ids::message_id(),
             tenant_id: self.tenant.id.clone(),
@@ -75,10 +72,7 @@ impl MessagingState {
 
     fn check_quota(&self, adding: usize) -> Result<(), Error> {
         if self.sends.len() + adding > self.max_sends {
-            return Err(Error::QuotaExceeded(format!(
-                "at most {} messages per invocation",
-                self.max_sends
-            )));
+            return Err(Error::QuotaExceeded(format!("at most {} messages per invocation", self.max_sends)));
         }
         Ok(())
     }

@@ -261,9 +261,7 @@ impl Runtime {
 
     fn prepare(&self, component: &Component, grants: Grants) -> Result<PluginPre<InvocationState>, RuntimeError> {
         let linker = self.linker(grants)?;
-        let pre = linker
-            .instantiate_pre(component)
-            .map_err(|e| RuntimeError::UnknownImport(format!("{e:#}")))?;
+        let pre = linker.instantiate_pre(component).map_err(|e| RuntimeError::UnknownImport(format!("{e:#}")))?;
         PluginPre::new(pre).map_err(|e| RuntimeError::WrongExports(format!("{e:#}")))
     }
 
@@ -353,7 +351,8 @@ impl Runtime {
         store.set_epoch_deadline(1);
 
         // Host calls are not interrupted by epochs; bound the whole call too.
-        let call = tokio::time::timeout(limits.timeout + Duration::from_secs(1), run(&plugin.pre, &mut store, trigger)).await;
+        let call =
+            tokio::time::timeout(limits.timeout + Duration::from_secs(1), run(&plugin.pre, &mut store, trigger)).await;
         let result = match call {
             Err(_) => Err(InvocationFailure::Timeout(limits.timeout)),
             Ok(Ok(Ok(()))) => Ok(store.data_mut().take_effects()),

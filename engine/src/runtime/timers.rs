@@ -33,16 +33,10 @@ impl TimersState {
 
     fn check(&self, key: &str) -> Result<(), Error> {
         if key.is_empty() || key.len() > self.key_bytes {
-            return Err(Error::InvalidArgument(format!(
-                "timer key must be 1 to {} bytes",
-                self.key_bytes
-            )));
+            return Err(Error::InvalidArgument(format!("timer key must be 1 to {} bytes", self.key_bytes)));
         }
         if self.ops.len() >= self.max_ops {
-            return Err(Error::QuotaExceeded(format!(
-                "at most {} timer operations per invocation",
-                self.max_ops
-            )));
+            return Err(Error::QuotaExceeded(format!("at most {} timer operations per invocation", self.max_ops)));
         }
         Ok(())
     }
@@ -53,7 +47,12 @@ impl timers::Host for TimersState {
         Ok(self.schedule(key, at, payload))
     }
 
-    async fn schedule_after(&mut self, key: String, delay_ms: u64, payload: String) -> wasmtime::Result<Result<(), Error>> {
+    async fn schedule_after(
+        &mut self,
+        key: String,
+        delay_ms: u64,
+        payload: String,
+    ) -> wasmtime::Result<Result<(), Error>> {
         let at = self.clock.now_ms().saturating_add(delay_ms.min(i64::MAX as u64) as i64);
         Ok(self.schedule(key, at, payload))
     }

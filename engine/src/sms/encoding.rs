@@ -251,7 +251,13 @@ mod tests {
             (&"😀".repeat(36), Encoding::Ucs2, 2),
         ];
         for (text, enc, segs) in cases {
-            assert_eq!(a(text), (*enc, *segs), "text of {} chars: {:?}", text.chars().count(), &text[..text.len().min(20)]);
+            assert_eq!(
+                a(text),
+                (*enc, *segs),
+                "text of {} chars: {:?}",
+                text.chars().count(),
+                &text[..text.len().min(20)]
+            );
         }
     }
 

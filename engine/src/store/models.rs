@@ -365,7 +365,10 @@ pub struct InvocationRecord {
 pub enum Completion {
     Succeeded(Effects),
     /// Retry at the given time, or dead-letter when `None`.
-    Failed { error: String, retry_at: Option<Millis> },
+    Failed {
+        error: String,
+        retry_at: Option<Millis>,
+    },
 }
 
 #[derive(Debug, Clone)]

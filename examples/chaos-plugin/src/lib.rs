@@ -11,11 +11,16 @@
 //! - `SPOOF`: tries to send from a number its tenant does not own; replies
 //!   with the error it got.
 //!
+//! - `FRESH`: bumps a global counter and replies with it: always 1 when
+//!   every event gets a fresh instance.
 //! - `PEEK`: replies with what the `trap` key holds (it must be nothing).
 //!
 //! The `count` event increments the counter without replying.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use switchboard_sdk::{Event, HostError, InboundMessage, Plugin, Result, export_plugin, kv, messaging};
+
+static INVOCATIONS_IN_THIS_INSTANCE: AtomicU32 = AtomicU32::new(0);
 
 struct Chaos;
 
@@ -50,6 +55,11 @@ impl Plugin for Chaos {
                 }
             }
             "FAIL" => Err("deliberate failure".into()),
+            "FRESH" => {
+                let n = INVOCATIONS_IN_THIS_INSTANCE.fetch_add(1, Ordering::SeqCst) + 1;
+                message.reply(format!("instance call {n}"))?;
+                Ok(())
+            }
             "PEEK" => {
                 let value = kv::get("trap")?.map(|v| String::from_utf8_lossy(&v).into_owned());
                 message.reply(format!("trap key: {}", value.as_deref().unwrap_or("absent")))?;

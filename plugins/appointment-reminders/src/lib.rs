@@ -13,7 +13,9 @@ mod schedule;
 
 use schedule::{Appointment, Reminder, render};
 use serde::Deserialize;
-use switchboard_sdk::{Event, InboundMessage, Plugin, Result, clock, config, export_plugin, kv, log, messaging, timers};
+use switchboard_sdk::{
+    Event, InboundMessage, Plugin, Result, clock, config, export_plugin, kv, log, messaging, timers,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(default)]
@@ -28,7 +30,8 @@ struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            reminder_24h: "Reminder: you see {doctor} tomorrow, {date} at {time}. Reply C to confirm or R to reschedule.".into(),
+            reminder_24h:
+                "Reminder: you see {doctor} tomorrow, {date} at {time}. Reply C to confirm or R to reschedule.".into(),
             reminder_2h: "Reminder: you see {doctor} today at {time}. Reply C to confirm or R to reschedule.".into(),
             confirmed: "Thanks, your appointment with {doctor} on {date} at {time} is confirmed.".into(),
             reschedule: "We'll contact you to reschedule your appointment with {doctor} on {date}.".into(),

@@ -44,7 +44,8 @@ mod tests {
 
     #[test]
     fn picks_reply_case_insensitively_with_default() {
-        let config: Config = serde_json::from_str(r#"{"replies":{"Hours":"9-5"},"default_reply":"Try HOURS"}"#).unwrap();
+        let config: Config =
+            serde_json::from_str(r#"{"replies":{"Hours":"9-5"},"default_reply":"Try HOURS"}"#).unwrap();
         assert_eq!(choose_reply(&config, "HOURS"), Some("9-5"));
         assert_eq!(choose_reply(&config, "WHAT"), Some("Try HOURS"));
         let silent: Config = serde_json::from_str(r#"{"replies":{}}"#).unwrap();

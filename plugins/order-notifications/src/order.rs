@@ -113,7 +113,8 @@ mod tests {
 
     #[test]
     fn later_events_keep_earlier_details() {
-        let created = Order::merge(None, event(r#"{"id":"42","phone":"+1555","items":["Mug"],"total":"EUR 5"}"#), "created", 1);
+        let created =
+            Order::merge(None, event(r#"{"id":"42","phone":"+1555","items":["Mug"],"total":"EUR 5"}"#), "created", 1);
         let shipped = Order::merge(
             Some(created),
             event(r#"{"id":"42","phone":"+1555","tracking_url":"https://t.example/42"}"#),

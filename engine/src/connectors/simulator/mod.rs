@@ -81,7 +81,10 @@ impl Connector for Simulator {
         let (kind, code) = outcome.split_once(':').unwrap_or((outcome, ""));
         match kind {
             "timeout" => {
-                return Err(ConnectorError::Transient { message: "simulated carrier timeout".into(), retry_after: None });
+                return Err(ConnectorError::Transient {
+                    message: "simulated carrier timeout".into(),
+                    retry_after: None,
+                });
             }
             "failed" => {
                 return Err(ConnectorError::Permanent {
@@ -116,7 +119,7 @@ impl Connector for Simulator {
         let sink = self.sink.clone();
         tokio::spawn(async move {
             tokio::task::yield_now().await;
-            let _ = sink.send(report);
+            sink.send(report);
         });
         Ok(Accepted { provider_id })
     }

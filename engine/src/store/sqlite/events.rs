@@ -57,7 +57,11 @@ pub(super) async fn insert_messages(conn: &mut SqliteConnection, messages: &[&Ne
     Ok(())
 }
 
-pub(super) async fn insert_event_rows(conn: &mut SqliteConnection, events: &[&NewEvent], lease: &Lease) -> StoreResult<()> {
+pub(super) async fn insert_event_rows(
+    conn: &mut SqliteConnection,
+    events: &[&NewEvent],
+    lease: &Lease,
+) -> StoreResult<()> {
     for chunk in events.chunks(INSERT_CHUNK) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO events (id, tenant_id, plugin_id, kind, name, payload, message_id, status, attempts, run_at, \
@@ -86,8 +90,9 @@ pub(super) async fn insert_event_rows(conn: &mut SqliteConnection, events: &[&Ne
 
 async fn insert_outbox(conn: &mut SqliteConnection, messages: &[NewMessage], lease: &Lease) -> StoreResult<()> {
     for chunk in messages.chunks(INSERT_CHUNK) {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO outbox (message_id, tenant_id, attempts, run_at, lease_owner, lease_until) ");
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO outbox (message_id, tenant_id, attempts, run_at, lease_owner, lease_until) ",
+        );
         q.push_values(chunk, |mut b, m| {
             b.push_bind(&m.id)
                 .push_bind(&m.tenant_id)
@@ -170,7 +175,12 @@ async fn reads_still_valid(conn: &mut SqliteConnection, c: &EventCompletion, eff
     Ok(true)
 }
 
-async fn apply_effects(conn: &mut SqliteConnection, c: &EventCompletion, effects: &Effects, now: Millis) -> StoreResult<()> {
+async fn apply_effects(
+    conn: &mut SqliteConnection,
+    c: &EventCompletion,
+    effects: &Effects,
+    now: Millis,
+) -> StoreResult<()> {
     for (key, value) in &effects.kv_writes {
         match value {
             Some(value) => {
@@ -293,11 +303,9 @@ impl Events for SqliteStore {
     }
 
     async fn next_event_due(&self) -> StoreResult<Option<Millis>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(MAX(run_at, COALESCE(lease_until, 0))) FROM events WHERE status = 'pending'",
-        )
-        .fetch_one(&self.reader)
-        .await?)
+        Ok(sqlx::query_scalar("SELECT MIN(MAX(run_at, COALESCE(lease_until, 0))) FROM events WHERE status = 'pending'")
+            .fetch_one(&self.reader)
+            .await?)
     }
 
     async fn complete_events(&self, completions: &[EventCompletion]) -> StoreResult<Vec<CompletionResult>> {
@@ -352,10 +360,12 @@ impl Events for SqliteStore {
 
     async fn release_leases(&self, owner: &str) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE events SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ? AND status = 'pending'")
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE events SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ? AND status = 'pending'",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?")
             .bind(owner)
             .execute(&mut *tx)

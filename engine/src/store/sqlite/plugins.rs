@@ -64,10 +64,7 @@ impl Plugins for SqliteStore {
             .bind(&plugin_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM routes WHERE plugin_id = ?")
-            .bind(&plugin_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM routes WHERE plugin_id = ?").bind(&plugin_id).execute(&mut *tx).await?;
         for route in &v.routes {
             sqlx::query("INSERT OR IGNORE INTO routes (tenant_id, plugin_id, kind, pattern) VALUES (?, ?, ?, ?)")
                 .bind(&v.tenant_id)

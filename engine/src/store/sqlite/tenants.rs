@@ -26,12 +26,7 @@ impl Tenants for SqliteStore {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|r| Tenant {
-                id: r.get(0),
-                name: r.get(1),
-                status: r.get(2),
-                created_at: r.get(3),
-            })
+            .map(|r| Tenant { id: r.get(0), name: r.get(1), status: r.get(2), created_at: r.get(3) })
             .collect())
     }
 
@@ -43,31 +38,27 @@ impl Tenants for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("INSERT INTO numbers (number, tenant_id, connector, is_default, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(&n.number)
-            .bind(&n.tenant_id)
-            .bind(&n.connector)
-            .bind(n.is_default)
-            .bind(n.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict_as("number"))?;
+        sqlx::query(
+            "INSERT INTO numbers (number, tenant_id, connector, is_default, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&n.number)
+        .bind(&n.tenant_id)
+        .bind(&n.connector)
+        .bind(n.is_default)
+        .bind(n.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_as("number"))?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn list_numbers(&self) -> StoreResult<Vec<NumberRow>> {
-        let rows = sqlx::query("SELECT number, tenant_id, connector, is_default FROM numbers")
-            .fetch_all(&self.reader)
-            .await?;
+        let rows =
+            sqlx::query("SELECT number, tenant_id, connector, is_default FROM numbers").fetch_all(&self.reader).await?;
         Ok(rows
             .into_iter()
-            .map(|r| NumberRow {
-                number: r.get(0),
-                tenant_id: r.get(1),
-                connector: r.get(2),
-                is_default: r.get(3),
-            })
+            .map(|r| NumberRow { number: r.get(0), tenant_id: r.get(1), connector: r.get(2), is_default: r.get(3) })
             .collect())
     }
 

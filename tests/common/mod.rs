@@ -1,0 +1,229 @@
+//! The end-to-end harness: a real engine (SQLite in a temporary directory,
+//! real Wasm components from `plugins/` and `examples/`), driven through
+//! its HTTP router, with the simulator as the carrier.
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard::app::{App, Settings};
+use switchboard::clock::Clock;
+use switchboard::connectors::simulator::{SimulatedSms, Simulator};
+use switchboard::deploy::Manifest;
+use switchboard::pipeline::Notification;
+use switchboard::secrets::KeyMode;
+use tokio::sync::broadcast;
+use tower::ServiceExt;
+
+pub const NUMBER: &str = "+15550000000";
+pub const CUSTOMER: &str = "+15551234567";
+
+/// The longest any single wait may take before the test fails (a guard
+/// against hangs, not a timing assertion).
+pub const GUARD: Duration = Duration::from_secs(60);
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// Where plugin manifests live, by name.
+pub fn manifest_path(plugin: &str) -> PathBuf {
+    let ws = workspace();
+    match plugin {
+        "chaos" => ws.join("examples/chaos-plugin/plugin.toml"),
+        name => ws.join("plugins").join(name).join("plugin.toml"),
+    }
+}
+
+pub fn load_plugin(plugin: &str) -> (Manifest, Vec<u8>) {
+    let path = manifest_path(plugin);
+    let manifest = Manifest::from_file(&path).expect("manifest");
+    let component = manifest.component_path(&path).expect("component path");
+    let wasm = std::fs::read(&component)
+        .unwrap_or_else(|_| panic!("{} is missing: build the plugins first (make plugins)", component.display()));
+    (manifest, wasm)
+}
+
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let mut settings = Settings::default();
+    settings.data_dir = dir.to_path_buf();
+    // Compiled components are shared by all tests (keyed by content and
+    // engine build), so each is compiled once per test run.
+    settings.compile_cache_dir = Some(workspace().join("target/test-compile-cache"));
+    settings.limits.concurrent_invocations = 8;
+    settings.limits.event_retry_base_ms = 10;
+    settings.limits.event_retry_max_ms = 50;
+    settings
+}
+
+pub struct Harness {
+    pub app: Arc<App>,
+    pub dir: tempfile::TempDir,
+    pub clock: Clock,
+    pub tenant: String,
+    pub key: String,
+    settings: Settings,
+}
+
+pub struct Builder {
+    plugins: Vec<&'static str>,
+    tweak: Box<dyn FnOnce(&mut Settings)>,
+}
+
+impl Builder {
+    pub fn plugins(mut self, plugins: &[&'static str]) -> Self {
+        self.plugins = plugins.to_vec();
+        self
+    }
+
+    pub fn settings(mut self, f: impl FnOnce(&mut Settings) + 'static) -> Self {
+        self.tweak = Box::new(f);
+        self
+    }
+
+    pub async fn start(self) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = test_settings(dir.path());
+        (self.tweak)(&mut settings);
+        let clock = Clock::system();
+        let app = App::start(settings.clone(), clock.clone()).await.expect("engine starts");
+        let tenant = app.create_tenant("Test tenant").await.expect("tenant");
+        app.add_number(&tenant, NUMBER, "simulator", true).await.expect("number");
+        let key = app.create_api_key(&tenant, KeyMode::Live, None).await.expect("key");
+        for plugin in self.plugins {
+            let (manifest, wasm) = load_plugin(plugin);
+            app.deploy_plugin(&tenant, &manifest, &wasm).await.expect("deploy");
+        }
+        Harness { app, dir, clock, tenant, key, settings }
+    }
+}
+
+pub fn harness() -> Builder {
+    Builder { plugins: vec!["keyword-reply", "appointment-reminders", "order-notifications"], tweak: Box::new(|_| {}) }
+}
+
+impl Harness {
+    /// Stops the engine gracefully and starts a new one on the same data
+    /// directory and clock.
+    pub async fn restart(mut self) -> Harness {
+        self.app.shutdown().await;
+        self.app = App::start(self.settings.clone(), self.clock.clone()).await.expect("engine restarts");
+        self
+    }
+
+    pub fn plugin_id(&self, name: &str) -> String {
+        self.app.directory.snapshot().plugin_names[&(self.tenant.clone(), name.to_string())].clone()
+    }
+
+    pub fn sim(&self) -> Arc<Simulator> {
+        self.app.connectors.simulator().expect("simulator")
+    }
+
+    /// Subscribe before acting, then await what happens.
+    pub fn watch(&self) -> Watch {
+        Watch { rx: self.app.pipeline.notifications.subscribe() }
+    }
+
+    pub async fn call(&self, method: Method, uri: &str, body: Option<Value>, key: Option<&str>) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(k) = key {
+            req = req.header("authorization", format!("Bearer {k}"));
+        }
+        let req = match body {
+            Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .expect("request");
+        raw(&self.app, req).await
+    }
+
+    pub async fn get(&self, uri: &str) -> Value {
+        let (status, body) = self.call(Method::GET, uri, None, Some(&self.key)).await;
+        assert_eq!(status, StatusCode::OK, "GET {uri}: {body}");
+        body
+    }
+
+    /// Posts an inbound SMS from `from` to the tenant's number; returns the
+    /// message id.
+    pub async fn inbound(&self, from: &str, text: &str) -> String {
+        let body = serde_json::json!({"from": from, "to": NUMBER, "message": text});
+        let (status, answer) = self.call(Method::POST, "/v1/inbound/generic", Some(body), None).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer["id"].as_str().expect("id").to_string()
+    }
+
+    /// Posts a business event; returns its id.
+    pub async fn event(&self, plugin: &str, name: &str, payload: Value) -> String {
+        let body = serde_json::json!({"name": name, "payload": payload});
+        let (status, answer) =
+            self.call(Method::POST, &format!("/v1/events/{plugin}"), Some(body), Some(&self.key)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        answer["id"].as_str().expect("id").to_string()
+    }
+
+    /// Waits for the simulator to have sent `n` messages in all.
+    pub async fn sent(&self, n: usize) -> Vec<SimulatedSms> {
+        tokio::time::timeout(GUARD, self.sim().wait_for(n)).await.expect("simulator received the messages")
+    }
+
+    /// The outbound messages answering an inbound one.
+    pub async fn replies(&self, inbound_id: &str) -> Vec<Value> {
+        let page = self.get(&format!("/v1/messages?in_reply_to={inbound_id}")).await;
+        page["data"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+pub async fn raw(app: &Arc<App>, req: Request<Body>) -> (StatusCode, Value) {
+    let response = switchboard::api::router(app.clone()).oneshot(req).await.expect("router answers");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let value =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, value)
+}
+
+pub struct Watch {
+    rx: broadcast::Receiver<Notification>,
+}
+
+impl Watch {
+    /// Waits for the first notification matching `pred`.
+    pub async fn until(&mut self, mut pred: impl FnMut(&Notification) -> bool) -> Notification {
+        let wait = async {
+            loop {
+                match self.rx.recv().await {
+                    Ok(n) if pred(&n) => return n,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("notifications closed: {e}"),
+                }
+            }
+        };
+        tokio::time::timeout(GUARD, wait).await.expect("the awaited notification came")
+    }
+
+    /// Waits until `n` events have settled with `status`.
+    pub async fn events_settled(&mut self, status: &str, n: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        while ids.len() < n {
+            if let Notification::EventSettled { event_id, .. } =
+                self.until(|x| matches!(x, Notification::EventSettled { status: s, .. } if *s == status)).await
+            {
+                ids.push(event_id);
+            }
+        }
+        ids
+    }
+
+    /// Waits until message `id` reaches `status`.
+    pub async fn message_status(&mut self, id: &str, status: &str) {
+        self.until(
+            |n| matches!(n, Notification::MessageStatus { message_id, status: s } if message_id == id && s == status),
+        )
+        .await;
+    }
+}
