@@ -19,4 +19,4 @@ demo: plugins engine
 	./target/release/switchboard serve
 
 test: plugins
-	cargo test --release --workspace
+	cargo test --release --workspace --no-fail-fast

@@ -77,13 +77,14 @@ impl Server {
         }
     }
 
-    /// Polls until `n` outbound messages are delivered (across processes
-    /// there is nothing to subscribe to; the guard bounds the wait).
-    async fn wait_delivered(&self, n: usize) -> Vec<Value> {
+    /// Polls until `n` outbound messages have reached one of `statuses`
+    /// (across processes there is nothing to subscribe to; the guard bounds
+    /// the wait).
+    async fn wait_status(&self, n: usize, statuses: &[&str]) -> Vec<Value> {
         tokio::time::timeout(GUARD, async {
             loop {
                 let all = self.outbound().await;
-                if all.iter().filter(|m| m["status"] == "delivered").count() >= n {
+                if all.iter().filter(|m| statuses.iter().any(|s| m["status"] == *s)).count() >= n {
                     return all;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -180,7 +181,7 @@ async fn accepted_messages_survive_sigkill_and_are_processed_exactly_once() {
     server.kill9().await;
 
     let server = serve(dir.path(), &[]).await;
-    let outbound = server.wait_delivered(50).await;
+    let outbound = server.wait_status(50, &["delivered"]).await;
     assert_eq!(outbound.len(), 50);
     let mut answered: Vec<&str> = outbound.iter().map(|m| m["in_reply_to"].as_str().unwrap()).collect();
     answered.sort();
@@ -229,7 +230,10 @@ async fn a_sigkill_mid_processing_loses_nothing_and_duplicates_nothing() {
     for id in &accepted {
         assert!(stored.contains(id.as_str()), "accepted message {id} was lost");
     }
-    let outbound = server.wait_delivered(stored.len()).await;
+    // Every reply reached the carrier. (A report the simulator had not yet
+    // emitted when the process died is gone with it, as a carrier's report
+    // is after its webhook retries run out: such replies stay `sent`.)
+    let outbound = server.wait_status(stored.len(), &["sent", "delivered"]).await;
     let mut per_inbound = std::collections::HashMap::<&str, usize>::new();
     for m in &outbound {
         *per_inbound.entry(m["in_reply_to"].as_str().unwrap()).or_default() += 1;
