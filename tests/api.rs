@@ -71,7 +71,7 @@ async fn events_name_a_deployed_plugin_and_a_subscribed_event() {
     let (s, b) =
         h.call(Method::POST, "/v1/events/order-notifications", Some(json!({"payload": {}})), Some(&h.key)).await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "INVALID_FIELD", Some("name"));
-    let (s, b) = h.call(Method::GET, "/v1/events/evt_unknown", None, Some(&h.key)).await;
+    let (s, b) = h.call(Method::GET, "/v1/plugins/order-notifications/events/evt_unknown", None, Some(&h.key)).await;
     assert_error(s, &b, StatusCode::NOT_FOUND, "EVENT_NOT_FOUND", None);
 }
 
@@ -91,7 +91,7 @@ async fn one_tenant_cannot_read_another_tenants_messages_or_events() {
     for uri in [
         format!("/v1/messages/{inbound}"),
         format!("/v1/messages/{}", sent[0].message_id),
-        format!("/v1/events/{event}"),
+        format!("/v1/plugins/order-notifications/events/{event}"),
     ] {
         let (s, b) = h.call(Method::GET, &uri, None, Some(&other_key)).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{uri}: {b}");
@@ -130,6 +130,15 @@ async fn message_lists_filter_and_page_with_cursors() {
 
     let page = h.get("/v1/messages?from=%2B15551230003").await;
     assert_eq!(page["data"].as_array().unwrap().len(), 1);
+    let page = h.get("/v1/messages?status=received").await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 5);
+    let hour_ago = (h.clock.now() - chrono::Duration::hours(1)).to_rfc3339().replace('+', "%2B");
+    let in_an_hour = (h.clock.now() + chrono::Duration::hours(1)).to_rfc3339().replace('+', "%2B");
+    assert_eq!(
+        h.get(&format!("/v1/messages?since={hour_ago}&until={in_an_hour}")).await["data"].as_array().unwrap().len(),
+        5
+    );
+    assert_eq!(h.get(&format!("/v1/messages?since={in_an_hour}")).await["data"], json!([]));
     let page = h.get("/v1/messages?direction=outbound").await;
     assert_eq!(page["data"], json!([]));
     let (s, b) = h.call(Method::GET, "/v1/messages?direction=sideways", None, Some(&h.key)).await;

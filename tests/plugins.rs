@@ -19,7 +19,7 @@ async fn keyword_reply_answers_and_status_goes_queued_sent_delivered() {
     assert_eq!(sent[0].to, CUSTOMER);
     assert_eq!(sent[0].from, NUMBER);
     assert_eq!(sent[0].body, "Demo Store is open Mon-Fri 9am-6pm and Sat 10am-4pm.");
-    watch.message_status(&sent[0].message_id, "delivered").await;
+    watch.message_statuses(&[(&sent[0].message_id, "sent"), (&sent[0].message_id, "delivered")]).await;
 
     let page = h.get("/v1/messages?direction=outbound").await;
     let messages = page["data"].as_array().unwrap();
@@ -182,4 +182,41 @@ async fn appointment_cancellation_cancels_its_reminders() {
     h.clock.advance(30 * HOUR);
     let sent = h.sent(2).await;
     assert!(sent.iter().all(|s| s.to == "+15557654321"), "only the kept appointment's reminders: {sent:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_reports_reach_the_plugin_and_carrier_failures_are_recorded() {
+    use switchboard::connectors::ConnectorSettings;
+    use switchboard::connectors::simulator::SimulatorSettings;
+    let h = harness()
+        .plugins(&["chaos", "keyword-reply"])
+        .settings(|s| {
+            let mut sim = SimulatorSettings::default();
+            sim.outcomes.insert("+15557770000".into(), "undelivered:30003".into());
+            sim.outcomes.insert("+15557770001".into(), "failed:21211".into());
+            s.connectors.insert("simulator".into(), ConnectorSettings::Simulator(sim));
+        })
+        .start()
+        .await;
+
+    // The probe's delivery report comes back to the plugin's on-delivery.
+    h.inbound(CUSTOMER, "DLR").await;
+    let sent = h.sent(2).await;
+    assert_eq!(sent[0].body, "delivery probe");
+    assert_eq!(sent[1].body, "probe delivered (-)");
+    h.inbound("+15557770000", "DLR").await;
+    let sent = h.sent(4).await;
+    assert_eq!(sent[3].body, "probe undelivered (30003)");
+
+    // A carrier that refuses at send time: the message fails with its code.
+    let mut watch = h.watch();
+    let refused = h.inbound("+15557770001", "HOURS").await;
+    watch
+        .until(|n| matches!(n, switchboard::pipeline::Notification::MessageStatus { status, .. } if status == "failed"))
+        .await;
+    let replies = h.replies(&refused).await;
+    assert_eq!(replies[0]["status"], "failed");
+    assert_eq!(replies[0]["error_code"], "21211");
+    let undelivered = h.get("/v1/messages?status=undelivered").await;
+    assert_eq!(undelivered["data"][0]["error_code"], "30003");
 }

@@ -148,8 +148,24 @@ async fn a_dead_event_is_readable_through_the_api() {
     h.inbound(CUSTOMER, "TRAP").await;
     let n = watch.until(|n| matches!(n, Notification::EventSettled { status: "dead", .. })).await;
     let Notification::EventSettled { event_id, .. } = n else { unreachable!() };
-    let event = h.get(&format!("/v1/events/{event_id}")).await;
+    let event = h.get(&format!("/v1/plugins/chaos/events/{event_id}")).await;
     assert_eq!(event["plugin"], "chaos");
     assert_eq!(event["kind"], "inbound");
     assert_eq!(event["status"], "dead");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_are_compiled_once_and_loaded_from_the_disk_cache_after_a_restart() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let h = harness()
+        .plugins(&["keyword-reply"])
+        .settings(|s| s.compile_cache_dir = Some(s.data_dir.join("compiled")))
+        .start()
+        .await;
+    assert_eq!(h.app.runtime.stats().compiled.load(Relaxed), 1);
+    let h = h.restart().await;
+    h.inbound(CUSTOMER, "HOURS").await;
+    h.sent(1).await;
+    assert_eq!(h.app.runtime.stats().compiled.load(Relaxed), 0, "no recompilation after a restart");
+    assert_eq!(h.app.runtime.stats().loaded_from_cache.load(Relaxed), 1);
 }

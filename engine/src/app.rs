@@ -2,6 +2,7 @@
 //! the operations that change tenants and plugins (each reloads the
 //! directory so the change is in force at once).
 
+use crate::billing::{Pricing, PricingSettings};
 use crate::clock::Clock;
 use crate::connectors::{self, ConnectorSettings, Connectors};
 use crate::deploy::{self, DeployError, Manifest};
@@ -9,7 +10,7 @@ use crate::directory::Directory;
 use crate::limits::Limits;
 use crate::pipeline::{self, Pipeline};
 use crate::runtime::{Runtime, RuntimeError};
-use crate::secrets::{self, KeyMode};
+use crate::secrets::{self, KeyMode, Sealer, Secret};
 use crate::store::{self, Database, DeployedVersion, NewApiKeyRow, NewNumber, NewTenant, StoreError};
 use crate::{ids, phone};
 use serde::Deserialize;
@@ -38,8 +39,17 @@ pub struct Settings {
     /// that processes).
     pub process_events: bool,
     pub limits: Limits,
-    /// Extra connectors by name; `simulator` always exists.
+    /// Extra connectors by name; `simulator` and `sandbox` always exist.
     pub connectors: HashMap<String, ConnectorSettings>,
+    pub pricing: PricingSettings,
+    /// Token for the admin API (`/admin/v1`); without one it is closed.
+    /// Also read from `SWITCHBOARD_ADMIN_TOKEN`.
+    pub admin_token: Option<Secret>,
+    /// Base64 of the 32-byte key that encrypts stored secrets (default:
+    /// generated into `<data_dir>/secret.key`). Also `SWITCHBOARD_SECRET_KEY`.
+    pub secret_key: Option<Secret>,
+    /// Allow webhooks to private, loopback and link-local addresses.
+    pub webhooks_allow_private_addresses: bool,
 }
 
 impl Default for Settings {
@@ -53,6 +63,10 @@ impl Default for Settings {
             process_events: true,
             limits: Limits::default(),
             connectors: HashMap::new(),
+            pricing: PricingSettings::default(),
+            admin_token: None,
+            secret_key: None,
+            webhooks_allow_private_addresses: false,
         }
     }
 }
@@ -81,6 +95,10 @@ pub enum StartError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Connector(#[from] connectors::ConnectorSetupError),
+    #[error("pricing: {0}")]
+    Pricing(#[from] crate::billing::InvalidAmount),
+    #[error("secret key: {0}")]
+    SecretKey(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +107,8 @@ pub enum AdminError {
     Invalid { field: &'static str, message: String },
     #[error("{0} already exists")]
     Conflict(String),
+    #[error("no such {0}")]
+    NotFound(&'static str),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -97,6 +117,7 @@ impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => AdminError::Conflict(what),
+            StoreError::NotFound(_) => AdminError::NotFound("tenant"),
             e => AdminError::Store(e),
         }
     }
@@ -104,6 +125,9 @@ impl From<StoreError> for AdminError {
 
 pub struct App {
     pub settings: Settings,
+    pub rate_limits: crate::api::RateLimits,
+    pub pricing: Arc<Pricing>,
+    pub sealer: Sealer,
     pub db: Arc<dyn Database>,
     pub directory: Directory,
     pub runtime: Runtime,
@@ -118,16 +142,31 @@ impl App {
     pub async fn start(settings: Settings, clock: Clock) -> Result<Arc<App>, StartError> {
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|e| StartError::DataDir { path: settings.data_dir.display().to_string(), error: e.to_string() })?;
+        let pricing = Arc::new(Pricing::from_settings(&settings.pricing)?);
+        let sealer =
+            Sealer::load(settings.secret_key.as_ref().map(Secret::expose), &settings.data_dir.join("secret.key"))
+                .map_err(StartError::SecretKey)?;
         let db = store::open(&settings.database_url()).await?;
         let cache_dir = settings.compile_cache_dir.clone().unwrap_or_else(|| settings.data_dir.join("compiled"));
-        let runtime = Runtime::new(settings.limits.clone(), cache_dir, db.clone(), clock.clone())?;
+        let runtime = Runtime::new(settings.limits.clone(), cache_dir, db.clone(), clock.clone(), pricing.clone())?;
         let directory = Directory::default();
         directory.reload(db.as_ref()).await?;
         // Whatever this node held before a restart is free again.
         db.release_leases(&settings.node_id).await?;
         let (pipeline, receivers) = Pipeline::new(db.clone(), settings.node_id.clone(), settings.process_events);
         let connectors = connectors::build(&settings.connectors, pipeline.deliveries.clone(), &clock)?;
-        let app = Arc::new(App { settings, db, directory, runtime, clock, connectors, pipeline });
+        let app = Arc::new(App {
+            settings,
+            rate_limits: Default::default(),
+            pricing,
+            sealer,
+            db,
+            directory,
+            runtime,
+            clock,
+            connectors,
+            pipeline,
+        });
         pipeline::spawn(app.clone(), receivers);
         Ok(app)
     }
@@ -151,8 +190,27 @@ impl App {
         self.db
             .create_tenant(&NewTenant { id: id.clone(), name: name.to_string(), created_at: self.clock.now_ms() })
             .await?;
+        // Every tenant can verify webhooks from the start; the secret is
+        // shown when the tenant rotates it (POST /v1/account/webhook/secret).
+        self.rotate_webhook_secret(&id).await?;
         self.reload().await?;
         Ok(id)
+    }
+
+    /// A new webhook signing secret for the tenant (stored encrypted); the
+    /// secret is returned once.
+    pub async fn rotate_webhook_secret(&self, tenant_id: &str) -> Result<String, AdminError> {
+        let secret = secrets::generate_webhook_secret();
+        let account = self.db.account(tenant_id).await?.ok_or(AdminError::NotFound("tenant"))?;
+        self.db
+            .set_webhook(tenant_id, account.webhook_url.as_deref(), Some(&self.sealer.seal(secret.as_bytes())))
+            .await?;
+        Ok(secret)
+    }
+
+    /// Credits (or, negative, debits) a tenant's balance with a ledger row.
+    pub async fn credit(&self, tenant_id: &str, amount: crate::billing::Micros, note: &str) -> Result<i64, AdminError> {
+        Ok(self.db.credit(tenant_id, amount, note, self.clock.now_ms()).await?)
     }
 
     pub async fn add_number(
@@ -181,6 +239,35 @@ impl App {
             .await?;
         self.reload().await?;
         Ok(number)
+    }
+
+    pub async fn update_tenant_settings(
+        &self,
+        tenant_id: &str,
+        settings: &crate::directory::TenantSettings,
+    ) -> Result<(), AdminError> {
+        let json = serde_json::to_string(settings).expect("settings serialize");
+        self.db.set_tenant_settings(tenant_id, &json).await?;
+        self.reload().await?;
+        Ok(())
+    }
+
+    pub async fn add_sender_id(&self, tenant_id: &str, sender_id: &str) -> Result<(), AdminError> {
+        self.db.add_sender_id(tenant_id, sender_id, self.clock.now_ms()).await?;
+        self.reload().await?;
+        Ok(())
+    }
+
+    pub async fn remove_sender_id(&self, tenant_id: &str, sender_id: &str) -> Result<bool, AdminError> {
+        let removed = self.db.delete_sender_id(tenant_id, sender_id).await?;
+        self.reload().await?;
+        Ok(removed)
+    }
+
+    pub async fn revoke_api_key(&self, tenant_id: &str, key_id: &str) -> Result<bool, AdminError> {
+        let revoked = self.db.revoke_key(tenant_id, key_id, self.clock.now_ms()).await?;
+        self.reload().await?;
+        Ok(revoked)
     }
 
     /// Creates an API key and returns its secret (shown once, stored hashed).

@@ -15,6 +15,21 @@ pub struct Sender {
     pub connector: String,
 }
 
+/// Per-tenant settings a tenant or operator may change (stored as JSON).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantSettings {
+    /// ISO 3166 region for numbers given without a country code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_region: Option<String>,
+    /// API requests per second per key (else the engine default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<u32>,
+    /// API requests per UTC day per key (else the engine default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_day: Option<u64>,
+}
+
 /// What the engine needs to know about a tenant on hot paths.
 #[derive(Debug, Clone)]
 pub struct TenantProfile {
@@ -25,6 +40,7 @@ pub struct TenantProfile {
     pub default_region: Option<String>,
     pub senders: HashMap<String, Sender>,
     pub default_sender: Option<String>,
+    pub settings: TenantSettings,
 }
 
 impl TenantProfile {
@@ -94,25 +110,33 @@ impl Directory {
         let tenants = db.list_tenants().await?;
         let numbers = db.list_numbers().await?;
         let plugins = db.active_plugins().await?;
-        let mut snapshot = build(tenants, numbers, plugins);
+        let sender_ids = db.list_sender_ids().await?;
+        let mut snapshot = build(tenants, numbers, sender_ids, plugins);
         snapshot.api_keys = db.list_api_keys().await?.into_iter().map(|k| (k.hash.clone(), k)).collect();
         *self.current.write().expect("directory lock") = Arc::new(snapshot);
         Ok(())
     }
 }
 
-fn build(tenants: Vec<Tenant>, numbers: Vec<NumberRow>, plugins: Vec<PluginVersionRow>) -> Snapshot {
+fn build(
+    tenants: Vec<Tenant>,
+    numbers: Vec<NumberRow>,
+    sender_ids: Vec<(String, String)>,
+    plugins: Vec<PluginVersionRow>,
+) -> Snapshot {
     let mut snap = Snapshot::default();
     let mut profiles: HashMap<String, TenantProfile> = tenants
         .into_iter()
         .map(|t| {
+            let settings: TenantSettings = serde_json::from_str(&t.settings_json).unwrap_or_default();
             let profile = TenantProfile {
                 id: t.id.clone(),
                 name: t.name,
                 active: t.status == "active",
-                default_region: None,
+                default_region: settings.default_region.clone(),
                 senders: HashMap::new(),
                 default_sender: None,
+                settings,
             };
             (t.id, profile)
         })
@@ -124,6 +148,14 @@ fn build(tenants: Vec<Tenant>, numbers: Vec<NumberRow>, plugins: Vec<PluginVersi
                 p.default_sender = Some(n.number.clone());
             }
             p.senders.insert(n.number.clone(), Sender { address: n.number, connector: n.connector });
+        }
+    }
+    // Alphanumeric sender IDs send through the tenant's default number's
+    // connector (they cannot receive).
+    for (tenant_id, sender_id) in sender_ids {
+        if let Some(p) = profiles.get_mut(&tenant_id) {
+            let connector = p.default_sender().map_or_else(|| "simulator".to_string(), |s| s.connector.clone());
+            p.senders.insert(sender_id.clone(), Sender { address: sender_id, connector });
         }
     }
     snap.tenants = profiles.into_iter().map(|(id, p)| (id, Arc::new(p))).collect();

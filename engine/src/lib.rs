@@ -4,12 +4,13 @@
 //!
 //! ```text
 //! carrier webhook / API call / timer
-//!   → persisted event            (pipeline::ingest, scheduler; group commit)
+//!   → persisted event            (pipeline::ingest, pipeline::outbound, scheduler; group commit)
 //!   → router (tenant, keyword)   (pipeline::router over the directory)
 //!   → plugin in a fresh sandbox  (runtime; one module per capability)
 //!   → effects committed with the event (store: sends, kv, timers, event done — one transaction)
 //!   → outbox → connector → carrier      (pipeline::dispatcher, connectors)
 //!   → delivery report → status (+ the plugin's on-delivery)   (pipeline::delivery)
+//!   → signed status webhook to the tenant                       (pipeline::webhooks)
 //! ```
 //!
 //! Every arrow is durable: work exists in the database before anything
@@ -22,7 +23,8 @@
 //! - [`cli`]: the `switchboard` command (serve, simulate).
 //! - [`runtime`]: the wasmtime host — compile cache, limits, one module per capability
 //!   (`messaging`, `kv`, `timers`, `config`, `log`, `clock`) and their registry.
-//! - [`pipeline`]: ingest, router, workers, group commit, dispatcher, delivery reports, sweeper.
+//! - [`pipeline`]: ingest (inbound), outbound (API sends), router, workers, group commit,
+//!   dispatcher, delivery reports, signed webhooks, sweeper.
 //! - [`scheduler`]: due timers become events.
 //! - [`connectors`]: carriers behind one trait, listed in one table; the simulator.
 //! - [`store`]: the `Database` trait and its SQLite implementation with migrations.
@@ -30,10 +32,13 @@
 //! - [`directory`]: the in-memory view of tenants, numbers, keys, plugins and routes.
 //! - [`limits`]: every limit and its default. [`clock`]: the controllable clock.
 //! - [`sms`]: GSM-7/UCS-2 encoding and segmentation. [`phone`]: E.164 and masking.
-//! - [`secrets`]: API keys (hashed, constant-time). [`ids`]: prefixed, time-ordered ids.
+//! - [`secrets`]: API keys (hashed, constant-time), sealed secrets, webhook signatures.
+//!   [`ids`]: prefixed, time-ordered ids.
+//! - [`billing`]: prices per segment and money amounts. [`net`]: which addresses webhooks may call.
 
 pub mod api;
 pub mod app;
+pub mod billing;
 pub mod cli;
 pub mod clock;
 pub mod connectors;
@@ -41,6 +46,7 @@ pub mod deploy;
 pub mod directory;
 pub mod ids;
 pub mod limits;
+pub mod net;
 pub mod phone;
 pub mod pipeline;
 pub mod runtime;

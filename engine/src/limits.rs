@@ -52,6 +52,18 @@ pub struct Limits {
     pub concurrent_sends: usize,
     /// Attempts at handing one message to its connector. Default 5.
     pub send_max_attempts: u32,
+    /// API requests per second per key (tenants may be given their own).
+    /// Default 100.
+    pub api_requests_per_second: u32,
+    /// API requests per UTC day per key. Default 1,000,000.
+    pub api_requests_per_day: u64,
+    /// Time a webhook receiver has to answer. Default 10 s.
+    pub webhook_timeout_ms: u64,
+    /// First webhook retry delay; doubles per attempt (capped at 1 h), with
+    /// jitter. Default 5 s.
+    pub webhook_retry_base_ms: u64,
+    /// How long a webhook is retried before it is given up. Default 24 h.
+    pub webhook_retry_window_s: u64,
 }
 
 impl Default for Limits {
@@ -76,6 +88,11 @@ impl Default for Limits {
             concurrent_invocations: 64,
             concurrent_sends: 256,
             send_max_attempts: 5,
+            api_requests_per_second: 100,
+            api_requests_per_day: 1_000_000,
+            webhook_timeout_ms: 10_000,
+            webhook_retry_base_ms: 5_000,
+            webhook_retry_window_s: 86_400,
         }
     }
 }

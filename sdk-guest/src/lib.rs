@@ -27,6 +27,7 @@
 //! nothing happened, and the event is retried later.
 
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)] // generated code
 pub mod wit {
     wit_bindgen::generate!({
         path: "wit",

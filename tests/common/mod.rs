@@ -49,11 +49,13 @@ pub fn load_plugin(plugin: &str) -> (Manifest, Vec<u8>) {
 }
 
 pub fn test_settings(dir: &std::path::Path) -> Settings {
-    let mut settings = Settings::default();
-    settings.data_dir = dir.to_path_buf();
-    // Compiled components are shared by all tests (keyed by content and
-    // engine build), so each is compiled once per test run.
-    settings.compile_cache_dir = Some(workspace().join("target/test-compile-cache"));
+    let mut settings = Settings {
+        data_dir: dir.to_path_buf(),
+        // Compiled components are shared by all tests (keyed by content and
+        // engine build), so each is compiled once per test run.
+        compile_cache_dir: Some(workspace().join("target/test-compile-cache")),
+        ..Default::default()
+    };
     settings.limits.concurrent_invocations = 8;
     settings.limits.event_retry_base_ms = 10;
     settings.limits.event_retry_max_ms = 50;
@@ -123,6 +125,10 @@ impl Harness {
         self.app.connectors.simulator().expect("simulator")
     }
 
+    pub fn sandbox(&self) -> Arc<Simulator> {
+        self.app.connectors.sandbox().expect("sandbox")
+    }
+
     /// Subscribe before acting, then await what happens.
     pub fn watch(&self) -> Watch {
         Watch { rx: self.app.pipeline.notifications.subscribe() }
@@ -139,6 +145,34 @@ impl Harness {
         }
         .expect("request");
         raw(&self.app, req).await
+    }
+
+    /// A request with extra headers; the response headers come back too.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+        key: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let mut req = Request::builder().method(method).uri(uri).header("authorization", format!("Bearer {key}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = match body {
+            Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .expect("request");
+        raw_with_headers(&self.app, req).await
+    }
+
+    /// POST as the tenant; asserts the status and returns the body.
+    pub async fn post(&self, uri: &str, body: Value, want: StatusCode) -> Value {
+        let (status, answer) = self.call(Method::POST, uri, Some(body), Some(&self.key)).await;
+        assert_eq!(status, want, "POST {uri}: {answer}");
+        answer
     }
 
     pub async fn get(&self, uri: &str) -> Value {
@@ -178,12 +212,18 @@ impl Harness {
 }
 
 pub async fn raw(app: &Arc<App>, req: Request<Body>) -> (StatusCode, Value) {
+    let (status, _, value) = raw_with_headers(app, req).await;
+    (status, value)
+}
+
+pub async fn raw_with_headers(app: &Arc<App>, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
     let response = switchboard::api::router(app.clone()).oneshot(req).await.expect("router answers");
     let status = response.status();
+    let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.expect("body").to_bytes();
     let value =
         serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-    (status, value)
+    (status, headers, value)
 }
 
 pub struct Watch {
@@ -197,6 +237,7 @@ impl Watch {
             loop {
                 match self.rx.recv().await {
                     Ok(n) if pred(&n) => return n,
+
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(e) => panic!("notifications closed: {e}"),
@@ -217,6 +258,18 @@ impl Watch {
             }
         }
         ids
+    }
+
+    /// Waits until every (message id, status) pair has been seen, in any order.
+    pub async fn message_statuses(&mut self, wanted: &[(&str, &str)]) {
+        let mut left: Vec<(String, String)> = wanted.iter().map(|(i, s)| (i.to_string(), s.to_string())).collect();
+        while !left.is_empty() {
+            if let Notification::MessageStatus { message_id, status } =
+                self.until(|n| matches!(n, Notification::MessageStatus { .. })).await
+            {
+                left.retain(|(i, s)| !(*i == message_id && *s == status));
+            }
+        }
     }
 
     /// Waits until message `id` reaches `status`.

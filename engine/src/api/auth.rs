@@ -13,24 +13,24 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct AuthTenant {
     pub tenant_id: String,
-    pub key_id: String,
     pub mode: KeyMode,
 }
 
-fn presented_key(parts: &Parts) -> Option<&str> {
-    if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+/// The API key a request presents, if any.
+pub fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
         let (scheme, token) = v.split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
     }
-    parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
 impl FromRequestParts<Arc<App>> for AuthTenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        let Some(key) = presented_key(parts) else {
+        let Some(key) = presented_key(&parts.headers) else {
             return Err(ApiError::unauthorized(
                 "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
             ));
@@ -48,7 +48,6 @@ impl FromRequestParts<Arc<App>> for AuthTenant {
         }
         Ok(AuthTenant {
             tenant_id: found.tenant_id.clone(),
-            key_id: found.id.clone(),
             mode: if found.mode == "test" { KeyMode::Test } else { KeyMode::Live },
         })
     }

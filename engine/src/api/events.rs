@@ -1,10 +1,10 @@
 //! Business events for plugins: `POST /v1/events/{plugin}` with
 //! `{"name": "order.shipped", "payload": {...}}`, and
-//! `GET /v1/events/{id}` to follow one (pending, done, or dead with its
-//! last error).
+//! `GET /v1/plugins/{name}/events/{id}` to follow one (pending, done, or
+//! dead with its last error).
 
 use super::auth::AuthTenant;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::json::Json;
 use super::messages::EventJson;
 use crate::app::App;
@@ -14,21 +14,31 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostEvent {
+    /// An event name the plugin subscribes to (`triggers.events`).
     name: String,
+    /// Any JSON document; the plugin receives it as text.
     #[serde(default)]
+    #[schema(value_type = Object)]
     payload: serde_json::Value,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EventAccepted {
     id: String,
     status: &'static str,
 }
 
+/// Deliver a business event to a plugin.
+#[utoipa::path(post, path = "/v1/events/{plugin}", tag = "plugins", request_body = PostEvent,
+    params(("plugin" = String, Path, description = "Plugin name")),
+    responses((status = 202, body = EventAccepted), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
 pub async fn post(
     State(app): State<Arc<App>>,
     auth: AuthTenant,
@@ -84,15 +94,21 @@ pub async fn post(
     Ok((StatusCode::ACCEPTED, axum::Json(EventAccepted { id, status: "pending" })))
 }
 
+/// An event's processing state.
+#[utoipa::path(get, path = "/v1/plugins/{name}/events/{id}", tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name"), ("id" = String, Path, description = "Event id")),
+    responses((status = 200, body = EventJson), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
 pub async fn get(
     State(app): State<Arc<App>>,
     auth: AuthTenant,
-    Path(id): Path<String>,
+    Path((plugin, id)): Path<(String, String)>,
 ) -> Result<axum::Json<EventJson>, ApiError> {
     let event = app
         .db
         .get_event(&auth.tenant_id, &id)
         .await?
-        .ok_or_else(|| ApiError::not_found("EVENT_NOT_FOUND", format!("no event {id:?}")))?;
+        .filter(|e| e.plugin == plugin)
+        .ok_or_else(|| ApiError::not_found("EVENT_NOT_FOUND", format!("plugin {plugin:?} has no event {id:?}")))?;
     Ok(axum::Json(event.into()))
 }

@@ -3,7 +3,7 @@
 //! `POST /v1/inbound/generic` takes the common gateway shape
 //! `{"from", "to", "message"}` and answers 200 once the message is durable.
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::json::Json;
 use crate::app::App;
 use crate::pipeline::ingest::{self, InboundSms, IngestError};
@@ -11,8 +11,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenericInbound {
     from: String,
@@ -24,7 +25,7 @@ pub struct GenericInbound {
     id: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct InboundAccepted {
     id: String,
     status: &'static str,
@@ -32,6 +33,10 @@ pub struct InboundAccepted {
     routed: usize,
 }
 
+/// Carrier webhook: an SMS received on a tenant's number (generic gateway shape).
+#[utoipa::path(post, path = "/v1/inbound/generic", tag = "inbound", request_body = GenericInbound,
+    responses((status = 200, description = "Durably accepted", body = InboundAccepted), (status = 400, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, description = "UNKNOWN_NUMBER", body = ErrorBody)))]
 pub async fn generic(
     State(app): State<Arc<App>>,
     Json(body): Json<GenericInbound>,

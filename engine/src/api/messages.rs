@@ -4,17 +4,19 @@
 
 use super::auth::AuthTenant;
 use super::error::ApiError;
+use super::error::ErrorBody;
 use crate::app::App;
 use crate::clock::to_rfc3339;
 use crate::store::{Direction, EventView, MessageFilter, MessageStatus, MessageView};
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 200;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MessageJson {
     id: String,
     direction: String,
@@ -38,20 +40,28 @@ pub struct MessageJson {
     in_reply_to: Option<String>,
     created_at: String,
     updated_at: String,
+    /// `live`, or `test` (sent with a test key, through the sandbox).
+    mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduled_at: Option<String>,
+    price: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch_id: Option<String>,
     history: Vec<HistoryJson>,
+    /// Inbound messages: the plugins it was routed to.
     #[serde(skip_serializing_if = "Option::is_none")]
     processing: Option<Vec<EventJson>>,
 }
 
-#[derive(Serialize)]
-struct HistoryJson {
+#[derive(Serialize, ToSchema)]
+pub struct HistoryJson {
     status: String,
     at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     error_code: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EventJson {
     pub id: String,
     pub plugin: String,
@@ -107,6 +117,10 @@ impl From<MessageView> for MessageJson {
             in_reply_to: m.in_reply_to,
             created_at: to_rfc3339(m.created_at),
             updated_at: to_rfc3339(m.updated_at),
+            mode: m.mode,
+            scheduled_at: m.scheduled_at.map(to_rfc3339),
+            price: crate::billing::format_amount(m.price),
+            batch_id: m.batch_id,
             history: history
                 .into_iter()
                 .map(|h| HistoryJson { status: h.status, at: to_rfc3339(h.at), error_code: h.error_code })
@@ -116,7 +130,8 @@ impl From<MessageView> for MessageJson {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     direction: Option<String>,
@@ -127,12 +142,19 @@ pub struct ListQuery {
     since: Option<String>,
     /// RFC 3339; messages created before.
     until: Option<String>,
+    /// Replies to this inbound message.
     in_reply_to: Option<String>,
+    /// live or test
+    mode: Option<String>,
+    /// Messages of one bulk or batch send.
+    batch_id: Option<String>,
+    /// 1 to 200 (default 50).
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Page {
     data: Vec<MessageJson>,
     /// Pass as `cursor` for the next (older) page; absent on the last.
@@ -162,6 +184,10 @@ fn number_param(value: &Option<String>, field: &'static str) -> Result<Option<St
         .transpose()
 }
 
+/// Messages, newest first, filtered, a page at a time.
+#[utoipa::path(get, path = "/v1/messages", tag = "messages", params(ListQuery),
+    responses((status = 200, body = Page), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
 pub async fn list(
     State(app): State<Arc<App>>,
     auth: AuthTenant,
@@ -199,6 +225,8 @@ pub async fn list(
         since: time_param(&q.since, "since")?,
         until: time_param(&q.until, "until")?,
         in_reply_to: q.in_reply_to,
+        mode: q.mode,
+        batch_id: q.batch_id,
         before_id: q.cursor,
         limit: limit + 1,
     };
@@ -212,6 +240,10 @@ pub async fn list(
     Ok(axum::Json(Page { data: rows.into_iter().map(MessageJson::from).collect(), next_cursor }))
 }
 
+/// A message with its status history.
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages", params(("id" = String, Path, description = "Message id")),
+    responses((status = 200, body = MessageJson), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
 pub async fn get(
     State(app): State<Arc<App>>,
     auth: AuthTenant,

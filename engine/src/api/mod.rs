@@ -1,35 +1,120 @@
 //! The HTTP API (axum): [`router`] builds it (tests drive it with
 //! `oneshot`, no port), [`run`] serves it on a bound listener until the
 //! shutdown future resolves.
+//!
+//! Every route is registered through `utoipa-axum`'s router from its
+//! `#[utoipa::path]` description, so `GET /openapi.json` cannot drift from
+//! what is served.
 
+mod account;
+mod admin;
 mod auth;
 mod error;
 mod events;
 mod inbound;
 mod json;
 mod messages;
+mod numbers;
 mod plugins;
+mod rate_limit;
+mod send;
+mod templates;
 
 pub use error::ApiError;
+pub use rate_limit::RateLimits;
 
 use crate::app::App;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Switchboard", description = "SMS gateway and WebAssembly-scriptable SMS automation engine."),
+    modifiers(&Security),
+    components(schemas(error::ErrorBody)),
+    tags(
+        (name = "messages", description = "Send, schedule, list and cancel SMS"),
+        (name = "numbers", description = "Number lookup, the tenant's numbers and sender IDs"),
+        (name = "templates", description = "Message templates"),
+        (name = "account", description = "Balance, usage, ledger, webhooks"),
+        (name = "keys", description = "API keys"),
+        (name = "plugins", description = "Deployed plugins and their events"),
+        (name = "inbound", description = "Carrier webhooks"),
+        (name = "admin", description = "Operator API"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A tenant API key; `X-API-Key: <key>` works too"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The tenant API (rate limited per key).
+fn tenant_api() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(messages::list, send::send))
+        .routes(routes!(send::send_batch))
+        .routes(routes!(messages::get, send::cancel))
+        .routes(routes!(send::webhooks))
+        .routes(routes!(numbers::list, numbers::register))
+        .routes(routes!(numbers::lookup))
+        .routes(routes!(numbers::add_sender_id))
+        .routes(routes!(numbers::delete_sender_id))
+        .routes(routes!(templates::list, templates::put))
+        .routes(routes!(templates::get, templates::delete))
+        .routes(routes!(account::get))
+        .routes(routes!(account::ledger))
+        .routes(routes!(account::get_webhook, account::put_webhook))
+        .routes(routes!(account::rotate_webhook_secret))
+        .routes(routes!(account::list_keys, account::create_key))
+        .routes(routes!(account::revoke_key))
+        .routes(routes!(events::post))
+        .routes(routes!(events::get))
+        .routes(routes!(plugins::list))
+        .routes(routes!(plugins::logs))
+}
+
+/// The routes and the OpenAPI document describing them.
+pub fn routes_and_spec(app: &Arc<App>) -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(tenant_api().layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit)))
+        .routes(routes!(inbound::generic))
+        .routes(routes!(admin::credit))
+        .split_for_parts()
+}
 
 pub fn router(app: Arc<App>) -> Router {
     let body_limit = app.settings.limits.http_body_bytes;
-    Router::new()
+    let (routes, spec) = routes_and_spec(&app);
+    let spec = Arc::new(spec);
+    routes
+        .route("/openapi.json", get(move || async move { axum::Json(spec.as_ref().clone()) }))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/v1/inbound/generic", post(inbound::generic))
-        .route("/v1/messages", get(messages::list))
-        .route("/v1/messages/{id}", get(messages::get))
-        .route("/v1/events/{id}", get(events::get).post(events::post))
-        .route("/v1/plugins", get(plugins::list))
-        .route("/v1/plugins/{name}/logs", get(plugins::logs))
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") })
         .layer(DefaultBodyLimit::max(body_limit))
         // Spans name the route template, never the raw path or query, which

@@ -2,14 +2,15 @@
 //! `GET /v1/plugins/{name}/logs`.
 
 use super::auth::AuthTenant;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::app::App;
 use crate::clock::to_rfc3339;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PluginJson {
     name: String,
     version: String,
@@ -19,7 +20,14 @@ pub struct PluginJson {
     events: Vec<String>,
 }
 
-pub async fn list(State(app): State<Arc<App>>, auth: AuthTenant) -> axum::Json<serde_json::Value> {
+#[derive(Serialize, ToSchema)]
+pub struct PluginList {
+    data: Vec<PluginJson>,
+}
+
+/// The tenant's deployed plugins and their triggers.
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", responses((status = 200, body = PluginList)), security(("api_key" = [])))]
+pub async fn list(State(app): State<Arc<App>>, auth: AuthTenant) -> axum::Json<PluginList> {
     let snapshot = app.directory.snapshot();
     let mut plugins: Vec<PluginJson> = snapshot
         .plugins
@@ -35,29 +43,39 @@ pub async fn list(State(app): State<Arc<App>>, auth: AuthTenant) -> axum::Json<s
         })
         .collect();
     plugins.sort_by(|a, b| a.name.cmp(&b.name));
-    axum::Json(serde_json::json!({ "data": plugins }))
+    axum::Json(PluginList { data: plugins })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogsQuery {
+    /// Newest lines first, at most this many (default 100, max 1000).
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
-struct LogJson {
+#[derive(Serialize, ToSchema)]
+pub struct LogJson {
     event_id: String,
     level: String,
     message: String,
     at: String,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct LogList {
+    data: Vec<LogJson>,
+}
+
+/// A plugin's recent log lines.
+#[utoipa::path(get, path = "/v1/plugins/{name}/logs", tag = "plugins", params(("name" = String, Path, description = "Plugin name"), LogsQuery),
+    responses((status = 200, body = LogList), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn logs(
     State(app): State<Arc<App>>,
     auth: AuthTenant,
     Path(name): Path<String>,
     Query(q): Query<LogsQuery>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<LogList>, ApiError> {
     let snapshot = app.directory.snapshot();
     let plugin_id = snapshot
         .plugin_names
@@ -69,5 +87,5 @@ pub async fn logs(
         .into_iter()
         .map(|r| LogJson { event_id: r.event_id, level: r.level, message: r.message, at: to_rfc3339(r.at) })
         .collect();
-    Ok(axum::Json(serde_json::json!({ "data": data })))
+    Ok(axum::Json(LogList { data }))
 }

@@ -42,6 +42,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(u) = args.database_url {
         settings.database_url = Some(u);
     }
+    // Secrets come from the environment, never from the command line.
+    if let Ok(token) = std::env::var("SWITCHBOARD_ADMIN_TOKEN") {
+        settings.admin_token = Some(crate::secrets::Secret::new(token));
+    }
+    if let Ok(key) = std::env::var("SWITCHBOARD_SECRET_KEY") {
+        settings.secret_key = Some(crate::secrets::Secret::new(key));
+    }
     let listen = settings.listen;
     let app = App::start(settings, Clock::system()).await?;
     if !args.no_demo

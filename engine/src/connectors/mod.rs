@@ -66,6 +66,7 @@ pub enum ConnectorSetupError {
 pub struct Connectors {
     by_name: HashMap<String, Arc<dyn Connector>>,
     simulator: Option<Arc<simulator::Simulator>>,
+    sandbox: Option<Arc<simulator::Simulator>>,
 }
 
 impl Connectors {
@@ -76,6 +77,11 @@ impl Connectors {
     /// The simulator named `simulator` (always configured).
     pub fn simulator(&self) -> Option<Arc<simulator::Simulator>> {
         self.simulator.clone()
+    }
+
+    /// The sandbox that test-mode messages go to.
+    pub fn sandbox(&self) -> Option<Arc<simulator::Simulator>> {
+        self.sandbox.clone()
     }
 }
 
@@ -88,17 +94,24 @@ pub fn build(
     let mut by_name: HashMap<String, Arc<dyn Connector>> = HashMap::new();
     let mut all = settings.clone();
     all.entry("simulator".to_string()).or_insert_with(|| ConnectorSettings::Simulator(Default::default()));
-    let mut default_simulator = None;
+    // Test-mode keys send here and only here.
+    all.insert(
+        crate::pipeline::outbound::SANDBOX_CONNECTOR.to_string(),
+        ConnectorSettings::Simulator(simulator::SimulatorSettings::sandbox()),
+    );
+    let (mut default_simulator, mut sandbox) = (None, None);
     for (name, s) in all {
         match s {
             ConnectorSettings::Simulator(cfg) => {
                 let sim = Arc::new(simulator::Simulator::new(name.clone(), cfg, sink.clone(), clock.clone()));
-                if name == "simulator" {
-                    default_simulator = Some(sim.clone());
+                match name.as_str() {
+                    "simulator" => default_simulator = Some(sim.clone()),
+                    crate::pipeline::outbound::SANDBOX_CONNECTOR => sandbox = Some(sim.clone()),
+                    _ => {}
                 }
                 by_name.insert(name, sim);
             }
         }
     }
-    Ok(Connectors { by_name, simulator: default_simulator })
+    Ok(Connectors { by_name, simulator: default_simulator, sandbox })
 }

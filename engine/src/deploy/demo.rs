@@ -76,20 +76,7 @@ pub async fn seed_if_empty(app: &App, plugins_dir: &Path) -> Result<Option<DemoT
     }
     let api_key = app.create_api_key(&tenant_id, KeyMode::Live, Some("demo")).await?;
     let key_file = app.settings.data_dir.join(DEMO_KEY_FILE);
-    write_private(&key_file, &api_key)
+    crate::secrets::write_private(&key_file, &api_key)
         .map_err(|e| DemoError::KeyFile { path: key_file.display().to_string(), error: e.to_string() })?;
     Ok(Some(DemoTenant { tenant_id, api_key, key_file, plugins: names }))
-}
-
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut f = options.open(path)?;
-    f.write_all(contents.as_bytes())?;
-    f.write_all(b"\n")
 }

@@ -21,6 +21,7 @@ pub async fn run(app: Arc<App>, mut reports: TrackedReceiver<DeliveryUpdate>) {
             }
         };
         reports.committed(batch.len());
+        app.pipeline.webhooks.now();
         for event in events {
             app.pipeline.events.push(&event.id.clone(), event);
         }

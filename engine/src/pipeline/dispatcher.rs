@@ -93,6 +93,7 @@ pub async fn record_results(app: Arc<App>, mut results: TrackedReceiver<SendResu
             }
         }
         results.committed(batch.len());
+        app.pipeline.webhooks.now();
         for r in batch.drain(..) {
             let status = match r.outcome {
                 SendOutcome::Sent { .. } => "sent",

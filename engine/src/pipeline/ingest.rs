@@ -90,6 +90,11 @@ pub async fn accept(app: &App, sms: InboundSms) -> Result<Accepted, IngestError>
         event_id: None,
         in_reply_to: None,
         created_at: now,
+        mode: "live",
+        webhook_url: None,
+        scheduled_at: None,
+        price: 0,
+        batch_id: None,
     };
     tracing::debug!(message_id, from = %Masked(&message.from), to = %Masked(&message.to), events = events.len(), "inbound accepted");
     let inbound = NewInbound { message, events, lease: app.pipeline.lease(&app.clock) };

@@ -18,12 +18,17 @@ pub mod batch;
 pub mod delivery;
 pub mod dispatcher;
 pub mod ingest;
+pub mod outbound;
 pub mod router;
 pub mod sweeper;
+pub mod webhooks;
 pub mod worker;
 
 use crate::clock::{Clock, Millis};
-use crate::store::{CompletionResult, Database, EventCompletion, EventRow, Lease, NewInbound, OutboxItem};
+use crate::store::{
+    CompletionResult, Database, EventCompletion, EventRow, Lease, NewInbound, OutboundRequest, OutboundResult,
+    OutboxItem,
+};
 use batch::Batcher;
 use std::collections::HashSet;
 use std::future::Future;
@@ -167,10 +172,12 @@ pub struct Pipeline {
     pub outbox: WorkQueue<OutboxItem>,
     pub ingest: Batcher<NewInbound, ()>,
     pub completions: Batcher<EventCompletion, CompletionResult>,
+    pub outbound: Batcher<OutboundRequest, OutboundResult>,
     pub deliveries: Tracked<crate::store::DeliveryUpdate>,
     pub sends: Tracked<crate::store::SendResult>,
     pub sweeper: Wake,
     pub scheduler: Wake,
+    pub webhooks: Wake,
     pub notifications: broadcast::Sender<Notification>,
     /// Stops the loops that take new work.
     intake: CancellationToken,
@@ -200,9 +207,14 @@ impl Pipeline {
                 Ok(vec![(); batch.len()])
             }
         });
+        let completions_db = db.clone();
         let completions = Batcher::spawn(MAX_BATCH, move |batch: Vec<EventCompletion>| {
-            let db = db.clone();
+            let db = completions_db.clone();
             async move { db.complete_events(&batch).await }
+        });
+        let outbound = Batcher::spawn(MAX_BATCH, move |batch: Vec<OutboundRequest>| {
+            let db = db.clone();
+            async move { db.insert_outbound(&batch).await }
         });
         let pipeline = Pipeline {
             node_id,
@@ -211,10 +223,12 @@ impl Pipeline {
             outbox,
             ingest,
             completions,
+            outbound,
             deliveries,
             sends,
             sweeper: Wake::default(),
             scheduler: Wake::default(),
+            webhooks: Wake::default(),
             notifications: broadcast::channel(4096).0,
             intake: CancellationToken::new(),
             recorders: CancellationToken::new(),
@@ -275,4 +289,5 @@ pub fn spawn(app: Arc<crate::app::App>, rx: Receivers) {
     spawn_until(intake, dispatcher::run(app.clone(), rx.outbox));
     spawn_until(intake, sweeper::run(app.clone()));
     spawn_until(intake, crate::scheduler::run(app.clone()));
+    spawn_until(intake, webhooks::run(app.clone()));
 }

@@ -8,6 +8,7 @@
 
 use super::bindings::messaging::{self, OutboundMessage};
 use super::bindings::types::Error;
+use crate::billing::Pricing;
 use crate::clock::Clock;
 use crate::directory::TenantProfile;
 use crate::ids;
@@ -26,9 +27,43 @@ pub struct MessagingState {
     pub(super) max_sends: usize,
     pub(super) max_chars: usize,
     pub(super) sends: Vec<NewMessage>,
+    pub(super) pricing: Arc<Pricing>,
+    pub(super) db: Arc<dyn crate::store::Database>,
+    /// The balance, read when the first priced message is sent.
+    pub(super) balance: Option<i64>,
 }
 
 impl MessagingState {
+    /// Refuses a message the tenant's balance cannot pay for (the debit
+    /// itself happens at commit, where it is checked again).
+    async fn check_funds(&mut self, price: i64) -> wasmtime::Result<Result<(), Error>> {
+        if price == 0 {
+            return Ok(Ok(()));
+        }
+        let balance = match self.balance {
+            Some(b) => b,
+            None => {
+                let account = self
+                    .db
+                    .account(&self.tenant.id)
+                    .await
+                    .map_err(|e| wasmtime::format_err!("balance read failed: {e}"))?;
+                let b = account.map_or(0, |a| a.balance);
+                self.balance = Some(b);
+                b
+            }
+        };
+        let spent: i64 = self.sends.iter().map(|m| m.price).sum();
+        if spent + price > balance {
+            return Ok(Err(Error::QuotaExceeded(format!(
+                "insufficient balance: {} needed, {} left",
+                crate::billing::format_amount(price),
+                crate::billing::format_amount(balance - spent)
+            ))));
+        }
+        Ok(Ok(()))
+    }
+
     fn prepare(&self, m: OutboundMessage) -> Result<NewMessage, Error> {
         let to = phone::normalize(&m.to, self.tenant.default_region.as_deref())
             .map_err(|e| Error::InvalidArgument(format!("to: {e}")))?;
@@ -51,6 +86,7 @@ impl MessagingState {
         }
         let analysis =
             encoding::analyze(&m.body, EncodingChoice::Auto).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let to_for_price = to.clone();
         Ok(NewMessage {
             id: ids::message_id(),
             tenant_id: self.tenant.id.clone(),
@@ -67,6 +103,11 @@ impl MessagingState {
             event_id: Some(self.event_id.clone()),
             in_reply_to: self.in_reply_to.clone(),
             created_at: self.clock.now_ms(),
+            mode: "live",
+            webhook_url: None,
+            scheduled_at: None,
+            price: self.pricing.price(&to_for_price, analysis.segments as u32),
+            batch_id: None,
         })
     }
 
@@ -80,11 +121,16 @@ impl MessagingState {
 
 impl messaging::Host for MessagingState {
     async fn send(&mut self, message: OutboundMessage) -> wasmtime::Result<Result<String, Error>> {
-        Ok(self.check_quota(1).and_then(|()| self.prepare(message)).map(|m| {
-            let id = m.id.clone();
-            self.sends.push(m);
-            id
-        }))
+        let m = match self.check_quota(1).and_then(|()| self.prepare(message)) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = self.check_funds(m.price).await? {
+            return Ok(Err(e));
+        }
+        let id = m.id.clone();
+        self.sends.push(m);
+        Ok(Ok(id))
     }
 
     async fn send_many(&mut self, messages: Vec<OutboundMessage>) -> wasmtime::Result<Result<Vec<String>, Error>> {
@@ -97,6 +143,9 @@ impl messaging::Host for MessagingState {
                 Ok(m) => prepared.push(m),
                 Err(e) => return Ok(Err(prefix_error(i, e))),
             }
+        }
+        if let Err(e) = self.check_funds(prepared.iter().map(|m| m.price).sum()).await? {
+            return Ok(Err(e));
         }
         let ids = prepared.iter().map(|m| m.id.clone()).collect();
         self.sends.extend(prepared);

@@ -97,7 +97,18 @@ pub struct Runtime {
     limits: Limits,
     db: Arc<dyn Database>,
     clock: Clock,
+    pricing: Arc<crate::billing::Pricing>,
     stop_ticker: Arc<std::sync::atomic::AtomicBool>,
+    stats: RuntimeStats,
+}
+
+/// Counters of how components were obtained.
+#[derive(Default, Debug)]
+pub struct RuntimeStats {
+    /// Compiled from WebAssembly (slow; once per component and engine build).
+    pub compiled: std::sync::atomic::AtomicU64,
+    /// Loaded from the on-disk compile cache.
+    pub loaded_from_cache: std::sync::atomic::AtomicU64,
 }
 
 pub fn component_hash(wasm: &[u8]) -> String {
@@ -105,7 +116,13 @@ pub fn component_hash(wasm: &[u8]) -> String {
 }
 
 impl Runtime {
-    pub fn new(limits: Limits, cache_dir: PathBuf, db: Arc<dyn Database>, clock: Clock) -> Result<Self, RuntimeError> {
+    pub fn new(
+        limits: Limits,
+        cache_dir: PathBuf,
+        db: Arc<dyn Database>,
+        clock: Clock,
+        pricing: Arc<crate::billing::Pricing>,
+    ) -> Result<Self, RuntimeError> {
         let mut pool = PoolingAllocationConfig::default();
         let slots = (limits.concurrent_invocations as u32) * 2 + 16;
         pool.total_component_instances(slots)
@@ -157,8 +174,14 @@ impl Runtime {
             limits,
             db,
             clock,
+            pricing,
             stop_ticker,
+            stats: RuntimeStats::default(),
         })
+    }
+
+    pub fn stats(&self) -> &RuntimeStats {
+        &self.stats
     }
 
     fn linker(&self, grants: Grants) -> Result<Arc<wasmtime::component::Linker<InvocationState>>, RuntimeError> {
@@ -178,45 +201,47 @@ impl Runtime {
             return Ok(c.clone());
         }
         let path = self.cache_dir.join(format!("{hash}-{}.cwasm", self.engine_hash));
-        let engine = self.engine.clone();
-        let component = if path.exists() {
-            let p = path.clone();
+        if path.exists() {
+            let (engine, p) = (self.engine.clone(), path.clone());
             // SAFETY: the cache directory holds only artifacts this engine
             // configuration serialized (the file name carries its hash).
-            tokio::task::spawn_blocking(move || unsafe { Component::deserialize_file(&engine, &p) })
-                .await
-                .map_err(|e| RuntimeError::Compile(e.to_string()))?
-                .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?
-        } else {
-            let bytes = match wasm {
-                Some(b) => b.to_vec(),
-                None => self
-                    .db
-                    .get_component(hash)
-                    .await?
-                    .ok_or_else(|| RuntimeError::MissingComponent(hash.to_string()))?,
-            };
-            if !wasmparser::Parser::is_component(&bytes) {
-                return Err(RuntimeError::NotAComponent(if wasmparser::Parser::is_core_wasm(&bytes) {
-                    " (this is a core module; build with --target wasm32-wasip2)"
-                } else {
-                    ""
-                }));
+            let loaded = tokio::task::spawn_blocking(move || unsafe { Component::deserialize_file(&engine, &p) }).await;
+            match loaded {
+                Ok(Ok(c)) => {
+                    self.stats.loaded_from_cache.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.components.lock().expect("components lock").insert(hash.to_string(), c.clone());
+                    return Ok(c);
+                }
+                _ => tracing::warn!(path = %path.display(), "unusable compile cache entry; recompiling"),
             }
-            let compiled = tokio::task::spawn_blocking(move || -> wasmtime::Result<(Component, Vec<u8>)> {
-                let c = Component::new(&engine, &bytes)?;
-                let serialized = c.serialize()?;
-                Ok((c, serialized))
-            })
-            .await
-            .map_err(|e| RuntimeError::Compile(e.to_string()))?
-            .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            if std::fs::write(&tmp, &compiled.1).and_then(|()| std::fs::rename(&tmp, &path)).is_err() {
-                tracing::warn!(path = %path.display(), "could not write the compile cache");
+        }
+        let bytes = match wasm {
+            Some(b) => b.to_vec(),
+            None => {
+                self.db.get_component(hash).await?.ok_or_else(|| RuntimeError::MissingComponent(hash.to_string()))?
             }
-            compiled.0
         };
+        if !wasmparser::Parser::is_component(&bytes) {
+            return Err(RuntimeError::NotAComponent(if wasmparser::Parser::is_core_wasm(&bytes) {
+                " (this is a core module; build with --target wasm32-wasip2)"
+            } else {
+                ""
+            }));
+        }
+        let engine = self.engine.clone();
+        let (component, serialized) = tokio::task::spawn_blocking(move || -> wasmtime::Result<(Component, Vec<u8>)> {
+            let c = Component::new(&engine, &bytes)?;
+            let serialized = c.serialize()?;
+            Ok((c, serialized))
+        })
+        .await
+        .map_err(|e| RuntimeError::Compile(e.to_string()))?
+        .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
+        self.stats.compiled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, &serialized).and_then(|()| std::fs::rename(&tmp, &path)).is_err() {
+            tracing::warn!(path = %path.display(), "could not write the compile cache");
+        }
         self.components.lock().expect("components lock").insert(hash.to_string(), component.clone());
         Ok(component)
     }
@@ -310,6 +335,9 @@ impl Runtime {
                 max_sends: self.limits.sends_per_invocation,
                 max_chars: self.limits.message_chars,
                 sends: Vec::new(),
+                pricing: self.pricing.clone(),
+                db: self.db.clone(),
+                balance: None,
             },
             kv: kv::KvState {
                 db: self.db.clone(),

@@ -61,7 +61,7 @@ impl Encoding {
 }
 
 /// What a sender asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EncodingChoice {
     /// GSM-7 when every character fits, UCS-2 otherwise.

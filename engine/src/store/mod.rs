@@ -52,8 +52,14 @@ pub fn default_url(data_dir: &Path) -> String {
 }
 
 /// The whole store: one backend implements every part.
-pub trait Database: Tenants + Plugins + Events + Deliveries + Queries + Send + Sync + 'static {}
-impl<T: Tenants + Plugins + Events + Deliveries + Queries + Send + Sync + 'static> Database for T {}
+pub trait Database:
+    Tenants + Accounts + Plugins + Events + Deliveries + Webhooks + Queries + Send + Sync + 'static
+{
+}
+impl<T: Tenants + Accounts + Plugins + Events + Deliveries + Webhooks + Queries + Send + Sync + 'static> Database
+    for T
+{
+}
 
 #[async_trait]
 pub trait Tenants {
@@ -65,6 +71,31 @@ pub trait Tenants {
     async fn create_api_key(&self, key: &NewApiKeyRow) -> StoreResult<()>;
     /// Keys that are not revoked.
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRow>>;
+}
+
+/// What a tenant manages through the gateway API: keys, sender IDs,
+/// templates, balance and ledger, webhook settings, idempotency records.
+#[async_trait]
+pub trait Accounts {
+    async fn account(&self, tenant_id: &str) -> StoreResult<Option<AccountRow>>;
+    async fn set_webhook(&self, tenant_id: &str, url: Option<&str>, sealed_secret: Option<&[u8]>) -> StoreResult<()>;
+    async fn set_tenant_settings(&self, tenant_id: &str, settings_json: &str) -> StoreResult<()>;
+    async fn list_keys(&self, tenant_id: &str) -> StoreResult<Vec<ApiKeyInfo>>;
+    /// Revokes a key of the tenant; false if it has no such live key.
+    async fn revoke_key(&self, tenant_id: &str, key_id: &str, at: Millis) -> StoreResult<bool>;
+    async fn add_sender_id(&self, tenant_id: &str, sender_id: &str, at: Millis) -> StoreResult<()>;
+    async fn delete_sender_id(&self, tenant_id: &str, sender_id: &str) -> StoreResult<bool>;
+    /// Every tenant's sender IDs as (tenant, sender ID).
+    async fn list_sender_ids(&self) -> StoreResult<Vec<(String, String)>>;
+    async fn put_template(&self, tenant_id: &str, name: &str, body: &str, at: Millis) -> StoreResult<()>;
+    async fn get_template(&self, tenant_id: &str, name: &str) -> StoreResult<Option<TemplateRow>>;
+    async fn list_templates(&self, tenant_id: &str) -> StoreResult<Vec<TemplateRow>>;
+    async fn delete_template(&self, tenant_id: &str, name: &str) -> StoreResult<bool>;
+    /// Adds `amount` (negative to debit) with a ledger row; returns the new balance.
+    async fn credit(&self, tenant_id: &str, amount: i64, note: &str, at: Millis) -> StoreResult<i64>;
+    async fn ledger(&self, tenant_id: &str, limit: u32) -> StoreResult<Vec<LedgerRow>>;
+    async fn usage(&self, tenant_id: &str, since: Millis) -> StoreResult<Vec<UsageRow>>;
+    async fn idempotency(&self, tenant_id: &str, key: &str) -> StoreResult<Option<StoredIdempotency>>;
 }
 
 #[async_trait]
@@ -106,9 +137,15 @@ pub trait Events {
     async fn next_timer_due(&self) -> StoreResult<Option<Millis>>;
 }
 
-/// The outbound half: outbox, connector results, delivery reports.
+/// The outbound half: accepting messages, outbox, connector results,
+/// delivery reports, cancellation.
 #[async_trait]
 pub trait Deliveries {
+    /// Queues API requests, each atomically with its debit and idempotency
+    /// record, all in one transaction. Results come back in order.
+    async fn insert_outbound(&self, requests: &[OutboundRequest]) -> StoreResult<Vec<OutboundResult>>;
+    /// Cancels a scheduled message (refunding its price).
+    async fn cancel_scheduled(&self, tenant_id: &str, message_id: &str, at: Millis) -> StoreResult<CancelResult>;
     async fn claim_outbox(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<OutboxItem>>;
     async fn next_outbox_due(&self) -> StoreResult<Option<Millis>>;
     async fn record_send_results(&self, results: &[SendResult]) -> StoreResult<()>;
@@ -116,6 +153,15 @@ pub trait Deliveries {
     /// forward; every report joins the history) and, for messages whose
     /// plugin subscribes to delivery reports, inserts its event, leased.
     async fn record_deliveries(&self, reports: &[DeliveryUpdate], lease: &Lease) -> StoreResult<Vec<EventRow>>;
+}
+
+/// Signed status webhooks: claimed, attempted, retried.
+#[async_trait]
+pub trait Webhooks {
+    async fn claim_webhooks(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<WebhookDelivery>>;
+    async fn next_webhook_due(&self) -> StoreResult<Option<Millis>>;
+    async fn record_webhook_attempts(&self, attempts: &[WebhookAttempt]) -> StoreResult<()>;
+    async fn webhooks_for_message(&self, tenant_id: &str, message_id: &str) -> StoreResult<Vec<WebhookDeliveryView>>;
 }
 
 /// Reads for the API.

@@ -16,6 +16,7 @@ pub struct Tenant {
     pub name: String,
     pub status: String,
     pub created_at: Millis,
+    pub settings_json: String,
 }
 
 #[derive(Debug, Clone)]
@@ -223,6 +224,15 @@ pub struct NewMessage {
     pub event_id: Option<String>,
     pub in_reply_to: Option<String>,
     pub created_at: Millis,
+    /// `live`, or `test` for messages sent with a test key (sandbox only).
+    pub mode: &'static str,
+    /// Where status changes are posted (else the tenant's default).
+    pub webhook_url: Option<String>,
+    /// When a scheduled message is due (status `scheduled`).
+    pub scheduled_at: Option<Millis>,
+    /// What the message cost, debited at acceptance.
+    pub price: i64,
+    pub batch_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -441,6 +451,8 @@ pub struct MessageFilter {
     pub since: Option<Millis>,
     pub until: Option<Millis>,
     pub in_reply_to: Option<String>,
+    pub mode: Option<String>,
+    pub batch_id: Option<String>,
     /// Only messages with an id below this one (ids sort by time).
     pub before_id: Option<String>,
     pub limit: u32,
@@ -471,6 +483,10 @@ pub struct MessageView {
     pub in_reply_to: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    pub mode: String,
+    pub scheduled_at: Option<Millis>,
+    pub price: i64,
+    pub batch_id: Option<String>,
     pub history: Vec<StatusEntry>,
 }
 
@@ -494,4 +510,142 @@ pub struct LogRow {
     pub level: String,
     pub message: String,
     pub at: Millis,
+}
+
+/// The API's request to queue messages (one item of a group commit).
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    pub tenant_id: String,
+    pub messages: Vec<NewMessage>,
+    pub idempotency: Option<IdempotencyRecord>,
+    /// Lease for messages due now.
+    pub lease: Lease,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    pub request_hash: String,
+    pub status: u16,
+    pub response: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum OutboundResult {
+    /// Queued; these are due now (scheduled ones wait in the outbox).
+    Accepted {
+        due_now: Vec<OutboxItem>,
+    },
+    InsufficientBalance {
+        balance: i64,
+        needed: i64,
+    },
+    /// The idempotency key was used already; nothing was queued.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelResult {
+    Cancelled,
+    NotFound,
+    /// Only scheduled messages can be cancelled; this one is in `status`.
+    NotCancellable(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredIdempotency {
+    pub request_hash: String,
+    pub status: u16,
+    pub response: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub prefix: String,
+    pub mode: String,
+    pub label: Option<String>,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateRow {
+    pub name: String,
+    pub body: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct LedgerRow {
+    pub amount: i64,
+    pub balance_after: i64,
+    pub kind: String,
+    pub message_id: Option<String>,
+    pub note: Option<String>,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct UsageRow {
+    /// Days since the Unix epoch (UTC).
+    pub day: i64,
+    pub direction: String,
+    pub status: String,
+    pub messages: i64,
+    pub segments: i64,
+}
+
+/// A tenant's gateway account: balance and webhook configuration.
+#[derive(Debug, Clone)]
+pub struct AccountRow {
+    pub tenant_id: String,
+    pub name: String,
+    pub balance: i64,
+    pub webhook_url: Option<String>,
+    /// Sealed (encrypted) webhook signing secret.
+    pub webhook_secret: Option<Vec<u8>>,
+    pub settings_json: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookDelivery {
+    pub id: String,
+    pub tenant_id: String,
+    pub message_id: String,
+    pub url: String,
+    pub payload: String,
+    pub attempts: u32,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookAttempt {
+    pub delivery_id: String,
+    pub at: Millis,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    /// Retry at, or `None` when done (delivered, or given up).
+    pub retry_at: Option<Millis>,
+    pub delivered: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookAttemptView {
+    pub at: Millis,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookDeliveryView {
+    pub id: String,
+    pub url: String,
+    pub payload: String,
+    pub status: String,
+    pub attempts: Vec<WebhookAttemptView>,
+    pub next_attempt_at: Option<Millis>,
 }

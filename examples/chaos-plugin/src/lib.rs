@@ -15,10 +15,15 @@
 //!   every event gets a fresh instance.
 //! - `PEEK`: replies with what the `trap` key holds (it must be nothing).
 //!
+//! - `DLR`: sends a probe with reference `dlr-probe`; its delivery report
+//!   comes back to `on_delivery`, which texts the status to the sender.
+//!
 //! The `count` event increments the counter without replying.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use switchboard_sdk::{Event, HostError, InboundMessage, Plugin, Result, export_plugin, kv, messaging};
+use switchboard_sdk::{
+    DeliveryReport, DeliveryStatus, Event, HostError, InboundMessage, Plugin, Result, export_plugin, kv, messaging,
+};
 
 static INVOCATIONS_IN_THIS_INSTANCE: AtomicU32 = AtomicU32::new(0);
 
@@ -60,6 +65,10 @@ impl Plugin for Chaos {
                 message.reply(format!("instance call {n}"))?;
                 Ok(())
             }
+            "DLR" => {
+                messaging::Sms::new(&message.from, "delivery probe").reference("dlr-probe").send()?;
+                Ok(())
+            }
             "PEEK" => {
                 let value = kv::get("trap")?.map(|v| String::from_utf8_lossy(&v).into_owned());
                 message.reply(format!("trap key: {}", value.as_deref().unwrap_or("absent")))?;
@@ -92,6 +101,21 @@ impl Plugin for Chaos {
                 Ok(())
             }
         }
+    }
+
+    fn on_delivery(report: DeliveryReport) -> Result<()> {
+        // Only the probe's final report answers, so answers never loop.
+        if report.reference.as_deref() == Some("dlr-probe") && report.status != DeliveryStatus::Sent {
+            let status = match report.status {
+                DeliveryStatus::Delivered => "delivered",
+                DeliveryStatus::Undelivered => "undelivered",
+                DeliveryStatus::Failed => "failed",
+                DeliveryStatus::Expired => "expired",
+                _ => "other",
+            };
+            messaging::send(&report.to, format!("probe {status} ({})", report.error_code.as_deref().unwrap_or("-")))?;
+        }
+        Ok(())
     }
 
     fn on_event(event: Event) -> Result<()> {

@@ -23,6 +23,22 @@ pub struct SimulatorSettings {
     pub outcomes: HashMap<String, String>,
 }
 
+/// The sandbox's magic destinations (test-mode keys): any other number is
+/// delivered.
+pub const SANDBOX_OUTCOMES: [(&str, &str); 5] = [
+    ("+15550100001", "delivered"),
+    ("+15550100002", "undelivered:30003"),
+    ("+15550100003", "failed:21211"),
+    ("+15550100004", "timeout"),
+    ("+15550100005", "expired"),
+];
+
+impl SimulatorSettings {
+    pub fn sandbox() -> Self {
+        SimulatorSettings { outcomes: SANDBOX_OUTCOMES.iter().map(|(n, o)| (n.to_string(), o.to_string())).collect() }
+    }
+}
+
 /// A message the simulator "sent".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimulatedSms {

@@ -3,7 +3,7 @@ use crate::clock::Millis;
 use crate::store::*;
 use async_trait::async_trait;
 use sqlx::sqlite::{Sqlite, SqliteRow};
-use sqlx::{QueryBuilder, Row, SqliteConnection};
+use sqlx::{Acquire, QueryBuilder, Row, SqliteConnection};
 
 const EVENT_COLUMNS: &str = "id, tenant_id, plugin_id, kind, name, payload, message_id, attempts, created_at";
 
@@ -26,7 +26,8 @@ pub(super) async fn insert_messages(conn: &mut SqliteConnection, messages: &[&Ne
     for chunk in messages.chunks(INSERT_CHUNK) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO messages (id, tenant_id, direction, from_addr, to_addr, body, status, status_rank, segments, \
-             encoding, reference, connector, plugin_id, event_id, in_reply_to, created_at, updated_at) ",
+             encoding, reference, connector, plugin_id, event_id, in_reply_to, created_at, updated_at, mode, webhook_url, \
+             scheduled_at, price, batch_id) ",
         );
         q.push_values(chunk, |mut b, m| {
             b.push_bind(&m.id)
@@ -45,7 +46,12 @@ pub(super) async fn insert_messages(conn: &mut SqliteConnection, messages: &[&Ne
                 .push_bind(&m.event_id)
                 .push_bind(&m.in_reply_to)
                 .push_bind(m.created_at)
-                .push_bind(m.created_at);
+                .push_bind(m.created_at)
+                .push_bind(m.mode)
+                .push_bind(&m.webhook_url)
+                .push_bind(m.scheduled_at)
+                .push_bind(m.price)
+                .push_bind(&m.batch_id);
         });
         q.build().execute(&mut *conn).await?;
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO message_status (message_id, status, at) ");
@@ -88,18 +94,27 @@ pub(super) async fn insert_event_rows(
     Ok(())
 }
 
-async fn insert_outbox(conn: &mut SqliteConnection, messages: &[NewMessage], lease: &Lease) -> StoreResult<()> {
+pub(super) async fn insert_outbox(
+    conn: &mut SqliteConnection,
+    messages: &[NewMessage],
+    lease: &Lease,
+) -> StoreResult<()> {
     for chunk in messages.chunks(INSERT_CHUNK) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO outbox (message_id, tenant_id, attempts, run_at, lease_owner, lease_until) ",
         );
         q.push_values(chunk, |mut b, m| {
+            // Scheduled messages wait unleased until due; the sweeper claims them.
+            let (owner, until) = match m.scheduled_at {
+                Some(_) => (None, None),
+                None => (Some(&lease.owner), Some(lease.until)),
+            };
             b.push_bind(&m.id)
                 .push_bind(&m.tenant_id)
                 .push_bind(0i64)
-                .push_bind(m.created_at)
-                .push_bind(&lease.owner)
-                .push_bind(lease.until);
+                .push_bind(m.scheduled_at.unwrap_or(m.created_at))
+                .push_bind(owner)
+                .push_bind(until);
         });
         q.build().execute(&mut *conn).await?;
     }
@@ -175,12 +190,33 @@ async fn reads_still_valid(conn: &mut SqliteConnection, c: &EventCompletion, eff
     Ok(true)
 }
 
+/// Applies an invocation's effects; `false` if the tenant's balance cannot
+/// pay for its messages (the caller rolls back and re-runs the invocation,
+/// which then sees the balance and is refused).
 async fn apply_effects(
     conn: &mut SqliteConnection,
     c: &EventCompletion,
     effects: &Effects,
     now: Millis,
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
+    for m in effects.sends.iter().filter(|m| m.price > 0) {
+        let debited = super::status::ledger_entry(
+            conn,
+            super::status::Entry {
+                tenant_id: &c.tenant_id,
+                amount: -m.price,
+                kind: "debit",
+                message_id: Some(&m.id),
+                note: None,
+                at: now,
+            },
+            true,
+        )
+        .await?;
+        if debited.is_none() {
+            return Ok(false);
+        }
+    }
     for (key, value) in &effects.kv_writes {
         match value {
             Some(value) => {
@@ -239,16 +275,17 @@ async fn apply_effects(
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
-fn outbox_items(c: &EventCompletion, effects: &Effects) -> Vec<OutboxItem> {
-    effects
-        .sends
+/// The outbox items of messages due now.
+pub(super) fn outbox_items(messages: &[NewMessage]) -> Vec<OutboxItem> {
+    messages
         .iter()
+        .filter(|m| m.scheduled_at.is_none())
         .map(|m| OutboxItem {
             message_id: m.id.clone(),
-            tenant_id: c.tenant_id.clone(),
+            tenant_id: m.tenant_id.clone(),
             from: m.from.clone(),
             to: m.to.clone(),
             body: m.body.clone(),
@@ -323,7 +360,14 @@ impl Events for SqliteStore {
                         results.push(CompletionResult::Conflict);
                         continue;
                     }
-                    apply_effects(&mut tx, c, effects, now).await?;
+                    // A savepoint, so an unpayable completion undoes only itself.
+                    let mut sp = (&mut *tx).begin().await?;
+                    if !apply_effects(&mut sp, c, effects, now).await? {
+                        drop(sp);
+                        results.push(CompletionResult::Conflict);
+                        continue;
+                    }
+                    sp.commit().await?;
                     sqlx::query(
                         "UPDATE events SET status = 'done', attempts = attempts + 1, lease_owner = NULL, \
                          lease_until = NULL, last_error = NULL, updated_at = ? WHERE id = ?",
@@ -333,7 +377,7 @@ impl Events for SqliteStore {
                     .execute(&mut *tx)
                     .await?;
                     results.push(CompletionResult::Committed {
-                        outbox: outbox_items(c, effects),
+                        outbox: outbox_items(&effects.sends),
                         timers_changed: !effects.timer_ops.is_empty(),
                     });
                 }

@@ -6,10 +6,13 @@
 //! pool of others. Callers batch writes into few transactions (group
 //! commit): one fsync costs far more than the rows it carries.
 
+mod accounts;
 mod events;
+mod outbound;
 mod outbox;
 mod plugins;
 mod queries;
+mod status;
 mod tenants;
 
 use super::{StoreError, StoreResult};

@@ -1,3 +1,4 @@
+use super::status::{record_history, refund, status_changed};
 use super::{SqliteStore, events::insert_event_rows};
 use crate::clock::Millis;
 use crate::store::*;
@@ -7,6 +8,20 @@ use sqlx::{QueryBuilder, Row};
 
 #[async_trait]
 impl Deliveries for SqliteStore {
+    async fn insert_outbound(&self, requests: &[OutboundRequest]) -> StoreResult<Vec<OutboundResult>> {
+        let mut tx = self.writer.begin().await?;
+        let mut results = Vec::with_capacity(requests.len());
+        for req in requests {
+            results.push(SqliteStore::outbound_one(&mut tx, req).await?);
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn cancel_scheduled(&self, tenant_id: &str, message_id: &str, at: Millis) -> StoreResult<CancelResult> {
+        super::outbound::cancel(self, tenant_id, message_id, at).await
+    }
+
     async fn claim_outbox(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<OutboxItem>> {
         let mut tx = self.writer.begin().await?;
         let claimed: Vec<String> = sqlx::query_scalar(
@@ -72,7 +87,7 @@ impl Deliveries for SqliteStore {
                     .bind(&r.message_id)
                     .execute(&mut *tx)
                     .await?;
-                    history(&mut tx, &r.message_id, MessageStatus::Sent, None, r.at).await?;
+                    status_changed(&mut tx, &r.message_id, MessageStatus::Sent, None, r.at).await?;
                     sqlx::query("DELETE FROM outbox WHERE message_id = ?")
                         .bind(&r.message_id)
                         .execute(&mut *tx)
@@ -98,7 +113,8 @@ impl Deliveries for SqliteStore {
                     .bind(&r.message_id)
                     .execute(&mut *tx)
                     .await?;
-                    history(&mut tx, &r.message_id, MessageStatus::Failed, Some(error_code), r.at).await?;
+                    status_changed(&mut tx, &r.message_id, MessageStatus::Failed, Some(error_code), r.at).await?;
+                    refund(&mut tx, &r.message_id, r.at).await?;
                     sqlx::query("DELETE FROM outbox WHERE message_id = ?")
                         .bind(&r.message_id)
                         .execute(&mut *tx)
@@ -139,7 +155,11 @@ impl Deliveries for SqliteStore {
             .await?
             .rows_affected()
                 > 0;
-            history(&mut tx, &r.message_id, r.status, r.error_code.as_deref(), r.at).await?;
+            if changed {
+                status_changed(&mut tx, &r.message_id, r.status, r.error_code.as_deref(), r.at).await?;
+            } else {
+                record_history(&mut tx, &r.message_id, r.status, r.error_code.as_deref(), r.at).await?;
+            }
             let plugin_id: Option<String> = msg.get(1);
             let subscribed: bool = msg.get(4);
             if let (true, true, Some(plugin_id)) = (changed, subscribed, plugin_id) {
@@ -169,21 +189,4 @@ impl Deliveries for SqliteStore {
         tx.commit().await?;
         Ok(events.iter().map(NewEvent::to_row).collect())
     }
-}
-
-async fn history(
-    conn: &mut sqlx::SqliteConnection,
-    message_id: &str,
-    status: MessageStatus,
-    error_code: Option<&str>,
-    at: Millis,
-) -> StoreResult<()> {
-    sqlx::query("INSERT INTO message_status (message_id, status, error_code, at) VALUES (?, ?, ?, ?)")
-        .bind(message_id)
-        .bind(status.as_str())
-        .bind(error_code)
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }

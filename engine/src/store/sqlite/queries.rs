@@ -6,8 +6,8 @@ use sqlx::{QueryBuilder, Row};
 use std::collections::HashMap;
 
 const MESSAGE_SELECT: &str = "SELECT m.id, m.direction, m.from_addr, m.to_addr, m.body, m.status, m.segments, \
-    m.encoding, m.reference, m.error_code, m.connector, m.provider_id, p.name, m.in_reply_to, m.created_at, m.updated_at \
-    FROM messages m LEFT JOIN plugins p ON p.id = m.plugin_id";
+    m.encoding, m.reference, m.error_code, m.connector, m.provider_id, p.name, m.in_reply_to, m.created_at, m.updated_at, \
+    m.mode, m.scheduled_at, m.price, m.batch_id FROM messages m LEFT JOIN plugins p ON p.id = m.plugin_id";
 
 fn message_view(r: &SqliteRow) -> MessageView {
     MessageView {
@@ -27,6 +27,10 @@ fn message_view(r: &SqliteRow) -> MessageView {
         in_reply_to: r.get(13),
         created_at: r.get(14),
         updated_at: r.get(15),
+        mode: r.get(16),
+        scheduled_at: r.get(17),
+        price: r.get(18),
+        batch_id: r.get(19),
         history: Vec::new(),
     }
 }
@@ -114,6 +118,12 @@ impl Queries for SqliteStore {
         }
         if let Some(r) = &f.in_reply_to {
             q.push(" AND m.in_reply_to = ").push_bind(r);
+        }
+        if let Some(mode) = &f.mode {
+            q.push(" AND m.mode = ").push_bind(mode);
+        }
+        if let Some(batch) = &f.batch_id {
+            q.push(" AND m.batch_id = ").push_bind(batch);
         }
         if let Some(before) = &f.before_id {
             q.push(" AND m.id < ").push_bind(before);

@@ -21,12 +21,18 @@ impl Tenants for SqliteStore {
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
-        let rows = sqlx::query("SELECT id, name, status, created_at FROM tenants ORDER BY created_at, id")
+        let rows = sqlx::query("SELECT id, name, status, created_at, settings FROM tenants ORDER BY created_at, id")
             .fetch_all(&self.reader)
             .await?;
         Ok(rows
             .into_iter()
-            .map(|r| Tenant { id: r.get(0), name: r.get(1), status: r.get(2), created_at: r.get(3) })
+            .map(|r| Tenant {
+                id: r.get(0),
+                name: r.get(1),
+                status: r.get(2),
+                created_at: r.get(3),
+                settings_json: r.get(4),
+            })
             .collect())
     }
 

@@ -1,0 +1,234 @@
+//! Numbers and sender IDs: lookup (`GET /v1/numbers/{number}`), the
+//! tenant's numbers and alphanumeric sender IDs.
+
+use super::auth::AuthTenant;
+use super::error::{ApiError, ErrorBody};
+use super::json::Json;
+use crate::app::{AdminError, App};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use phonenumber::{Mode, Type};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+#[derive(Serialize, ToSchema)]
+pub struct NumberLookup {
+    /// What was asked.
+    input: String,
+    /// libphonenumber considers the number assigned and dialable.
+    valid: bool,
+    /// Sends accept it: valid, or of a possible length for its country code.
+    possible: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    e164: Option<String>,
+    /// ISO 3166 alpha-2 region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    national_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    international_format: Option<String>,
+    /// mobile, fixed_line, fixed_line_or_mobile, toll_free, premium_rate,
+    /// shared_cost, voip, personal_number, pager, uan, voicemail, unknown
+    #[serde(skip_serializing_if = "Option::is_none")]
+    r#type: Option<String>,
+}
+
+fn type_name(t: Type) -> &'static str {
+    match t {
+        Type::Mobile => "mobile",
+        Type::FixedLine => "fixed_line",
+        Type::FixedLineOrMobile => "fixed_line_or_mobile",
+        Type::TollFree => "toll_free",
+        Type::PremiumRate => "premium_rate",
+        Type::SharedCost => "shared_cost",
+        Type::Voip => "voip",
+        Type::PersonalNumber => "personal_number",
+        Type::Pager => "pager",
+        Type::Uan => "uan",
+        Type::Voicemail => "voicemail",
+        _ => "unknown",
+    }
+}
+
+/// Validate and describe a phone number.
+#[utoipa::path(get, path = "/v1/numbers/{number}", tag = "numbers",
+    params(("number" = String, Path, description = "The number, ideally E.164 (+ may be written %2B)")),
+    responses((status = 200, body = NumberLookup), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn lookup(
+    State(app): State<Arc<App>>,
+    auth: AuthTenant,
+    Path(number): Path<String>,
+) -> axum::Json<NumberLookup> {
+    let region = app.directory.snapshot().tenants.get(&auth.tenant_id).and_then(|t| t.default_region.clone());
+    let parsed = phonenumber::parse(region.as_deref().and_then(|r| r.parse().ok()), &number).ok();
+    let possible = crate::phone::normalize(&number, region.as_deref()).is_ok();
+    let mut out = NumberLookup {
+        input: number,
+        valid: false,
+        possible,
+        e164: None,
+        country: None,
+        country_code: None,
+        national_format: None,
+        international_format: None,
+        r#type: None,
+    };
+    if let Some(n) = parsed.filter(|_| possible) {
+        out.valid = phonenumber::is_valid(&n);
+        out.e164 = Some(n.format().mode(Mode::E164).to_string());
+        out.country = n.country().id().map(|id| id.as_ref().to_string());
+        out.country_code = Some(n.code().value());
+        out.national_format = Some(n.format().mode(Mode::National).to_string());
+        out.international_format = Some(n.format().mode(Mode::International).to_string());
+        out.r#type = Some(type_name(n.number_type(&phonenumber::metadata::DATABASE)).to_string());
+    }
+    axum::Json(out)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NumberJson {
+    number: String,
+    connector: String,
+    default: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SendersJson {
+    numbers: Vec<NumberJson>,
+    sender_ids: Vec<String>,
+}
+
+/// The tenant's numbers and sender IDs.
+#[utoipa::path(get, path = "/v1/numbers", tag = "numbers",
+    responses((status = 200, body = SendersJson)), security(("api_key" = [])))]
+pub async fn list(State(app): State<Arc<App>>, auth: AuthTenant) -> axum::Json<SendersJson> {
+    let snapshot = app.directory.snapshot();
+    let tenant = snapshot.tenants.get(&auth.tenant_id);
+    let mut numbers = Vec::new();
+    let mut sender_ids = Vec::new();
+    for s in tenant.map(|t| t.senders.values().collect::<Vec<_>>()).unwrap_or_default() {
+        if s.address.starts_with('+') {
+            let default = tenant.and_then(|t| t.default_sender.as_deref()) == Some(s.address.as_str());
+            numbers.push(NumberJson { number: s.address.clone(), connector: s.connector.clone(), default });
+        } else {
+            sender_ids.push(s.address.clone());
+        }
+    }
+    numbers.sort_by(|a, b| a.number.cmp(&b.number));
+    sender_ids.sort();
+    axum::Json(SendersJson { numbers, sender_ids })
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterNumber {
+    number: String,
+    /// The connector that sends from and receives on it (default `simulator`).
+    connector: Option<String>,
+    /// Make it the default sender.
+    #[serde(default)]
+    default: bool,
+}
+
+/// Register a number: inbound SMS to it route to this tenant, and it can be used as `from`.
+#[utoipa::path(post, path = "/v1/numbers", tag = "numbers", request_body = RegisterNumber,
+    responses((status = 201, body = NumberJson), (status = 400, body = ErrorBody), (status = 409, description = "NUMBER_TAKEN", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn register(
+    State(app): State<Arc<App>>,
+    auth: AuthTenant,
+    Json(body): Json<RegisterNumber>,
+) -> Result<(StatusCode, axum::Json<NumberJson>), ApiError> {
+    let connector = body.connector.unwrap_or_else(|| "simulator".into());
+    let number =
+        app.add_number(&auth.tenant_id, &body.number, &connector, body.default).await.map_err(|e| match e {
+            AdminError::Invalid { field: "number", message } => {
+                ApiError::bad_request("INVALID_PHONE_NUMBER", message).with_field("number")
+            }
+            AdminError::Invalid { field, message } => ApiError::bad_request("INVALID_FIELD", message).with_field(field),
+            AdminError::Conflict(_) => {
+                ApiError::conflict("NUMBER_TAKEN", "this number is already registered").with_field("number")
+            }
+            e => ApiError::internal(e),
+        })?;
+    Ok((StatusCode::CREATED, axum::Json(NumberJson { number, connector, default: body.default })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterSenderId {
+    /// 1 to 11 letters, digits or spaces, not all digits.
+    sender_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SenderIdJson {
+    sender_id: String,
+}
+
+/// Whether `s` is a valid alphanumeric sender ID.
+pub fn valid_sender_id(s: &str) -> bool {
+    (1..=11).contains(&s.chars().count())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ')
+        && !s.chars().all(|c| c.is_ascii_digit() || c == ' ')
+        && s.trim() == s
+}
+
+/// Register an alphanumeric sender ID.
+#[utoipa::path(post, path = "/v1/sender-ids", tag = "numbers", request_body = RegisterSenderId,
+    responses((status = 201, body = SenderIdJson), (status = 400, description = "INVALID_SENDER_ID", body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn add_sender_id(
+    State(app): State<Arc<App>>,
+    auth: AuthTenant,
+    Json(body): Json<RegisterSenderId>,
+) -> Result<(StatusCode, axum::Json<SenderIdJson>), ApiError> {
+    if !valid_sender_id(&body.sender_id) {
+        return Err(ApiError::bad_request(
+            "INVALID_SENDER_ID",
+            "a sender ID is 1 to 11 letters, digits or inner spaces, and not only digits",
+        )
+        .with_field("sender_id"));
+    }
+    app.add_sender_id(&auth.tenant_id, &body.sender_id).await.map_err(|e| match e {
+        AdminError::Conflict(_) => {
+            ApiError::conflict("SENDER_ID_EXISTS", "this sender ID is already registered").with_field("sender_id")
+        }
+        e => ApiError::internal(e),
+    })?;
+    Ok((StatusCode::CREATED, axum::Json(SenderIdJson { sender_id: body.sender_id })))
+}
+
+/// Remove a sender ID.
+#[utoipa::path(delete, path = "/v1/sender-ids/{sender_id}", tag = "numbers",
+    params(("sender_id" = String, Path, description = "The sender ID")),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+pub async fn delete_sender_id(
+    State(app): State<Arc<App>>,
+    auth: AuthTenant,
+    Path(sender_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if app.remove_sender_id(&auth.tenant_id, &sender_id).await.map_err(ApiError::internal)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("SENDER_ID_NOT_FOUND", format!("no sender ID {sender_id:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sender_id_rules() {
+        for ok in ["ACME", "Acme Shop", "A1", "ABCDEFGHIJK"] {
+            assert!(super::valid_sender_id(ok), "{ok}");
+        }
+        for bad in ["", "ABCDEFGHIJKL", "12345", "ACME!", " ACME", "Ünicode"] {
+            assert!(!super::valid_sender_id(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Per-key rate limits: a token bucket per second (GCRA, `governor`) and a
+//! count per UTC day, configurable per tenant. Every keyed response says
+//! where the caller stands (`X-RateLimit-Limit`, `-Remaining`, `-Reset`);
+//! over the limit is 429 with `Retry-After`.
+
+use super::auth;
+use super::error::ApiError;
+use crate::app::App;
+use crate::secrets;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock as _, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::{Quota, RateLimiter};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+type SecondLimiter =
+    RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock, StateInformationMiddleware>;
+
+struct KeyLimits {
+    per_second: u32,
+    second: SecondLimiter,
+    per_day: u64,
+    day: i64,
+    used_today: u64,
+}
+
+/// The limiters of every key seen on this node.
+#[derive(Default)]
+pub struct RateLimits {
+    keys: Mutex<HashMap<String, KeyLimits>>,
+}
+
+enum Verdict {
+    Allowed { limit: u64, remaining: u64, reset: i64 },
+    Refused { limit: u64, reset: i64, retry_after: u64 },
+}
+
+impl RateLimits {
+    fn check(&self, key_id: &str, per_second: u32, per_day: u64, now_ms: i64) -> Verdict {
+        let mut keys = self.keys.lock().expect("rate limit lock");
+        let fresh = || KeyLimits {
+            per_second,
+            second: RateLimiter::direct(Quota::per_second(NonZeroU32::new(per_second.max(1)).expect("non-zero")))
+                .with_middleware::<StateInformationMiddleware>(),
+            per_day,
+            day: now_ms / 86_400_000,
+            used_today: 0,
+        };
+        let k = keys.entry(key_id.to_string()).or_insert_with(fresh);
+        if k.per_second != per_second || k.per_day != per_day {
+            *k = fresh(); // the tenant's limits changed
+        }
+        let today = now_ms / 86_400_000;
+        if k.day != today {
+            k.day = today;
+            k.used_today = 0;
+        }
+        let now_s = now_ms / 1000;
+        if k.used_today >= k.per_day {
+            let midnight = (today + 1) * 86_400;
+            return Verdict::Refused {
+                limit: k.per_day,
+                reset: midnight,
+                retry_after: (midnight - now_s).max(1) as u64,
+            };
+        }
+        match k.second.check() {
+            Ok(state) => {
+                k.used_today += 1;
+                let remaining = state.remaining_burst_capacity() as u64;
+                let refill = (per_second as u64 - remaining).div_ceil(per_second.max(1) as u64);
+                Verdict::Allowed { limit: per_second as u64, remaining, reset: now_s + refill as i64 }
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                Verdict::Refused {
+                    limit: per_second as u64,
+                    reset: now_s + retry_after as i64,
+                    retry_after: retry_after.max(1),
+                }
+            }
+        }
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: impl ToString) {
+    if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+        headers.insert(name, v);
+    }
+}
+
+/// Applies the caller's key's limits. Requests without a (valid) key pass
+/// through: authentication answers them.
+pub async fn limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let Some(key) = auth::presented_key(req.headers()) else { return next.run(req).await };
+    let snapshot = app.directory.snapshot();
+    let Some(found) = snapshot.api_keys.get(&secrets::hash_key(key)) else { return next.run(req).await };
+    let settings = snapshot.tenants.get(&found.tenant_id).map(|t| t.settings.clone()).unwrap_or_default();
+    let per_second = settings.requests_per_second.unwrap_or(app.settings.limits.api_requests_per_second);
+    let per_day = settings.requests_per_day.unwrap_or(app.settings.limits.api_requests_per_day);
+    let key_id = found.id.clone();
+    drop(snapshot);
+    match app.rate_limits.check(&key_id, per_second, per_day, app.clock.now_ms()) {
+        Verdict::Allowed { limit, remaining, reset } => {
+            let mut response = next.run(req).await;
+            let h = response.headers_mut();
+            set(h, "x-ratelimit-limit", limit);
+            set(h, "x-ratelimit-remaining", remaining);
+            set(h, "x-ratelimit-reset", reset);
+            response
+        }
+        Verdict::Refused { limit, reset, retry_after } => {
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                format!("rate limit exceeded; retry in {retry_after} s"),
+            )
+            .into_response();
+            let h = response.headers_mut();
+            set(h, "retry-after", retry_after);
+            set(h, "x-ratelimit-limit", limit);
+            set(h, "x-ratelimit-remaining", 0);
+            set(h, "x-ratelimit-reset", reset);
+            response
+        }
+    }
+}

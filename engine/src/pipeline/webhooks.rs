@@ -1,0 +1,125 @@
+//! Signed status webhooks: each status change of a message with a webhook
+//! URL (its own, or its tenant's) is a durable delivery row, POSTed with
+//! `X-Switchboard-Signature` and retried with exponential backoff and
+//! jitter until a 2xx or until the retry window (24 h by default) closes.
+
+use crate::app::App;
+use crate::net;
+use crate::secrets;
+use crate::store::{WebhookAttempt, WebhookDelivery};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+pub const SIGNATURE_HEADER: &str = "x-switchboard-signature";
+const CLAIM_BATCH: u32 = 128;
+const POLL: Duration = Duration::from_secs(5);
+
+pub async fn run(app: Arc<App>) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(app.settings.limits.webhook_timeout_ms))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("HTTP client");
+    let permits = Arc::new(Semaphore::new(64));
+    loop {
+        let now = app.clock.now_ms();
+        let claimed = match app.db.claim_webhooks(&app.pipeline.lease(&app.clock), now, CLAIM_BATCH).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "could not claim webhooks");
+                Vec::new()
+            }
+        };
+        let full = claimed.len() == CLAIM_BATCH as usize;
+        let secrets = tenant_secrets(&app, &claimed).await;
+        let mut running = Vec::with_capacity(claimed.len());
+        for delivery in claimed {
+            let secret = secrets.get(&delivery.tenant_id).cloned().flatten();
+            let (app, http, permit) = (app.clone(), http.clone(), permits.clone().acquire_owned().await);
+            running.push(tokio::spawn(async move {
+                let attempt = deliver(&app, &http, &delivery, secret.as_deref()).await;
+                drop(permit);
+                attempt
+            }));
+        }
+        let mut attempts = Vec::with_capacity(running.len());
+        for r in running {
+            if let Ok(a) = r.await {
+                attempts.push(a);
+            }
+        }
+        if !attempts.is_empty()
+            && let Err(e) = app.db.record_webhook_attempts(&attempts).await
+        {
+            // The leases lapse and the deliveries are attempted again.
+            tracing::error!(error = %e, "could not record webhook attempts");
+        }
+        if full {
+            continue;
+        }
+        let mut next = now + POLL.as_millis() as i64;
+        if let Ok(Some(t)) = app.db.next_webhook_due().await {
+            next = next.min(t);
+        }
+        app.pipeline.webhooks.sleep_until(&app.clock, next.max(now + 1)).await;
+    }
+}
+
+/// Each tenant's signing secret, opened once per batch.
+async fn tenant_secrets(app: &App, deliveries: &[WebhookDelivery]) -> HashMap<String, Option<String>> {
+    let mut out = HashMap::new();
+    for d in deliveries {
+        if out.contains_key(&d.tenant_id) {
+            continue;
+        }
+        let secret = match app.db.account(&d.tenant_id).await {
+            Ok(Some(a)) => a.webhook_secret.and_then(|s| app.sealer.open(&s)).and_then(|s| String::from_utf8(s).ok()),
+            _ => None,
+        };
+        out.insert(d.tenant_id.clone(), secret);
+    }
+    out
+}
+
+async fn deliver(app: &App, http: &reqwest::Client, d: &WebhookDelivery, secret: Option<&str>) -> WebhookAttempt {
+    let started = Instant::now();
+    let at = app.clock.now_ms();
+    let outcome: Result<u16, String> = async {
+        let secret = secret.ok_or("the tenant has no webhook signing secret")?;
+        let url = net::parse_http_url(&d.url).map_err(|e| e.to_string())?;
+        net::check_destination(&url, app.settings.webhooks_allow_private_addresses).await.map_err(|e| e.to_string())?;
+        let signature = secrets::webhook_signature(secret, at / 1000, d.payload.as_bytes());
+        let response = http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .header("user-agent", concat!("Switchboard-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .body(d.payload.clone())
+            .send()
+            .await
+            .map_err(|e| if e.is_timeout() { "timed out".to_string() } else { format!("request failed: {e}") })?;
+        Ok(response.status().as_u16())
+    }
+    .await;
+    let duration_ms = started.elapsed().as_millis() as i64;
+    let (status_code, error) = match &outcome {
+        Ok(code) => (Some(*code), None),
+        Err(e) => (None, Some(e.clone())),
+    };
+    let delivered = matches!(status_code, Some(200..=299));
+    let retry_at = if delivered {
+        None
+    } else {
+        let limits = &app.settings.limits;
+        let exp = limits.webhook_retry_base_ms.saturating_mul(1u64 << d.attempts.min(20)).min(3_600_000);
+        let jitter = rand::random_range(0..=exp / 4 + 1);
+        let next = at + (exp + jitter) as i64;
+        (next - d.created_at <= limits.webhook_retry_window_s as i64 * 1000).then_some(next)
+    };
+    if !delivered {
+        tracing::info!(delivery = %d.id, status = ?status_code, error = ?error, retry = retry_at.is_some(), "webhook not accepted");
+    }
+    WebhookAttempt { delivery_id: d.id.clone(), at, status_code, error, duration_ms, retry_at, delivered }
+}
