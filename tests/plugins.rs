@@ -220,3 +220,17 @@ async fn delivery_reports_reach_the_plugin_and_carrier_failures_are_recorded() {
     let undelivered = h.get("/v1/messages?status=undelivered").await;
     assert_eq!(undelivered["data"][0]["error_code"], "30003");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_can_schedule_a_message_for_later() {
+    let h = harness().plugins(&["chaos"]).start().await;
+    let mut watch = h.watch();
+    let inbound = h.inbound(CUSTOMER, "LATER").await;
+    watch.events_settled("done", 1).await;
+    let replies = h.replies(&inbound).await;
+    assert_eq!(replies[0]["status"], "scheduled");
+    assert!(h.sim().sent().is_empty());
+    h.clock.advance(HOUR);
+    let sent = h.sent(1).await;
+    assert_eq!(sent[0].body, "an hour later");
+}

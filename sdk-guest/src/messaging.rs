@@ -10,12 +10,13 @@ pub struct Sms {
     from: Option<String>,
     body: String,
     reference: Option<String>,
+    schedule_at: Option<i64>,
 }
 
 impl Sms {
     /// A message to `to` (E.164, or national in the tenant's region).
     pub fn new(to: impl Into<String>, body: impl Into<String>) -> Self {
-        Sms { to: to.into(), from: None, body: body.into(), reference: None }
+        Sms { to: to.into(), from: None, body: body.into(), reference: None, schedule_at: None }
     }
 
     /// Sends from this number or sender ID (default: the tenant's default
@@ -31,6 +32,12 @@ impl Sms {
         self
     }
 
+    /// Sends at `at_ms` (milliseconds since the Unix epoch) instead of now.
+    pub fn schedule_at(mut self, at_ms: i64) -> Self {
+        self.schedule_at = Some(at_ms);
+        self
+    }
+
     /// Queues the message; returns its id.
     pub fn send(self) -> Result<String, HostError> {
         raw::send(&self.into())
@@ -39,7 +46,7 @@ impl Sms {
 
 impl From<Sms> for raw::OutboundMessage {
     fn from(s: Sms) -> Self {
-        raw::OutboundMessage { to: s.to, from: s.from, body: s.body, reference: s.reference }
+        raw::OutboundMessage { to: s.to, from: s.from, body: s.body, reference: s.reference, schedule_at: s.schedule_at }
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// The name of the connector that test-mode messages always go to.
 pub const SANDBOX_CONNECTOR: &str = "sandbox";
 /// How far ahead a message may be scheduled.
-const MAX_SCHEDULE_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;
+pub const MAX_SCHEDULE_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;
 
 /// One message as the API describes it, before validation.
 #[derive(Debug, Clone, Default)]

@@ -75,6 +75,8 @@ async fn process(app: &App, locks: &RerunLocks, event: EventRow) {
             Completion::Failed { retry_at, .. } => Some(*retry_at),
             Completion::Succeeded(_) => None,
         };
+        // Scheduled sends wait in the outbox; the sweeper must know the new due time.
+        let schedules = matches!(&completion, Completion::Succeeded(e) if e.sends.iter().any(|m| m.scheduled_at.is_some()));
         let now = app.clock.now_ms();
         let record = record.unwrap_or_else(|| InvocationRecord {
             tenant_id: event.tenant_id.clone(),
@@ -134,6 +136,9 @@ async fn process(app: &App, locks: &RerunLocks, event: EventRow) {
                 }
                 if timers_changed {
                     app.pipeline.scheduler.now();
+                }
+                if schedules {
+                    app.pipeline.sweeper.now();
                 }
                 let status = match retry_at {
                     None => "done",

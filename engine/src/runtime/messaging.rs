@@ -87,6 +87,14 @@ impl MessagingState {
         let analysis =
             encoding::analyze(&m.body, EncodingChoice::Auto).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let to_for_price = to.clone();
+        let now = self.clock.now_ms();
+        let scheduled_at = match m.schedule_at {
+            Some(at) if at <= now => None, // due already: send now
+            Some(at) if at > now + crate::pipeline::outbound::MAX_SCHEDULE_AHEAD_MS => {
+                return Err(Error::InvalidArgument("schedule-at is more than a year ahead".into()));
+            }
+            other => other,
+        };
         Ok(NewMessage {
             id: ids::message_id(),
             tenant_id: self.tenant.id.clone(),
@@ -94,7 +102,7 @@ impl MessagingState {
             from: sender.address.clone(),
             to,
             body: m.body,
-            status: MessageStatus::Queued,
+            status: if scheduled_at.is_some() { MessageStatus::Scheduled } else { MessageStatus::Queued },
             segments: analysis.segments as u32,
             encoding: analysis.encoding.as_str(),
             reference: m.reference,
@@ -102,10 +110,10 @@ impl MessagingState {
             plugin_id: Some(self.plugin_id.clone()),
             event_id: Some(self.event_id.clone()),
             in_reply_to: self.in_reply_to.clone(),
-            created_at: self.clock.now_ms(),
+            created_at: now,
             mode: "live",
             webhook_url: None,
-            scheduled_at: None,
+            scheduled_at,
             price: self.pricing.price(&to_for_price, analysis.segments as u32),
             batch_id: None,
         })

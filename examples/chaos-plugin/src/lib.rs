@@ -13,6 +13,7 @@
 //!
 //! - `FRESH`: bumps a global counter and replies with it: always 1 when
 //!   every event gets a fresh instance.
+//! - `LATER`: schedules a reply an hour ahead.
 //! - `PEEK`: replies with what the `trap` key holds (it must be nothing).
 //!
 //! - `DLR`: sends a probe with reference `dlr-probe`; its delivery report
@@ -63,6 +64,11 @@ impl Plugin for Chaos {
             "FRESH" => {
                 let n = INVOCATIONS_IN_THIS_INSTANCE.fetch_add(1, Ordering::SeqCst) + 1;
                 message.reply(format!("instance call {n}"))?;
+                Ok(())
+            }
+            "LATER" => {
+                let at = switchboard_sdk::clock::now_ms() + 3_600_000;
+                messaging::Sms::new(&message.from, "an hour later").schedule_at(at).send()?;
                 Ok(())
             }
             "DLR" => {
