@@ -39,7 +39,7 @@ async fn a_message_is_queued_sent_and_delivered_with_its_history() {
     assert_eq!(m["status"], "delivered");
     assert_eq!(m["mode"], "live");
     let history: Vec<&str> = m["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
-    assert_eq!(history, ["queued", "sent", "delivered"]);
+    assert_eq!(history, ["queued", "sending", "sent", "delivered"]);
     assert!(m["history"].as_array().unwrap().iter().all(|h| h["at"].as_str().unwrap().ends_with('Z')));
 }
 
@@ -322,7 +322,7 @@ async fn scheduled_messages_wait_survive_a_restart_and_can_be_cancelled() {
         .iter()
         .map(|x| x["status"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(history, ["scheduled", "sent", "delivered"]);
+    assert_eq!(history, ["scheduled", "sending", "sent", "delivered"]);
     let (s, e) = h.call(Method::DELETE, &format!("/v1/messages/{kept_id}"), None, Some(&h.key)).await;
     assert_eq!((s, error_of(&e).0), (StatusCode::CONFLICT, "MESSAGE_NOT_CANCELLABLE"));
 }

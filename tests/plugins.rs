@@ -31,7 +31,7 @@ async fn keyword_reply_answers_and_status_goes_queued_sent_delivered() {
     assert_eq!(m["plugin"], "keyword-reply");
     assert_eq!(m["provider_id"], sent[0].provider_id.as_str());
     let history: Vec<&str> = m["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
-    assert_eq!(history, ["queued", "sent", "delivered"]);
+    assert_eq!(history, ["queued", "sending", "sent", "delivered"]);
 
     let received = h.get(&format!("/v1/messages/{inbound}")).await;
     assert_eq!(received["direction"], "inbound");

@@ -104,8 +104,8 @@ async fn status_webhooks_are_signed_and_retried_after_a_500() {
         .await;
     let id = a["id"].as_str().unwrap();
 
-    // sent (refused with 500, then retried) and delivered: three requests.
-    let got = receiver.requests(3).await;
+    // sending (refused with 500, then retried), sent and delivered: four requests.
+    let got = receiver.requests(4).await;
     for (headers, body) in &got {
         let sig = headers["x-switchboard-signature"].to_str().unwrap();
         assert!(verify(&secret, sig, body), "signature {sig} must verify");
@@ -114,7 +114,10 @@ async fn status_webhooks_are_signed_and_retried_after_a_500() {
     let payloads: Vec<Value> = got.iter().map(|(_, b)| serde_json::from_str(b).unwrap()).collect();
     assert!(payloads.iter().all(|p| p["id"] == id && p["reference"] == "order-7" && p["timestamp"].is_string()));
     let statuses: Vec<&str> = payloads.iter().map(|p| p["status"].as_str().unwrap()).collect();
-    assert!(statuses.contains(&"sent") && statuses.contains(&"delivered"), "{statuses:?}");
+    assert!(
+        statuses.contains(&"sending") && statuses.contains(&"sent") && statuses.contains(&"delivered"),
+        "{statuses:?}"
+    );
     let first = &payloads[0];
     assert_eq!(payloads.iter().filter(|p| *p == first).count(), 2, "the refused one was retried: {payloads:?}");
 
@@ -152,7 +155,7 @@ async fn webhooks_to_private_addresses_are_refused_by_default() {
         loop {
             let d = h.get(&format!("/v1/messages/{id}/webhooks")).await;
             let all = d["data"].as_array().unwrap().clone();
-            if all.len() == 2 && all.iter().all(|x| x["status"] == "failed") {
+            if all.len() == 3 && all.iter().all(|x| x["status"] == "failed") {
                 return all;
             }
             tokio::task::yield_now().await;
@@ -232,7 +235,10 @@ async fn the_openapi_document_describes_every_route() {
         ("get", "/v1/plugins"),
         ("get", "/v1/plugins/{name}/logs"),
         ("get", "/v1/plugins/{name}/events/{id}"),
-        ("post", "/v1/inbound/generic"),
+        ("post", "/v1/inbound/{connector}"),
+        ("get", "/v1/inbound/{connector}"),
+        ("post", "/v1/status/{connector}"),
+        ("get", "/v1/status/{connector}"),
         ("post", "/admin/v1/tenants/{id}/credits"),
     ];
     let paths = spec["paths"].as_object().unwrap();

@@ -50,6 +50,12 @@ pub struct Settings {
     pub secret_key: Option<Secret>,
     /// Allow webhooks to private, loopback and link-local addresses.
     pub webhooks_allow_private_addresses: bool,
+    /// Outbound routes for every tenant (a tenant's own routes win).
+    pub routes: Vec<crate::pipeline::routing::Route>,
+    /// The URL carriers use to reach this engine (`https://sms.example.com`):
+    /// callback URLs are built from it, and carrier signatures are checked
+    /// against it (behind a proxy the request's own URL differs).
+    pub public_base_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -67,6 +73,8 @@ impl Default for Settings {
             admin_token: None,
             secret_key: None,
             webhooks_allow_private_addresses: false,
+            routes: Vec::new(),
+            public_base_url: None,
         }
     }
 }
@@ -154,7 +162,19 @@ impl App {
         // Whatever this node held before a restart is free again.
         db.release_leases(&settings.node_id).await?;
         let (pipeline, receivers) = Pipeline::new(db.clone(), settings.node_id.clone(), settings.process_events);
-        let connectors = connectors::build(&settings.connectors, pipeline.deliveries.clone(), &clock)?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_millis(settings.limits.connector_timeout_ms))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| StartError::Settings(format!("HTTP client: {e}")))?;
+        let ctx = connectors::Context {
+            http,
+            clock: clock.clone(),
+            sinks: pipeline.sinks.clone(),
+            public_base_url: settings.public_base_url.clone(),
+        };
+        let connectors = connectors::build(&settings.connectors, &ctx)?;
         let app = Arc::new(App {
             settings,
             rate_limits: Default::default(),

@@ -22,17 +22,34 @@ pub struct Clock {
 
 struct ClockInner {
     offset_ms: AtomicI64,
+    /// A frozen clock reads this (plus the offset) instead of the system time.
+    frozen_at: Option<Millis>,
     shifted: watch::Sender<u64>,
 }
 
 impl Clock {
     /// The system clock.
     pub fn system() -> Self {
-        Clock { inner: Arc::new(ClockInner { offset_ms: AtomicI64::new(0), shifted: watch::channel(0).0 }) }
+        Clock {
+            inner: Arc::new(ClockInner { offset_ms: AtomicI64::new(0), frozen_at: None, shifted: watch::channel(0).0 }),
+        }
+    }
+
+    /// A clock stopped at `ms` that moves only when advanced (tests that
+    /// assert exact timestamps).
+    pub fn frozen(ms: Millis) -> Self {
+        Clock {
+            inner: Arc::new(ClockInner {
+                offset_ms: AtomicI64::new(0),
+                frozen_at: Some(ms),
+                shifted: watch::channel(0).0,
+            }),
+        }
     }
 
     pub fn now_ms(&self) -> Millis {
-        Utc::now().timestamp_millis() + self.inner.offset_ms.load(Ordering::Relaxed)
+        let base = self.inner.frozen_at.unwrap_or_else(|| Utc::now().timestamp_millis());
+        base + self.inner.offset_ms.load(Ordering::Relaxed)
     }
 
     pub fn now(&self) -> DateTime<Utc> {

@@ -16,7 +16,7 @@ pub struct Sender {
 }
 
 /// Per-tenant settings a tenant or operator may change (stored as JSON).
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TenantSettings {
     /// ISO 3166 region for numbers given without a country code.
@@ -28,6 +28,9 @@ pub struct TenantSettings {
     /// API requests per UTC day per key (else the engine default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requests_per_day: Option<u64>,
+    /// Outbound routes; they win over the operator's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<crate::pipeline::routing::Route>,
 }
 
 /// What the engine needs to know about a tenant on hot paths.

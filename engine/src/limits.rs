@@ -50,8 +50,16 @@ pub struct Limits {
     pub concurrent_invocations: usize,
     /// Sends to connectors in flight at once on this node. Default 256.
     pub concurrent_sends: usize,
-    /// Attempts at handing one message to its connector. Default 5.
-    pub send_max_attempts: u32,
+    /// How long a message may keep failing transiently (on every
+    /// connector of its route) before it is failed. Default 1 h.
+    pub send_retry_deadline_s: u64,
+    /// First delay before a message is offered to its connectors again;
+    /// doubles per attempt, with jitter. Default 1 s.
+    pub send_retry_base_ms: u64,
+    /// Longest such delay. Default 60 s.
+    pub send_retry_max_ms: u64,
+    /// Time one connector call may take. Default 30 s.
+    pub connector_timeout_ms: u64,
     /// API requests per second per key (tenants may be given their own).
     /// Default 100.
     pub api_requests_per_second: u32,
@@ -87,7 +95,10 @@ impl Default for Limits {
             event_retry_max_ms: 300_000,
             concurrent_invocations: 64,
             concurrent_sends: 256,
-            send_max_attempts: 5,
+            send_retry_deadline_s: 3_600,
+            send_retry_base_ms: 1_000,
+            send_retry_max_ms: 60_000,
+            connector_timeout_ms: 30_000,
             api_requests_per_second: 100,
             api_requests_per_day: 1_000_000,
             webhook_timeout_ms: 10_000,
@@ -102,15 +113,24 @@ impl Limits {
         Duration::from_millis(self.invocation_timeout_ms)
     }
 
-    /// Delay before attempt `attempt + 1` of an event (attempt counts from 1):
-    /// exponential from the base, capped, with up to 20 % jitter so retries
-    /// of a burst of failures spread out.
+    /// Delay before attempt `attempt + 1` of an event (attempt counts from 1).
     pub fn event_retry_delay(&self, attempt: u32) -> Duration {
-        let exp = self.event_retry_base_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
-        let capped = exp.min(self.event_retry_max_ms);
-        let jitter = (capped / 5).max(1);
-        Duration::from_millis(capped + rand::random_range(0..jitter))
+        backoff(self.event_retry_base_ms, self.event_retry_max_ms, attempt)
     }
+
+    /// Delay before a message is offered to its connectors again.
+    pub fn send_retry_delay(&self, attempt: u32) -> Duration {
+        backoff(self.send_retry_base_ms, self.send_retry_max_ms, attempt)
+    }
+}
+
+/// Exponential from `base_ms`, capped at `max_ms`, with up to 20 % jitter
+/// so retries of a burst of failures spread out.
+fn backoff(base_ms: u64, max_ms: u64, attempt: u32) -> Duration {
+    let exp = base_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
+    let capped = exp.min(max_ms);
+    let jitter = (capped / 5).max(1);
+    Duration::from_millis(capped + rand::random_range(0..jitter))
 }
 
 /// Limits a manifest asks for: each value may only lower the operator's.

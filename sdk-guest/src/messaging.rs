@@ -46,7 +46,13 @@ impl Sms {
 
 impl From<Sms> for raw::OutboundMessage {
     fn from(s: Sms) -> Self {
-        raw::OutboundMessage { to: s.to, from: s.from, body: s.body, reference: s.reference, schedule_at: s.schedule_at }
+        raw::OutboundMessage {
+            to: s.to,
+            from: s.from,
+            body: s.body,
+            reference: s.reference,
+            schedule_at: s.schedule_at,
+        }
     }
 }
 

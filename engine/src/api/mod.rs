@@ -9,9 +9,9 @@
 mod account;
 mod admin;
 mod auth;
+mod carriers;
 mod error;
 mod events;
-mod inbound;
 mod json;
 mod messages;
 mod numbers;
@@ -103,7 +103,8 @@ fn tenant_api() -> OpenApiRouter<Arc<App>> {
 pub fn routes_and_spec(app: &Arc<App>) -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenant_api().layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit)))
-        .routes(routes!(inbound::generic))
+        .routes(routes!(carriers::inbound_post, carriers::inbound_get))
+        .routes(routes!(carriers::status_post, carriers::status_get))
         .routes(routes!(admin::credit))
         .split_for_parts()
 }

@@ -1,15 +1,29 @@
 //! Carrier connectors behind one trait, listed in one table ([`build`]).
 //!
 //! A connector hands one message to its carrier and says what became of
-//! the attempt: accepted (with the carrier's id), a transient failure worth
-//! retrying, or a permanent one. Delivery reports arrive later, through the
-//! connector's webhook or session, as [`DeliveryUpdate`]s on the sink.
+//! the attempt: accepted (with the carrier's ids, one per part when the
+//! carrier splits), a transient failure worth retrying, or a permanent one.
+//! Connectors that receive over HTTP also parse their carrier's webhooks
+//! ([`Connector::webhook`]) into inbound messages and delivery reports;
+//! session connectors (SMPP) push them on the sinks they are built with.
+//!
+//! What surrounds every connector the same way (rate limit, concurrency,
+//! circuit breaker, retries, failover) lives in [`gate`] and the
+//! dispatcher, not in the connectors.
 
+pub mod gate;
+pub mod http;
 pub mod simulator;
+pub mod smpp;
+pub mod twilio;
+pub mod vonage;
 
 use crate::clock::Clock;
-use crate::store::DeliveryUpdate;
+use crate::pipeline::Tracked;
+use crate::pipeline::ingest::InboundSms;
+use crate::sms::encoding::Encoding;
 use async_trait::async_trait;
+use axum::http::HeaderMap;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,37 +38,173 @@ pub struct OutboundSms {
     pub to: String,
     pub body: String,
     pub reference: Option<String>,
+    pub encoding: Encoding,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
-    pub provider_id: String,
+    /// The carrier's ids: one, or one per part when the carrier (or the
+    /// connector) split the message.
+    pub provider_ids: Vec<String>,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectorError {
-    /// Worth retrying (timeouts, 5xx, throttling, lost connections).
+    /// Worth retrying, here or on another connector (timeouts, 5xx, lost
+    /// connections).
     #[error("transient carrier failure: {message}")]
     Transient { message: String, retry_after: Option<Duration> },
+    /// The carrier asks us to slow down (HTTP 429, SMPP ESME_RTHROTTLED).
+    #[error("carrier throttled the request: {message}")]
+    Throttled { message: String, retry_after: Option<Duration> },
     /// Retrying cannot help (invalid number, rejected credentials...).
+    /// `code` is ours: the carrier's code with the connector's prefix.
     #[error("carrier refused the message ({code}): {message}")]
     Permanent { code: String, message: String },
+}
+
+impl ConnectorError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        ConnectorError::Transient { message: message.into(), retry_after: None }
+    }
+}
+
+pub use crate::store::{InboundPart, ProviderReport};
+
+/// A carrier's HTTP callback, as it arrived.
+#[derive(Debug)]
+pub struct WebhookRequest<'a> {
+    /// The URL the carrier called (public form, as configured).
+    pub url: &'a str,
+    pub method: &'a str,
+    pub headers: &'a HeaderMap,
+    /// The raw query string (Vonage may use GET).
+    pub query: &'a str,
+    pub body: &'a [u8],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookKind {
+    Inbound,
+    Status,
+}
+
+/// What a webhook carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookEvent {
+    Inbound(InboundSms),
+    InboundPart(InboundPart),
+    Status(ProviderReport),
+    /// Understood but nothing to do (e.g. an intermediate status).
+    Ignored,
+}
+
+/// How to answer the carrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookReply {
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl WebhookReply {
+    pub fn empty() -> Self {
+        WebhookReply { content_type: "text/plain", body: String::new() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    /// The signature is missing or wrong: answer 403.
+    #[error("invalid webhook signature")]
+    BadSignature,
+    /// The request is malformed: answer 400 with this code and field.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String, field: Option<String> },
+    #[error("this connector does not take {0:?} webhooks")]
+    NotSupported(WebhookKind),
 }
 
 #[async_trait]
 pub trait Connector: Send + Sync {
     fn name(&self) -> &str;
+
     async fn send(&self, sms: &OutboundSms) -> Result<Accepted, ConnectorError>;
+
+    /// Whether a resend after a crash is deduplicated by the carrier (the
+    /// connector passes our message id as an idempotency key).
+    fn deduplicates_resends(&self) -> bool {
+        false
+    }
+
+    /// Verifies and parses a carrier webhook.
+    fn webhook(
+        &self,
+        kind: WebhookKind,
+        req: &WebhookRequest<'_>,
+    ) -> Result<(WebhookEvent, WebhookReply), WebhookError> {
+        let _ = req;
+        Err(WebhookError::NotSupported(kind))
+    }
 }
 
-/// Where connectors deliver the reports they receive.
-pub type DeliverySink = crate::pipeline::Tracked<DeliveryUpdate>;
+/// Something a connector received, with an optional acknowledgement sent
+/// once it is durably recorded (an SMPP session answers `deliver_sm` only
+/// then, so nothing the carrier handed over is lost in a crash).
+#[derive(Debug)]
+pub struct Acked<T> {
+    pub item: T,
+    pub ack: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl<T> Acked<T> {
+    pub fn new(item: T) -> Self {
+        Acked { item, ack: None }
+    }
+
+    /// The item, and a receiver that resolves once it is recorded.
+    pub fn acknowledged(item: T) -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Acked { item, ack: Some(tx) }, rx)
+    }
+
+    pub fn done(self) -> T {
+        if let Some(ack) = self.ack {
+            let _ = ack.send(());
+        }
+        self.item
+    }
+}
+
+/// Where connectors deliver what they receive outside webhooks.
+#[derive(Clone)]
+pub struct Sinks {
+    pub reports: Tracked<Acked<ProviderReport>>,
+    pub inbound: Tracked<Acked<InboundSms>>,
+    /// (connector name, part)
+    pub parts: Tracked<Acked<(String, InboundPart)>>,
+}
 
 /// Connector settings, by name, from the `[connectors.NAME]` tables.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ConnectorSettings {
     Simulator(simulator::SimulatorSettings),
+    Twilio(twilio::TwilioSettings),
+    Vonage(vonage::VonageSettings),
+    Http(http::HttpSettings),
+    Smpp(smpp::SmppSettings),
+}
+
+impl ConnectorSettings {
+    pub fn gate(&self) -> &gate::GateSettings {
+        match self {
+            ConnectorSettings::Simulator(s) => &s.gate,
+            ConnectorSettings::Twilio(s) => &s.gate,
+            ConnectorSettings::Vonage(s) => &s.gate,
+            ConnectorSettings::Http(s) => &s.gate,
+            ConnectorSettings::Smpp(s) => &s.gate,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,15 +213,34 @@ pub enum ConnectorSetupError {
     Invalid { name: String, message: String },
 }
 
+/// Shared by every connector.
+#[derive(Clone)]
+pub struct Context {
+    pub http: reqwest::Client,
+    pub clock: Clock,
+    pub sinks: Sinks,
+    /// Where carriers reach this engine (for callback URLs).
+    pub public_base_url: Option<String>,
+}
+
+pub struct Registered {
+    pub connector: Arc<dyn Connector>,
+    pub gate: gate::Gate,
+}
+
 pub struct Connectors {
-    by_name: HashMap<String, Arc<dyn Connector>>,
+    by_name: HashMap<String, Arc<Registered>>,
     simulator: Option<Arc<simulator::Simulator>>,
     sandbox: Option<Arc<simulator::Simulator>>,
 }
 
 impl Connectors {
-    pub fn get(&self, name: &str) -> Option<Arc<dyn Connector>> {
+    pub fn get(&self, name: &str) -> Option<Arc<Registered>> {
         self.by_name.get(name).cloned()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
     }
 
     /// The simulator named `simulator` (always configured).
@@ -86,14 +255,13 @@ impl Connectors {
 }
 
 /// Builds every configured connector. The one place that knows them all.
-pub fn build(
-    settings: &HashMap<String, ConnectorSettings>,
-    sink: DeliverySink,
-    clock: &Clock,
-) -> Result<Connectors, ConnectorSetupError> {
-    let mut by_name: HashMap<String, Arc<dyn Connector>> = HashMap::new();
+pub fn build(settings: &HashMap<String, ConnectorSettings>, ctx: &Context) -> Result<Connectors, ConnectorSetupError> {
+    let mut by_name = HashMap::new();
     let mut all = settings.clone();
     all.entry("simulator".to_string()).or_insert_with(|| ConnectorSettings::Simulator(Default::default()));
+    // Receives the generic webhook shape (unsigned unless configured).
+    all.entry("generic".to_string())
+        .or_insert_with(|| ConnectorSettings::Http(toml::from_str("").expect("the empty http settings are valid")));
     // Test-mode keys send here and only here.
     all.insert(
         crate::pipeline::outbound::SANDBOX_CONNECTOR.to_string(),
@@ -101,17 +269,63 @@ pub fn build(
     );
     let (mut default_simulator, mut sandbox) = (None, None);
     for (name, s) in all {
-        match s {
+        let invalid = |message: String| ConnectorSetupError::Invalid { name: name.clone(), message };
+        let gate = gate::Gate::new(s.gate(), ctx.clock.clone()).map_err(invalid)?;
+        let connector: Arc<dyn Connector> = match s {
             ConnectorSettings::Simulator(cfg) => {
-                let sim = Arc::new(simulator::Simulator::new(name.clone(), cfg, sink.clone(), clock.clone()));
+                let sim = Arc::new(simulator::Simulator::new(name.clone(), cfg, ctx.clone()));
                 match name.as_str() {
                     "simulator" => default_simulator = Some(sim.clone()),
                     crate::pipeline::outbound::SANDBOX_CONNECTOR => sandbox = Some(sim.clone()),
                     _ => {}
                 }
-                by_name.insert(name, sim);
+                sim
             }
-        }
+            ConnectorSettings::Twilio(cfg) => {
+                Arc::new(twilio::Twilio::new(name.clone(), cfg, ctx.clone()).map_err(invalid)?)
+            }
+            ConnectorSettings::Vonage(cfg) => {
+                Arc::new(vonage::Vonage::new(name.clone(), cfg, ctx.clone()).map_err(invalid)?)
+            }
+            ConnectorSettings::Http(cfg) => {
+                Arc::new(http::HttpGateway::new(name.clone(), cfg, ctx.clone()).map_err(invalid)?)
+            }
+            ConnectorSettings::Smpp(cfg) => {
+                Arc::new(smpp::Smpp::start(name.clone(), cfg, ctx.clone()).map_err(invalid)?)
+            }
+        };
+        by_name.insert(name, Arc::new(Registered { connector, gate }));
     }
     Ok(Connectors { by_name, simulator: default_simulator, sandbox })
 }
+
+/// Maps an HTTP status to the usual error class.
+pub fn classify_http(status: u16, retry_after: Option<Duration>, code: String, message: String) -> ConnectorError {
+    match status {
+        429 => ConnectorError::Throttled { message, retry_after },
+        408 | 500..=599 => ConnectorError::Transient { message, retry_after },
+        _ => ConnectorError::Permanent { code, message },
+    }
+}
+
+/// `Retry-After` as seconds (HTTP dates are rare from carriers; treated as absent).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Parses `application/x-www-form-urlencoded` pairs.
+pub fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(bytes).into_owned().collect()
+}
+
+/// The first value of `key` in form pairs.
+pub fn form_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+#[cfg(test)]
+pub mod testing;

@@ -1,15 +1,24 @@
-//! The dispatcher: hands outbox messages to their connectors and records
-//! what the carrier said (sent with its id, retry later, or failed).
+//! The dispatcher: hands outbox messages to connectors and records what
+//! the carrier said.
 //!
-//! A message leaves the outbox only when its result is recorded, so a crash
-//! between the carrier's answer and the record re-sends it on restart:
-//! at-least-once towards the carrier.
+//! Each batch taken from the queue is first marked `sending` (one
+//! transaction), then every message tries the connectors of its route in
+//! order, each behind its gate (circuit breaker, rate limit, concurrency).
+//! A transient failure or an open circuit moves on to the next connector
+//! (failover); a permanent refusal fails the message at once; when no
+//! connector took it, the message is retried later with exponential
+//! backoff and jitter (or the carrier's `Retry-After`), until its deadline.
+//!
+//! A message leaves the outbox only when its result is recorded, so a
+//! crash between the carrier's answer and the record sends it again on
+//! restart: at-least-once towards the carrier. Connectors that can pass
+//! our message id as an idempotency key let the carrier drop the repeat.
 
-use super::Notification;
-use super::TrackedReceiver;
+use super::{Notification, TrackedReceiver, delivery};
 use crate::app::App;
 use crate::connectors::{ConnectorError, OutboundSms};
 use crate::phone::Masked;
+use crate::sms::encoding::Encoding;
 use crate::store::{OutboxItem, SendOutcome, SendResult};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,90 +26,126 @@ use tokio::sync::{Semaphore, mpsc};
 
 pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>) {
     let permits = Arc::new(Semaphore::new(app.settings.limits.concurrent_sends));
-    while let Some(item) = outbox.recv().await {
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
-        let app = app.clone();
-        tokio::spawn(async move {
-            let work = async {
-                let result = send(&app, &item).await;
-                if let SendOutcome::Retry { .. } = &result.outcome {
-                    app.pipeline.sweeper.now();
-                }
-                app.pipeline.sends.send(result);
-            };
-            app.pipeline.outbox.run(&item.message_id, work).await;
-            drop(permit);
-        });
-    }
-}
-
-async fn send(app: &App, item: &OutboxItem) -> SendResult {
-    let outcome = match app.connectors.get(&item.connector) {
-        None => SendOutcome::Failed {
-            error_code: "UNKNOWN_CONNECTOR".into(),
-            error: format!("no connector named {:?}", item.connector),
-        },
-        Some(connector) => {
-            let sms = OutboundSms {
-                message_id: item.message_id.clone(),
-                tenant_id: item.tenant_id.clone(),
-                from: item.from.clone(),
-                to: item.to.clone(),
-                body: item.body.clone(),
-                reference: item.reference.clone(),
-            };
-            match connector.send(&sms).await {
-                Ok(accepted) => SendOutcome::Sent { provider_id: accepted.provider_id },
-                Err(ConnectorError::Permanent { code, message }) => {
-                    tracing::warn!(message_id = %item.message_id, to = %Masked(&item.to), code, "carrier refused message");
-                    SendOutcome::Failed { error_code: code, error: message }
-                }
-                Err(ConnectorError::Transient { message, retry_after }) => {
-                    let attempts_made = item.attempts + 1;
-                    if attempts_made >= app.settings.limits.send_max_attempts {
-                        SendOutcome::Failed { error_code: "CARRIER_UNAVAILABLE".into(), error: message }
-                    } else {
-                        let delay = retry_after.unwrap_or_else(|| backoff(app, attempts_made));
-                        SendOutcome::Retry { at: app.clock.now_ms() + delay.as_millis() as i64, error: message }
-                    }
+    let mut batch = Vec::new();
+    while outbox.recv_many(&mut batch, 256).await > 0 {
+        let ids: Vec<String> = batch.iter().map(|i| i.message_id.clone()).collect();
+        match app.db.mark_sending(&ids, app.clock.now_ms()).await {
+            Ok(()) => {
+                app.pipeline.webhooks.now();
+                for id in ids {
+                    app.pipeline.notify(Notification::MessageStatus { message_id: id, status: "sending".into() });
                 }
             }
+            // The status is informative: sending anyway keeps messages moving.
+            Err(e) => tracing::error!(error = %e, "could not mark messages as sending"),
         }
-    };
-    SendResult {
-        message_id: item.message_id.clone(),
-        connector: item.connector.clone(),
-        outcome,
-        at: app.clock.now_ms(),
+        for item in batch.drain(..) {
+            let Ok(permit) = permits.clone().acquire_owned().await else { return };
+            let app = app.clone();
+            tokio::spawn(async move {
+                let work = async {
+                    let result = send(&app, &item).await;
+                    if let SendOutcome::Retry { .. } = &result.outcome {
+                        app.pipeline.sweeper.now();
+                    }
+                    app.pipeline.sends.send(result);
+                };
+                app.pipeline.outbox.run(&item.message_id, work).await;
+                drop(permit);
+            });
+        }
     }
 }
 
-fn backoff(app: &App, attempt: u32) -> Duration {
-    app.settings.limits.event_retry_delay(attempt)
+/// Tries the message's connectors in route order.
+async fn send(app: &App, item: &OutboxItem) -> SendResult {
+    let sms = OutboundSms {
+        message_id: item.message_id.clone(),
+        tenant_id: item.tenant_id.clone(),
+        from: item.from.clone(),
+        to: item.to.clone(),
+        body: item.body.clone(),
+        reference: item.reference.clone(),
+        encoding: if item.encoding == Encoding::Ucs2.as_str() { Encoding::Ucs2 } else { Encoding::Gsm7 },
+    };
+    let timeout = Duration::from_millis(app.settings.limits.connector_timeout_ms);
+    let mut last_error = String::from("no connector is configured for this route");
+    let mut carrier_wait: Option<Duration> = None;
+    let mut outcome = None;
+    for name in super::routing::candidates(app, item) {
+        let Some(reg) = app.connectors.get(&name) else {
+            last_error = format!("no connector named {name:?}");
+            continue;
+        };
+        if !reg.gate.admit() {
+            last_error = format!("connector {name}: circuit open");
+            continue;
+        }
+        let pass = reg.gate.pass().await;
+        let result = tokio::time::timeout(timeout, reg.connector.send(&sms))
+            .await
+            .unwrap_or_else(|_| Err(ConnectorError::transient(format!("no answer within {timeout:?}"))));
+        drop(pass);
+        match result {
+            Ok(accepted) => {
+                reg.gate.record(true);
+                outcome = Some((name, SendOutcome::Sent { provider_ids: accepted.provider_ids }));
+                break;
+            }
+            Err(ConnectorError::Permanent { code, message }) => {
+                reg.gate.record(true);
+                tracing::warn!(message_id = %item.message_id, to = %Masked(&item.to), connector = %name, code, "carrier refused message");
+                outcome = Some((name, SendOutcome::Failed { error_code: code, error: message }));
+                break;
+            }
+            Err(ConnectorError::Throttled { message, retry_after }) => {
+                reg.gate.release_probe();
+                let wait = retry_after.unwrap_or(Duration::from_secs(1));
+                reg.gate.pause(wait);
+                carrier_wait = Some(carrier_wait.map_or(wait, |w| w.max(wait)));
+                last_error = format!("connector {name}: {message}");
+            }
+            Err(ConnectorError::Transient { message, retry_after }) => {
+                reg.gate.record(false);
+                if let Some(wait) = retry_after {
+                    carrier_wait = Some(carrier_wait.map_or(wait, |w| w.max(wait)));
+                }
+                tracing::info!(message_id = %item.message_id, connector = %name, error = %message, "transient carrier failure");
+                last_error = format!("connector {name}: {message}");
+            }
+        }
+    }
+    let now = app.clock.now_ms();
+    let (connector, outcome) = outcome.unwrap_or_else(|| {
+        let limits = &app.settings.limits;
+        let backoff = limits.send_retry_delay(item.attempts + 1);
+        let at = now + carrier_wait.map_or(backoff, |w| w.max(backoff)).as_millis() as i64;
+        let deadline = item.due_at + limits.send_retry_deadline_s as i64 * 1000;
+        let outcome = if at > deadline {
+            SendOutcome::Failed { error_code: "CARRIER_UNAVAILABLE".into(), error: last_error }
+        } else {
+            SendOutcome::Retry { at, error: last_error }
+        };
+        (item.connector.clone(), outcome)
+    });
+    SendResult { message_id: item.message_id.clone(), connector, outcome, at: now }
 }
 
 /// Records connector results in batches (group commit).
 pub async fn record_results(app: Arc<App>, mut results: TrackedReceiver<SendResult>) {
     let mut batch = Vec::new();
     while results.recv_many(&mut batch, 512).await > 0 {
-        loop {
-            match app.db.record_send_results(&batch).await {
-                Ok(()) => break,
+        let recorded = loop {
+            match app.db.record_send_results(&batch, &app.pipeline.lease(&app.clock)).await {
+                Ok(r) => break r,
                 Err(e) => {
                     tracing::error!(error = %e, "could not record send results; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
-        }
+        };
         results.committed(batch.len());
-        app.pipeline.webhooks.now();
-        for r in batch.drain(..) {
-            let status = match r.outcome {
-                SendOutcome::Sent { .. } => "sent",
-                SendOutcome::Failed { .. } => "failed",
-                SendOutcome::Retry { .. } => continue,
-            };
-            app.pipeline.notify(Notification::MessageStatus { message_id: r.message_id, status: status.into() });
-        }
+        batch.clear();
+        delivery::hand_on(&app, recorded);
     }
 }

@@ -2,16 +2,18 @@
 //! hand the routed events to the workers. A message is acknowledged only
 //! once it is durable.
 
+use super::TrackedReceiver;
 use super::batch::BatchError;
 use super::router;
 use crate::app::App;
+use crate::connectors::Acked;
 use crate::phone;
 use crate::sms::encoding::{self, EncodingChoice};
-use crate::store::{Direction, EventKind, MessageStatus, NewEvent, NewInbound, NewMessage};
+use crate::store::{Direction, EventKind, InboundPart, MessageStatus, NewEvent, NewInbound, NewMessage, PartsKey};
 use crate::{ids, phone::Masked};
 
 /// An SMS as a connector received it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundSms {
     pub from: String,
     pub to: String,
@@ -40,6 +42,82 @@ pub struct Accepted {
 }
 
 pub async fn accept(app: &App, sms: InboundSms) -> Result<Accepted, IngestError> {
+    accept_consuming(app, sms, None).await.map(|a| a.expect("a message without parts is always inserted"))
+}
+
+/// Stores one part of a message the carrier delivered in pieces; the part
+/// that completes it accepts the whole message (`Some`).
+pub async fn accept_part(app: &App, connector: &str, part: InboundPart) -> Result<Option<Accepted>, IngestError> {
+    let stored = app
+        .db
+        .store_inbound_part(connector, &part, app.clock.now_ms())
+        .await
+        .map_err(|e| IngestError::Store(BatchError::Store(std::sync::Arc::new(e))))?;
+    let Some(whole) = stored else { return Ok(None) };
+    let key =
+        PartsKey { connector: connector.to_string(), from: part.from, reference: part.reference, total: part.total };
+    let sms = InboundSms {
+        from: whole.from,
+        to: whole.to,
+        body: whole.text,
+        connector: connector.to_string(),
+        provider_id: whole.provider_id,
+    };
+    accept_consuming(app, sms, Some(key)).await
+}
+
+/// What session connectors (SMPP) receive, accepted as webhooks are.
+pub async fn run_session_inbound(
+    app: std::sync::Arc<App>,
+    mut messages: TrackedReceiver<Acked<InboundSms>>,
+    mut parts: TrackedReceiver<Acked<(String, InboundPart)>>,
+) {
+    let (mut m, mut p) = (Vec::new(), Vec::new());
+    loop {
+        tokio::select! {
+            n = messages.recv_many(&mut m, 64) => {
+                if n == 0 { return }
+                for acked in m.drain(..) {
+                    let result = accept(&app, acked.item.clone()).await;
+                    settle(acked, result.map(|_| ()));
+                }
+                messages.committed(n);
+            }
+            n = parts.recv_many(&mut p, 64) => {
+                if n == 0 { return }
+                for acked in p.drain(..) {
+                    let (connector, part) = acked.item.clone();
+                    let result = accept_part(&app, &connector, part).await;
+                    settle(acked, result.map(|_| ()));
+                }
+                parts.committed(n);
+            }
+        }
+    }
+}
+
+/// Acknowledges what was recorded, or refused for good (an unknown number,
+/// an invalid sender: as a webhook's 4xx). A storage failure is not
+/// acknowledged, so the carrier delivers it again.
+fn settle<T>(acked: Acked<T>, result: Result<(), IngestError>) {
+    match result {
+        Err(IngestError::Store(e)) => tracing::error!(error = %e, "inbound message not stored; the carrier will retry"),
+        Err(e) => {
+            tracing::warn!(error = %e, "inbound message refused");
+            acked.done();
+        }
+        Ok(()) => {
+            acked.done();
+        }
+    }
+}
+
+/// Accepts a message; `Ok(None)` when its parts were consumed by a copy.
+async fn accept_consuming(
+    app: &App,
+    sms: InboundSms,
+    parts: Option<PartsKey>,
+) -> Result<Option<Accepted>, IngestError> {
     let from = phone::normalize(&sms.from, None)
         .map_err(|_| IngestError::InvalidNumber { field: "from", value: sms.from.clone() })?;
     let to = phone::normalize(&sms.to, None)
@@ -97,12 +175,14 @@ pub async fn accept(app: &App, sms: InboundSms) -> Result<Accepted, IngestError>
         batch_id: None,
     };
     tracing::debug!(message_id, from = %Masked(&message.from), to = %Masked(&message.to), events = events.len(), "inbound accepted");
-    let inbound = NewInbound { message, events, lease: app.pipeline.lease(&app.clock) };
+    let inbound = NewInbound { message, events, lease: app.pipeline.lease(&app.clock), consumes_parts: parts };
     let event_rows: Vec<_> = inbound.events.iter().map(NewEvent::to_row).collect();
-    app.pipeline.ingest.submit(inbound).await?;
+    if !app.pipeline.ingest.submit(inbound).await? {
+        return Ok(None);
+    }
     let event_ids = event_rows.iter().map(|e| e.id.clone()).collect();
     for row in event_rows {
         app.pipeline.events.push(&row.id.clone(), row);
     }
-    Ok(Accepted { message_id, tenant_id, event_ids })
+    Ok(Some(Accepted { message_id, tenant_id, event_ids }))
 }

@@ -20,6 +20,7 @@ pub mod dispatcher;
 pub mod ingest;
 pub mod outbound;
 pub mod router;
+pub mod routing;
 pub mod sweeper;
 pub mod webhooks;
 pub mod worker;
@@ -109,7 +110,7 @@ impl<T> Clone for Tracked<T> {
 }
 
 impl<T> Tracked<T> {
-    fn new() -> (Self, TrackedReceiver<T>) {
+    pub fn new() -> (Self, TrackedReceiver<T>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         (Tracked { tx, pending: pending.clone() }, TrackedReceiver { rx, pending })
@@ -122,7 +123,7 @@ impl<T> Tracked<T> {
         }
     }
 
-    fn pending(&self) -> usize {
+    pub fn pending(&self) -> usize {
         self.pending.load(Ordering::SeqCst)
     }
 }
@@ -170,11 +171,12 @@ pub struct Pipeline {
     processing: bool,
     pub events: WorkQueue<EventRow>,
     pub outbox: WorkQueue<OutboxItem>,
-    pub ingest: Batcher<NewInbound, ()>,
+    pub ingest: Batcher<NewInbound, bool>,
     pub completions: Batcher<EventCompletion, CompletionResult>,
     pub outbound: Batcher<OutboundRequest, OutboundResult>,
-    pub deliveries: Tracked<crate::store::DeliveryUpdate>,
     pub sends: Tracked<crate::store::SendResult>,
+    /// What session connectors (SMPP) receive: reports, messages, parts.
+    pub sinks: crate::connectors::Sinks,
     pub sweeper: Wake,
     pub scheduler: Wake,
     pub webhooks: Wake,
@@ -189,23 +191,24 @@ pub struct Pipeline {
 pub struct Receivers {
     events: mpsc::UnboundedReceiver<EventRow>,
     outbox: mpsc::UnboundedReceiver<OutboxItem>,
-    deliveries: TrackedReceiver<crate::store::DeliveryUpdate>,
     sends: TrackedReceiver<crate::store::SendResult>,
+    reports: TrackedReceiver<crate::connectors::Acked<crate::store::ProviderReport>>,
+    inbound: TrackedReceiver<crate::connectors::Acked<ingest::InboundSms>>,
+    parts: TrackedReceiver<crate::connectors::Acked<(String, crate::store::InboundPart)>>,
 }
 
 impl Pipeline {
     pub fn new(db: Arc<dyn Database>, node_id: String, processing: bool) -> (Self, Receivers) {
         let (events, events_rx) = WorkQueue::new();
         let (outbox, outbox_rx) = WorkQueue::new();
-        let (deliveries, deliveries_rx) = Tracked::new();
         let (sends, sends_rx) = Tracked::new();
+        let (reports, reports_rx) = Tracked::new();
+        let (inbound, inbound_rx) = Tracked::new();
+        let (parts, parts_rx) = Tracked::new();
         let ingest_db = db.clone();
         let ingest = Batcher::spawn(MAX_BATCH, move |batch: Vec<NewInbound>| {
             let db = ingest_db.clone();
-            async move {
-                db.insert_inbound(&batch).await?;
-                Ok(vec![(); batch.len()])
-            }
+            async move { db.insert_inbound(&batch).await }
         });
         let completions_db = db.clone();
         let completions = Batcher::spawn(MAX_BATCH, move |batch: Vec<EventCompletion>| {
@@ -224,8 +227,8 @@ impl Pipeline {
             ingest,
             completions,
             outbound,
-            deliveries,
             sends,
+            sinks: crate::connectors::Sinks { reports, inbound, parts },
             sweeper: Wake::default(),
             scheduler: Wake::default(),
             webhooks: Wake::default(),
@@ -233,7 +236,14 @@ impl Pipeline {
             intake: CancellationToken::new(),
             recorders: CancellationToken::new(),
         };
-        let receivers = Receivers { events: events_rx, outbox: outbox_rx, deliveries: deliveries_rx, sends: sends_rx };
+        let receivers = Receivers {
+            events: events_rx,
+            outbox: outbox_rx,
+            sends: sends_rx,
+            reports: reports_rx,
+            inbound: inbound_rx,
+            parts: parts_rx,
+        };
         (pipeline, receivers)
     }
 
@@ -258,7 +268,9 @@ impl Pipeline {
             self.events.running.load(Ordering::SeqCst) > 0
                 || self.outbox.running.load(Ordering::SeqCst) > 0
                 || self.sends.pending() > 0
-                || self.deliveries.pending() > 0
+                || self.sinks.reports.pending() > 0
+                || self.sinks.inbound.pending() > 0
+                || self.sinks.parts.pending() > 0
         };
         while busy() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -281,7 +293,8 @@ fn spawn_until(token: &CancellationToken, task: impl Future<Output = ()> + Send 
 pub fn spawn(app: Arc<crate::app::App>, rx: Receivers) {
     let (intake, recorders) = (&app.pipeline.intake, &app.pipeline.recorders);
     spawn_until(recorders, dispatcher::record_results(app.clone(), rx.sends));
-    spawn_until(recorders, delivery::run(app.clone(), rx.deliveries));
+    spawn_until(recorders, delivery::run(app.clone(), rx.reports));
+    spawn_until(recorders, ingest::run_session_inbound(app.clone(), rx.inbound, rx.parts));
     if !app.settings.process_events {
         return;
     }

@@ -76,7 +76,8 @@ async fn process(app: &App, locks: &RerunLocks, event: EventRow) {
             Completion::Succeeded(_) => None,
         };
         // Scheduled sends wait in the outbox; the sweeper must know the new due time.
-        let schedules = matches!(&completion, Completion::Succeeded(e) if e.sends.iter().any(|m| m.scheduled_at.is_some()));
+        let schedules =
+            matches!(&completion, Completion::Succeeded(e) if e.sends.iter().any(|m| m.scheduled_at.is_some()));
         let now = app.clock.now_ms();
         let record = record.unwrap_or_else(|| InvocationRecord {
             tenant_id: event.tenant_id.clone(),

@@ -118,8 +118,9 @@ pub trait Plugins {
 #[async_trait]
 pub trait Events {
     /// Persists accepted inbound messages and the events routed from them,
-    /// all in one transaction (group commit).
-    async fn insert_inbound(&self, batch: &[NewInbound]) -> StoreResult<()>;
+    /// all in one transaction (group commit). Per message: whether it was
+    /// inserted (false: its parts were consumed by a copy already).
+    async fn insert_inbound(&self, batch: &[NewInbound]) -> StoreResult<Vec<bool>>;
     /// Persists business events, leased to `lease` (one transaction).
     async fn insert_events(&self, events: &[NewEvent], lease: &Lease) -> StoreResult<()>;
     /// Leases up to `limit` events that are due and not leased by a live node.
@@ -148,11 +149,27 @@ pub trait Deliveries {
     async fn cancel_scheduled(&self, tenant_id: &str, message_id: &str, at: Millis) -> StoreResult<CancelResult>;
     async fn claim_outbox(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<OutboxItem>>;
     async fn next_outbox_due(&self) -> StoreResult<Option<Millis>>;
-    async fn record_send_results(&self, results: &[SendResult]) -> StoreResult<()>;
-    /// Applies delivery reports to their messages (status only moves
-    /// forward; every report joins the history) and, for messages whose
-    /// plugin subscribes to delivery reports, inserts its event, leased.
-    async fn record_deliveries(&self, reports: &[DeliveryUpdate], lease: &Lease) -> StoreResult<Vec<EventRow>>;
+    /// Marks messages `sending` before they are handed to a connector.
+    async fn mark_sending(&self, message_ids: &[String], at: Millis) -> StoreResult<()>;
+    /// Records what connectors answered: sent (with the carrier's ids, one
+    /// per part), retry later, or failed. Reports that arrived for these
+    /// ids before this record are applied now.
+    async fn record_send_results(&self, results: &[SendResult], lease: &Lease) -> StoreResult<Recorded>;
+    /// Applies carrier delivery reports to the parts they name (a message's
+    /// status follows its parts, and only moves forward; every report joins
+    /// the history). For messages whose plugin subscribes to delivery
+    /// reports, inserts its event, leased. Reports for ids not yet recorded
+    /// are kept until the send result arrives.
+    async fn record_reports(&self, reports: &[ProviderReport], lease: &Lease) -> StoreResult<Recorded>;
+    /// Stores one part of an inbound message; when it completes the
+    /// message, returns the whole text (the parts stay until the message
+    /// is inserted, which consumes them).
+    async fn store_inbound_part(
+        &self,
+        connector: &str,
+        part: &InboundPart,
+        at: Millis,
+    ) -> StoreResult<Option<Reassembled>>;
 }
 
 /// Signed status webhooks: claimed, attempted, retried.

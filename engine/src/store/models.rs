@@ -317,6 +317,17 @@ pub struct NewInbound {
     pub events: Vec<NewEvent>,
     /// Who works on the events first (the accepting node).
     pub lease: Lease,
+    /// The stored parts this message was reassembled from, consumed in the
+    /// same transaction (if they are gone, another copy won: skip).
+    pub consumes_parts: Option<PartsKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartsKey {
+    pub connector: String,
+    pub from: String,
+    pub reference: String,
+    pub total: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -417,13 +428,28 @@ pub struct OutboxItem {
     pub connector: String,
     /// Attempts made before this one.
     pub attempts: u32,
+    /// `gsm7` or `ucs2`.
+    pub encoding: String,
+    /// When the message first became due (for the retry deadline).
+    pub due_at: Millis,
+    /// `live` or `test`.
+    pub mode: String,
 }
 
 #[derive(Debug, Clone)]
 pub enum SendOutcome {
-    Sent { provider_id: String },
-    Retry { at: Millis, error: String },
-    Failed { error_code: String, error: String },
+    /// Accepted by `SendResult::connector`, as these carrier ids (one per part).
+    Sent {
+        provider_ids: Vec<String>,
+    },
+    Retry {
+        at: Millis,
+        error: String,
+    },
+    Failed {
+        error_code: String,
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -434,12 +460,54 @@ pub struct SendResult {
     pub at: Millis,
 }
 
-#[derive(Debug, Clone)]
-pub struct DeliveryUpdate {
-    pub message_id: String,
+/// A delivery report as a carrier identifies it: by its own message id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderReport {
+    pub connector: String,
+    pub provider_id: String,
     pub status: MessageStatus,
     pub error_code: Option<String>,
     pub at: Millis,
+}
+
+/// What recording connector answers or reports changed.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// Delivery events for plugins, leased to this node.
+    pub events: Vec<EventRow>,
+    /// Messages whose status moved, and to what.
+    pub changes: Vec<(String, MessageStatus)>,
+}
+
+/// One part of an inbound message the carrier delivered in pieces
+/// (Vonage `concat`, SMPP UDH); reassembled before plugins see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundPart {
+    pub from: String,
+    pub to: String,
+    /// The carrier's reference shared by all parts.
+    pub reference: String,
+    pub total: u8,
+    pub part: u8,
+    pub text: String,
+    pub provider_id: Option<String>,
+}
+
+/// An inbound message put back together from its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reassembled {
+    pub from: String,
+    pub to: String,
+    pub text: String,
+    pub provider_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartView {
+    pub part: i64,
+    pub provider_id: String,
+    pub status: String,
+    pub error_code: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -488,6 +556,7 @@ pub struct MessageView {
     pub price: i64,
     pub batch_id: Option<String>,
     pub history: Vec<StatusEntry>,
+    pub parts: Vec<PartView>,
 }
 
 #[derive(Debug, Clone)]

@@ -3,11 +3,13 @@
 //! ids, and reports delivery: `delivered` unless the destination is listed
 //! under `outcomes` (e.g. `"+15550009999" = "undelivered:30003"`, or
 //! `"failed:21211"` to refuse at send time, or `"timeout"` to fail
-//! transiently).
+//! transiently). Its reports live in memory: those not yet emitted when
+//! the process dies are lost, as a real carrier's are once its webhook
+//! retries run out.
 
-use super::{Accepted, Connector, ConnectorError, DeliverySink, OutboundSms};
-use crate::clock::Clock;
-use crate::store::{DeliveryUpdate, MessageStatus};
+use super::gate::GateSettings;
+use super::{Accepted, Connector, ConnectorError, Context, OutboundSms, ProviderReport};
+use crate::store::MessageStatus;
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -21,6 +23,7 @@ pub struct SimulatorSettings {
     /// Destination number → outcome (`delivered`, `undelivered:CODE`,
     /// `expired`, `failed:CODE`, `timeout`).
     pub outcomes: HashMap<String, String>,
+    pub gate: GateSettings,
 }
 
 /// The sandbox's magic destinations (test-mode keys): any other number is
@@ -35,7 +38,10 @@ pub const SANDBOX_OUTCOMES: [(&str, &str); 5] = [
 
 impl SimulatorSettings {
     pub fn sandbox() -> Self {
-        SimulatorSettings { outcomes: SANDBOX_OUTCOMES.iter().map(|(n, o)| (n.to_string(), o.to_string())).collect() }
+        SimulatorSettings {
+            outcomes: SANDBOX_OUTCOMES.iter().map(|(n, o)| (n.to_string(), o.to_string())).collect(),
+            gate: GateSettings::default(),
+        }
     }
 }
 
@@ -53,20 +59,18 @@ pub struct SimulatedSms {
 pub struct Simulator {
     name: String,
     settings: SimulatorSettings,
-    sink: DeliverySink,
-    clock: Clock,
+    ctx: Context,
     next_id: AtomicU64,
     sent: Mutex<Vec<SimulatedSms>>,
     count: watch::Sender<usize>,
 }
 
 impl Simulator {
-    pub fn new(name: String, settings: SimulatorSettings, sink: DeliverySink, clock: Clock) -> Self {
+    pub fn new(name: String, settings: SimulatorSettings, ctx: Context) -> Self {
         Simulator {
             name,
             settings,
-            sink,
-            clock,
+            ctx,
             next_id: AtomicU64::new(1),
             sent: Mutex::default(),
             count: watch::channel(0).0,
@@ -96,12 +100,7 @@ impl Connector for Simulator {
         let outcome = self.settings.outcomes.get(&sms.to).map(String::as_str).unwrap_or("delivered");
         let (kind, code) = outcome.split_once(':').unwrap_or((outcome, ""));
         match kind {
-            "timeout" => {
-                return Err(ConnectorError::Transient {
-                    message: "simulated carrier timeout".into(),
-                    retry_after: None,
-                });
-            }
+            "timeout" => return Err(ConnectorError::transient("simulated carrier timeout")),
             "failed" => {
                 return Err(ConnectorError::Permanent {
                     code: code.to_string(),
@@ -125,18 +124,19 @@ impl Connector for Simulator {
             "expired" => MessageStatus::Expired,
             _ => MessageStatus::Delivered,
         };
-        let report = DeliveryUpdate {
-            message_id: sms.message_id.clone(),
+        let report = ProviderReport {
+            connector: self.name.clone(),
+            provider_id: provider_id.clone(),
             status,
             error_code: (!code.is_empty()).then(|| code.to_string()),
-            at: self.clock.now_ms(),
+            at: self.ctx.clock.now_ms(),
         };
         // A real carrier reports after it has answered the send.
-        let sink = self.sink.clone();
+        let reports = self.ctx.sinks.reports.clone();
         tokio::spawn(async move {
             tokio::task::yield_now().await;
-            sink.send(report);
+            reports.send(super::Acked::new(report));
         });
-        Ok(Accepted { provider_id })
+        Ok(Accepted { provider_ids: vec![provider_id] })
     }
 }

@@ -292,26 +292,49 @@ pub(super) fn outbox_items(messages: &[NewMessage]) -> Vec<OutboxItem> {
             reference: m.reference.clone(),
             connector: m.connector.clone().unwrap_or_default(),
             attempts: 0,
+            encoding: m.encoding.to_string(),
+            due_at: m.created_at,
+            mode: m.mode.to_string(),
         })
         .collect()
 }
 
 #[async_trait]
 impl Events for SqliteStore {
-    async fn insert_inbound(&self, batch: &[NewInbound]) -> StoreResult<()> {
+    async fn insert_inbound(&self, batch: &[NewInbound]) -> StoreResult<Vec<bool>> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut tx = self.writer.begin().await?;
-        let messages: Vec<&NewMessage> = batch.iter().map(|b| &b.message).collect();
+        let mut inserted = Vec::with_capacity(batch.len());
+        for b in batch {
+            let fresh = match &b.consumes_parts {
+                None => true,
+                Some(k) => {
+                    let removed = sqlx::query(
+                        "DELETE FROM inbound_parts WHERE connector = ? AND from_addr = ? AND reference = ?",
+                    )
+                    .bind(&k.connector)
+                    .bind(&k.from)
+                    .bind(&k.reference)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    removed == k.total as u64
+                }
+            };
+            inserted.push(fresh);
+        }
+        let accepted: Vec<&NewInbound> = batch.iter().zip(&inserted).filter(|(_, ok)| **ok).map(|(b, _)| b).collect();
+        let messages: Vec<&NewMessage> = accepted.iter().map(|b| &b.message).collect();
         insert_messages(&mut tx, &messages).await?;
         // Events of one batch share the accepting node's lease.
-        let events: Vec<&NewEvent> = batch.iter().flat_map(|b| &b.events).collect();
+        let events: Vec<&NewEvent> = accepted.iter().flat_map(|b| &b.events).collect();
         if !events.is_empty() {
             insert_event_rows(&mut tx, &events, &batch[0].lease).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(inserted)
     }
 
     async fn insert_events(&self, events: &[NewEvent], lease: &Lease) -> StoreResult<()> {

@@ -1,10 +1,151 @@
-use super::status::{record_history, refund, status_changed};
+use super::status::{refund, status_changed};
 use super::{SqliteStore, events::insert_event_rows};
 use crate::clock::Millis;
 use crate::store::*;
 use async_trait::async_trait;
 use sqlx::sqlite::Sqlite;
-use sqlx::{QueryBuilder, Row};
+use sqlx::{QueryBuilder, Row, SqliteConnection};
+
+/// The status a message has once its parts report these statuses: the
+/// worst final status when every part is final, else still `sent`.
+fn message_status_of(parts: &[MessageStatus]) -> MessageStatus {
+    if parts.is_empty() || parts.iter().any(|s| s.rank() < 3) {
+        return MessageStatus::Sent;
+    }
+    [MessageStatus::Failed, MessageStatus::Undelivered, MessageStatus::Expired, MessageStatus::Cancelled]
+        .into_iter()
+        .find(|bad| parts.contains(bad))
+        .unwrap_or(MessageStatus::Delivered)
+}
+
+/// Applies one report to the part it names. Returns the message id and,
+/// when the message's status moved forward, its new status.
+async fn apply_report(
+    conn: &mut SqliteConnection,
+    r: &ProviderReport,
+) -> StoreResult<Option<(String, Option<MessageStatus>)>> {
+    let part =
+        sqlx::query("SELECT message_id, part, status FROM message_parts WHERE connector = ? AND provider_id = ?")
+            .bind(&r.connector)
+            .bind(&r.provider_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(part) = part else { return Ok(None) };
+    let message_id: String = part.get(0);
+    let current = MessageStatus::parse(&part.get::<String, _>(2)).unwrap_or(MessageStatus::Sent);
+    if r.status.rank() > current.rank() {
+        sqlx::query(
+            "UPDATE message_parts SET status = ?, error_code = ?, updated_at = ? WHERE message_id = ? AND part = ?",
+        )
+        .bind(r.status.as_str())
+        .bind(&r.error_code)
+        .bind(r.at)
+        .bind(&message_id)
+        .bind(part.get::<i64, _>(1))
+        .execute(&mut *conn)
+        .await?;
+    }
+    let statuses: Vec<MessageStatus> =
+        sqlx::query_scalar::<_, String>("SELECT status FROM message_parts WHERE message_id = ?")
+            .bind(&message_id)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .filter_map(|s| MessageStatus::parse(s))
+            .collect();
+    let status = message_status_of(&statuses);
+    let changed = sqlx::query(
+        "UPDATE messages SET status = ?, status_rank = ?, error_code = COALESCE(?, error_code), updated_at = ? \
+         WHERE id = ? AND status_rank < ?",
+    )
+    .bind(status.as_str())
+    .bind(status.rank())
+    .bind(&r.error_code)
+    .bind(r.at)
+    .bind(&message_id)
+    .bind(status.rank())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        > 0;
+    if changed {
+        status_changed(conn, &message_id, status, r.error_code.as_deref(), r.at).await?;
+    }
+    Ok(Some((message_id, changed.then_some(status))))
+}
+
+/// The delivery event a plugin that sent the message asked for.
+async fn delivery_event(
+    conn: &mut SqliteConnection,
+    message_id: &str,
+    status: MessageStatus,
+    error_code: Option<&str>,
+    at: Millis,
+) -> StoreResult<Option<NewEvent>> {
+    let Some(msg) = sqlx::query(
+        "SELECT m.tenant_id, m.plugin_id, m.to_addr, m.reference, \
+         EXISTS (SELECT 1 FROM routes WHERE plugin_id = m.plugin_id AND kind = 'delivery') \
+         FROM messages m WHERE m.id = ?",
+    )
+    .bind(message_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let (Some(plugin_id), true) = (msg.get::<Option<String>, _>(1), msg.get::<bool, _>(4)) else { return Ok(None) };
+    let payload = serde_json::json!({
+        "message_id": message_id,
+        "reference": msg.get::<Option<String>, _>(3),
+        "to": msg.get::<String, _>(2),
+        "status": status.as_str(),
+        "error_code": error_code,
+        "at": at,
+    });
+    Ok(Some(NewEvent {
+        id: crate::ids::event_id(),
+        tenant_id: msg.get(0),
+        plugin_id,
+        kind: EventKind::Delivery,
+        name: None,
+        payload: payload.to_string(),
+        message_id: Some(message_id.to_string()),
+        run_at: at,
+        created_at: at,
+    }))
+}
+
+async fn apply_reports(
+    conn: &mut SqliteConnection,
+    reports: &[ProviderReport],
+    events: &mut Vec<NewEvent>,
+    changes: &mut Vec<(String, MessageStatus)>,
+) -> StoreResult<()> {
+    for r in reports {
+        match apply_report(conn, r).await? {
+            None => {
+                // The carrier reported before its answer to the send was
+                // recorded: keep the report for then.
+                sqlx::query("INSERT INTO pending_reports (connector, provider_id, status, error_code, at) VALUES (?, ?, ?, ?, ?)")
+                    .bind(&r.connector)
+                    .bind(&r.provider_id)
+                    .bind(r.status.as_str())
+                    .bind(&r.error_code)
+                    .bind(r.at)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Some((message_id, Some(status))) => {
+                if let Some(e) = delivery_event(conn, &message_id, status, r.error_code.as_deref(), r.at).await? {
+                    events.push(e);
+                }
+                changes.push((message_id, status));
+            }
+            Some((_, None)) => {}
+        }
+    }
+    Ok(())
+}
 
 #[async_trait]
 impl Deliveries for SqliteStore {
@@ -40,7 +181,8 @@ impl Deliveries for SqliteStore {
         let mut items = Vec::with_capacity(claimed.len());
         if !claimed.is_empty() {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "SELECT o.message_id, m.tenant_id, m.from_addr, m.to_addr, m.body, m.reference, m.connector, o.attempts \
+                "SELECT o.message_id, m.tenant_id, m.from_addr, m.to_addr, m.body, m.reference, m.connector, o.attempts, \
+                 m.encoding, COALESCE(m.scheduled_at, m.created_at), m.mode \
                  FROM outbox o JOIN messages m ON m.id = o.message_id WHERE o.message_id IN (",
             );
             let mut ids = q.separated(", ");
@@ -58,6 +200,9 @@ impl Deliveries for SqliteStore {
                     reference: r.get(5),
                     connector: r.get::<Option<String>, _>(6).unwrap_or_default(),
                     attempts: r.get::<i64, _>(7) as u32,
+                    encoding: r.get(8),
+                    due_at: r.get(9),
+                    mode: r.get(10),
                 });
             }
         }
@@ -71,27 +216,86 @@ impl Deliveries for SqliteStore {
             .await?)
     }
 
-    async fn record_send_results(&self, results: &[SendResult]) -> StoreResult<()> {
+    async fn mark_sending(&self, message_ids: &[String], at: Millis) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
+        for id in message_ids {
+            let changed = sqlx::query(
+                "UPDATE messages SET status = 'sending', status_rank = 1, updated_at = ? WHERE id = ? AND status_rank < 1",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed > 0 {
+                status_changed(&mut tx, id, MessageStatus::Sending, None, at).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_send_results(&self, results: &[SendResult], lease: &Lease) -> StoreResult<Recorded> {
+        let mut tx = self.writer.begin().await?;
+        let mut events = Vec::new();
+        let mut changes = Vec::new();
         for r in results {
             match &r.outcome {
-                SendOutcome::Sent { provider_id } => {
+                SendOutcome::Sent { provider_ids } => {
                     sqlx::query(
                         "UPDATE messages SET provider_id = ?, connector = ?, \
                          status = CASE WHEN status_rank < 2 THEN 'sent' ELSE status END, \
                          status_rank = MAX(status_rank, 2), updated_at = ? WHERE id = ?",
                     )
-                    .bind(provider_id)
+                    .bind(provider_ids.first())
                     .bind(&r.connector)
                     .bind(r.at)
                     .bind(&r.message_id)
                     .execute(&mut *tx)
                     .await?;
+                    for (i, provider_id) in provider_ids.iter().enumerate() {
+                        sqlx::query(
+                            "INSERT OR REPLACE INTO message_parts (message_id, part, connector, provider_id, status, updated_at) \
+                             VALUES (?, ?, ?, ?, 'sent', ?)",
+                        )
+                        .bind(&r.message_id)
+                        .bind(i as i64 + 1)
+                        .bind(&r.connector)
+                        .bind(provider_id)
+                        .bind(r.at)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     status_changed(&mut tx, &r.message_id, MessageStatus::Sent, None, r.at).await?;
+                    changes.push((r.message_id.clone(), MessageStatus::Sent));
                     sqlx::query("DELETE FROM outbox WHERE message_id = ?")
                         .bind(&r.message_id)
                         .execute(&mut *tx)
                         .await?;
+                    // Reports that overtook this answer.
+                    let mut early = Vec::new();
+                    for provider_id in provider_ids {
+                        let rows = sqlx::query(
+                            "DELETE FROM pending_reports WHERE connector = ? AND provider_id = ? \
+                             RETURNING status, error_code, at",
+                        )
+                        .bind(&r.connector)
+                        .bind(provider_id)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                        for row in rows {
+                            if let Some(status) = MessageStatus::parse(&row.get::<String, _>(0)) {
+                                early.push(ProviderReport {
+                                    connector: r.connector.clone(),
+                                    provider_id: provider_id.clone(),
+                                    status,
+                                    error_code: row.get(1),
+                                    at: row.get(2),
+                                });
+                            }
+                        }
+                    }
+                    apply_reports(&mut tx, &early, &mut events, &mut changes).await?;
                 }
                 SendOutcome::Retry { at, .. } => {
                     sqlx::query(
@@ -104,7 +308,7 @@ impl Deliveries for SqliteStore {
                     .await?;
                 }
                 SendOutcome::Failed { error_code, .. } => {
-                    sqlx::query(
+                    let changed = sqlx::query(
                         "UPDATE messages SET status = 'failed', status_rank = 3, error_code = ?, updated_at = ? \
                          WHERE id = ? AND status_rank < 3",
                     )
@@ -112,9 +316,19 @@ impl Deliveries for SqliteStore {
                     .bind(r.at)
                     .bind(&r.message_id)
                     .execute(&mut *tx)
-                    .await?;
-                    status_changed(&mut tx, &r.message_id, MessageStatus::Failed, Some(error_code), r.at).await?;
-                    refund(&mut tx, &r.message_id, r.at).await?;
+                    .await?
+                    .rows_affected();
+                    if changed > 0 {
+                        status_changed(&mut tx, &r.message_id, MessageStatus::Failed, Some(error_code), r.at).await?;
+                        refund(&mut tx, &r.message_id, r.at).await?;
+                        changes.push((r.message_id.clone(), MessageStatus::Failed));
+                        if let Some(e) =
+                            delivery_event(&mut tx, &r.message_id, MessageStatus::Failed, Some(error_code), r.at)
+                                .await?
+                        {
+                            events.push(e);
+                        }
+                    }
                     sqlx::query("DELETE FROM outbox WHERE message_id = ?")
                         .bind(&r.message_id)
                         .execute(&mut *tx)
@@ -122,71 +336,81 @@ impl Deliveries for SqliteStore {
                 }
             }
         }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn record_deliveries(&self, reports: &[DeliveryUpdate], lease: &Lease) -> StoreResult<Vec<EventRow>> {
-        let mut tx = self.writer.begin().await?;
-        let mut events = Vec::new();
-        for r in reports {
-            let Some(msg) = sqlx::query(
-                "SELECT m.tenant_id, m.plugin_id, m.to_addr, m.reference, \
-                 EXISTS (SELECT 1 FROM routes WHERE plugin_id = m.plugin_id AND kind = 'delivery') \
-                 FROM messages m WHERE m.id = ?",
-            )
-            .bind(&r.message_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            else {
-                continue;
-            };
-            let changed = sqlx::query(
-                "UPDATE messages SET status = ?, status_rank = ?, error_code = COALESCE(?, error_code), updated_at = ? \
-                 WHERE id = ? AND status_rank < ?",
-            )
-            .bind(r.status.as_str())
-            .bind(r.status.rank())
-            .bind(&r.error_code)
-            .bind(r.at)
-            .bind(&r.message_id)
-            .bind(r.status.rank())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                > 0;
-            if changed {
-                status_changed(&mut tx, &r.message_id, r.status, r.error_code.as_deref(), r.at).await?;
-            } else {
-                record_history(&mut tx, &r.message_id, r.status, r.error_code.as_deref(), r.at).await?;
-            }
-            let plugin_id: Option<String> = msg.get(1);
-            let subscribed: bool = msg.get(4);
-            if let (true, true, Some(plugin_id)) = (changed, subscribed, plugin_id) {
-                let payload = serde_json::json!({
-                    "message_id": r.message_id,
-                    "reference": msg.get::<Option<String>, _>(3),
-                    "to": msg.get::<String, _>(2),
-                    "status": r.status.as_str(),
-                    "error_code": r.error_code,
-                    "at": r.at,
-                });
-                events.push(NewEvent {
-                    id: crate::ids::event_id(),
-                    tenant_id: msg.get(0),
-                    plugin_id,
-                    kind: EventKind::Delivery,
-                    name: None,
-                    payload: payload.to_string(),
-                    message_id: Some(r.message_id.clone()),
-                    run_at: r.at,
-                    created_at: r.at,
-                });
-            }
-        }
         let refs: Vec<&NewEvent> = events.iter().collect();
         insert_event_rows(&mut tx, &refs, lease).await?;
         tx.commit().await?;
-        Ok(events.iter().map(NewEvent::to_row).collect())
+        Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
+    }
+
+    async fn record_reports(&self, reports: &[ProviderReport], lease: &Lease) -> StoreResult<Recorded> {
+        let mut tx = self.writer.begin().await?;
+        let (mut events, mut changes) = (Vec::new(), Vec::new());
+        apply_reports(&mut tx, reports, &mut events, &mut changes).await?;
+        let refs: Vec<&NewEvent> = events.iter().collect();
+        insert_event_rows(&mut tx, &refs, lease).await?;
+        tx.commit().await?;
+        Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
+    }
+
+    async fn store_inbound_part(
+        &self,
+        connector: &str,
+        p: &InboundPart,
+        at: Millis,
+    ) -> StoreResult<Option<Reassembled>> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO inbound_parts (connector, from_addr, reference, total, part, to_addr, text, provider_id, \
+             received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(connector)
+        .bind(&p.from)
+        .bind(&p.reference)
+        .bind(p.total as i64)
+        .bind(p.part as i64)
+        .bind(&p.to)
+        .bind(&p.text)
+        .bind(&p.provider_id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        let parts = sqlx::query(
+            "SELECT part, text, provider_id FROM inbound_parts WHERE connector = ? AND from_addr = ? AND reference = ? \
+             ORDER BY part",
+        )
+        .bind(connector)
+        .bind(&p.from)
+        .bind(&p.reference)
+        .fetch_all(&mut *tx)
+        .await?;
+        let complete = parts.len() == p.total as usize
+            && parts.iter().enumerate().all(|(i, r)| r.get::<i64, _>(0) == i as i64 + 1);
+        let result = if complete {
+            Some(Reassembled {
+                from: p.from.clone(),
+                to: p.to.clone(),
+                text: parts.iter().map(|r| r.get::<String, _>(1)).collect(),
+                provider_id: parts.first().and_then(|r| r.get::<Option<String>, _>(2)),
+            })
+        } else {
+            None
+        };
+        tx.commit().await?;
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_final_when_all_its_parts_are() {
+        use MessageStatus::*;
+        assert_eq!(message_status_of(&[Delivered]), Delivered);
+        assert_eq!(message_status_of(&[Delivered, Sent]), Sent, "partial delivery");
+        assert_eq!(message_status_of(&[Delivered, Delivered, Delivered]), Delivered);
+        assert_eq!(message_status_of(&[Delivered, Undelivered]), Undelivered);
+        assert_eq!(message_status_of(&[Expired, Failed]), Failed);
     }
 }

@@ -32,6 +32,7 @@ fn message_view(r: &SqliteRow) -> MessageView {
         price: r.get(18),
         batch_id: r.get(19),
         history: Vec::new(),
+        parts: Vec::new(),
     }
 }
 
@@ -91,7 +92,16 @@ impl Queries for SqliteStore {
         let Some(row) = row else { return Ok(None) };
         let mut views = [message_view(&row)];
         self.attach_history(&mut views).await?;
-        let [view] = views;
+        let [mut view] = views;
+        view.parts = sqlx::query(
+            "SELECT part, provider_id, status, error_code FROM message_parts WHERE message_id = ? ORDER BY part",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?
+        .into_iter()
+        .map(|r| PartView { part: r.get(0), provider_id: r.get(1), status: r.get(2), error_code: r.get(3) })
+        .collect();
         Ok(Some(view))
     }
 

@@ -8,7 +8,7 @@ use sqlx::{Row, SqliteConnection};
 
 /// Records a report in the message's history (even one that changes
 /// nothing: the history is the full record).
-pub(super) async fn record_history(
+async fn record_history(
     conn: &mut SqliteConnection,
     message_id: &str,
     status: MessageStatus,

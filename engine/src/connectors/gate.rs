@@ -1,0 +1,261 @@
+//! The gate in front of each connector: a token-bucket rate limit shared
+//! by every worker on this node, a cap on concurrent requests, a pause when
+//! the carrier says "retry after", and a circuit breaker that stops sending
+//! to a carrier that keeps failing (open after N consecutive transient
+//! failures, one probe after the cool-down, closed again on success).
+//! Per-prefix prices here drive least-cost routing.
+
+use crate::billing::{Micros, parse_amount};
+use crate::clock::{Clock, Millis};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// `[connectors.NAME.gate]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GateSettings {
+    /// Messages per second to this connector (none: unlimited).
+    pub rate_per_second: Option<u32>,
+    /// Messages that may go at once above the steady rate. Default 1.
+    pub burst: u32,
+    /// Requests in flight at once. Default 64.
+    pub max_concurrency: u32,
+    /// Consecutive transient failures that open the circuit. Default 5.
+    pub circuit_failures: u32,
+    /// How long an open circuit waits before a probe. Default 30 s.
+    pub circuit_cooldown_ms: u64,
+    /// Price per segment by destination prefix (for least-cost routes).
+    pub prices: HashMap<String, String>,
+}
+
+impl Default for GateSettings {
+    fn default() -> Self {
+        GateSettings {
+            rate_per_second: None,
+            burst: 1,
+            max_concurrency: 64,
+            circuit_failures: 5,
+            circuit_cooldown_ms: 30_000,
+            prices: HashMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+#[derive(Debug)]
+enum Circuit {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Millis,
+    },
+    /// One probe is allowed through; `probing` while it is in flight.
+    HalfOpen {
+        probing: bool,
+    },
+}
+
+pub struct Gate {
+    limiter: Option<DefaultDirectRateLimiter>,
+    concurrency: Arc<Semaphore>,
+    circuit: Mutex<Circuit>,
+    paused_until: Mutex<Option<Millis>>,
+    failures_to_open: u32,
+    cooldown: Duration,
+    /// Cool-downs and pauses run on the engine's clock (tests shift it).
+    clock: Clock,
+    /// Longest prefix first.
+    prices: Vec<(String, Micros)>,
+}
+
+/// Leave to send one message; dropping it frees the concurrency slot.
+pub struct Pass {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Gate {
+    pub fn new(s: &GateSettings, clock: Clock) -> Result<Self, String> {
+        let limiter = match s.rate_per_second {
+            None => None,
+            Some(rate) => {
+                let rate = NonZeroU32::new(rate).ok_or("gate.rate_per_second must be positive")?;
+                let burst = NonZeroU32::new(s.burst.max(1)).expect("positive");
+                Some(RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)))
+            }
+        };
+        let mut prices = s
+            .prices
+            .iter()
+            .map(|(p, v)| parse_amount(v).map(|m| (p.clone(), m)).map_err(|e| format!("gate.prices: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        prices.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        Ok(Gate {
+            limiter,
+            concurrency: Arc::new(Semaphore::new(s.max_concurrency.max(1) as usize)),
+            circuit: Mutex::new(Circuit::Closed { failures: 0 }),
+            paused_until: Mutex::new(None),
+            failures_to_open: s.circuit_failures.max(1),
+            cooldown: Duration::from_millis(s.circuit_cooldown_ms),
+            clock,
+            prices,
+        })
+    }
+
+    pub fn state(&self) -> CircuitState {
+        match *self.circuit.lock().expect("circuit lock") {
+            Circuit::Closed { .. } => CircuitState::Closed,
+            Circuit::Open { until } if self.clock.now_ms() >= until => CircuitState::HalfOpen,
+            Circuit::Open { .. } => CircuitState::Open,
+            Circuit::HalfOpen { .. } => CircuitState::HalfOpen,
+        }
+    }
+
+    /// Whether a message may try this connector now: always when closed;
+    /// when the cool-down is over, one probe at a time; never when open.
+    pub fn admit(&self) -> bool {
+        let mut circuit = self.circuit.lock().expect("circuit lock");
+        match *circuit {
+            Circuit::Closed { .. } => true,
+            Circuit::Open { until } if self.clock.now_ms() >= until => {
+                *circuit = Circuit::HalfOpen { probing: true };
+                true
+            }
+            Circuit::Open { .. } => false,
+            Circuit::HalfOpen { probing: true } => false,
+            Circuit::HalfOpen { probing: false } => {
+                *circuit = Circuit::HalfOpen { probing: true };
+                true
+            }
+        }
+    }
+
+    /// Waits for a concurrency slot, the end of a carrier-requested pause,
+    /// and a rate-limit token.
+    pub async fn pass(&self) -> Pass {
+        let permit = self.concurrency.clone().acquire_owned().await.expect("semaphore is never closed");
+        loop {
+            let paused = *self.paused_until.lock().expect("pause lock");
+            match paused {
+                Some(until) if until > self.clock.now_ms() => self.clock.sleep_until(until).await,
+                _ => break,
+            }
+        }
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        Pass { _permit: permit }
+    }
+
+    /// The carrier asked for a pause (429 `Retry-After`, SMPP throttling).
+    pub fn pause(&self, for_: Duration) {
+        let until = self.clock.now_ms() + for_.as_millis() as i64;
+        let mut paused = self.paused_until.lock().expect("pause lock");
+        if paused.is_none_or(|p| p < until) {
+            *paused = Some(until);
+        }
+    }
+
+    /// Records the outcome of an attempt for the circuit breaker. Only
+    /// transient failures count: a refused number says nothing about the
+    /// carrier's health.
+    pub fn record(&self, healthy: bool) {
+        let mut circuit = self.circuit.lock().expect("circuit lock");
+        *circuit = match (&*circuit, healthy) {
+            (_, true) => Circuit::Closed { failures: 0 },
+            (Circuit::Closed { failures }, false) if failures + 1 < self.failures_to_open => {
+                Circuit::Closed { failures: failures + 1 }
+            }
+            (_, false) => {
+                tracing::warn!("circuit opened after repeated carrier failures");
+                Circuit::Open { until: self.clock.now_ms() + self.cooldown.as_millis() as i64 }
+            }
+        };
+    }
+
+    /// A probe that ended without an outcome (e.g. throttled) frees the slot.
+    pub fn release_probe(&self) {
+        let mut circuit = self.circuit.lock().expect("circuit lock");
+        if let Circuit::HalfOpen { probing: true } = *circuit {
+            *circuit = Circuit::HalfOpen { probing: false };
+        }
+    }
+
+    /// This connector's price per segment to `to`, if it has one.
+    pub fn price(&self, to: &str) -> Option<Micros> {
+        self.prices.iter().find(|(p, _)| to.starts_with(p.as_str())).map(|(_, m)| *m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(failures: u32, cooldown_ms: u64) -> Gate {
+        Gate::new(
+            &GateSettings { circuit_failures: failures, circuit_cooldown_ms: cooldown_ms, ..Default::default() },
+            Clock::frozen(0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_circuit_opens_after_consecutive_failures_and_closes_after_a_good_probe() {
+        let g = gate(3, 0);
+        g.record(false);
+        g.record(true);
+        g.record(false);
+        g.record(false);
+        assert_eq!(g.state(), CircuitState::Closed, "failures must be consecutive");
+        g.record(false);
+        // Cool-down of 0: the next admit is the probe; others wait for it.
+        assert!(g.admit());
+        assert!(!g.admit());
+        g.record(true);
+        assert_eq!(g.state(), CircuitState::Closed);
+        assert!(g.admit() && g.admit());
+    }
+
+    #[test]
+    fn an_open_circuit_refuses_until_its_cool_down_ends() {
+        let g = gate(1, 60_000);
+        g.record(false);
+        assert_eq!(g.state(), CircuitState::Open);
+        assert!(!g.admit());
+        g.clock.advance(Duration::from_millis(59_999));
+        assert!(!g.admit());
+        g.clock.advance(Duration::from_millis(1));
+        assert!(g.admit(), "the probe");
+    }
+
+    #[test]
+    fn a_failed_probe_reopens() {
+        let g = gate(1, 0);
+        g.record(false);
+        assert!(g.admit());
+        g.record(false);
+        assert!(matches!(*g.circuit.lock().unwrap(), Circuit::Open { .. }));
+    }
+
+    #[test]
+    fn longest_price_prefix_wins() {
+        let mut s = GateSettings::default();
+        s.prices.insert("+4".into(), "0.02".into());
+        s.prices.insert("+44".into(), "0.01".into());
+        let g = Gate::new(&s, Clock::frozen(0)).unwrap();
+        assert_eq!(g.price("+447911123456"), Some(10_000));
+        assert_eq!(g.price("+491511234567"), Some(20_000));
+        assert_eq!(g.price("+15551234567"), None);
+    }
+}

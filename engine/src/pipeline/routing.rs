@@ -1,0 +1,75 @@
+//! Outbound routing: which connectors may carry a message, in order.
+//!
+//! A route names connectors for destinations starting with a prefix
+//! (`+44`, `+1`, or `""` for all). The tenant's own routes win over the
+//! operator's; the longest matching prefix wins within each. A route's
+//! connectors are tried in order (failover), or cheapest first when its
+//! strategy is `least_cost` (prices come from each connector's gate).
+//! Without a route, a message goes through its sender's connector.
+//! Test-mode messages only ever go to the sandbox.
+
+use super::outbound::SANDBOX_CONNECTOR;
+use crate::app::App;
+use crate::store::OutboxItem;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// In the order listed.
+    #[default]
+    Priority,
+    /// Cheapest per segment first (connectors without a price last).
+    LeastCost,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Destination prefix, e.g. `+44`; empty matches every destination.
+    #[serde(default)]
+    pub prefix: String,
+    /// Connector names, in failover order.
+    pub connectors: Vec<String>,
+    #[serde(default)]
+    pub strategy: Strategy,
+}
+
+fn best<'a>(routes: &'a [Route], to: &str) -> Option<&'a Route> {
+    routes.iter().filter(|r| to.starts_with(r.prefix.as_str())).max_by_key(|r| r.prefix.len())
+}
+
+/// The connectors to try for `item`, best first.
+pub fn candidates(app: &App, item: &OutboxItem) -> Vec<String> {
+    if item.mode == "test" {
+        return vec![SANDBOX_CONNECTOR.to_string()];
+    }
+    let snapshot = app.directory.snapshot();
+    let tenant_routes = snapshot.tenants.get(&item.tenant_id).map(|t| t.settings.routes.clone()).unwrap_or_default();
+    let route = best(&tenant_routes, &item.to).or_else(|| best(&app.settings.routes, &item.to));
+    let Some(route) = route else { return vec![item.connector.clone()] };
+    let mut list = route.connectors.clone();
+    if route.strategy == Strategy::LeastCost {
+        // Stable: equal prices keep the listed order.
+        list.sort_by_key(|name| app.connectors.get(name).and_then(|c| c.gate.price(&item.to)).unwrap_or(i64::MAX));
+    }
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_prefix_wins() {
+        let routes = vec![
+            Route { prefix: String::new(), connectors: vec!["any".into()], strategy: Strategy::Priority },
+            Route { prefix: "+44".into(), connectors: vec!["uk".into()], strategy: Strategy::Priority },
+            Route { prefix: "+447".into(), connectors: vec!["uk-mobile".into()], strategy: Strategy::Priority },
+        ];
+        assert_eq!(best(&routes, "+447911123456").unwrap().connectors, ["uk-mobile"]);
+        assert_eq!(best(&routes, "+442071234567").unwrap().connectors, ["uk"]);
+        assert_eq!(best(&routes, "+15551234567").unwrap().connectors, ["any"]);
+        assert!(best(&routes[1..], "+15551234567").is_none());
+    }
+}
