@@ -4,7 +4,10 @@
 WASM_TARGET := wasm32-wasip2
 PLUGINS := -p keyword-reply -p appointment-reminders -p order-notifications -p chaos-plugin
 
-.PHONY: plugins demo test engine
+PRISM_VERSION := 5.16.0
+PRISM := target/tools/node_modules/.bin/prism
+
+.PHONY: plugins demo test engine tools
 
 # Plugins are WebAssembly components built with the small `plugin` profile
 # into target/wasm32-wasip2/plugin/.
@@ -18,5 +21,12 @@ engine:
 demo: plugins engine
 	./target/release/switchboard serve
 
-test: plugins
+# Test tools from the npm registry: Prism checks the Twilio connector's
+# requests against Twilio's OpenAPI description.
+tools: $(PRISM)
+
+$(PRISM):
+	npm install --prefix target/tools --no-audit --no-fund --loglevel=error @stoplight/prism-cli@$(PRISM_VERSION)
+
+test: plugins tools
 	cargo test --release --workspace --no-fail-fast

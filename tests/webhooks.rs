@@ -231,6 +231,8 @@ async fn the_openapi_document_describes_every_route() {
         ("get", "/v1/keys"),
         ("post", "/v1/keys"),
         ("delete", "/v1/keys/{id}"),
+        ("get", "/v1/routes"),
+        ("put", "/v1/routes"),
         ("post", "/v1/events/{plugin}"),
         ("get", "/v1/plugins"),
         ("get", "/v1/plugins/{name}/logs"),

@@ -195,6 +195,7 @@ impl App {
     /// [`Pipeline::shutdown`]).
     pub async fn shutdown(&self) {
         self.pipeline.shutdown(std::time::Duration::from_secs(10)).await;
+        self.connectors.close_all().await;
     }
 
     async fn reload(&self) -> Result<(), StoreError> {

@@ -3,6 +3,10 @@
 //! its HTTP router, with the simulator as the carrier.
 #![allow(dead_code)]
 
+pub mod carrier;
+pub mod prism;
+pub mod smsc;
+
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -74,6 +78,7 @@ pub struct Harness {
 pub struct Builder {
     plugins: Vec<&'static str>,
     tweak: Box<dyn FnOnce(&mut Settings)>,
+    clock: Clock,
 }
 
 impl Builder {
@@ -87,11 +92,17 @@ impl Builder {
         self
     }
 
+    /// Shares a clock with things started before the engine.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     pub async fn start(self) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = test_settings(dir.path());
         (self.tweak)(&mut settings);
-        let clock = Clock::system();
+        let clock = self.clock;
         let app = App::start(settings.clone(), clock.clone()).await.expect("engine starts");
         let tenant = app.create_tenant("Test tenant").await.expect("tenant");
         app.add_number(&tenant, NUMBER, "simulator", true).await.expect("number");
@@ -105,7 +116,11 @@ impl Builder {
 }
 
 pub fn harness() -> Builder {
-    Builder { plugins: vec!["keyword-reply", "appointment-reminders", "order-notifications"], tweak: Box::new(|_| {}) }
+    Builder {
+        plugins: vec!["keyword-reply", "appointment-reminders", "order-notifications"],
+        tweak: Box::new(|_| {}),
+        clock: Clock::system(),
+    }
 }
 
 impl Harness {
@@ -115,6 +130,16 @@ impl Harness {
         self.app.shutdown().await;
         self.app = App::start(self.settings.clone(), self.clock.clone()).await.expect("engine restarts");
         self
+    }
+
+    /// Serves the API on a loopback port (for callers outside the test);
+    /// returns its base URL.
+    pub async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = self.app.clone();
+        tokio::spawn(async move { switchboard::api::run(app, listener, std::future::pending()).await.unwrap() });
+        url
     }
 
     pub fn plugin_id(&self, name: &str) -> String {

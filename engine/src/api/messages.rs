@@ -48,9 +48,22 @@ pub struct MessageJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     batch_id: Option<String>,
     history: Vec<HistoryJson>,
+    /// The parts a multi-part message was sent as, each with its carrier id
+    /// and delivery status (partial delivery shows here).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    parts: Vec<PartJson>,
     /// Inbound messages: the plugins it was routed to.
     #[serde(skip_serializing_if = "Option::is_none")]
     processing: Option<Vec<EventJson>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PartJson {
+    part: i64,
+    provider_id: String,
+    status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -121,6 +134,17 @@ impl From<MessageView> for MessageJson {
             scheduled_at: m.scheduled_at.map(to_rfc3339),
             price: crate::billing::format_amount(m.price),
             batch_id: m.batch_id,
+            parts: m
+                .parts
+                .into_iter()
+                .filter(|_| m.segments > 1)
+                .map(|p| PartJson {
+                    part: p.part,
+                    provider_id: p.provider_id,
+                    status: p.status,
+                    error_code: p.error_code,
+                })
+                .collect(),
             history: history
                 .into_iter()
                 .map(|h| HistoryJson { status: h.status, at: to_rfc3339(h.at), error_code: h.error_code })

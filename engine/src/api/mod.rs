@@ -17,6 +17,7 @@ mod messages;
 mod numbers;
 mod plugins;
 mod rate_limit;
+mod routes;
 mod send;
 mod templates;
 
@@ -47,6 +48,7 @@ use utoipa_axum::routes;
         (name = "account", description = "Balance, usage, ledger, webhooks"),
         (name = "keys", description = "API keys"),
         (name = "plugins", description = "Deployed plugins and their events"),
+        (name = "routes", description = "Outbound routes over carrier connectors"),
         (name = "inbound", description = "Carrier webhooks"),
         (name = "admin", description = "Operator API"),
     )
@@ -93,6 +95,7 @@ fn tenant_api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(account::rotate_webhook_secret))
         .routes(routes!(account::list_keys, account::create_key))
         .routes(routes!(account::revoke_key))
+        .routes(routes!(routes::get, routes::put))
         .routes(routes!(events::post))
         .routes(routes!(events::get))
         .routes(routes!(plugins::list))

@@ -21,8 +21,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct GateSettings {
     /// Messages per second to this connector (none: unlimited).
     pub rate_per_second: Option<u32>,
-    /// Messages that may go at once above the steady rate. Default 1.
-    pub burst: u32,
+    /// Messages that may go at once above the steady rate. Default: a
+    /// fiftieth of a second's worth (at least 1), which absorbs timer
+    /// jitter without letting the long-run rate exceed the limit.
+    pub burst: Option<u32>,
     /// Requests in flight at once. Default 64.
     pub max_concurrency: u32,
     /// Consecutive transient failures that open the circuit. Default 5.
@@ -31,17 +33,20 @@ pub struct GateSettings {
     pub circuit_cooldown_ms: u64,
     /// Price per segment by destination prefix (for least-cost routes).
     pub prices: HashMap<String, String>,
+    /// Only these tenants may send here (empty: every tenant).
+    pub tenants: Vec<String>,
 }
 
 impl Default for GateSettings {
     fn default() -> Self {
         GateSettings {
             rate_per_second: None,
-            burst: 1,
+            burst: None,
             max_concurrency: 64,
             circuit_failures: 5,
             circuit_cooldown_ms: 30_000,
             prices: HashMap::new(),
+            tenants: Vec::new(),
         }
     }
 }
@@ -69,6 +74,9 @@ enum Circuit {
 
 pub struct Gate {
     limiter: Option<DefaultDirectRateLimiter>,
+    /// Waiters for a token queue here, in order: one sleeps on the bucket
+    /// at a time instead of all waking for every token.
+    turn: tokio::sync::Mutex<()>,
     concurrency: Arc<Semaphore>,
     circuit: Mutex<Circuit>,
     paused_until: Mutex<Option<Millis>>,
@@ -78,6 +86,7 @@ pub struct Gate {
     clock: Clock,
     /// Longest prefix first.
     prices: Vec<(String, Micros)>,
+    tenants: Vec<String>,
 }
 
 /// Leave to send one message; dropping it frees the concurrency slot.
@@ -91,7 +100,7 @@ impl Gate {
             None => None,
             Some(rate) => {
                 let rate = NonZeroU32::new(rate).ok_or("gate.rate_per_second must be positive")?;
-                let burst = NonZeroU32::new(s.burst.max(1)).expect("positive");
+                let burst = NonZeroU32::new(s.burst.unwrap_or(rate.get() / 50).max(1)).expect("positive");
                 Some(RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)))
             }
         };
@@ -103,6 +112,7 @@ impl Gate {
         prices.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
         Ok(Gate {
             limiter,
+            turn: tokio::sync::Mutex::new(()),
             concurrency: Arc::new(Semaphore::new(s.max_concurrency.max(1) as usize)),
             circuit: Mutex::new(Circuit::Closed { failures: 0 }),
             paused_until: Mutex::new(None),
@@ -110,6 +120,7 @@ impl Gate {
             cooldown: Duration::from_millis(s.circuit_cooldown_ms),
             clock,
             prices,
+            tenants: s.tenants.clone(),
         })
     }
 
@@ -153,7 +164,13 @@ impl Gate {
             }
         }
         if let Some(limiter) = &self.limiter {
-            limiter.until_ready().await;
+            let _turn = self.turn.lock().await;
+            while let Err(not_until) = limiter.check() {
+                tokio::time::sleep(
+                    not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default())),
+                )
+                .await;
+            }
         }
         Pass { _permit: permit }
     }
@@ -190,6 +207,11 @@ impl Gate {
         if let Circuit::HalfOpen { probing: true } = *circuit {
             *circuit = Circuit::HalfOpen { probing: false };
         }
+    }
+
+    /// Whether `tenant_id` may send through this connector.
+    pub fn allows(&self, tenant_id: &str) -> bool {
+        self.tenants.is_empty() || self.tenants.iter().any(|t| t == tenant_id)
     }
 
     /// This connector's price per segment to `to`, if it has one.

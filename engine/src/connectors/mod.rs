@@ -136,6 +136,9 @@ pub trait Connector: Send + Sync {
         false
     }
 
+    /// Ends the connector's sessions politely (SMPP: `unbind`).
+    async fn close(&self) {}
+
     /// Verifies and parses a carrier webhook.
     fn webhook(
         &self,
@@ -241,6 +244,12 @@ impl Connectors {
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(String::as_str)
+    }
+
+    pub async fn close_all(&self) {
+        for c in self.by_name.values() {
+            c.connector.close().await;
+        }
     }
 
     /// The simulator named `simulator` (always configured).

@@ -45,8 +45,9 @@ pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>)
             tokio::spawn(async move {
                 let work = async {
                     let result = send(&app, &item).await;
-                    if let SendOutcome::Retry { .. } = &result.outcome {
+                    if let SendOutcome::Retry { at, .. } = &result.outcome {
                         app.pipeline.sweeper.now();
+                        app.pipeline.notify(Notification::SendRetry { message_id: item.message_id.clone(), at: *at });
                     }
                     app.pipeline.sends.send(result);
                 };

@@ -51,6 +51,8 @@ pub enum Notification {
     EventSettled { event_id: String, tenant_id: String, status: &'static str },
     /// A message reached a new status.
     MessageStatus { message_id: String, status: String },
+    /// No connector took a message; it is offered again at `at`.
+    SendRetry { message_id: String, at: Millis },
 }
 
 /// A queue of leased rows with de-duplication: a row already queued or in

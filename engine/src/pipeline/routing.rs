@@ -48,7 +48,8 @@ pub fn candidates(app: &App, item: &OutboxItem) -> Vec<String> {
     let tenant_routes = snapshot.tenants.get(&item.tenant_id).map(|t| t.settings.routes.clone()).unwrap_or_default();
     let route = best(&tenant_routes, &item.to).or_else(|| best(&app.settings.routes, &item.to));
     let Some(route) = route else { return vec![item.connector.clone()] };
-    let mut list = route.connectors.clone();
+    let allowed = |name: &String| app.connectors.get(name).is_some_and(|c| c.gate.allows(&item.tenant_id));
+    let mut list: Vec<String> = route.connectors.iter().filter(|n| allowed(n)).cloned().collect();
     if route.strategy == Strategy::LeastCost {
         // Stable: equal prices keep the listed order.
         list.sort_by_key(|name| app.connectors.get(name).and_then(|c| c.gate.price(&item.to)).unwrap_or(i64::MAX));

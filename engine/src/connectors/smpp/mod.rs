@@ -172,6 +172,13 @@ impl Connector for Smpp {
         &self.shared.name
     }
 
+    async fn close(&self) {
+        self.shared.stop.cancel();
+        // The session task unbinds, then clears the session.
+        let mut session = self.shared.session.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(3), session.wait_for(Option::is_none)).await;
+    }
+
     async fn send(&self, sms: &OutboundSms) -> Result<Accepted, ConnectorError> {
         let shared = &self.shared;
         let mut bound = shared.session.subscribe();
@@ -281,7 +288,15 @@ async fn run_session(shared: &Arc<Shared>) -> Result<(), SessionEnd> {
         tokio::select! {
             _ = shared.stop.cancelled() => {
                 // A polite goodbye; the answer is not awaited for long.
-                let _ = tokio::time::timeout(Duration::from_secs(2), request(shared, &session, Pdu::Unbind)).await;
+                let _ = session.outgoing.send(Command::new(CommandStatus::EsmeRok, shared.next_sequence(), Pdu::Unbind));
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while let Some(Ok(cmd)) = stream.next().await {
+                        if matches!(cmd.pdu(), Some(Pdu::UnbindResp)) {
+                            break;
+                        }
+                    }
+                })
+                .await;
                 break Ok(());
             }
             _ = session.broken.cancelled() => break Err("the SMSC did not answer a keep-alive".into()),
