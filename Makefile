@@ -2,7 +2,7 @@
 #   make demo   build everything, run the engine with the demo tenant (SQLite)
 #   make test   build everything, run the whole test suite
 WASM_TARGET := wasm32-wasip2
-PLUGINS := -p keyword-reply -p appointment-reminders -p order-notifications -p chaos-plugin
+PLUGINS := -p keyword-reply -p appointment-reminders -p order-notifications -p chaos-plugin -p wrong-wit-plugin
 
 PRISM_VERSION := 5.16.0
 PRISM := target/tools/node_modules/.bin/prism

@@ -5,7 +5,7 @@
 use crate::billing::{Pricing, PricingSettings};
 use crate::clock::Clock;
 use crate::connectors::{self, ConnectorSettings, Connectors};
-use crate::deploy::{self, DeployError, Manifest};
+use crate::deploy::{self, DeployError, LifecycleError, Manifest};
 use crate::directory::Directory;
 use crate::limits::Limits;
 use crate::pipeline::{self, Pipeline};
@@ -50,6 +50,9 @@ pub struct Settings {
     pub secret_key: Option<Secret>,
     /// Allow webhooks to private, loopback and link-local addresses.
     pub webhooks_allow_private_addresses: bool,
+    /// Allow plugins' `http` capability to reach private, loopback and
+    /// link-local addresses (their allow-lists still apply).
+    pub plugins_http_allow_private_addresses: bool,
     /// Outbound routes for every tenant (a tenant's own routes win).
     pub routes: Vec<crate::pipeline::routing::Route>,
     /// The URL carriers use to reach this engine (`https://sms.example.com`):
@@ -73,6 +76,7 @@ impl Default for Settings {
             admin_token: None,
             secret_key: None,
             webhooks_allow_private_addresses: false,
+            plugins_http_allow_private_addresses: false,
             routes: Vec::new(),
             public_base_url: None,
         }
@@ -156,7 +160,14 @@ impl App {
                 .map_err(StartError::SecretKey)?;
         let db = store::open(&settings.database_url()).await?;
         let cache_dir = settings.compile_cache_dir.clone().unwrap_or_else(|| settings.data_dir.join("compiled"));
-        let runtime = Runtime::new(settings.limits.clone(), cache_dir, db.clone(), clock.clone(), pricing.clone())?;
+        let runtime = Runtime::new(
+            settings.limits.clone(),
+            cache_dir,
+            db.clone(),
+            clock.clone(),
+            pricing.clone(),
+            settings.plugins_http_allow_private_addresses,
+        )?;
         let directory = Directory::default();
         directory.reload(db.as_ref()).await?;
         // Whatever this node held before a restart is free again.
@@ -298,10 +309,21 @@ impl App {
         mode: KeyMode,
         label: Option<&str>,
     ) -> Result<String, AdminError> {
+        Ok(self.issue_api_key(tenant_id, mode, label).await?.1)
+    }
+
+    /// Creates an API key; returns its id and secret (shown once).
+    pub async fn issue_api_key(
+        &self,
+        tenant_id: &str,
+        mode: KeyMode,
+        label: Option<&str>,
+    ) -> Result<(String, String), AdminError> {
         let key = secrets::generate_api_key(mode);
+        let id = ids::new_id("key");
         self.db
             .create_api_key(&NewApiKeyRow {
-                id: ids::new_id("key"),
+                id: id.clone(),
                 tenant_id: tenant_id.to_string(),
                 hash: key.hash,
                 prefix: key.prefix,
@@ -311,7 +333,7 @@ impl App {
             })
             .await?;
         self.reload().await?;
-        Ok(key.secret)
+        Ok((id, key.secret))
     }
 
     pub async fn deploy_plugin(
@@ -322,6 +344,70 @@ impl App {
     ) -> Result<DeployedVersion, DeployError> {
         let deployed = deploy::deploy(self.db.as_ref(), &self.runtime, &self.clock, tenant_id, manifest, wasm).await?;
         self.reload().await?;
+        // New cron schedules take effect now.
+        self.pipeline.scheduler.now();
         Ok(deployed)
+    }
+
+    /// Switches a plugin back to an earlier version (see [`deploy::rollback`]).
+    pub async fn rollback_plugin(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        to: Option<&str>,
+    ) -> Result<crate::store::PluginVersionRow, LifecycleError> {
+        let snapshot = self.directory.snapshot();
+        let active = snapshot
+            .plugin_names
+            .get(&(tenant_id.to_string(), name.to_string()))
+            .and_then(|id| snapshot.plugins.get(id))
+            .ok_or_else(|| LifecycleError::NoSuchPlugin(name.to_string()))?;
+        let row = deploy::rollback(self.db.as_ref(), tenant_id, name, &active.row.version_id, to).await?;
+        self.reload().await?;
+        self.pipeline.scheduler.now();
+        Ok(row)
+    }
+
+    /// Enables (`active`) or disables a plugin. Re-enabling also clears a
+    /// suspension and its failure count.
+    pub async fn set_plugin_enabled(&self, tenant_id: &str, name: &str, enabled: bool) -> Result<(), LifecycleError> {
+        let snapshot = self.directory.snapshot();
+        let plugin_id = snapshot
+            .plugin_names
+            .get(&(tenant_id.to_string(), name.to_string()))
+            .ok_or_else(|| LifecycleError::NoSuchPlugin(name.to_string()))?;
+        let (status, reason) = if enabled { ("active", None) } else { ("disabled", Some("disabled by the tenant")) };
+        self.db.set_plugin_status(plugin_id, status, reason).await?;
+        self.reload().await?;
+        self.pipeline.scheduler.now();
+        Ok(())
+    }
+
+    /// Enables or disables a tenant: a disabled tenant's keys are refused
+    /// and its plugins do not run.
+    pub async fn set_tenant_active(&self, tenant_id: &str, active: bool) -> Result<(), AdminError> {
+        let status = if active { "active" } else { "disabled" };
+        if !self.db.set_tenant_status(tenant_id, status).await? {
+            return Err(AdminError::NotFound("tenant"));
+        }
+        self.reload().await?;
+        Ok(())
+    }
+
+    /// Records who did what to which tenant or plugin. Failing to write the
+    /// audit log fails the request that would have gone unrecorded only if
+    /// the caller checks; callers log and carry on after the change itself
+    /// is committed.
+    pub async fn audit(&self, actor: &str, action: &str, target: &str, detail: serde_json::Value) {
+        let entry = crate::store::AuditEntry {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            detail: detail.to_string(),
+            at: self.clock.now_ms(),
+        };
+        if let Err(e) = self.db.audit(&entry).await {
+            tracing::error!(action, target, error = %e, "could not write the audit log");
+        }
     }
 }

@@ -94,6 +94,11 @@ impl Clock {
     }
 }
 
+/// Midnight UTC of the day `ms` falls in.
+pub fn start_of_utc_day(ms: Millis) -> Millis {
+    ms - ms.rem_euclid(86_400_000)
+}
+
 pub fn to_datetime(ms: Millis) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }

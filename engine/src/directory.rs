@@ -15,23 +15,7 @@ pub struct Sender {
     pub connector: String,
 }
 
-/// Per-tenant settings a tenant or operator may change (stored as JSON).
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct TenantSettings {
-    /// ISO 3166 region for numbers given without a country code.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub default_region: Option<String>,
-    /// API requests per second per key (else the engine default).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub requests_per_second: Option<u32>,
-    /// API requests per UTC day per key (else the engine default).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub requests_per_day: Option<u64>,
-    /// Outbound routes; they win over the operator's.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub routes: Vec<crate::pipeline::routing::Route>,
-}
+pub use crate::tenancy::TenantSettings;
 
 /// What the engine needs to know about a tenant on hot paths.
 #[derive(Debug, Clone)]
@@ -68,6 +52,9 @@ pub struct PluginEntry {
     pub catch_all: bool,
     pub events: Vec<String>,
     pub delivery: bool,
+    /// Cron schedules (expression, parsed), read in `timezone`.
+    pub cron: Vec<(String, cron::Schedule)>,
+    pub timezone: chrono_tz::Tz,
 }
 
 impl PluginEntry {
@@ -163,9 +150,17 @@ fn build(
     }
     snap.tenants = profiles.into_iter().map(|(id, p)| (id, Arc::new(p))).collect();
     for row in plugins {
-        let routes = crate::deploy::manifest::routes_from_json(&row.manifest_json);
-        let mut entry = PluginEntry { row, keywords: vec![], catch_all: false, events: vec![], delivery: false };
-        for r in routes {
+        let manifest = crate::deploy::manifest::stored(&row.manifest_json);
+        let mut entry = PluginEntry {
+            row,
+            keywords: vec![],
+            catch_all: false,
+            events: vec![],
+            delivery: false,
+            cron: manifest.triggers.schedules(),
+            timezone: manifest.triggers.zone(),
+        };
+        for r in manifest.routes() {
             match r.kind {
                 RouteKind::Keyword => entry.keywords.push(r.pattern),
                 RouteKind::CatchAll => entry.catch_all = true,

@@ -54,3 +54,4 @@ pub mod scheduler;
 pub mod secrets;
 pub mod sms;
 pub mod store;
+pub mod tenancy;

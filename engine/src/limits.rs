@@ -40,6 +40,8 @@ pub struct Limits {
     pub message_chars: usize,
     /// Largest HTTP request body. Default 1 MiB.
     pub http_body_bytes: usize,
+    /// Largest plugin upload (`POST /v1/plugins`). Default 32 MiB.
+    pub plugin_upload_bytes: usize,
     /// Attempts at one event before it is dead-lettered. Default 5.
     pub event_max_attempts: u32,
     /// First retry delay; doubles per attempt, with jitter. Default 1 s.
@@ -48,6 +50,10 @@ pub struct Limits {
     pub event_retry_max_ms: u64,
     /// Invocations running at once on this node. Default 64.
     pub concurrent_invocations: usize,
+    /// Invocations of one tenant running at once on this node, so that a
+    /// tenant flooding events (or running plugins that spin until their
+    /// time limit) leaves slots for the others. Default 16.
+    pub tenant_concurrent_invocations: usize,
     /// Sends to connectors in flight at once on this node. Default 256.
     pub concurrent_sends: usize,
     /// How long a message may keep failing transiently (on every
@@ -72,6 +78,20 @@ pub struct Limits {
     pub webhook_retry_base_ms: u64,
     /// How long a webhook is retried before it is given up. Default 24 h.
     pub webhook_retry_window_s: u64,
+    /// Failed invocations in a row that suspend a plugin until it is
+    /// re-enabled (0: never). Default 10.
+    pub plugin_suspend_after_failures: u32,
+    /// How long invocation records and plugin logs are kept. Default 7 days.
+    pub plugin_records_retention_s: u64,
+    /// A cron fire missed while the engine was down runs once at start if
+    /// it is at most this old. Default 1 h.
+    pub cron_grace_s: u64,
+    /// Time one `http.fetch` may take. Default 5 s.
+    pub http_fetch_timeout_ms: u64,
+    /// Largest response body `http.fetch` returns. Default 1 MiB.
+    pub http_fetch_bytes: usize,
+    /// `http.fetch` calls one invocation may make. Default 10.
+    pub http_fetches_per_invocation: usize,
 }
 
 impl Default for Limits {
@@ -90,10 +110,12 @@ impl Default for Limits {
             log_line_bytes: 2 << 10,
             message_chars: 1600,
             http_body_bytes: 1 << 20,
+            plugin_upload_bytes: 32 << 20,
             event_max_attempts: 5,
             event_retry_base_ms: 1_000,
             event_retry_max_ms: 300_000,
             concurrent_invocations: 64,
+            tenant_concurrent_invocations: 16,
             concurrent_sends: 256,
             send_retry_deadline_s: 3_600,
             send_retry_base_ms: 1_000,
@@ -104,6 +126,12 @@ impl Default for Limits {
             webhook_timeout_ms: 10_000,
             webhook_retry_base_ms: 5_000,
             webhook_retry_window_s: 86_400,
+            plugin_suspend_after_failures: 10,
+            plugin_records_retention_s: 7 * 86_400,
+            cron_grace_s: 3_600,
+            http_fetch_timeout_ms: 5_000,
+            http_fetch_bytes: 1 << 20,
+            http_fetches_per_invocation: 10,
         }
     }
 }
@@ -151,6 +179,15 @@ pub struct InvocationLimits {
 }
 
 impl InvocationLimits {
+    /// These limits, lowered to the tenant's quotas where it has them.
+    pub fn capped(self, quotas: &crate::tenancy::Quotas) -> Self {
+        InvocationLimits {
+            fuel: quotas.fuel.map_or(self.fuel, |f| f.min(self.fuel)),
+            memory_bytes: quotas.memory_bytes.map_or(self.memory_bytes, |m| m.min(self.memory_bytes)),
+            timeout: self.timeout,
+        }
+    }
+
     pub fn resolve(operator: &Limits, asked: &PluginLimits) -> Self {
         InvocationLimits {
             fuel: asked.fuel.map_or(operator.fuel_per_invocation, |f| f.min(operator.fuel_per_invocation)),

@@ -40,6 +40,7 @@ pub mod wit {
 
 pub mod clock;
 pub mod config;
+pub mod http;
 pub mod kv;
 pub mod log;
 pub mod messaging;

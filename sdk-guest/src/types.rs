@@ -30,6 +30,7 @@ impl From<HostError> for Error {
             HostError::AccessDenied(m) => format!("access denied: {m}"),
             HostError::QuotaExceeded(m) => format!("quota exceeded: {m}"),
             HostError::InvalidArgument(m) => format!("invalid argument: {m}"),
+            HostError::OptedOut(m) => format!("recipient opted out: {m}"),
             HostError::Internal(m) => format!("host error: {m}"),
         })
     }

@@ -255,14 +255,10 @@ pub async fn create_key(
     if body.label.as_ref().is_some_and(|l| l.len() > 100) {
         return Err(ApiError::bad_request("INVALID_FIELD", "label is at most 100 characters").with_field("label"));
     }
-    let key = app.create_api_key(&auth.tenant_id, mode, body.label.as_deref()).await.map_err(ApiError::internal)?;
-    let id = app
-        .directory
-        .snapshot()
-        .api_keys
-        .get(&crate::secrets::hash_key(&key))
-        .map(|k| k.id.clone())
-        .unwrap_or_default();
+    let (id, key) =
+        app.issue_api_key(&auth.tenant_id, mode, body.label.as_deref()).await.map_err(ApiError::internal)?;
+    app.audit(&auth.actor(), "key.create", &id, serde_json::json!({ "mode": mode.as_str(), "label": body.label }))
+        .await;
     Ok((StatusCode::CREATED, axum::Json(NewKeyJson { id, key, mode: mode.as_str().into() })))
 }
 
@@ -275,6 +271,7 @@ pub async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if app.revoke_api_key(&auth.tenant_id, &id).await.map_err(ApiError::internal)? {
+        app.audit(&auth.actor(), "key.revoke", &id, serde_json::json!({})).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("KEY_NOT_FOUND", format!("no live key {id:?}")))

@@ -1,17 +1,25 @@
 //! The operator's API under `/admin/v1`, authenticated with the admin
 //! token from the settings (`admin_token` or `SWITCHBOARD_ADMIN_TOKEN`);
 //! without a configured token it answers 401 to everything.
+//!
+//! Tenants (create, list, disable), their limits and quotas, API keys,
+//! numbers and sender IDs, credits, the connectors, and the audit log
+//! every admin action is written to. The CLI's `tenant`, `key` and
+//! `number` commands call these endpoints.
 
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
 use crate::app::{AdminError, App};
 use crate::billing::{format_amount, parse_amount};
-use crate::secrets;
-use axum::extract::{FromRequestParts, Path, State};
+use crate::clock::to_rfc3339;
+use crate::secrets::{self, KeyMode};
+use crate::tenancy::Quotas;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 /// Proof that the request carries the admin token.
 pub struct Admin;
@@ -68,5 +76,440 @@ pub async fn credit(
         AdminError::NotFound(_) => ApiError::not_found("TENANT_NOT_FOUND", format!("no tenant {tenant_id:?}")),
         e => ApiError::internal(e),
     })?;
+    app.audit(ACTOR, "tenant.credit", &tenant_id, serde_json::json!({ "amount": body.amount, "note": body.note }))
+        .await;
     Ok(axum::Json(BalanceJson { tenant_id, balance: format_amount(balance), currency: app.pricing.currency.clone() }))
+}
+
+/// The audit log's name for the operator.
+const ACTOR: &str = "admin";
+
+fn admin_error(e: AdminError) -> ApiError {
+    match e {
+        AdminError::Invalid { field, message } => ApiError::bad_request("INVALID_FIELD", message).with_field(field),
+        AdminError::Conflict(what) => ApiError::conflict("ALREADY_EXISTS", format!("{what} already exists")),
+        AdminError::NotFound(what) => ApiError::not_found("NOT_FOUND", format!("no such {what}")),
+        AdminError::Store(e) => ApiError::internal(e),
+    }
+}
+
+fn tenant_profile(app: &App, id: &str) -> Result<Arc<crate::directory::TenantProfile>, ApiError> {
+    app.directory
+        .snapshot()
+        .tenants
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("TENANT_NOT_FOUND", format!("no tenant {id:?}")))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedTenant {
+    id: String,
+    name: String,
+    /// A live API key for the tenant: shown once, stored only as a hash.
+    api_key: String,
+    api_key_id: String,
+}
+
+/// Create a tenant, with a first live API key.
+#[utoipa::path(post, path = "/admin/v1/tenants", tag = "admin", request_body = NewTenant,
+    responses((status = 201, body = CreatedTenant), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn create_tenant(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Json(body): Json<NewTenant>,
+) -> Result<(StatusCode, axum::Json<CreatedTenant>), ApiError> {
+    let id = app.create_tenant(&body.name).await.map_err(admin_error)?;
+    let (api_key_id, api_key) = app.issue_api_key(&id, KeyMode::Live, Some("initial")).await.map_err(admin_error)?;
+    app.audit(ACTOR, "tenant.create", &id, serde_json::json!({ "name": body.name.trim(), "key_id": api_key_id })).await;
+    Ok((StatusCode::CREATED, axum::Json(CreatedTenant { id, name: body.name.trim().to_string(), api_key, api_key_id })))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TenantJson {
+    id: String,
+    name: String,
+    /// `active` or `disabled`.
+    status: String,
+    numbers: Vec<String>,
+    sender_ids: Vec<String>,
+    limits: TenantLimits,
+    plugins: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TenantList {
+    data: Vec<TenantJson>,
+}
+
+fn tenant_json(app: &App, t: &crate::directory::TenantProfile) -> TenantJson {
+    let snapshot = app.directory.snapshot();
+    let mut numbers: Vec<String> =
+        snapshot.numbers.iter().filter(|(_, owner)| **owner == t.id).map(|(n, _)| n.clone()).collect();
+    numbers.sort();
+    let mut sender_ids: Vec<String> = t.senders.keys().filter(|s| !s.starts_with('+')).cloned().collect();
+    sender_ids.sort();
+    TenantJson {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        status: if t.active { "active" } else { "disabled" }.into(),
+        numbers,
+        sender_ids,
+        limits: TenantLimits::of(&t.settings),
+        plugins: snapshot.plugins.values().filter(|p| p.row.tenant_id == t.id).count(),
+    }
+}
+
+/// Every tenant.
+#[utoipa::path(get, path = "/admin/v1/tenants", tag = "admin",
+    responses((status = 200, body = TenantList), (status = 401, body = ErrorBody)), security(("admin_token" = [])))]
+pub async fn list_tenants(State(app): State<Arc<App>>, _admin: Admin) -> axum::Json<TenantList> {
+    let snapshot = app.directory.snapshot();
+    let mut data: Vec<TenantJson> = snapshot.tenants.values().map(|t| tenant_json(&app, t)).collect();
+    data.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    axum::Json(TenantList { data })
+}
+
+/// One tenant.
+#[utoipa::path(get, path = "/admin/v1/tenants/{id}", tag = "admin", params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = TenantJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn get_tenant(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<axum::Json<TenantJson>, ApiError> {
+    Ok(axum::Json(tenant_json(&app, &*tenant_profile(&app, &id)?)))
+}
+
+async fn set_active(app: Arc<App>, id: String, active: bool) -> Result<axum::Json<TenantJson>, ApiError> {
+    app.set_tenant_active(&id, active).await.map_err(|e| match e {
+        AdminError::NotFound(_) => ApiError::not_found("TENANT_NOT_FOUND", format!("no tenant {id:?}")),
+        e => admin_error(e),
+    })?;
+    app.audit(ACTOR, if active { "tenant.enable" } else { "tenant.disable" }, &id, serde_json::json!({})).await;
+    Ok(axum::Json(tenant_json(&app, &*tenant_profile(&app, &id)?)))
+}
+
+/// Disable a tenant: its keys are refused and its plugins stop running.
+#[utoipa::path(post, path = "/admin/v1/tenants/{id}/disable", tag = "admin", params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = TenantJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn disable_tenant(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<axum::Json<TenantJson>, ApiError> {
+    set_active(app, id, false).await
+}
+
+/// Enable a disabled tenant.
+#[utoipa::path(post, path = "/admin/v1/tenants/{id}/enable", tag = "admin", params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = TenantJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn enable_tenant(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<axum::Json<TenantJson>, ApiError> {
+    set_active(app, id, true).await
+}
+
+/// A tenant's quotas and API rate limits. Absent: no tenant-level limit
+/// (the engine's own limits apply).
+#[derive(Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TenantLimits {
+    #[serde(default)]
+    quotas: Quotas,
+    /// API requests per second per key.
+    requests_per_second: Option<u32>,
+    /// API requests per UTC day per key.
+    requests_per_day: Option<u64>,
+}
+
+impl TenantLimits {
+    fn of(s: &crate::tenancy::TenantSettings) -> Self {
+        TenantLimits {
+            quotas: s.quotas.clone(),
+            requests_per_second: s.requests_per_second,
+            requests_per_day: s.requests_per_day,
+        }
+    }
+}
+
+/// Set a tenant's quotas and rate limits (replaces them all).
+#[utoipa::path(put, path = "/admin/v1/tenants/{id}/limits", tag = "admin", request_body = TenantLimits,
+    params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = TenantJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn put_limits(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Path(id): Path<String>,
+    Json(body): Json<TenantLimits>,
+) -> Result<axum::Json<TenantJson>, ApiError> {
+    let q = &body.quotas;
+    let positive = [
+        ("quotas.fuel", q.fuel.map(|v| v as i64)),
+        ("quotas.memory_bytes", q.memory_bytes.map(|v| v as i64)),
+        ("quotas.invocations_per_minute", q.invocations_per_minute.map(i64::from)),
+        ("quotas.kv_bytes", q.kv_bytes),
+        ("quotas.kv_keys", q.kv_keys),
+        ("quotas.sends_per_day", q.sends_per_day),
+        ("quotas.timers_pending", q.timers_pending),
+        ("requests_per_second", body.requests_per_second.map(i64::from)),
+        ("requests_per_day", body.requests_per_day.map(|v| v as i64)),
+    ];
+    if let Some((field, _)) = positive.iter().find(|(_, v)| v.is_some_and(|v| v <= 0)) {
+        return Err(ApiError::bad_request("INVALID_FIELD", "limits are positive numbers").with_field(*field));
+    }
+    let tenant = tenant_profile(&app, &id)?;
+    let mut settings = tenant.settings.clone();
+    settings.quotas = body.quotas;
+    settings.requests_per_second = body.requests_per_second;
+    settings.requests_per_day = body.requests_per_day;
+    app.update_tenant_settings(&id, &settings).await.map_err(admin_error)?;
+    app.audit(ACTOR, "tenant.limits", &id, serde_json::to_value(TenantLimits::of(&settings)).unwrap_or_default()).await;
+    Ok(axum::Json(tenant_json(&app, &*tenant_profile(&app, &id)?)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    /// live (default) or test.
+    mode: Option<String>,
+    label: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IssuedKey {
+    id: String,
+    /// Shown once, stored only as a hash.
+    key: String,
+    mode: String,
+}
+
+/// Issue an API key for a tenant.
+#[utoipa::path(post, path = "/admin/v1/tenants/{id}/keys", tag = "admin", request_body = NewKey,
+    params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 201, body = IssuedKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn create_key(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Path(tenant_id): Path<String>,
+    Json(body): Json<NewKey>,
+) -> Result<(StatusCode, axum::Json<IssuedKey>), ApiError> {
+    tenant_profile(&app, &tenant_id)?;
+    let mode = match body.mode.as_deref() {
+        None | Some("live") => KeyMode::Live,
+        Some("test") => KeyMode::Test,
+        Some(_) => return Err(ApiError::bad_request("INVALID_FIELD", "mode is live or test").with_field("mode")),
+    };
+    if body.label.as_ref().is_some_and(|l| l.len() > 100) {
+        return Err(ApiError::bad_request("INVALID_FIELD", "label is at most 100 characters").with_field("label"));
+    }
+    let (id, key) = app.issue_api_key(&tenant_id, mode, body.label.as_deref()).await.map_err(admin_error)?;
+    app.audit(
+        ACTOR,
+        "key.create",
+        &tenant_id,
+        serde_json::json!({ "key_id": id, "mode": mode.as_str(), "label": body.label }),
+    )
+    .await;
+    Ok((StatusCode::CREATED, axum::Json(IssuedKey { id, key, mode: mode.as_str().into() })))
+}
+
+/// Revoke one of a tenant's API keys.
+#[utoipa::path(delete, path = "/admin/v1/tenants/{id}/keys/{key_id}", tag = "admin",
+    params(("id" = String, Path, description = "Tenant id"), ("key_id" = String, Path, description = "Key id")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn revoke_key(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Path((tenant_id, key_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if !app.revoke_api_key(&tenant_id, &key_id).await.map_err(admin_error)? {
+        return Err(ApiError::not_found("KEY_NOT_FOUND", format!("tenant {tenant_id:?} has no live key {key_id:?}")));
+    }
+    app.audit(ACTOR, "key.revoke", &tenant_id, serde_json::json!({ "key_id": key_id })).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewNumber {
+    /// E.164.
+    number: String,
+    /// The connector that sends from and receives on it.
+    connector: String,
+    /// Make it the tenant's default sender.
+    #[serde(default)]
+    default: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NumberJson {
+    number: String,
+    connector: String,
+    default: bool,
+}
+
+/// Assign a number to a tenant.
+#[utoipa::path(post, path = "/admin/v1/tenants/{id}/numbers", tag = "admin", request_body = NewNumber,
+    params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 201, body = NumberJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn add_number(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Path(tenant_id): Path<String>,
+    Json(body): Json<NewNumber>,
+) -> Result<(StatusCode, axum::Json<NumberJson>), ApiError> {
+    tenant_profile(&app, &tenant_id)?;
+    let number = app.add_number(&tenant_id, &body.number, &body.connector, body.default).await.map_err(admin_error)?;
+    app.audit(ACTOR, "number.add", &tenant_id, serde_json::json!({ "number": number, "connector": body.connector }))
+        .await;
+    Ok((StatusCode::CREATED, axum::Json(NumberJson { number, connector: body.connector, default: body.default })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSenderId {
+    /// Alphanumeric sender ID, 1 to 11 characters.
+    sender_id: String,
+}
+
+/// Approve an alphanumeric sender ID for a tenant.
+#[utoipa::path(post, path = "/admin/v1/tenants/{id}/sender-ids", tag = "admin", request_body = NewSenderId,
+    params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 201), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn add_sender_id(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Path(tenant_id): Path<String>,
+    Json(body): Json<NewSenderId>,
+) -> Result<StatusCode, ApiError> {
+    tenant_profile(&app, &tenant_id)?;
+    if !super::numbers::valid_sender_id(&body.sender_id) {
+        return Err(ApiError::bad_request(
+            "INVALID_SENDER_ID",
+            "a sender ID is 1 to 11 letters, digits or inner spaces, and not only digits",
+        )
+        .with_field("sender_id"));
+    }
+    app.add_sender_id(&tenant_id, &body.sender_id).await.map_err(admin_error)?;
+    app.audit(ACTOR, "sender_id.add", &tenant_id, serde_json::json!({ "sender_id": body.sender_id })).await;
+    Ok(StatusCode::CREATED)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConnectorJson {
+    name: String,
+    /// `simulator`, `sandbox`, `twilio`, `vonage`, `http`, `smpp` or `generic`.
+    kind: String,
+    /// Circuit breaker: `closed`, `open` or `half_open`.
+    circuit: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConnectorList {
+    data: Vec<ConnectorJson>,
+}
+
+/// The configured carrier connectors and their circuit state.
+#[utoipa::path(get, path = "/admin/v1/connectors", tag = "admin",
+    responses((status = 200, body = ConnectorList), (status = 401, body = ErrorBody)), security(("admin_token" = [])))]
+pub async fn connectors(State(app): State<Arc<App>>, _admin: Admin) -> axum::Json<ConnectorList> {
+    let mut data: Vec<ConnectorJson> = app
+        .connectors
+        .names()
+        .map(|name| {
+            let kind = match app.settings.connectors.get(name) {
+                Some(crate::connectors::ConnectorSettings::Simulator(_)) => "simulator",
+                Some(crate::connectors::ConnectorSettings::Twilio(_)) => "twilio",
+                Some(crate::connectors::ConnectorSettings::Vonage(_)) => "vonage",
+                Some(crate::connectors::ConnectorSettings::Http(_)) => "http",
+                Some(crate::connectors::ConnectorSettings::Smpp(_)) => "smpp",
+                None => name,
+            };
+            let circuit = match app.connectors.get(name).map(|r| r.gate.state()) {
+                Some(crate::connectors::gate::CircuitState::Open) => "open",
+                Some(crate::connectors::gate::CircuitState::HalfOpen) => "half_open",
+                _ => "closed",
+            };
+            ConnectorJson { name: name.to_string(), kind: kind.to_string(), circuit: circuit.to_string() }
+        })
+        .collect();
+    data.sort_by(|a, b| a.name.cmp(&b.name));
+    axum::Json(ConnectorList { data })
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// At most this many entries (default 100, max 1000).
+    limit: Option<u32>,
+    /// Entries older than this id (the previous page's `next_before`).
+    before: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditJson {
+    id: i64,
+    /// `admin`, or the tenant and key that acted.
+    actor: String,
+    /// e.g. `tenant.create`, `key.revoke`, `plugin.deploy`.
+    action: String,
+    target: String,
+    #[schema(value_type = Object)]
+    detail: serde_json::Value,
+    at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditList {
+    data: Vec<AuditJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_before: Option<i64>,
+}
+
+/// The audit log, newest first: who did what, to what, when.
+#[utoipa::path(get, path = "/admin/v1/audit", tag = "admin", params(AuditQuery),
+    responses((status = 200, body = AuditList), (status = 401, body = ErrorBody)), security(("admin_token" = [])))]
+pub async fn audit(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Query(q): Query<AuditQuery>,
+) -> Result<axum::Json<AuditList>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = app.db.audit_log(limit, q.before).await?;
+    let next_before = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.id)).flatten();
+    let data = rows
+        .into_iter()
+        .map(|r| AuditJson {
+            id: r.id,
+            actor: r.actor,
+            action: r.action,
+            target: r.target,
+            detail: serde_json::from_str(&r.detail).unwrap_or(serde_json::Value::String(r.detail)),
+            at: to_rfc3339(r.at),
+        })
+        .collect();
+    Ok(axum::Json(AuditList { data, next_before }))
 }

@@ -14,6 +14,14 @@ use std::sync::Arc;
 pub struct AuthTenant {
     pub tenant_id: String,
     pub mode: KeyMode,
+    pub key_id: String,
+}
+
+impl AuthTenant {
+    /// Who acted, for the audit log.
+    pub fn actor(&self) -> String {
+        format!("tenant:{} (key {})", self.tenant_id, self.key_id)
+    }
 }
 
 /// The API key a request presents, if any.
@@ -49,6 +57,7 @@ impl FromRequestParts<Arc<App>> for AuthTenant {
         Ok(AuthTenant {
             tenant_id: found.tenant_id.clone(),
             mode: if found.mode == "test" { KeyMode::Test } else { KeyMode::Live },
+            key_id: found.id.clone(),
         })
     }
 }

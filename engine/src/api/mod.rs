@@ -10,11 +10,13 @@ mod account;
 mod admin;
 mod auth;
 mod carriers;
+mod compliance;
 mod error;
 mod events;
 mod json;
 mod messages;
 mod numbers;
+mod plugin_lifecycle;
 mod plugins;
 mod rate_limit;
 mod routes;
@@ -47,7 +49,8 @@ use utoipa_axum::routes;
         (name = "templates", description = "Message templates"),
         (name = "account", description = "Balance, usage, ledger, webhooks"),
         (name = "keys", description = "API keys"),
-        (name = "plugins", description = "Deployed plugins and their events"),
+        (name = "plugins", description = "Deploying plugins, their versions, events, logs and invocations"),
+        (name = "compliance", description = "Opt-outs (consent records), STOP/START/HELP, quiet hours"),
         (name = "routes", description = "Outbound routes over carrier connectors"),
         (name = "inbound", description = "Carrier webhooks"),
         (name = "admin", description = "Operator API"),
@@ -77,8 +80,13 @@ impl utoipa::Modify for Security {
 }
 
 /// The tenant API (rate limited per key).
-fn tenant_api() -> OpenApiRouter<Arc<App>> {
+fn tenant_api(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
+    // Components are bigger than any other request body.
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(plugins::list, plugin_lifecycle::deploy))
+        .layer(DefaultBodyLimit::max(app.settings.limits.plugin_upload_bytes));
     OpenApiRouter::new()
+        .merge(uploads)
         .routes(routes!(messages::list, send::send))
         .routes(routes!(send::send_batch))
         .routes(routes!(messages::get, send::cancel))
@@ -98,17 +106,34 @@ fn tenant_api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(routes::get, routes::put))
         .routes(routes!(events::post))
         .routes(routes!(events::get))
-        .routes(routes!(plugins::list))
+        .routes(routes!(plugins::get))
         .routes(routes!(plugins::logs))
+        .routes(routes!(plugins::invocations))
+        .routes(routes!(plugin_lifecycle::rollback))
+        .routes(routes!(plugin_lifecycle::disable))
+        .routes(routes!(plugin_lifecycle::enable))
+        .routes(routes!(compliance::list, compliance::import))
+        .routes(routes!(compliance::get, compliance::put))
 }
 
 /// The routes and the OpenAPI document describing them.
 pub fn routes_and_spec(app: &Arc<App>) -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(tenant_api().layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit)))
+        .merge(tenant_api(app).layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit)))
         .routes(routes!(carriers::inbound_post, carriers::inbound_get))
         .routes(routes!(carriers::status_post, carriers::status_get))
         .routes(routes!(admin::credit))
+        .routes(routes!(admin::create_tenant, admin::list_tenants))
+        .routes(routes!(admin::get_tenant))
+        .routes(routes!(admin::disable_tenant))
+        .routes(routes!(admin::enable_tenant))
+        .routes(routes!(admin::put_limits))
+        .routes(routes!(admin::create_key))
+        .routes(routes!(admin::revoke_key))
+        .routes(routes!(admin::add_number))
+        .routes(routes!(admin::add_sender_id))
+        .routes(routes!(admin::connectors))
+        .routes(routes!(admin::audit))
         .split_for_parts()
 }
 

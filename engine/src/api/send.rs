@@ -59,6 +59,11 @@ pub struct SendMessage {
     webhook_url: Option<String>,
     /// Yours; echoed in status webhooks.
     reference: Option<String>,
+    /// Send even during the recipient's quiet hours (one-time codes,
+    /// alerts). Other messages falling in quiet hours are scheduled for
+    /// when they end.
+    #[serde(default)]
+    urgent: bool,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -157,6 +162,7 @@ fn draft(m: SendMessage, prefix: String, single_only: bool) -> Result<Draft, Api
         schedule_time: m.schedule_time,
         webhook_url: m.webhook_url,
         reference: m.reference,
+        urgent: m.urgent,
     })
 }
 
@@ -176,6 +182,12 @@ fn send_error(e: SendError) -> ApiError {
             format!("the messages cost {}, the balance is {}", format_amount(needed), format_amount(balance)),
         ),
         SendError::IdempotencyRace => ApiError::conflict("IDEMPOTENCY_IN_PROGRESS", e.to_string()),
+        SendError::OptedOut { message, field } => {
+            ApiError::bad_request("RECIPIENT_OPTED_OUT", message).with_field(field)
+        }
+        SendError::DailyQuotaExceeded { .. } => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "DAILY_QUOTA_EXCEEDED", e.to_string())
+        }
         SendError::Store(e) => ApiError::unavailable(e),
         SendError::Commit(e) => ApiError::unavailable(e),
     }

@@ -1,5 +1,8 @@
 //! The `switchboard` command line.
 
+mod admin;
+mod client;
+mod plugin;
 mod serve;
 mod simulate;
 
@@ -18,6 +21,14 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Send an inbound SMS to a running engine and print the replies.
     Simulate(simulate::SimulateArgs),
+    /// Deploy and manage the tenant's plugins (tenant API key).
+    Plugin(plugin::PluginArgs),
+    /// Manage tenants (admin token).
+    Tenant(admin::TenantArgs),
+    /// Issue and revoke tenants' API keys (admin token).
+    Key(admin::KeyArgs),
+    /// Assign numbers to tenants (admin token).
+    Number(admin::NumberArgs),
 }
 
 /// Parses the command line and runs it; errors come back as one line.
@@ -26,6 +37,10 @@ pub async fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
+        Command::Plugin(args) => plugin::run(args).await,
+        Command::Tenant(args) => admin::tenant(args).await,
+        Command::Key(args) => admin::key(args).await,
+        Command::Number(args) => admin::number(args).await,
     }
 }
 

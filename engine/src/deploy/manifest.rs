@@ -20,10 +20,13 @@ pub struct Manifest {
     /// Path of the component, relative to the manifest (CLI and demo only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<PathBuf>,
-    /// Capabilities granted: messaging, kv, timers, config (log and clock
-    /// are always available).
+    /// Capabilities granted: messaging, kv, timers, config, http (log and
+    /// clock are always available).
     #[serde(default)]
     pub capabilities: Vec<Capability>,
+    /// What the `http` capability may reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpGrant>,
     #[serde(default)]
     pub triggers: Triggers,
     #[serde(default)]
@@ -31,6 +34,17 @@ pub struct Manifest {
     /// Handed to the plugin as JSON through the `config` capability.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<serde_json::Value>,
+    /// A JSON Schema the config must satisfy (checked at deploy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_schema: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpGrant {
+    /// Host names (`api.example.com`) or subdomain patterns
+    /// (`*.example.com`) the plugin may call.
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -49,6 +63,24 @@ pub struct Triggers {
     /// Receive delivery reports for messages this plugin sent.
     #[serde(default)]
     pub delivery: bool,
+    /// Cron schedules (`sec min hour day-of-month month day-of-week`, e.g.
+    /// `0 0 9 * * Mon-Fri`) that call `on-timer`, each fire exactly once.
+    #[serde(default)]
+    pub cron: Vec<String>,
+    /// IANA time zone the cron schedules are read in (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+}
+
+impl Triggers {
+    /// The schedules, parsed (a stored manifest was validated at deploy).
+    pub fn schedules(&self) -> Vec<(String, cron::Schedule)> {
+        self.cron.iter().filter_map(|c| Some((c.clone(), c.parse().ok()?))).collect()
+    }
+
+    pub fn zone(&self) -> chrono_tz::Tz {
+        self.timezone.as_deref().and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::UTC)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +139,50 @@ impl Manifest {
         {
             return field("config", "must be a table");
         }
+        for c in &self.triggers.cron {
+            if let Err(e) = c.parse::<cron::Schedule>() {
+                return Err(ManifestError::Field { field: "triggers.cron", message: format!("{c:?}: {e}") });
+            }
+        }
+        if let Some(z) = &self.triggers.timezone
+            && z.parse::<chrono_tz::Tz>().is_err()
+        {
+            return field("triggers.timezone", &format!("unknown time zone {z:?}"));
+        }
+        let wants_http = self.capabilities.contains(&Capability::Http);
+        match &self.http {
+            Some(h) if !wants_http && !h.allow.is_empty() => {
+                return field("http", "list \"http\" in capabilities to use the allow-list");
+            }
+            None if wants_http => return field("http.allow", "the http capability needs an allow-list of hosts"),
+            Some(h) if h.allow.is_empty() && wants_http => {
+                return field("http.allow", "the http capability needs an allow-list of hosts");
+            }
+            _ => {}
+        }
+        for host in self.http.iter().flat_map(|h| &h.allow) {
+            let bare = host.strip_prefix("*.").unwrap_or(host);
+            if bare.is_empty() || bare.contains(['/', ':', '*', ' ']) {
+                return field("http.allow", &format!("{host:?} is not a host name or *.domain pattern"));
+            }
+        }
+        if let Some(schema) = &self.config_schema {
+            let validator = jsonschema::validator_for(schema).map_err(|e| ManifestError::Field {
+                field: "config_schema",
+                message: format!("not a valid JSON Schema: {e}"),
+            })?;
+            let config = self.config.clone().unwrap_or_else(|| serde_json::json!({}));
+            if let Some(e) = validator.iter_errors(&config).next() {
+                let at = e.instance_path().to_string();
+                return Err(ManifestError::Field {
+                    field: "config",
+                    message: format!(
+                        "does not match config_schema{}: {e}",
+                        if at.is_empty() { String::new() } else { format!(" at {at}") }
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -133,17 +209,26 @@ impl Manifest {
     }
 }
 
-/// The routes of a stored manifest (an unreadable one routes nothing).
+/// A stored manifest (validated at deploy). An unreadable one grants,
+/// routes and schedules nothing.
+pub fn stored(json: &str) -> Manifest {
+    serde_json::from_str(json).unwrap_or_else(|_| Manifest {
+        name: String::new(),
+        version: String::new(),
+        description: None,
+        component: None,
+        capabilities: vec![],
+        http: None,
+        triggers: Triggers::default(),
+        limits: PluginLimits::default(),
+        config: None,
+        config_schema: None,
+    })
+}
+
+/// The routes of a stored manifest.
 pub fn routes_from_json(json: &str) -> Vec<RouteRow> {
-    serde_json::from_str::<Manifest>(json).map(|m| m.routes()).unwrap_or_default()
-}
-
-pub fn limits_from_json(json: &str) -> PluginLimits {
-    serde_json::from_str::<Manifest>(json).map(|m| m.limits).unwrap_or_default()
-}
-
-pub fn capabilities_from_json(json: &str) -> Vec<Capability> {
-    serde_json::from_str::<Manifest>(json).map(|m| m.capabilities).unwrap_or_default()
+    stored(json).routes()
 }
 
 #[cfg(test)]

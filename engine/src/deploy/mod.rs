@@ -5,7 +5,7 @@ pub mod manifest;
 
 use crate::clock::Clock;
 use crate::runtime::{Grants, Runtime, RuntimeError};
-use crate::store::{Database, DeployedVersion, NewPluginVersion, StoreError};
+use crate::store::{Database, DeployedVersion, NewPluginVersion, PluginVersionRow, StoreError};
 pub use manifest::{Manifest, ManifestError};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,4 +54,60 @@ pub async fn deploy(
         StoreError::Conflict(_) => DeployError::VersionExists(manifest.version.clone()),
         e => DeployError::Store(e),
     })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("no plugin named {0:?}")]
+    NoSuchPlugin(String),
+    #[error("plugin {plugin:?} has no version {version:?}")]
+    NoSuchVersion { plugin: String, version: String },
+    #[error("plugin {0:?} has no earlier version to roll back to")]
+    NothingToRollBack(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Every version of a tenant's plugin, oldest first (error if none).
+async fn versions(db: &dyn Database, tenant_id: &str, name: &str) -> Result<Vec<PluginVersionRow>, LifecycleError> {
+    let versions = db.plugin_versions(tenant_id, name).await?;
+    if versions.is_empty() {
+        return Err(LifecycleError::NoSuchPlugin(name.to_string()));
+    }
+    Ok(versions)
+}
+
+/// Makes `to` (a version string) the active version, or, without `to`, the
+/// version deployed before the active one. The component is already
+/// validated and cached, so the switch is instant. Returns the version now
+/// active.
+pub async fn rollback(
+    db: &dyn Database,
+    tenant_id: &str,
+    name: &str,
+    active_version_id: &str,
+    to: Option<&str>,
+) -> Result<PluginVersionRow, LifecycleError> {
+    let versions = versions(db, tenant_id, name).await?;
+    let target = match to {
+        Some(v) => versions
+            .iter()
+            .find(|r| r.version == v)
+            .ok_or_else(|| LifecycleError::NoSuchVersion { plugin: name.to_string(), version: v.to_string() })?,
+        None => {
+            let active = versions.iter().position(|r| r.version_id == active_version_id).unwrap_or(versions.len());
+            active
+                .checked_sub(1)
+                .and_then(|i| versions.get(i))
+                .ok_or_else(|| LifecycleError::NothingToRollBack(name.to_string()))?
+        }
+    };
+    let routes = manifest::routes_from_json(&target.manifest_json);
+    db.activate_version(&target.plugin_id, &target.version_id, &routes).await?;
+    Ok(target.clone())
+}
+
+/// Every version of a plugin, oldest first.
+pub async fn history(db: &dyn Database, tenant_id: &str, name: &str) -> Result<Vec<PluginVersionRow>, LifecycleError> {
+    versions(db, tenant_id, name).await
 }

@@ -28,6 +28,24 @@ pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>)
     let permits = Arc::new(Semaphore::new(app.settings.limits.concurrent_sends));
     let mut batch = Vec::new();
     while outbox.recv_many(&mut batch, 256).await > 0 {
+        // Recipients who opted out after their message was accepted.
+        let refused = super::compliance::refused(&app, &batch).await;
+        for item in batch.extract_if(.., |i| refused.contains(&i.message_id)) {
+            tracing::info!(message_id = %item.message_id, to = %Masked(&item.to), "recipient opted out; message not sent");
+            let result = SendResult {
+                message_id: item.message_id.clone(),
+                connector: item.connector.clone(),
+                outcome: SendOutcome::Failed {
+                    error_code: "RECIPIENT_OPTED_OUT".into(),
+                    error: "the recipient opted out of this tenant's messages".into(),
+                },
+                at: app.clock.now_ms(),
+            };
+            app.pipeline.outbox.run(&item.message_id, async { app.pipeline.sends.send(result) }).await;
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let ids: Vec<String> = batch.iter().map(|i| i.message_id.clone()).collect();
         match app.db.mark_sending(&ids, app.clock.now_ms()).await {
             Ok(()) => {

@@ -4,7 +4,7 @@
 
 use super::TrackedReceiver;
 use super::batch::BatchError;
-use super::router;
+use super::{compliance, router};
 use crate::app::App;
 use crate::connectors::Acked;
 use crate::phone;
@@ -129,10 +129,20 @@ async fn accept_consuming(
     }
     let snapshot = app.directory.snapshot();
     let tenant_id = snapshot.numbers.get(&to).cloned().ok_or_else(|| IngestError::UnknownNumber(to.clone()))?;
-    let plugins = router::plugins_for_inbound(&snapshot, &tenant_id, &sms.body);
-
     let now = app.clock.now_ms();
     let message_id = ids::message_id();
+    // STOP, START and HELP are the host's to answer; plugins never see them.
+    let compliance = snapshot.tenants.get(&tenant_id).and_then(|tenant| {
+        let keyword = tenant.settings.compliance.keyword(&sms.body)?;
+        Some(compliance::answer(tenant, keyword, &sms.body, &from, &to, &message_id, now))
+    });
+    let tenant_active = snapshot.tenants.get(&tenant_id).is_some_and(|t| t.active);
+    let plugins = match compliance {
+        // Stored, but a disabled tenant's plugins do not run.
+        None if tenant_active => router::plugins_for_inbound(&snapshot, &tenant_id, &sms.body),
+        _ => Vec::new(),
+    };
+    let (consent, confirmation) = compliance.unzip();
     let analysis = encoding::analyze(&sms.body, EncodingChoice::Auto).expect("auto encoding always succeeds");
     let payload = serde_json::json!({
         "id": message_id, "from": from, "to": to, "body": sms.body, "received_at": now,
@@ -175,10 +185,20 @@ async fn accept_consuming(
         batch_id: None,
     };
     tracing::debug!(message_id, from = %Masked(&message.from), to = %Masked(&message.to), events = events.len(), "inbound accepted");
-    let inbound = NewInbound { message, events, lease: app.pipeline.lease(&app.clock), consumes_parts: parts };
+    let inbound = NewInbound {
+        message,
+        events,
+        lease: app.pipeline.lease(&app.clock),
+        consumes_parts: parts,
+        consent: consent.flatten(),
+        confirmation: confirmation.clone(),
+    };
     let event_rows: Vec<_> = inbound.events.iter().map(NewEvent::to_row).collect();
     if !app.pipeline.ingest.submit(inbound).await? {
         return Ok(None);
+    }
+    for item in crate::store::outbox_items(confirmation.as_slice()) {
+        app.pipeline.outbox.push(&item.message_id.clone(), item);
     }
     let event_ids = event_rows.iter().map(|e| e.id.clone()).collect();
     for row in event_rows {

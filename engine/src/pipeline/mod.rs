@@ -15,10 +15,13 @@
 //! sweeper claims the rows again).
 
 pub mod batch;
+pub mod compliance;
 pub mod delivery;
 pub mod dispatcher;
+pub mod fair;
 pub mod ingest;
 pub mod outbound;
+pub mod retention;
 pub mod router;
 pub mod routing;
 pub mod sweeper;
@@ -305,4 +308,5 @@ pub fn spawn(app: Arc<crate::app::App>, rx: Receivers) {
     spawn_until(intake, sweeper::run(app.clone()));
     spawn_until(intake, crate::scheduler::run(app.clone()));
     spawn_until(intake, webhooks::run(app.clone()));
+    spawn_until(intake, retention::run(app.clone()));
 }

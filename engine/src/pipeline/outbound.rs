@@ -36,6 +36,8 @@ pub struct Draft {
     pub schedule_time: Option<String>,
     pub webhook_url: Option<String>,
     pub reference: Option<String>,
+    /// Send even during the recipient's quiet hours.
+    pub urgent: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,10 @@ pub enum SendError {
     InsufficientBalance { balance: Micros, needed: Micros },
     #[error("the idempotency key was used concurrently; retry to get the first result")]
     IdempotencyRace,
+    #[error("{message}")]
+    OptedOut { message: String, field: String },
+    #[error("the tenant's quota of {quota} messages per day is used up")]
+    DailyQuotaExceeded { quota: i64 },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -94,6 +100,8 @@ pub async fn prepare(
     let mut templates: HashMap<String, String> = HashMap::new();
     let mut messages = Vec::new();
     let mut queued = Vec::new();
+    // The field each message came from, for errors found after the loop.
+    let mut fields = Vec::new();
     for d in drafts {
         let p = &d.field_prefix;
         let body = match (&d.message, &d.template) {
@@ -178,6 +186,13 @@ pub async fn prepare(
                 Some(at)
             }
         };
+        if d.reference.as_deref().is_some_and(crate::tenancy::is_reserved_reference) {
+            return Err(invalid(
+                "INVALID_FIELD",
+                format!("references starting with {:?} are reserved", crate::tenancy::RESERVED_REFERENCE_PREFIX),
+                format!("{p}reference"),
+            ));
+        }
         if let Some(url) = &d.webhook_url {
             net::parse_http_url(url).map_err(|e| invalid("INVALID_FIELD", e.to_string(), format!("{p}webhook_url")))?;
         }
@@ -188,7 +203,12 @@ pub async fn prepare(
         for (i, raw) in d.to.iter().enumerate() {
             let field = if many { format!("{p}to[{i}]") } else { format!("{p}to") };
             let to = phone::normalize(raw, tenant.default_region.as_deref())
-                .map_err(|e| invalid("INVALID_PHONE_NUMBER", e.to_string(), field))?;
+                .map_err(|e| invalid("INVALID_PHONE_NUMBER", e.to_string(), field.clone()))?;
+            fields.push(field);
+            let scheduled_at = match d.urgent {
+                true => scheduled_at,
+                false => tenant.settings.compliance.quiet_until(&to, scheduled_at.unwrap_or(now)).or(scheduled_at),
+            };
             let price = match mode {
                 KeyMode::Live => app.pricing.price(&to, analysis.segments as u32),
                 KeyMode::Test => 0,
@@ -233,7 +253,42 @@ pub async fn prepare(
             messages.push(m);
         }
     }
+    check_consent(app, tenant, &messages, &fields).await?;
+    if mode == KeyMode::Live
+        && let Some(quota) = tenant.settings.quotas.sends_per_day
+    {
+        let sent = app.db.sends_since(&tenant.id, crate::clock::start_of_utc_day(now)).await?;
+        if sent + messages.len() as i64 > quota {
+            return Err(SendError::DailyQuotaExceeded { quota });
+        }
+    }
     Ok(Prepared { messages, queued, batch_id })
+}
+
+/// Refuses the request if a recipient opted out (counted as a refusal).
+async fn check_consent(
+    app: &App,
+    tenant: &TenantProfile,
+    messages: &[NewMessage],
+    fields: &[String],
+) -> Result<(), SendError> {
+    let mut by_sender: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for m in messages {
+        by_sender.entry(&m.from).or_default().push(m.to.clone());
+    }
+    for (from, recipients) in by_sender {
+        let refused = app.db.opted_out(&tenant.id, &recipients, from).await?;
+        let Some(first) = messages.iter().position(|m| m.from == from && refused.contains(&m.to)) else { continue };
+        app.db.bump_counter(&tenant.id, crate::tenancy::OPT_OUT_REFUSALS, 1).await?;
+        return Err(SendError::OptedOut {
+            message: format!(
+                "{} opted out of your messages (they texted STOP, or were imported as opted out)",
+                messages[first].to
+            ),
+            field: fields[first].clone(),
+        });
+    }
+    Ok(())
 }
 
 /// Commits prepared messages (with their debit and the idempotency

@@ -5,18 +5,22 @@
 //! marks the event done in one transaction; failure commits nothing but
 //! the event's retry time (or its dead-lettering) and the invocation
 //! record. A kv conflict re-runs the invocation at once.
+//!
+//! Events wait in per-tenant queues and start in fair turns (see
+//! [`super::fair`]); a tenant over its invocations-per-minute quota has its
+//! events deferred to the next minute, without using up attempts.
 
 use super::Notification;
+use super::fair::FairQueue;
 use crate::app::App;
-use crate::deploy::manifest;
 use crate::runtime::bindings::{DeliveryReport, DeliveryStatus, InboundMessage};
-use crate::runtime::{Grants, InvocationContext, Trigger};
+use crate::runtime::{InvocationContext, Trigger};
 use crate::store::{
     Completion, CompletionResult, EventCompletion, EventKind, EventRow, InvocationRecord, MessageStatus,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 /// Re-runs after kv conflicts before the attempt counts as failed.
 const MAX_CONFLICT_RERUNS: u32 = 100;
@@ -33,17 +37,52 @@ impl RerunLocks {
     }
 }
 
+/// Invocations per tenant in the current minute (this node's count).
+#[derive(Default)]
+struct MinuteCounts(std::sync::Mutex<HashMap<String, (i64, u32)>>);
+
+impl MinuteCounts {
+    /// Counts one invocation; `Err(next minute)` when the quota is used up.
+    fn take(&self, tenant: &str, quota: Option<u32>, now: crate::clock::Millis) -> Result<(), crate::clock::Millis> {
+        let Some(quota) = quota else { return Ok(()) };
+        let minute = now - now.rem_euclid(60_000);
+        let mut counts = self.0.lock().expect("minute counts");
+        let entry = counts.entry(tenant.to_string()).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        if entry.1 >= quota {
+            return Err(minute + 60_000);
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
+
 pub async fn run(app: Arc<App>, mut events: mpsc::UnboundedReceiver<EventRow>) {
-    let permits = Arc::new(Semaphore::new(app.settings.limits.concurrent_invocations));
+    let limits = &app.settings.limits;
+    let mut queue: FairQueue<EventRow> =
+        FairQueue::new(limits.concurrent_invocations, limits.tenant_concurrent_invocations);
+    let (finished_tx, mut finished) = mpsc::unbounded_channel::<String>();
     let reruns = Arc::new(RerunLocks::default());
-    while let Some(event) = events.recv().await {
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
-        let (app, reruns) = (app.clone(), reruns.clone());
-        tokio::spawn(async move {
-            let id = event.id.clone();
-            app.pipeline.events.run(&id, process(&app, &reruns, event)).await;
-            drop(permit);
-        });
+    let minutes = Arc::new(MinuteCounts::default());
+    loop {
+        while let Some((tenant, event)) = queue.next() {
+            let (app, reruns, minutes, finished_tx) =
+                (app.clone(), reruns.clone(), minutes.clone(), finished_tx.clone());
+            tokio::spawn(async move {
+                let id = event.id.clone();
+                app.pipeline.events.run(&id, process(&app, &reruns, &minutes, event)).await;
+                let _ = finished_tx.send(tenant);
+            });
+        }
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(e) => queue.push(&e.tenant_id.clone(), e),
+                None => return,
+            },
+            Some(tenant) = finished.recv() => queue.finished(&tenant),
+        }
     }
 }
 
@@ -53,13 +92,20 @@ enum Unrunnable {
     Dead(String),
     /// Transient: retry later.
     Retry(String),
+    /// Over a quota: run at this time, without using up an attempt.
+    Deferred(crate::clock::Millis),
 }
 
-async fn process(app: &App, locks: &RerunLocks, event: EventRow) {
+async fn process(app: &App, locks: &RerunLocks, minutes: &MinuteCounts, event: EventRow) {
     let mut reruns = 0;
     let mut rerun_lock = None;
+    let quota =
+        app.directory.snapshot().tenants.get(&event.tenant_id).and_then(|t| t.settings.quotas.invocations_per_minute);
+    let deferred = minutes.take(&event.tenant_id, quota, app.clock.now_ms()).err();
     loop {
-        let outcome = if reruns >= MAX_CONFLICT_RERUNS {
+        let outcome = if let Some(until) = deferred {
+            Err(Unrunnable::Deferred(until))
+        } else if reruns >= MAX_CONFLICT_RERUNS {
             Err(Unrunnable::Retry(format!("kv conflicts persisted over {reruns} re-runs")))
         } else {
             attempt(app, &event).await
@@ -70,10 +116,18 @@ async fn process(app: &App, locks: &RerunLocks, event: EventRow) {
             Err(Unrunnable::Retry(reason)) => {
                 (Completion::Failed { error: reason, retry_at: next_retry(app, &event) }, None)
             }
+            Err(Unrunnable::Deferred(until)) => (
+                Completion::Deferred {
+                    until,
+                    reason: format!("the tenant's quota of {} invocations per minute is used up", quota.unwrap_or(0)),
+                },
+                None,
+            ),
         };
         let retry_at = match &completion {
             Completion::Failed { retry_at, .. } => Some(*retry_at),
             Completion::Succeeded(_) => None,
+            Completion::Deferred { until, .. } => Some(Some(*until)),
         };
         // Scheduled sends wait in the outbox; the sweeper must know the new due time.
         let schedules =
@@ -91,7 +145,7 @@ async fn process(app: &App, locks: &RerunLocks, event: EventRow) {
             memory_peak: 0,
             outcome: "not_run",
             error: match &completion {
-                Completion::Failed { error, .. } => Some(error.clone()),
+                Completion::Failed { error, .. } | Completion::Deferred { reason: error, .. } => Some(error.clone()),
                 Completion::Succeeded(_) => None,
             },
             logs: vec![],
@@ -107,6 +161,7 @@ async fn process(app: &App, locks: &RerunLocks, event: EventRow) {
                 attempt: event.attempts,
                 completion,
                 record,
+                suspend_after: app.settings.limits.plugin_suspend_after_failures,
                 outbox_lease: app.pipeline.lease(&app.clock),
             })
             .await;
@@ -131,7 +186,13 @@ async fn process(app: &App, locks: &RerunLocks, event: EventRow) {
                 tracing::info!(event_id = %event.id, "event was taken over by another worker; outcome discarded");
                 return;
             }
-            CompletionResult::Committed { outbox, timers_changed } => {
+            CompletionResult::Committed { outbox, timers_changed, suspended } => {
+                if suspended {
+                    tracing::warn!(plugin_id = %event.plugin_id, "plugin suspended after repeated failures");
+                    if let Err(e) = app.directory.reload(app.db.as_ref()).await {
+                        tracing::error!(error = %e, "could not reload the directory");
+                    }
+                }
                 for item in outbox {
                     app.pipeline.outbox.push(&item.message_id.clone(), item);
                 }
@@ -181,20 +242,16 @@ async fn attempt(app: &App, event: &EventRow) -> Result<(Completion, Option<Invo
         .get(&event.tenant_id)
         .ok_or_else(|| Unrunnable::Dead("the tenant no longer exists".into()))?
         .clone();
+    if !tenant.active {
+        return Err(Unrunnable::Dead("the tenant is disabled".into()));
+    }
     let row = &plugin.row;
-    let grants = Grants::from_capabilities(&manifest::capabilities_from_json(&row.manifest_json));
-    let loaded = app
-        .runtime
-        .load(
-            &row.version_id,
-            &row.plugin_id,
-            &row.component_hash,
-            grants,
-            &row.config_json,
-            &manifest::limits_from_json(&row.manifest_json),
-        )
-        .await
-        .map_err(|e| Unrunnable::Retry(format!("could not load the plugin: {e}")))?;
+    if row.status != "active" {
+        let reason = row.status_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+        return Err(Unrunnable::Dead(format!("the plugin is {}{reason}", row.status)));
+    }
+    let loaded =
+        app.runtime.load(row).await.map_err(|e| Unrunnable::Retry(format!("could not load the plugin: {e}")))?;
     let trigger = trigger_of(event).map_err(Unrunnable::Dead)?;
     let in_reply_to = match event.kind {
         EventKind::Inbound => event.message_id.clone(),

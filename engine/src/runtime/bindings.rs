@@ -11,8 +11,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use switchboard::plugin::types::{DeliveryStatus, Error as PluginError};
-pub use switchboard::plugin::{clock, config, kv, log, messaging, timers, types};
+pub use self::switchboard::plugin::types::{DeliveryStatus, Error as PluginError};
+pub use self::switchboard::plugin::{clock, config, http, kv, log, messaging, timers, types};
 
 /// The WIT package and version this engine provides.
 pub const WIT_PACKAGE: &str = "switchboard:plugin";

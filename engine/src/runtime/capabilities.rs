@@ -3,7 +3,8 @@
 //!
 //! A plugin's manifest grants some of them; only granted ones are linked, so
 //! a component that imports an ungranted capability fails validation at
-//! deploy time and can never call it. `log` and `clock` are harmless and
+//! deploy time and can never call it. `http` also needs an allow-list of
+//! hosts in the manifest. `log` and `clock` are harmless and
 //! always linked.
 
 use super::bindings;
@@ -17,6 +18,7 @@ pub enum Capability {
     Kv,
     Timers,
     Config,
+    Http,
     Log,
     Clock,
 }
@@ -30,7 +32,7 @@ pub struct CapabilityDef {
     link: fn(&mut Linker<InvocationState>) -> wasmtime::Result<()>,
 }
 
-pub const CAPABILITIES: [CapabilityDef; 6] = [
+pub const CAPABILITIES: [CapabilityDef; 7] = [
     CapabilityDef {
         capability: Capability::Messaging,
         interface: "messaging",
@@ -54,6 +56,12 @@ pub const CAPABILITIES: [CapabilityDef; 6] = [
         interface: "config",
         needs_grant: true,
         link: |l| bindings::config::add_to_linker::<_, HasSelf<_>>(l, |s: &mut InvocationState| &mut s.config),
+    },
+    CapabilityDef {
+        capability: Capability::Http,
+        interface: "http",
+        needs_grant: true,
+        link: |l| bindings::http::add_to_linker::<_, HasSelf<_>>(l, |s: &mut InvocationState| &mut s.http),
     },
     CapabilityDef {
         capability: Capability::Log,

@@ -3,7 +3,8 @@
 
 use super::bindings::{self, DeliveryReport, InboundMessage};
 use super::{
-    clock::ClockState, config::ConfigState, kv::KvState, log::LogState, messaging::MessagingState, timers::TimersState,
+    clock::ClockState, config::ConfigState, http::HttpState, kv::KvState, log::LogState, messaging::MessagingState,
+    timers::TimersState,
 };
 use crate::store::{Effects, LogLine};
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub struct InvocationState {
     pub(super) kv: KvState,
     pub(super) timers: TimersState,
     pub(super) config: ConfigState,
+    pub(super) http: HttpState,
     pub(super) log: LogState,
     pub(super) clock: ClockState,
 }

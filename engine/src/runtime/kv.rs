@@ -24,6 +24,25 @@ pub struct KvState {
     pub(super) reads: HashMap<String, i64>,
     /// Pending writes; `None` deletes.
     pub(super) writes: BTreeMap<String, Option<Vec<u8>>>,
+    pub(super) quota: KvQuota,
+}
+
+/// The tenant's kv quota, checked against committed usage plus this
+/// invocation's writes. Concurrent invocations each see committed usage
+/// only, so together they may pass the quota by their own writes.
+pub struct KvQuota {
+    max_keys: Option<i64>,
+    max_bytes: Option<i64>,
+    /// (keys, bytes) in use, read at the first write when there is a quota.
+    usage: Option<(i64, i64)>,
+    /// Stored size of each key this invocation wrote (`None`: absent).
+    stored: HashMap<String, Option<i64>>,
+}
+
+impl KvQuota {
+    pub fn new(max_keys: Option<i64>, max_bytes: Option<i64>) -> Self {
+        KvQuota { max_keys, max_bytes, usage: None, stored: HashMap::new() }
+    }
 }
 
 impl KvState {
@@ -57,16 +76,52 @@ impl KvState {
         Ok(entry.map(|e| e.value))
     }
 
-    fn put(&mut self, key: String, value: Vec<u8>) -> Result<(), Error> {
+    async fn put(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
         if value.len() > self.value_bytes {
-            return Err(Error::QuotaExceeded(format!(
+            return Ok(Err(Error::QuotaExceeded(format!(
                 "kv value is {} bytes; the limit is {}",
                 value.len(),
                 self.value_bytes
-            )));
+            ))));
+        }
+        let size = (key.len() + value.len()) as i64;
+        if let Err(e) = self.account(&key, Some(size)).await? {
+            return Ok(Err(e));
         }
         self.writes.insert(key, Some(value));
-        Ok(())
+        Ok(Ok(()))
+    }
+
+    /// Moves the quota's usage to `key` having `size` (`None`: deleted),
+    /// refusing growth past the quota.
+    async fn account(&mut self, key: &str, size: Option<i64>) -> wasmtime::Result<Result<(), Error>> {
+        if self.quota.max_keys.is_none() && self.quota.max_bytes.is_none() {
+            return Ok(Ok(()));
+        }
+        let failed = |e: crate::store::StoreError| wasmtime::format_err!("kv usage read failed: {e}");
+        let (keys, bytes) = match self.quota.usage {
+            Some(u) => u,
+            None => self.db.kv_usage(&self.tenant_id).await.map_err(failed)?,
+        };
+        let before = match self.quota.stored.get(key) {
+            Some(s) => *s,
+            None => {
+                let entry = self.db.kv_get(&self.tenant_id, &self.plugin_id, key).await.map_err(failed)?;
+                entry.map(|e| (key.len() + e.value.len()) as i64)
+            }
+        };
+        let (keys, bytes) =
+            (keys + size.is_some() as i64 - before.is_some() as i64, bytes + size.unwrap_or(0) - before.unwrap_or(0));
+        let grows = size.unwrap_or(0) > before.unwrap_or(0);
+        if grows && let Some(max) = self.quota.max_keys.filter(|m| keys > *m) {
+            return Ok(Err(Error::QuotaExceeded(format!("the tenant's kv quota of {max} keys is used up"))));
+        }
+        if grows && let Some(max) = self.quota.max_bytes.filter(|m| bytes > *m) {
+            return Ok(Err(Error::QuotaExceeded(format!("the tenant's kv quota of {max} bytes is used up"))));
+        }
+        self.quota.usage = Some((keys, bytes));
+        self.quota.stored.insert(key.to_string(), size);
+        Ok(Ok(()))
     }
 }
 
@@ -79,7 +134,10 @@ impl kv::Host for KvState {
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
-        Ok(self.check_key(&key).and_then(|()| self.put(key, value)))
+        if let Err(e) = self.check_key(&key) {
+            return Ok(Err(e));
+        }
+        self.put(key, value).await
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, Error>> {
@@ -87,6 +145,7 @@ impl kv::Host for KvState {
             return Ok(Err(e));
         }
         let existed = self.current(&key).await?.is_some();
+        self.account(&key, None).await?.expect("a delete never grows usage");
         self.writes.insert(key, None);
         Ok(Ok(existed))
     }
@@ -127,6 +186,6 @@ impl kv::Host for KvState {
         let Some(next) = current.checked_add(delta) else {
             return Ok(Err(Error::InvalidArgument(format!("increment of {key:?} overflows"))));
         };
-        Ok(self.put(key, next.to_string().into_bytes()).map(|()| next))
+        Ok(self.put(key, next.to_string().into_bytes()).await?.map(|()| next))
     }
 }

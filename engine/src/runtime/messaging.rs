@@ -5,6 +5,11 @@
 //! (a plugin can never send as another tenant), the text within limits.
 //! Accepted messages are buffered and queued only when the invocation
 //! commits.
+//!
+//! Compliance is enforced here too, where the plugin cannot route around
+//! it: recipients who opted out are refused (`opted-out`), the tenant's
+//! daily send quota is `quota-exceeded`, and messages that are not replies
+//! to an inbound message wait out the recipient's quiet hours.
 
 use super::bindings::messaging::{self, OutboundMessage};
 use super::bindings::types::Error;
@@ -31,6 +36,10 @@ pub struct MessagingState {
     pub(super) db: Arc<dyn crate::store::Database>,
     /// The balance, read when the first priced message is sent.
     pub(super) balance: Option<i64>,
+    /// The tenant's quota of live sends per UTC day.
+    pub(super) sends_per_day: Option<i64>,
+    /// Sends committed today, read at the first send when there is a quota.
+    pub(super) sent_today: Option<i64>,
 }
 
 impl MessagingState {
@@ -64,6 +73,63 @@ impl MessagingState {
         Ok(Ok(()))
     }
 
+    /// Refuses recipients who opted out (and counts the refusals).
+    async fn check_consent(&self, messages: &[NewMessage]) -> wasmtime::Result<Result<(), Error>> {
+        let mut by_sender: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        for m in messages {
+            by_sender.entry(&m.from).or_default().push(m.to.clone());
+        }
+        for (from, recipients) in by_sender {
+            let refused = self
+                .db
+                .opted_out(&self.tenant.id, &recipients, from)
+                .await
+                .map_err(|e| wasmtime::format_err!("opt-out check failed: {e}"))?;
+            if let Some(first) = refused.first() {
+                let _ = self.db.bump_counter(&self.tenant.id, crate::tenancy::OPT_OUT_REFUSALS, 1).await;
+                let who = format!("{} opted out of this tenant's messages", crate::phone::Masked(first));
+                return Ok(Err(Error::OptedOut(match messages.iter().position(|m| m.to == *first) {
+                    Some(i) if messages.len() > 1 => format!("message {i}: {who}"),
+                    _ => who,
+                })));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Refuses sends past the tenant's daily quota.
+    async fn check_daily_quota(&mut self, adding: usize) -> wasmtime::Result<Result<(), Error>> {
+        let Some(quota) = self.sends_per_day else { return Ok(Ok(())) };
+        let sent = match self.sent_today {
+            Some(n) => n,
+            None => {
+                let since = crate::clock::start_of_utc_day(self.clock.now_ms());
+                let n = self
+                    .db
+                    .sends_since(&self.tenant.id, since)
+                    .await
+                    .map_err(|e| wasmtime::format_err!("send count failed: {e}"))?;
+                self.sent_today = Some(n);
+                n
+            }
+        };
+        if sent + (self.sends.len() + adding) as i64 > quota {
+            return Ok(Err(Error::QuotaExceeded(format!("the tenant's quota of {quota} messages per day is used up"))));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Every check that needs the database, for messages about to be buffered.
+    async fn admit(&mut self, messages: &[NewMessage]) -> wasmtime::Result<Result<(), Error>> {
+        if let Err(e) = self.check_consent(messages).await? {
+            return Ok(Err(e));
+        }
+        if let Err(e) = self.check_daily_quota(messages.len()).await? {
+            return Ok(Err(e));
+        }
+        self.check_funds(messages.iter().map(|m| m.price).sum()).await
+    }
+
     fn prepare(&self, m: OutboundMessage) -> Result<NewMessage, Error> {
         let to = phone::normalize(&m.to, self.tenant.default_region.as_deref())
             .map_err(|e| Error::InvalidArgument(format!("to: {e}")))?;
@@ -86,15 +152,28 @@ impl MessagingState {
         }
         let analysis =
             encoding::analyze(&m.body, EncodingChoice::Auto).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        if m.reference.as_deref().is_some_and(crate::tenancy::is_reserved_reference) {
+            return Err(Error::InvalidArgument(format!(
+                "references starting with {:?} are reserved",
+                crate::tenancy::RESERVED_REFERENCE_PREFIX
+            )));
+        }
         let to_for_price = to.clone();
         let now = self.clock.now_ms();
-        let scheduled_at = match m.schedule_at {
+        let mut scheduled_at = match m.schedule_at {
             Some(at) if at <= now => None, // due already: send now
             Some(at) if at > now + crate::pipeline::outbound::MAX_SCHEDULE_AHEAD_MS => {
                 return Err(Error::InvalidArgument("schedule-at is more than a year ahead".into()));
             }
             other => other,
         };
+        // A reply answers someone who just wrote; anything else waits out
+        // the recipient's quiet hours.
+        if self.in_reply_to.is_none()
+            && let Some(release) = self.tenant.settings.compliance.quiet_until(&to, scheduled_at.unwrap_or(now))
+        {
+            scheduled_at = Some(release);
+        }
         Ok(NewMessage {
             id: ids::message_id(),
             tenant_id: self.tenant.id.clone(),
@@ -133,7 +212,7 @@ impl messaging::Host for MessagingState {
             Ok(m) => m,
             Err(e) => return Ok(Err(e)),
         };
-        if let Err(e) = self.check_funds(m.price).await? {
+        if let Err(e) = self.admit(std::slice::from_ref(&m)).await? {
             return Ok(Err(e));
         }
         let id = m.id.clone();
@@ -152,7 +231,7 @@ impl messaging::Host for MessagingState {
                 Err(e) => return Ok(Err(prefix_error(i, e))),
             }
         }
-        if let Err(e) = self.check_funds(prepared.iter().map(|m| m.price).sum()).await? {
+        if let Err(e) = self.admit(&prepared).await? {
             return Ok(Err(e));
         }
         let ids = prepared.iter().map(|m| m.id.clone()).collect();
@@ -167,5 +246,6 @@ fn prefix_error(index: usize, e: Error) -> Error {
         Error::QuotaExceeded(m) => Error::QuotaExceeded(format!("message {index}: {m}")),
         Error::InvalidArgument(m) => Error::InvalidArgument(format!("message {index}: {m}")),
         Error::Internal(m) => Error::Internal(format!("message {index}: {m}")),
+        Error::OptedOut(m) => Error::OptedOut(m),
     }
 }

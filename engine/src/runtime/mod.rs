@@ -15,6 +15,7 @@ pub mod bindings;
 pub mod capabilities;
 mod clock;
 mod config;
+mod http;
 pub mod invocation;
 mod kv;
 mod log;
@@ -22,6 +23,7 @@ mod messaging;
 mod timers;
 
 pub use capabilities::{Capability, Grants};
+pub use http::host_allowed;
 pub use invocation::{InvocationFailure, InvocationOutcome, Trigger};
 
 use crate::clock::Clock;
@@ -76,6 +78,8 @@ pub struct LoadedPlugin {
     pre: PluginPre<InvocationState>,
     config: Arc<str>,
     limits: InvocationLimits,
+    /// Hosts the `http` capability may call.
+    http_allow: Arc<[String]>,
 }
 
 /// Who an invocation runs for, and what it answers.
@@ -100,6 +104,8 @@ pub struct Runtime {
     pricing: Arc<crate::billing::Pricing>,
     stop_ticker: Arc<std::sync::atomic::AtomicBool>,
     stats: RuntimeStats,
+    /// Whether `http` may reach private and loopback addresses.
+    http_allow_private: bool,
 }
 
 /// Counters of how components were obtained.
@@ -122,6 +128,7 @@ impl Runtime {
         db: Arc<dyn Database>,
         clock: Clock,
         pricing: Arc<crate::billing::Pricing>,
+        http_allow_private: bool,
     ) -> Result<Self, RuntimeError> {
         let mut pool = PoolingAllocationConfig::default();
         let slots = (limits.concurrent_invocations as u32) * 2 + 16;
@@ -177,6 +184,7 @@ impl Runtime {
             pricing,
             stop_ticker,
             stats: RuntimeStats::default(),
+            http_allow_private,
         })
     }
 
@@ -291,35 +299,31 @@ impl Runtime {
     }
 
     /// The ready-to-run form of a deployed version (cached).
-    pub async fn load(
-        &self,
-        version_id: &str,
-        plugin_id: &str,
-        component_hash: &str,
-        grants: Grants,
-        config_json: &str,
-        limits: &crate::limits::PluginLimits,
-    ) -> Result<Arc<LoadedPlugin>, RuntimeError> {
-        if let Some(p) = self.loaded.lock().expect("loaded lock").get(version_id) {
+    pub async fn load(&self, row: &crate::store::PluginVersionRow) -> Result<Arc<LoadedPlugin>, RuntimeError> {
+        if let Some(p) = self.loaded.lock().expect("loaded lock").get(&row.version_id) {
             return Ok(p.clone());
         }
-        let component = self.component(component_hash, None).await?;
+        let manifest = crate::deploy::manifest::stored(&row.manifest_json);
+        let grants = Grants::from_capabilities(&manifest.capabilities);
+        let component = self.component(&row.component_hash, None).await?;
         let pre = self.prepare(&component, grants)?;
         let plugin = Arc::new(LoadedPlugin {
-            version_id: version_id.to_string(),
-            plugin_id: plugin_id.to_string(),
+            version_id: row.version_id.clone(),
+            plugin_id: row.plugin_id.clone(),
             pre,
-            config: Arc::from(config_json),
-            limits: InvocationLimits::resolve(&self.limits, limits),
+            config: Arc::from(row.config_json.as_str()),
+            limits: InvocationLimits::resolve(&self.limits, &manifest.limits),
+            http_allow: manifest.http.map(|h| h.allow).unwrap_or_default().into(),
         });
-        self.loaded.lock().expect("loaded lock").insert(version_id.to_string(), plugin.clone());
+        self.loaded.lock().expect("loaded lock").insert(row.version_id.clone(), plugin.clone());
         Ok(plugin)
     }
 
     /// Runs one trigger in a fresh instance.
     pub async fn invoke(&self, plugin: &LoadedPlugin, ctx: InvocationContext, trigger: Trigger) -> InvocationOutcome {
         let started = Instant::now();
-        let limits = plugin.limits;
+        let quotas = &ctx.tenant.settings.quotas;
+        let limits = plugin.limits.capped(quotas);
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let state = InvocationState {
             wasi: WasiCtxBuilder::new().stderr(stderr.clone()).build(),
@@ -338,6 +342,8 @@ impl Runtime {
                 pricing: self.pricing.clone(),
                 db: self.db.clone(),
                 balance: None,
+                sends_per_day: quotas.sends_per_day,
+                sent_today: None,
             },
             kv: kv::KvState {
                 db: self.db.clone(),
@@ -348,6 +354,7 @@ impl Runtime {
                 list_max: self.limits.kv_list_max,
                 reads: HashMap::new(),
                 writes: Default::default(),
+                quota: kv::KvQuota::new(quotas.kv_keys, quotas.kv_bytes),
             },
             timers: timers::TimersState {
                 db: self.db.clone(),
@@ -358,8 +365,18 @@ impl Runtime {
                 payload_bytes: self.limits.timer_payload_bytes,
                 key_bytes: self.limits.kv_key_bytes,
                 ops: Vec::new(),
+                max_pending: quotas.timers_pending,
+                pending: None,
             },
             config: config::ConfigState { json: plugin.config.clone() },
+            http: http::HttpState {
+                allow: plugin.http_allow.clone(),
+                allow_private: self.http_allow_private,
+                timeout: Duration::from_millis(self.limits.http_fetch_timeout_ms),
+                max_body: self.limits.http_fetch_bytes,
+                max_calls: self.limits.http_fetches_per_invocation,
+                calls: 0,
+            },
             log: log::LogState {
                 clock: self.clock.clone(),
                 max_lines: self.limits.log_lines_per_invocation,

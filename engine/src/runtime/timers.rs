@@ -15,6 +15,11 @@ pub struct TimersState {
     pub(super) payload_bytes: usize,
     pub(super) key_bytes: usize,
     pub(super) ops: Vec<TimerOp>,
+    /// The tenant's quota of pending timers.
+    pub(super) max_pending: Option<i64>,
+    /// Timers pending (committed, plus new keys this invocation added),
+    /// read at the first schedule when there is a quota.
+    pub(super) pending: Option<i64>,
 }
 
 impl TimersState {
@@ -31,6 +36,26 @@ impl TimersState {
         Ok(())
     }
 
+    /// Refuses a timer that would take the tenant past its quota (a key
+    /// already pending is replaced, not added).
+    async fn check_quota(&mut self, key: &str) -> wasmtime::Result<Result<(), Error>> {
+        let Some(max) = self.max_pending else { return Ok(Ok(())) };
+        let lookup = |e: crate::store::StoreError| wasmtime::format_err!("timer lookup failed: {e}");
+        let scheduled_here = self.ops.iter().any(|op| matches!(op, TimerOp::Schedule { key: k, .. } if k == key));
+        if scheduled_here || self.db.timer_pending(&self.tenant_id, &self.plugin_id, key).await.map_err(lookup)? {
+            return Ok(Ok(()));
+        }
+        let pending = match self.pending {
+            Some(n) => n,
+            None => self.db.timers_pending(&self.tenant_id).await.map_err(lookup)?,
+        };
+        if pending >= max {
+            return Ok(Err(Error::QuotaExceeded(format!("the tenant's quota of {max} pending timers is used up"))));
+        }
+        self.pending = Some(pending + 1);
+        Ok(Ok(()))
+    }
+
     fn check(&self, key: &str) -> Result<(), Error> {
         if key.is_empty() || key.len() > self.key_bytes {
             return Err(Error::InvalidArgument(format!("timer key must be 1 to {} bytes", self.key_bytes)));
@@ -44,6 +69,9 @@ impl TimersState {
 
 impl timers::Host for TimersState {
     async fn schedule_at(&mut self, key: String, at: i64, payload: String) -> wasmtime::Result<Result<(), Error>> {
+        if let Err(e) = self.check_quota(&key).await? {
+            return Ok(Err(e));
+        }
         Ok(self.schedule(key, at, payload))
     }
 
@@ -53,6 +81,9 @@ impl timers::Host for TimersState {
         delay_ms: u64,
         payload: String,
     ) -> wasmtime::Result<Result<(), Error>> {
+        if let Err(e) = self.check_quota(&key).await? {
+            return Ok(Err(e));
+        }
         let at = self.clock.now_ms().saturating_add(delay_ms.min(i64::MAX as u64) as i64);
         Ok(self.schedule(key, at, payload))
     }

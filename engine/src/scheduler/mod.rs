@@ -1,9 +1,12 @@
-//! The scheduler: turns due timers into events.
+//! The scheduler: turns due timers and cron fires into events.
 //!
 //! Firing deletes the timer and inserts its event in one transaction, so
-//! each timer fires exactly once, after restarts too. It sleeps on the
-//! [`Clock`](crate::clock::Clock) until the earliest due time, and is woken
-//! when an invocation schedules timers or a test shifts the clock.
+//! each timer fires exactly once, after restarts too ([`cron`] does the
+//! same for schedules). It sleeps on the [`Clock`](crate::clock::Clock)
+//! until the earliest due time, and is woken when an invocation schedules
+//! timers, a plugin is deployed, or a test shifts the clock.
+
+pub mod cron;
 
 use crate::app::App;
 use std::sync::Arc;
@@ -29,6 +32,9 @@ pub async fn run(app: Arc<App>) {
         }
         let mut next = now + POLL.as_millis() as i64;
         if let Ok(Some(due)) = app.db.next_timer_due().await {
+            next = next.min(due);
+        }
+        if let Some(due) = cron::fire_due(&app, now).await {
             next = next.min(due);
         }
         app.pipeline.scheduler.sleep_until(&app.clock, next.max(now + 1)).await;

@@ -53,11 +53,11 @@ pub fn default_url(data_dir: &Path) -> String {
 
 /// The whole store: one backend implements every part.
 pub trait Database:
-    Tenants + Accounts + Plugins + Events + Deliveries + Webhooks + Queries + Send + Sync + 'static
+    Tenants + Accounts + Plugins + Events + Deliveries + Webhooks + Queries + Governance + Send + Sync + 'static
 {
 }
-impl<T: Tenants + Accounts + Plugins + Events + Deliveries + Webhooks + Queries + Send + Sync + 'static> Database
-    for T
+impl<T: Tenants + Accounts + Plugins + Events + Deliveries + Webhooks + Queries + Governance + Send + Sync + 'static>
+    Database for T
 {
 }
 
@@ -111,7 +111,14 @@ pub trait Plugins {
     async fn kv_get(&self, tenant_id: &str, plugin_id: &str, key: &str) -> StoreResult<Option<KvEntry>>;
     async fn kv_list(&self, tenant_id: &str, plugin_id: &str, prefix: &str, limit: u32) -> StoreResult<Vec<String>>;
     async fn timer_pending(&self, tenant_id: &str, plugin_id: &str, key: &str) -> StoreResult<bool>;
-    async fn plugin_logs(&self, tenant_id: &str, plugin_id: &str, limit: u32) -> StoreResult<Vec<LogRow>>;
+    /// Newest first; with `after`, the lines after that id, oldest first.
+    async fn plugin_logs(
+        &self,
+        tenant_id: &str,
+        plugin_id: &str,
+        limit: u32,
+        after: Option<i64>,
+    ) -> StoreResult<Vec<LogRow>>;
 }
 
 /// Plugin work: accepting it, leasing it, committing its outcome.
@@ -179,6 +186,54 @@ pub trait Webhooks {
     async fn next_webhook_due(&self) -> StoreResult<Option<Millis>>;
     async fn record_webhook_attempts(&self, attempts: &[WebhookAttempt]) -> StoreResult<()>;
     async fn webhooks_for_message(&self, tenant_id: &str, message_id: &str) -> StoreResult<Vec<WebhookDeliveryView>>;
+}
+
+/// Running many tenants: audit, plugin lifecycle, consent, quotas, cron.
+#[async_trait]
+pub trait Governance {
+    async fn audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// Newest first; `before` pages by id.
+    async fn audit_log(&self, limit: u32, before: Option<i64>) -> StoreResult<Vec<AuditRow>>;
+    async fn set_tenant_status(&self, tenant_id: &str, status: &str) -> StoreResult<bool>;
+    /// Every version of a plugin, oldest first.
+    async fn plugin_versions(&self, tenant_id: &str, name: &str) -> StoreResult<Vec<PluginVersionRow>>;
+    /// Makes `version_id` the active version (with its routes).
+    async fn activate_version(&self, plugin_id: &str, version_id: &str, routes: &[RouteRow]) -> StoreResult<()>;
+    async fn set_plugin_status(&self, plugin_id: &str, status: &str, reason: Option<&str>) -> StoreResult<()>;
+    /// Newest first; `before` pages by id.
+    async fn invocations(
+        &self,
+        tenant_id: &str,
+        plugin_id: &str,
+        limit: u32,
+        before: Option<i64>,
+    ) -> StoreResult<Vec<InvocationRow>>;
+    /// Deletes invocation records and plugin logs older than `before`.
+    async fn prune_records(&self, before: Millis) -> StoreResult<u64>;
+    /// Which of `recipients` opted out of the tenant (tenant-wide, or of `number`).
+    async fn opted_out(&self, tenant_id: &str, recipients: &[String], number: &str) -> StoreResult<Vec<String>>;
+    async fn list_opt_outs(&self, tenant_id: &str, limit: u32, after: Option<&str>) -> StoreResult<Vec<OptOutRow>>;
+    /// Adds opt-outs (existing ones are kept); returns how many were new.
+    async fn import_opt_outs(&self, tenant_id: &str, rows: &[OptOutRow]) -> StoreResult<u64>;
+    async fn bump_counter(&self, tenant_id: &str, name: &str, by: i64) -> StoreResult<()>;
+    async fn counters(&self, tenant_id: &str) -> StoreResult<Vec<(String, i64)>>;
+    /// (keys, bytes) the tenant's plugins keep in kv.
+    async fn kv_usage(&self, tenant_id: &str) -> StoreResult<(i64, i64)>;
+    async fn timers_pending(&self, tenant_id: &str) -> StoreResult<i64>;
+    async fn sends_since(&self, tenant_id: &str, since: Millis) -> StoreResult<i64>;
+    async fn cron_last_fire(&self, plugin_id: &str, schedule: &str) -> StoreResult<Option<Millis>>;
+    /// Claims the fire at `fire_at` (only if the last recorded fire is
+    /// `previous`) and inserts its event, in one transaction. False if
+    /// another node (or an earlier life of this one) claimed it.
+    async fn fire_cron(
+        &self,
+        plugin_id: &str,
+        schedule: &str,
+        previous: Option<Millis>,
+        fire_at: Millis,
+        event: &NewEvent,
+        lease: &Lease,
+    ) -> StoreResult<bool>;
 }
 
 /// Reads for the API.

@@ -121,6 +121,9 @@ pub struct PluginVersionRow {
     pub component_hash: String,
     pub manifest_json: String,
     pub config_json: String,
+    /// Why a plugin is suspended or disabled.
+    pub status_reason: Option<String>,
+    pub created_at: Millis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,6 +323,9 @@ pub struct NewInbound {
     /// The stored parts this message was reassembled from, consumed in the
     /// same transaction (if they are gone, another copy won: skip).
     pub consumes_parts: Option<PartsKey>,
+    /// STOP/START: the consent change, and the confirmation to send.
+    pub consent: Option<ConsentChange>,
+    pub confirmation: Option<NewMessage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -390,6 +396,12 @@ pub enum Completion {
         error: String,
         retry_at: Option<Millis>,
     },
+    /// Not run (a quota is used up): offer it again at `until`, without
+    /// counting an attempt or recording an invocation.
+    Deferred {
+        until: Millis,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -402,6 +414,8 @@ pub struct EventCompletion {
     pub attempt: u32,
     pub completion: Completion,
     pub record: InvocationRecord,
+    /// Consecutive failed invocations that suspend the plugin.
+    pub suspend_after: u32,
     /// Lease for the outbox rows the completion creates.
     pub outbox_lease: Lease,
 }
@@ -409,7 +423,7 @@ pub struct EventCompletion {
 #[derive(Debug, Clone)]
 pub enum CompletionResult {
     /// Committed; these messages are in the outbox, leased to us.
-    Committed { outbox: Vec<OutboxItem>, timers_changed: bool },
+    Committed { outbox: Vec<OutboxItem>, timers_changed: bool, suspended: bool },
     /// A key the invocation read changed meanwhile: run it again.
     Conflict,
     /// Another node took the event over; its outcome is discarded.
@@ -575,6 +589,7 @@ pub struct EventView {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LogRow {
+    pub id: i64,
     pub event_id: String,
     pub level: String,
     pub message: String,
@@ -717,4 +732,81 @@ pub struct WebhookDeliveryView {
     pub status: String,
     pub attempts: Vec<WebhookAttemptView>,
     pub next_attempt_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// `admin`, or `tenant:<id>` for a tenant acting on itself.
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    pub id: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InvocationRow {
+    pub id: i64,
+    pub event_id: String,
+    pub version_id: String,
+    pub trigger: String,
+    pub started_at: Millis,
+    pub duration_us: i64,
+    pub fuel_used: i64,
+    pub memory_peak: i64,
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct OptOutRow {
+    pub recipient: String,
+    /// `""` for tenant-wide, else the tenant number opted out of.
+    pub scope: String,
+    /// `keyword` (the recipient texted it), `import`, `api`.
+    pub source: String,
+    pub keyword: Option<String>,
+    pub at: Millis,
+}
+
+/// What an inbound compliance keyword changes, committed with the message.
+#[derive(Debug, Clone)]
+pub enum ConsentChange {
+    OptOut(OptOutRow),
+    /// Removes the recipient's opt-out for this scope.
+    OptIn {
+        recipient: String,
+        scope: String,
+    },
+}
+
+/// The outbox items of messages due now.
+pub fn outbox_items(messages: &[NewMessage]) -> Vec<OutboxItem> {
+    messages
+        .iter()
+        .filter(|m| m.scheduled_at.is_none())
+        .map(|m| OutboxItem {
+            message_id: m.id.clone(),
+            tenant_id: m.tenant_id.clone(),
+            from: m.from.clone(),
+            to: m.to.clone(),
+            body: m.body.clone(),
+            reference: m.reference.clone(),
+            connector: m.connector.clone().unwrap_or_default(),
+            attempts: 0,
+            encoding: m.encoding.to_string(),
+            due_at: m.created_at,
+            mode: m.mode.to_string(),
+        })
+        .collect()
 }

@@ -19,7 +19,17 @@
 //! - `DLR`: sends a probe with reference `dlr-probe`; its delivery report
 //!   comes back to `on_delivery`, which texts the status to the sender.
 //!
-//! The `count` event increments the counter without replying.
+//! - `FETCH <url>`: fetches the URL through the `http` capability and
+//!   replies with the status and body, or the error it got.
+//! - `NOTIFY <number>`: texts the number and replies with the outcome
+//!   (`opted-out` once that number has texted STOP).
+//! - `FILL`: writes kv keys until the tenant's quota refuses one; replies
+//!   with how many it wrote and the error.
+//! - `TIMERS`: schedules timers until the tenant's quota refuses one.
+//!
+//! The `count` event increments the counter without replying. Cron fires
+//! (`on-timer` with a `cron` payload) increment the `cron` counter and log
+//! the fire.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use switchboard_sdk::{
@@ -36,6 +46,7 @@ fn describe(e: &HostError) -> String {
         HostError::QuotaExceeded(m) => format!("quota-exceeded: {m}"),
         HostError::InvalidArgument(m) => format!("invalid-argument: {m}"),
         HostError::Internal(m) => format!("internal: {m}"),
+        HostError::OptedOut(m) => format!("opted-out: {m}"),
     }
 }
 
@@ -80,6 +91,54 @@ impl Plugin for Chaos {
                 message.reply(format!("trap key: {}", value.as_deref().unwrap_or("absent")))?;
                 Ok(())
             }
+            "FETCH" => {
+                let outcome = match switchboard_sdk::http::get(message.rest()) {
+                    Ok(r) => format!("status {}: {}", r.status, String::from_utf8_lossy(&r.body)),
+                    Err(e) => describe(&e),
+                };
+                message.reply(outcome)?;
+                Ok(())
+            }
+            "NOTIFY" => {
+                let outcome = match messaging::send(message.rest(), "a notification") {
+                    Ok(_) => "notified".to_string(),
+                    Err(e) => describe(&e),
+                };
+                message.reply(outcome)?;
+                Ok(())
+            }
+            "FILL" => {
+                let mut written = 0;
+                let outcome = loop {
+                    match kv::set(format!("fill-{written}"), [b'x'; 100]) {
+                        Ok(()) => written += 1,
+                        Err(e) => break describe(&e),
+                    }
+                    if written == 1000 {
+                        break "no quota".to_string();
+                    }
+                };
+                message.reply(format!("filled {written}: {outcome}"))?;
+                Ok(())
+            }
+            "TIMERS" => {
+                let mut scheduled = 0;
+                let outcome = loop {
+                    match switchboard_sdk::timers::schedule_after(
+                        format!("t-{scheduled}"),
+                        std::time::Duration::from_secs(3600),
+                        "later",
+                    ) {
+                        Ok(()) => scheduled += 1,
+                        Err(e) => break describe(&e),
+                    }
+                    if scheduled == 50 {
+                        break "no quota".to_string();
+                    }
+                };
+                message.reply(format!("scheduled {scheduled}: {outcome}"))?;
+                Ok(())
+            }
             "COUNT" => {
                 let n = kv::increment("count", 1)?;
                 message.reply(format!("count {n}"))?;
@@ -120,6 +179,18 @@ impl Plugin for Chaos {
                 _ => "other",
             };
             messaging::send(&report.to, format!("probe {status} ({})", report.error_code.as_deref().unwrap_or("-")))?;
+        }
+        Ok(())
+    }
+
+    fn on_timer(payload: String) -> Result<()> {
+        let fire: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
+        if let Some(schedule) = fire["cron"].as_str() {
+            let n = kv::increment("cron", 1)?;
+            switchboard_sdk::log::info(format!(
+                "cron {schedule} fired for {} (fire {n})",
+                fire["fire"].as_str().unwrap_or("?")
+            ));
         }
         Ok(())
     }

@@ -155,6 +155,32 @@ async fn record_invocation(conn: &mut SqliteConnection, r: &InvocationRecord) ->
     Ok(())
 }
 
+/// Counts a failed invocation; suspends the plugin (returning true) when
+/// it failed `suspend_after` times in a row.
+async fn count_failure(conn: &mut SqliteConnection, c: &EventCompletion) -> StoreResult<bool> {
+    let failures: i64 = sqlx::query_scalar(
+        "UPDATE plugins SET consecutive_failures = consecutive_failures + 1 WHERE id = ? RETURNING consecutive_failures",
+    )
+    .bind(&c.plugin_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    if c.suspend_after == 0 || failures < c.suspend_after as i64 {
+        return Ok(false);
+    }
+    let reason = format!(
+        "suspended after {failures} failed invocations in a row; last error: {}",
+        c.record.error.as_deref().unwrap_or("unknown")
+    );
+    let n =
+        sqlx::query("UPDATE plugins SET status = 'suspended', status_reason = ? WHERE id = ? AND status = 'active'")
+            .bind(&reason)
+            .bind(&c.plugin_id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    Ok(n > 0)
+}
+
 /// Whether the event is still ours to complete: pending, leased to us, and
 /// at the attempt we ran (a re-claimed copy of the same attempt loses).
 async fn still_ours(conn: &mut SqliteConnection, c: &EventCompletion) -> StoreResult<bool> {
@@ -278,27 +304,6 @@ async fn apply_effects(
     Ok(true)
 }
 
-/// The outbox items of messages due now.
-pub(super) fn outbox_items(messages: &[NewMessage]) -> Vec<OutboxItem> {
-    messages
-        .iter()
-        .filter(|m| m.scheduled_at.is_none())
-        .map(|m| OutboxItem {
-            message_id: m.id.clone(),
-            tenant_id: m.tenant_id.clone(),
-            from: m.from.clone(),
-            to: m.to.clone(),
-            body: m.body.clone(),
-            reference: m.reference.clone(),
-            connector: m.connector.clone().unwrap_or_default(),
-            attempts: 0,
-            encoding: m.encoding.to_string(),
-            due_at: m.created_at,
-            mode: m.mode.to_string(),
-        })
-        .collect()
-}
-
 #[async_trait]
 impl Events for SqliteStore {
     async fn insert_inbound(&self, batch: &[NewInbound]) -> StoreResult<Vec<bool>> {
@@ -326,8 +331,32 @@ impl Events for SqliteStore {
             inserted.push(fresh);
         }
         let accepted: Vec<&NewInbound> = batch.iter().zip(&inserted).filter(|(_, ok)| **ok).map(|(b, _)| b).collect();
-        let messages: Vec<&NewMessage> = accepted.iter().map(|b| &b.message).collect();
+        let mut messages: Vec<&NewMessage> = accepted.iter().map(|b| &b.message).collect();
+        // STOP/START: the consent change and its confirmation commit with the message.
+        let confirmations: Vec<NewMessage> = accepted.iter().filter_map(|b| b.confirmation.clone()).collect();
+        messages.extend(confirmations.iter());
+        for b in &accepted {
+            match &b.consent {
+                Some(ConsentChange::OptOut(row)) => {
+                    super::governance::insert_opt_out(&mut tx, &b.message.tenant_id, row).await?;
+                }
+                Some(ConsentChange::OptIn { recipient, scope }) => {
+                    sqlx::query(
+                        "DELETE FROM opt_outs WHERE tenant_id = ? AND recipient = ? AND (scope = ? OR scope = '')",
+                    )
+                    .bind(&b.message.tenant_id)
+                    .bind(recipient)
+                    .bind(scope)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {}
+            }
+        }
         insert_messages(&mut tx, &messages).await?;
+        if !confirmations.is_empty() {
+            insert_outbox(&mut tx, &confirmations, &batch[0].lease).await?;
+        }
         // Events of one batch share the accepting node's lease.
         let events: Vec<&NewEvent> = accepted.iter().flat_map(|b| &b.events).collect();
         if !events.is_empty() {
@@ -399,9 +428,18 @@ impl Events for SqliteStore {
                     .bind(&c.event_id)
                     .execute(&mut *tx)
                     .await?;
+                    if c.record.outcome == "ok" {
+                        sqlx::query(
+                            "UPDATE plugins SET consecutive_failures = 0 WHERE id = ? AND consecutive_failures > 0",
+                        )
+                        .bind(&c.plugin_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     results.push(CompletionResult::Committed {
                         outbox: outbox_items(&effects.sends),
                         timers_changed: !effects.timer_ops.is_empty(),
+                        suspended: false,
                     });
                 }
                 Completion::Failed { error, retry_at } => {
@@ -416,7 +454,26 @@ impl Events for SqliteStore {
                     .bind(&c.event_id)
                     .execute(&mut *tx)
                     .await?;
-                    results.push(CompletionResult::Committed { outbox: Vec::new(), timers_changed: false });
+                    let suspended = c.record.outcome != "not_run" && count_failure(&mut tx, c).await?;
+                    results.push(CompletionResult::Committed { outbox: Vec::new(), timers_changed: false, suspended });
+                }
+                Completion::Deferred { until, reason } => {
+                    sqlx::query(
+                        "UPDATE events SET run_at = ?, lease_owner = NULL, lease_until = NULL, last_error = ?, \
+                         updated_at = ? WHERE id = ?",
+                    )
+                    .bind(until)
+                    .bind(reason)
+                    .bind(now)
+                    .bind(&c.event_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    results.push(CompletionResult::Committed {
+                        outbox: Vec::new(),
+                        timers_changed: false,
+                        suspended: false,
+                    });
+                    continue;
                 }
             }
             record_invocation(&mut tx, &c.record).await?;

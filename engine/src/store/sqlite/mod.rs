@@ -8,6 +8,7 @@
 
 mod accounts;
 mod events;
+mod governance;
 mod outbound;
 mod outbox;
 mod plugins;

@@ -2,7 +2,7 @@
 //! cancelling scheduled messages.
 
 use super::SqliteStore;
-use super::events::{insert_messages, insert_outbox, outbox_items};
+use super::events::{insert_messages, insert_outbox};
 use super::status::{Entry, ledger_entry, refund, status_changed};
 use crate::clock::Millis;
 use crate::store::*;

@@ -59,7 +59,7 @@ impl Plugins for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(super::conflict_as("plugin version"))?;
-        sqlx::query("UPDATE plugins SET active_version_id = ?, status = 'active' WHERE id = ?")
+        sqlx::query("UPDATE plugins SET active_version_id = ?, status = 'active', status_reason = NULL, consecutive_failures = 0 WHERE id = ?")
             .bind(&version_id)
             .bind(&plugin_id)
             .execute(&mut *tx)
@@ -79,26 +79,13 @@ impl Plugins for SqliteStore {
     }
 
     async fn active_plugins(&self) -> StoreResult<Vec<PluginVersionRow>> {
-        let rows = sqlx::query(
-            "SELECT p.id, p.tenant_id, p.name, p.status, v.id, v.version, v.component_hash, v.manifest, v.config
-             FROM plugins p JOIN plugin_versions v ON v.id = p.active_version_id",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} ON v.id = p.active_version_id",
+            super::governance::PLUGIN_VERSION_SELECT
+        )))
         .fetch_all(&self.reader)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| PluginVersionRow {
-                plugin_id: r.get(0),
-                tenant_id: r.get(1),
-                name: r.get(2),
-                status: r.get(3),
-                version_id: r.get(4),
-                version: r.get(5),
-                component_hash: r.get(6),
-                manifest_json: r.get(7),
-                config_json: r.get(8),
-            })
-            .collect())
+        Ok(rows.iter().map(super::governance::plugin_version_row).collect())
     }
 
     async fn kv_get(&self, tenant_id: &str, plugin_id: &str, key: &str) -> StoreResult<Option<KvEntry>> {
@@ -135,18 +122,33 @@ impl Plugins for SqliteStore {
             .await?)
     }
 
-    async fn plugin_logs(&self, tenant_id: &str, plugin_id: &str, limit: u32) -> StoreResult<Vec<LogRow>> {
-        let rows = sqlx::query(
-            "SELECT event_id, level, message, at FROM plugin_logs WHERE tenant_id = ? AND plugin_id = ? ORDER BY id DESC LIMIT ?",
-        )
-        .bind(tenant_id)
-        .bind(plugin_id)
-        .bind(limit as i64)
-        .fetch_all(&self.reader)
-        .await?;
+    async fn plugin_logs(
+        &self,
+        tenant_id: &str,
+        plugin_id: &str,
+        limit: u32,
+        after: Option<i64>,
+    ) -> StoreResult<Vec<LogRow>> {
+        let sql = match after {
+            None => {
+                "SELECT id, event_id, level, message, at FROM plugin_logs WHERE tenant_id = ? AND plugin_id = ? \
+                 AND id > ? ORDER BY id DESC LIMIT ?"
+            }
+            Some(_) => {
+                "SELECT id, event_id, level, message, at FROM plugin_logs WHERE tenant_id = ? AND plugin_id = ? \
+                 AND id > ? ORDER BY id LIMIT ?"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(tenant_id)
+            .bind(plugin_id)
+            .bind(after.unwrap_or(0))
+            .bind(limit as i64)
+            .fetch_all(&self.reader)
+            .await?;
         Ok(rows
             .into_iter()
-            .map(|r| LogRow { event_id: r.get(0), level: r.get(1), message: r.get(2), at: r.get(3) })
+            .map(|r| LogRow { id: r.get(0), event_id: r.get(1), level: r.get(2), message: r.get(3), at: r.get(4) })
             .collect())
     }
 }

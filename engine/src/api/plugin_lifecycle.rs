@@ -1,0 +1,171 @@
+//! Shipping plugins: `POST /v1/plugins` (multipart: `manifest` TOML and
+//! `component` WebAssembly), `POST /v1/plugins/{name}/rollback`,
+//! `/disable` and `/enable`. Every change is written to the audit log.
+
+use super::auth::AuthTenant;
+use super::error::{ApiError, ErrorBody};
+use super::plugins::{PluginDetail, detail, lifecycle_error};
+use crate::app::App;
+use crate::deploy::{DeployError, Manifest, ManifestError};
+use crate::runtime::RuntimeError;
+use axum::extract::{Multipart, Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// The multipart form of a deploy.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes the form for the OpenAPI document
+pub struct DeployForm {
+    /// The manifest (`plugin.toml`), as text.
+    manifest: String,
+    /// The component (`.wasm`, built for `wasm32-wasip2`).
+    #[schema(value_type = String, format = Binary)]
+    component: Vec<u8>,
+}
+
+fn deploy_error(e: DeployError) -> ApiError {
+    let bad = |code, message: String, field: &str| ApiError::bad_request(code, message).with_field(field);
+    match e {
+        DeployError::Manifest(ManifestError::Field { field, message }) => {
+            bad("INVALID_MANIFEST", format!("{field}: {message}"), &format!("manifest.{field}"))
+        }
+        DeployError::Manifest(e) => bad("INVALID_MANIFEST", e.to_string(), "manifest"),
+        DeployError::Component(e) => {
+            let message = e.to_string();
+            match e {
+                RuntimeError::NotAComponent(_) => bad("NOT_A_COMPONENT", message, "component"),
+                RuntimeError::Compile(_) => bad("INVALID_COMPONENT", message, "component"),
+                RuntimeError::WrongWitVersion(_) => bad("WRONG_WIT_VERSION", message, "component"),
+                RuntimeError::WrongExports(_) => bad("WRONG_EXPORTS", message, "component"),
+                RuntimeError::UnknownImport(_) => bad("UNKNOWN_IMPORT", message, "component"),
+                RuntimeError::CapabilityNotGranted { .. } => {
+                    bad("CAPABILITY_NOT_GRANTED", message, "manifest.capabilities")
+                }
+                RuntimeError::MissingComponent(_) | RuntimeError::Setup(_) | RuntimeError::Store(_) => {
+                    ApiError::internal(message)
+                }
+            }
+        }
+        DeployError::VersionExists(_) => {
+            ApiError::conflict("VERSION_EXISTS", e.to_string()).with_field("manifest.version")
+        }
+        DeployError::Store(e) => ApiError::internal(e),
+    }
+}
+
+/// Reads the `manifest` and `component` parts.
+async fn read_form(mut form: Multipart) -> Result<(Manifest, Vec<u8>), ApiError> {
+    let mut manifest = None;
+    let mut component = None;
+    let too_large = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "the upload is too large")
+        } else {
+            ApiError::bad_request("INVALID_BODY", e.body_text())
+        }
+    };
+    while let Some(field) = form.next_field().await.map_err(too_large)? {
+        match field.name() {
+            Some("manifest") => {
+                let text = field.text().await.map_err(too_large)?;
+                manifest = Some(Manifest::from_toml(&text).map_err(|e| deploy_error(DeployError::Manifest(e)))?);
+            }
+            Some("component") => component = Some(field.bytes().await.map_err(too_large)?.to_vec()),
+            Some(other) => {
+                return Err(ApiError::bad_request("INVALID_FIELD", format!("unexpected form field {other:?}"))
+                    .with_field(other.to_string()));
+            }
+            None => return Err(ApiError::bad_request("INVALID_BODY", "a form field has no name")),
+        }
+    }
+    let manifest = manifest.ok_or_else(|| {
+        ApiError::bad_request("INVALID_FIELD", "the manifest part is required").with_field("manifest")
+    })?;
+    let component = component.ok_or_else(|| {
+        ApiError::bad_request("INVALID_FIELD", "the component part is required").with_field("component")
+    })?;
+    Ok((manifest, component))
+}
+
+/// Deploy a plugin version: validated (a component, our WIT world, only
+/// granted imports), compiled once, stored, and made active at once.
+#[utoipa::path(post, path = "/v1/plugins", tag = "plugins", request_body(content = DeployForm, content_type = "multipart/form-data"),
+    responses((status = 201, body = PluginDetail), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn deploy(
+    State(app): State<Arc<App>>,
+    auth: AuthTenant,
+    form: Multipart,
+) -> Result<(StatusCode, axum::Json<PluginDetail>), ApiError> {
+    let (manifest, wasm) = read_form(form).await?;
+    let deployed = app.deploy_plugin(&auth.tenant_id, &manifest, &wasm).await.map_err(deploy_error)?;
+    app.audit(
+        &auth.actor(),
+        "plugin.deploy",
+        &manifest.name,
+        serde_json::json!({ "version": manifest.version, "version_id": deployed.version_id,
+            "component_sha256": crate::runtime::component_hash(&wasm) }),
+    )
+    .await;
+    Ok((StatusCode::CREATED, axum::Json(detail(&app, &auth.tenant_id, &manifest.name).await?)))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    /// The version to switch to (default: the one before the active one).
+    version: Option<String>,
+}
+
+/// Switch back to an earlier version; the next event runs it.
+#[utoipa::path(post, path = "/v1/plugins/{name}/rollback", tag = "plugins", request_body = Rollback,
+    params(("name" = String, Path, description = "Plugin name")),
+    responses((status = 200, body = PluginDetail), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn rollback(
+    State(app): State<Arc<App>>,
+    auth: AuthTenant,
+    Path(name): Path<String>,
+    body: bytes::Bytes,
+) -> Result<axum::Json<PluginDetail>, ApiError> {
+    // The body is optional: none rolls back one version.
+    let body: Rollback = if body.iter().all(u8::is_ascii_whitespace) {
+        Rollback::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("INVALID_BODY", e.to_string()))?
+    };
+    let row = app.rollback_plugin(&auth.tenant_id, &name, body.version.as_deref()).await.map_err(lifecycle_error)?;
+    app.audit(&auth.actor(), "plugin.rollback", &name, serde_json::json!({ "version": row.version })).await;
+    Ok(axum::Json(detail(&app, &auth.tenant_id, &name).await?))
+}
+
+/// Stop routing events to a plugin (pending ones are dead-lettered).
+#[utoipa::path(post, path = "/v1/plugins/{name}/disable", tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name")),
+    responses((status = 200, body = PluginDetail), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+pub async fn disable(
+    State(app): State<Arc<App>>,
+    auth: AuthTenant,
+    Path(name): Path<String>,
+) -> Result<axum::Json<PluginDetail>, ApiError> {
+    app.set_plugin_enabled(&auth.tenant_id, &name, false).await.map_err(lifecycle_error)?;
+    app.audit(&auth.actor(), "plugin.disable", &name, serde_json::json!({})).await;
+    Ok(axum::Json(detail(&app, &auth.tenant_id, &name).await?))
+}
+
+/// Route events to a plugin again (also lifts a suspension).
+#[utoipa::path(post, path = "/v1/plugins/{name}/enable", tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name")),
+    responses((status = 200, body = PluginDetail), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+pub async fn enable(
+    State(app): State<Arc<App>>,
+    auth: AuthTenant,
+    Path(name): Path<String>,
+) -> Result<axum::Json<PluginDetail>, ApiError> {
+    app.set_plugin_enabled(&auth.tenant_id, &name, true).await.map_err(lifecycle_error)?;
+    app.audit(&auth.actor(), "plugin.enable", &name, serde_json::json!({})).await;
+    Ok(axum::Json(detail(&app, &auth.tenant_id, &name).await?))
+}

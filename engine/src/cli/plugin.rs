@@ -1,0 +1,200 @@
+//! Plugin developers' commands over the tenant API: `plugin deploy`,
+//! `list`, `rollback`, `disable`, `enable`, `logs [--follow]`.
+
+use super::client::{Client, Server, TenantAuth, segment};
+use crate::deploy::Manifest;
+use anyhow::{Context, anyhow};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct PluginArgs {
+    #[command(subcommand)]
+    command: PluginCommand,
+    #[command(flatten)]
+    server: Server,
+    #[command(flatten)]
+    auth: TenantAuth,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Upload a component with its manifest; the new version is active at once.
+    Deploy {
+        /// The component (default: the manifest's `component`)
+        wasm: Option<PathBuf>,
+        #[arg(long, default_value = "plugin.toml")]
+        manifest: PathBuf,
+    },
+    /// List the tenant's plugins.
+    List,
+    /// Switch a plugin back to an earlier version.
+    Rollback {
+        name: String,
+        /// The version to switch to (default: the one before the active one)
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Stop routing events to a plugin.
+    Disable { name: String },
+    /// Route events to a plugin again (also lifts a suspension).
+    Enable { name: String },
+    /// Print a plugin's log lines (or invocation records).
+    Logs {
+        name: String,
+        /// Keep printing new lines as they are written
+        #[arg(long, short)]
+        follow: bool,
+        /// Print invocation records (trigger, duration, fuel, memory, outcome) instead
+        #[arg(long)]
+        invocations: bool,
+        /// Lines to show first
+        #[arg(long, default_value_t = 20)]
+        tail: u32,
+    },
+}
+
+pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.server, args.auth.key()?);
+    match args.command {
+        PluginCommand::Deploy { wasm, manifest } => deploy(&client, wasm, &manifest).await,
+        PluginCommand::List => {
+            let list = client.get("/v1/plugins").await?;
+            println!("{:<24} {:<12} {:<10} TRIGGERS", "NAME", "VERSION", "STATUS");
+            for p in list["data"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<12} {:<10} {}",
+                    p["name"].as_str().unwrap_or(""),
+                    p["version"].as_str().unwrap_or(""),
+                    p["status"].as_str().unwrap_or(""),
+                    triggers(p)
+                );
+                if let Some(reason) = p["status_reason"].as_str() {
+                    println!("  {reason}");
+                }
+            }
+            Ok(())
+        }
+        PluginCommand::Rollback { name, to } => {
+            let p = client.post(&format!("/v1/plugins/{}/rollback", segment(&name)), json!({ "version": to })).await?;
+            println!("{name} is at version {}", p["version"].as_str().unwrap_or("?"));
+            Ok(())
+        }
+        PluginCommand::Disable { name } => {
+            client.post(&format!("/v1/plugins/{}/disable", segment(&name)), json!({})).await?;
+            println!("{name} disabled");
+            Ok(())
+        }
+        PluginCommand::Enable { name } => {
+            client.post(&format!("/v1/plugins/{}/enable", segment(&name)), json!({})).await?;
+            println!("{name} enabled");
+            Ok(())
+        }
+        PluginCommand::Logs { name, follow, invocations, tail } => {
+            if invocations {
+                print_invocations(&client, &name, tail).await
+            } else {
+                logs(&client, &name, follow, tail).await
+            }
+        }
+    }
+}
+
+fn triggers(p: &Value) -> String {
+    let list = |k: &str| -> Vec<String> {
+        p[k].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect()
+    };
+    let mut parts = Vec::new();
+    if !list("keywords").is_empty() {
+        parts.push(format!("keywords {}", list("keywords").join(",")));
+    }
+    if p["catch_all"].as_bool() == Some(true) {
+        parts.push("catch-all".into());
+    }
+    if !list("events").is_empty() {
+        parts.push(format!("events {}", list("events").join(",")));
+    }
+    for c in list("cron") {
+        parts.push(format!("cron \"{c}\""));
+    }
+    parts.join("; ")
+}
+
+async fn deploy(client: &Client, wasm: Option<PathBuf>, manifest_path: &PathBuf) -> anyhow::Result<()> {
+    let manifest_text = std::fs::read_to_string(manifest_path)
+        .with_context(|| format!("cannot read manifest {}", manifest_path.display()))?;
+    // Checked here too, so mistakes are reported before the upload.
+    let manifest = Manifest::from_toml(&manifest_text)?;
+    let wasm_path = match wasm {
+        Some(p) => p,
+        None => manifest
+            .component_path(manifest_path)
+            .ok_or_else(|| anyhow!("give the component's path, or set `component` in the manifest"))?,
+    };
+    let wasm = std::fs::read(&wasm_path).with_context(|| format!("cannot read component {}", wasm_path.display()))?;
+    let form = reqwest::multipart::Form::new().text("manifest", manifest_text).part(
+        "component",
+        reqwest::multipart::Part::bytes(wasm).file_name("plugin.wasm").mime_str("application/wasm")?,
+    );
+    let p = client.send(client.http().post(client.url("/v1/plugins")).multipart(form)).await?;
+    println!("deployed {} version {}", p["name"].as_str().unwrap_or(""), p["version"].as_str().unwrap_or(""));
+    Ok(())
+}
+
+fn print_log(line: &Value) {
+    println!(
+        "{} {:<5} {} [{}]",
+        line["at"].as_str().unwrap_or(""),
+        line["level"].as_str().unwrap_or(""),
+        line["message"].as_str().unwrap_or(""),
+        line["event_id"].as_str().unwrap_or("")
+    );
+}
+
+async fn logs(client: &Client, name: &str, follow: bool, tail: u32) -> anyhow::Result<()> {
+    let base = format!("/v1/plugins/{}/logs", segment(name));
+    let recent = client.get(&format!("{base}?limit={}", tail.clamp(1, 1000))).await?;
+    let mut lines: Vec<Value> = recent["data"].as_array().cloned().unwrap_or_default();
+    lines.reverse();
+    let mut last = lines.last().and_then(|l| l["id"].as_i64()).unwrap_or(0);
+    for line in &lines {
+        print_log(line);
+    }
+    while follow {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let new = client.get(&format!("{base}?after={last}&limit=1000")).await?;
+        for line in new["data"].as_array().into_iter().flatten() {
+            print_log(line);
+            last = line["id"].as_i64().unwrap_or(last);
+        }
+        use std::io::Write;
+        std::io::stdout().flush()?;
+    }
+    Ok(())
+}
+
+async fn print_invocations(client: &Client, name: &str, tail: u32) -> anyhow::Result<()> {
+    let list = client.get(&format!("/v1/plugins/{}/invocations?limit={}", segment(name), tail.clamp(1, 1000))).await?;
+    println!(
+        "{:<25} {:<9} {:<8} {:>10} {:>12} {:>10}  OUTCOME",
+        "STARTED", "VERSION", "TRIGGER", "MS", "FUEL", "MEMORY"
+    );
+    let mut rows: Vec<Value> = list["data"].as_array().cloned().unwrap_or_default();
+    rows.reverse();
+    for r in rows {
+        let error = r["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
+        println!(
+            "{:<25} {:<9} {:<8} {:>10.2} {:>12} {:>10}  {}{error}",
+            r["started_at"].as_str().unwrap_or(""),
+            r["version"].as_str().unwrap_or(""),
+            r["trigger"].as_str().unwrap_or(""),
+            r["duration_ms"].as_f64().unwrap_or(0.0),
+            r["fuel_used"],
+            r["memory_peak_bytes"],
+            r["outcome"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Opt-out compliance, enforced by the host on every path.
+//!
+//! - Inbound: STOP/START/HELP keywords (configurable per tenant) change the
+//!   sender's consent and get one confirmation, committed with the inbound
+//!   message; they are not routed to plugins ([`answer`]).
+//! - Outbound: the API ([`super::outbound`]), plugins
+//!   (`runtime::messaging`) and the dispatcher ([`refused`], for messages
+//!   that were scheduled before the recipient opted out) all refuse
+//!   recipients who opted out, and count the refusals.
+
+use crate::app::App;
+use crate::directory::TenantProfile;
+use crate::ids;
+use crate::sms::encoding::{self, EncodingChoice};
+use crate::store::{ConsentChange, Direction, MessageStatus, NewMessage, OptOutRow, OutboxItem};
+use crate::tenancy::{Keyword, OptOutScope, RESERVED_REFERENCE_PREFIX};
+use std::collections::{BTreeMap, HashSet};
+
+/// The consent change (STOP, START) and the confirmation for an inbound
+/// compliance keyword.
+pub fn answer(
+    tenant: &TenantProfile,
+    keyword: Keyword,
+    body: &str,
+    from: &str,
+    to: &str,
+    inbound_id: &str,
+    now: i64,
+) -> (Option<ConsentChange>, NewMessage) {
+    let settings = &tenant.settings.compliance;
+    let scope = match settings.scope {
+        OptOutScope::Tenant => String::new(),
+        OptOutScope::Number => to.to_string(),
+    };
+    let word = crate::pipeline::router::keyword_of(body);
+    let consent = match keyword {
+        Keyword::Stop => Some(ConsentChange::OptOut(OptOutRow {
+            recipient: from.to_string(),
+            scope,
+            source: "keyword".into(),
+            keyword: Some(word.clone()),
+            at: now,
+        })),
+        Keyword::Start => Some(ConsentChange::OptIn { recipient: from.to_string(), scope }),
+        Keyword::Help => None,
+    };
+    let text = settings.reply(keyword, &tenant.name);
+    let analysis = encoding::analyze(&text, EncodingChoice::Auto).expect("auto encoding always succeeds");
+    let connector = tenant.sender(to).map(|s| s.connector.clone());
+    let reply = NewMessage {
+        id: ids::message_id(),
+        tenant_id: tenant.id.clone(),
+        direction: Direction::Outbound,
+        from: to.to_string(),
+        to: from.to_string(),
+        body: text,
+        status: MessageStatus::Queued,
+        segments: analysis.segments as u32,
+        encoding: analysis.encoding.as_str(),
+        reference: Some(format!("{RESERVED_REFERENCE_PREFIX}{}", word.to_lowercase())),
+        connector,
+        plugin_id: None,
+        event_id: None,
+        in_reply_to: Some(inbound_id.to_string()),
+        created_at: now,
+        mode: "live",
+        webhook_url: None,
+        scheduled_at: None,
+        // Compliance replies are the host's duty, not the tenant's traffic.
+        price: 0,
+        batch_id: None,
+    };
+    (consent, reply)
+}
+
+/// Messages of `items` whose recipient has opted out since they were
+/// accepted (compliance replies excepted). Counted as refusals.
+pub async fn refused(app: &App, items: &[OutboxItem]) -> HashSet<String> {
+    let mut groups: BTreeMap<(&str, &str), Vec<&OutboxItem>> = BTreeMap::new();
+    for item in items {
+        if item.reference.as_deref().is_some_and(crate::tenancy::is_reserved_reference) {
+            continue;
+        }
+        groups.entry((&item.tenant_id, &item.from)).or_default().push(item);
+    }
+    let mut refused = HashSet::new();
+    for ((tenant, from), group) in groups {
+        let recipients: Vec<String> = group.iter().map(|i| i.to.clone()).collect();
+        let opted_out: HashSet<String> = match app.db.opted_out(tenant, &recipients, from).await {
+            Ok(list) => list.into_iter().collect(),
+            Err(e) => {
+                // Sending was allowed when the message was accepted; a failed
+                // re-check does not hold the batch up.
+                tracing::error!(error = %e, "could not re-check opt-outs");
+                continue;
+            }
+        };
+        if opted_out.is_empty() {
+            continue;
+        }
+        let mut count = 0;
+        for item in group.iter().filter(|i| opted_out.contains(&i.to)) {
+            refused.insert(item.message_id.clone());
+            count += 1;
+        }
+        if let Err(e) = app.db.bump_counter(tenant, crate::tenancy::OPT_OUT_REFUSALS, count).await {
+            tracing::warn!(error = %e, "could not count opt-out refusals");
+        }
+    }
+    refused
+}

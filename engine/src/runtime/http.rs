@@ -1,0 +1,153 @@
+//! `http`: outgoing requests made by the host for a plugin.
+//!
+//! A request goes out only if its host is on the manifest's allow-list and
+//! every address it resolves to is public (unless the operator allows
+//! private ones). The connection is pinned to the addresses that were
+//! checked, so a DNS answer that changes between the check and the connect
+//! cannot redirect it; redirects are not followed for the same reason (the
+//! plugin sees the 3xx). Time and response size are capped, and so is the
+//! number of requests per invocation.
+
+use super::bindings::http::{self, Request, Response};
+use super::bindings::types::Error;
+use crate::net;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct HttpState {
+    /// Host patterns from the manifest: `api.example.com`, `*.example.com`.
+    pub(super) allow: Arc<[String]>,
+    pub(super) allow_private: bool,
+    pub(super) timeout: Duration,
+    pub(super) max_body: usize,
+    pub(super) max_calls: usize,
+    pub(super) calls: usize,
+}
+
+const METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+
+/// Whether `host` matches an allow-list pattern (case-insensitive; `*.`
+/// matches any subdomain, not the domain itself).
+pub fn host_allowed(allow: &[String], host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    allow.iter().any(|pattern| {
+        let pattern = pattern.to_ascii_lowercase();
+        match pattern.strip_prefix("*.") {
+            Some(domain) => host.len() > domain.len() + 1 && host.ends_with(&format!(".{domain}")),
+            None => host == pattern,
+        }
+    })
+}
+
+impl HttpState {
+    /// Checks the request and resolves its host to the addresses it may use.
+    async fn admit(&self, request: &Request) -> Result<(reqwest::Url, Vec<SocketAddr>), Error> {
+        if !METHODS.contains(&request.method.as_str()) {
+            return Err(Error::InvalidArgument(format!("method {:?} is not one of {METHODS:?}", request.method)));
+        }
+        let url = net::parse_http_url(&request.url).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
+        if !host_allowed(&self.allow, &host) {
+            return Err(Error::AccessDenied(format!("host {host:?} is not in the plugin's http allow-list")));
+        }
+        let port = url.port_or_known_default().unwrap_or(443);
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| Error::Internal(format!("{host} does not resolve: {e}")))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(Error::Internal(format!("{host} does not resolve")));
+        }
+        if !self.allow_private && !addrs.iter().all(|a| net::is_public(a.ip())) {
+            return Err(Error::AccessDenied(format!(
+                "{host} resolves to a private, loopback or link-local address; the host does not call those"
+            )));
+        }
+        Ok((url, addrs))
+    }
+
+    async fn send(&self, request: Request, url: reqwest::Url, addrs: &[SocketAddr]) -> Result<Response, Error> {
+        let host = url.host_str().unwrap_or_default().to_string();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(self.timeout)
+            .resolve_to_addrs(&host, addrs)
+            .no_proxy()
+            .build()
+            .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
+        let method = reqwest::Method::from_bytes(request.method.as_bytes()).expect("checked above");
+        let mut builder = client.request(method, url);
+        for (name, value) in &request.headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| Error::InvalidArgument(format!("header name {name:?} is invalid")))?;
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| Error::InvalidArgument(format!("header {name} has an invalid value")))?;
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = request.body {
+            builder = builder.body(body);
+        }
+        let mut response = builder.send().await.map_err(|e| Error::Internal(describe(&e)))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| Error::Internal(describe(&e)))? {
+            if body.len() + chunk.len() > self.max_body {
+                return Err(Error::QuotaExceeded(format!("response body exceeds {} bytes", self.max_body)));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response { status, headers, body })
+    }
+}
+
+/// The error without the URL (it may carry credentials in its query).
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "the request timed out".into()
+    } else if e.is_connect() {
+        "could not connect".into()
+    } else {
+        let text = e.to_string();
+        match e.url() {
+            Some(url) => text.replace(url.as_str(), "<url>"),
+            None => text,
+        }
+    }
+}
+
+impl http::Host for HttpState {
+    async fn fetch(&mut self, request: Request) -> wasmtime::Result<Result<Response, Error>> {
+        if self.calls >= self.max_calls {
+            return Ok(Err(Error::QuotaExceeded(format!("at most {} http requests per invocation", self.max_calls))));
+        }
+        self.calls += 1;
+        let (url, addrs) = match self.admit(&request).await {
+            Ok(ok) => ok,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(self.send(request, url, &addrs).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    #[test]
+    fn allow_list_patterns() {
+        let allow = vec!["api.example.com".to_string(), "*.shop.example".to_string()];
+        assert!(host_allowed(&allow, "api.example.com"));
+        assert!(host_allowed(&allow, "API.Example.com."));
+        assert!(!host_allowed(&allow, "example.com"));
+        assert!(!host_allowed(&allow, "evil-api.example.com"));
+        assert!(host_allowed(&allow, "eu.shop.example"));
+        assert!(!host_allowed(&allow, "shop.example"));
+        assert!(!host_allowed(&allow, "evilshop.example"));
+    }
+}
