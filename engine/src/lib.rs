@@ -3,9 +3,11 @@
 //! # The event flow
 //!
 //! ```text
-//! carrier webhook / API call / timer
+//! carrier webhook / API call / timer / cron fire
 //!   → persisted event            (pipeline::ingest, pipeline::outbound, scheduler; group commit)
+//!     STOP/START/HELP: consent + one confirmation, not routed  (pipeline::compliance)
 //!   → router (tenant, keyword)   (pipeline::router over the directory)
+//!   → per-tenant queue, fair turns, quotas                    (pipeline::fair, pipeline::worker)
 //!   → plugin in a fresh sandbox  (runtime; one module per capability)
 //!   → effects committed with the event (store: sends, kv, timers, event done — one transaction)
 //!   → outbox → connector → carrier      (pipeline::dispatcher, connectors)
@@ -20,15 +22,17 @@
 //!
 //! - [`app`]: settings, the shared [`app::App`], tenant and plugin admin operations.
 //! - [`api`]: the HTTP API (axum). `api::router(app)` for tests, `api::run` to serve.
-//! - [`cli`]: the `switchboard` command (serve, simulate).
+//! - [`cli`]: the `switchboard` command (serve, simulate, plugin, tenant, key, number).
 //! - [`runtime`]: the wasmtime host — compile cache, limits, one module per capability
-//!   (`messaging`, `kv`, `timers`, `config`, `log`, `clock`) and their registry.
-//! - [`pipeline`]: ingest (inbound), outbound (API sends), router, workers, group commit,
-//!   dispatcher, delivery reports, signed webhooks, sweeper.
-//! - [`scheduler`]: due timers become events.
+//!   (`messaging`, `kv`, `timers`, `config`, `http`, `log`, `clock`) and their registry.
+//! - [`pipeline`]: ingest (inbound), outbound (API sends), compliance, router, fair
+//!   queues, workers, group commit, dispatcher, delivery reports, signed webhooks,
+//!   sweeper, retention.
+//! - [`scheduler`]: due timers and cron fires become events.
+//! - [`tenancy`]: per-tenant quotas and compliance settings (keywords, quiet hours).
 //! - [`connectors`]: carriers behind one trait, listed in one table; the simulator.
 //! - [`store`]: the `Database` trait and its SQLite implementation with migrations.
-//! - [`deploy`]: plugin manifests, validation, the demo tenant.
+//! - [`deploy`]: plugin manifests, validation, versions and rollback, the demo tenant.
 //! - [`directory`]: the in-memory view of tenants, numbers, keys, plugins and routes.
 //! - [`limits`]: every limit and its default. [`clock`]: the controllable clock.
 //! - [`sms`]: GSM-7/UCS-2 encoding and segmentation. [`phone`]: E.164 and masking.

@@ -27,6 +27,10 @@ struct Server {
 /// Starts `switchboard serve` on a free port in `data_dir` and waits until
 /// it listens.
 async fn serve(data_dir: &Path, extra: &[&str]) -> Server {
+    serve_with_env(data_dir, extra, &[]).await
+}
+
+async fn serve_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(BIN)
         .arg("serve")
         .arg("--data-dir")
@@ -35,6 +39,7 @@ async fn serve(data_dir: &Path, extra: &[&str]) -> Server {
         .arg("--plugins-dir")
         .arg(workspace().join("plugins"))
         .args(extra)
+        .envs(env.iter().copied())
         .env("SWITCHBOARD_LOG", "warn")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -52,7 +57,8 @@ async fn serve(data_dir: &Path, extra: &[&str]) -> Server {
     .await
     .expect("switchboard listens");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let key = std::fs::read_to_string(data_dir.join("demo-api-key")).expect("demo key saved").trim().to_string();
+    // Without the demo tenant there is no demo key.
+    let key = std::fs::read_to_string(data_dir.join("demo-api-key")).map(|k| k.trim().to_string()).unwrap_or_default();
     Server { child, url, key }
 }
 
@@ -240,4 +246,153 @@ async fn a_sigkill_mid_processing_loses_nothing_and_duplicates_nothing() {
     }
     assert_eq!(per_inbound.len(), stored.len(), "every stored inbound message was answered");
     assert!(per_inbound.values().all(|&n| n == 1), "no message was answered twice");
+}
+
+/// Runs a `switchboard` command against `url`; returns (success, stdout, stderr).
+async fn run_cli(url: &str, env: &[(&str, &str)], args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("SWITCHBOARD_URL", url)
+        .envs(env.iter().copied())
+        .env("SWITCHBOARD_LOG", "warn")
+        .output()
+        .await
+        .expect("switchboard runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The operator's and the plugin developer's workflows, end to end through
+/// the binary: tenants, numbers, keys, deploy, list, logs --follow,
+/// rollback, disable, and one-line errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_keys_numbers_and_plugins_are_managed_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = [("SWITCHBOARD_ADMIN_TOKEN", "cli-admin-token")];
+    let server = serve_with_env(dir.path(), &["--no-demo"], &admin).await;
+    let url = server.url.clone();
+
+    let (ok, out, err) = run_cli(&url, &admin, &["tenant", "create", "Acme Dental"]).await;
+    assert!(ok, "{err}");
+    let tenant = out.lines().next().unwrap().strip_prefix("tenant ").unwrap().to_string();
+    let key = out.lines().nth(1).unwrap().strip_prefix("api key ").unwrap().split(' ').next().unwrap().to_string();
+    assert!(key.starts_with("sk_live_"), "{out}");
+    let (ok, out, err) =
+        run_cli(&url, &admin, &["number", "add", "--tenant", &tenant, "+1 555 000 0077", "--default"]).await;
+    assert!(ok && out.contains("+15550000077"), "{out}{err}");
+    let (ok, out, _) = run_cli(&url, &admin, &["tenant", "list"]).await;
+    assert!(ok && out.contains("Acme Dental") && out.contains("+15550000077"), "{out}");
+    let (ok, _, err) = run_cli(&url, &[], &["tenant", "list"]).await;
+    assert!(!ok && err.trim() == "error: no admin token: pass --admin-token or set SWITCHBOARD_ADMIN_TOKEN", "{err}");
+
+    let tenant_env = [("SWITCHBOARD_API_KEY", key.as_str())];
+    let chaos_manifest = workspace().join("examples/chaos-plugin/plugin.toml");
+    let chaos_wasm = workspace().join("target/wasm32-wasip2/plugin/chaos_plugin.wasm");
+    let (ok, out, err) =
+        run_cli(&url, &tenant_env, &["plugin", "deploy", "--manifest", chaos_manifest.to_str().unwrap()]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "deployed chaos version 0.1.0");
+
+    // A file that is not a component: one line naming the problem.
+    let bogus = dir.path().join("bogus.wasm");
+    std::fs::write(&bogus, "not wasm").unwrap();
+    let (ok, _, err) = run_cli(
+        &url,
+        &tenant_env,
+        &["plugin", "deploy", bogus.to_str().unwrap(), "--manifest", chaos_manifest.to_str().unwrap()],
+    )
+    .await;
+    assert!(!ok);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(err.trim(), "error: NOT_A_COMPONENT: not a WebAssembly component (field component)");
+
+    // Version 0.2.0 fires every second and logs each fire.
+    let v2 = std::fs::read_to_string(&chaos_manifest)
+        .unwrap()
+        .replace("version = \"0.1.0\"", "version = \"0.2.0\"")
+        .replace("[triggers]\n", "[triggers]\ncron = [\"* * * * * *\"]\n");
+    let v2_path = dir.path().join("plugin.toml");
+    std::fs::write(&v2_path, v2).unwrap();
+    let (ok, out, err) = run_cli(
+        &url,
+        &tenant_env,
+        &["plugin", "deploy", chaos_wasm.to_str().unwrap(), "--manifest", v2_path.to_str().unwrap()],
+    )
+    .await;
+    assert!(ok && out.trim() == "deployed chaos version 0.2.0", "{out}{err}");
+
+    let mut follow = Command::new(BIN)
+        .args(["plugin", "logs", "chaos", "--follow", "--tail", "1"])
+        .env("SWITCHBOARD_URL", &url)
+        .envs(tenant_env.iter().copied())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(GUARD, async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("logs --follow keeps running");
+            if line.contains("cron * * * * * * fired") {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("a cron fire was logged");
+    assert!(line.contains(" info "), "{line}");
+    follow.start_kill().unwrap();
+
+    let (ok, out, _) = run_cli(&url, &tenant_env, &["plugin", "list"]).await;
+    assert!(ok && out.contains("chaos") && out.contains("0.2.0") && out.contains("cron \"* * * * * *\""), "{out}");
+    let (ok, out, _) = run_cli(&url, &tenant_env, &["plugin", "rollback", "chaos"]).await;
+    assert!(ok && out.trim() == "chaos is at version 0.1.0", "{out}");
+    let (ok, out, _) = run_cli(&url, &tenant_env, &["plugin", "logs", "chaos", "--invocations"]).await;
+    assert!(ok && out.contains("timer") && out.contains(" ok"), "{out}");
+    let (ok, out, _) = run_cli(&url, &tenant_env, &["plugin", "disable", "chaos"]).await;
+    assert!(ok && out.trim() == "chaos disabled", "{out}");
+    let (ok, out, _) = run_cli(&url, &tenant_env, &["plugin", "list"]).await;
+    assert!(ok && out.contains("disabled"), "{out}");
+
+    let (ok, out, _) = run_cli(&url, &admin, &["key", "create", "--tenant", &tenant, "--label", "spare"]).await;
+    let (key_id, spare) = out.trim().split_once(' ').unwrap();
+    assert!(ok && key_id.starts_with("key_") && spare.starts_with("sk_live_"), "{out}");
+    let (ok, out, _) = run_cli(&url, &admin, &["key", "revoke", "--tenant", &tenant, key_id]).await;
+    assert!(ok && out.trim() == format!("key {key_id} revoked"), "{out}");
+    let (ok, _, err) = run_cli(&url, &[("SWITCHBOARD_API_KEY", spare)], &["plugin", "list"]).await;
+    assert!(!ok && err.trim() == "error: UNAUTHORIZED: invalid or revoked API key", "{err}");
+
+    let (ok, _, _) = run_cli(&url, &admin, &["tenant", "disable", &tenant]).await;
+    assert!(ok);
+    let (ok, _, err) = run_cli(&url, &tenant_env, &["plugin", "list"]).await;
+    assert!(!ok && err.trim() == "error: TENANT_DISABLED: this tenant is disabled", "{err}");
+
+    // Every admin action above is in the audit log.
+    let audit: Value = reqwest::Client::new()
+        .get(format!("{url}/admin/v1/audit"))
+        .bearer_auth("cli-admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        [
+            "tenant.disable",
+            "key.revoke",
+            "key.create",
+            "plugin.disable",
+            "plugin.rollback",
+            "plugin.deploy",
+            "plugin.deploy",
+            "number.add",
+            "tenant.create"
+        ]
+    );
 }

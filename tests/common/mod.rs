@@ -24,6 +24,8 @@ use tokio::sync::broadcast;
 use tower::ServiceExt;
 
 pub const NUMBER: &str = "+15550000000";
+/// The admin API's token in every test engine.
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
 pub const CUSTOMER: &str = "+15551234567";
 
 /// The longest any single wait may take before the test fails (a guard
@@ -39,6 +41,7 @@ pub fn manifest_path(plugin: &str) -> PathBuf {
     let ws = workspace();
     match plugin {
         "chaos" => ws.join("examples/chaos-plugin/plugin.toml"),
+        "wrong-wit" => ws.join("examples/wrong-wit-plugin/plugin.toml"),
         name => ws.join("plugins").join(name).join("plugin.toml"),
     }
 }
@@ -63,7 +66,33 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     settings.limits.concurrent_invocations = 8;
     settings.limits.event_retry_base_ms = 10;
     settings.limits.event_retry_max_ms = 50;
+    settings.admin_token = Some(switchboard::secrets::Secret::new(ADMIN_TOKEN.to_string()));
     settings
+}
+
+/// A plugin's manifest text and component, for uploads.
+pub fn plugin_files(plugin: &str) -> (String, Vec<u8>) {
+    let path = manifest_path(plugin);
+    let text = std::fs::read_to_string(&path).expect("manifest");
+    let (_, wasm) = load_plugin(plugin);
+    (text, wasm)
+}
+
+/// A `multipart/form-data` body of named parts; returns (content type, body).
+pub fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "switchboard-test-boundary-7d3f";
+    let mut body = Vec::new();
+    for (name, data) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"").as_bytes());
+        if *name == "component" {
+            body.extend_from_slice(b"; filename=\"plugin.wasm\"\r\nContent-Type: application/wasm");
+        }
+        body.extend_from_slice(b"\r\n\r\n");
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 pub struct Harness {
@@ -193,6 +222,44 @@ impl Harness {
         raw_with_headers(&self.app, req).await
     }
 
+    /// Calls the admin API.
+    pub async fn admin(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(method, uri, body, Some(ADMIN_TOKEN)).await
+    }
+
+    /// Uploads a plugin (`POST /v1/plugins`) as `key`.
+    pub async fn deploy(&self, key: &str, manifest: &str, wasm: &[u8]) -> (StatusCode, Value) {
+        let (content_type, body) = multipart(&[("manifest", manifest.as_bytes()), ("component", wasm)]);
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/plugins")
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .expect("request");
+        raw(&self.app, req).await
+    }
+
+    /// Creates another tenant through the admin API, with `number` on the
+    /// simulator; returns (tenant id, live API key).
+    pub async fn tenant(&self, name: &str, number: &str) -> (String, String) {
+        let (status, t) = self.admin(Method::POST, "/admin/v1/tenants", Some(serde_json::json!({"name": name}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{t}");
+        let id = t["id"].as_str().unwrap().to_string();
+        let body = serde_json::json!({"number": number, "connector": "simulator", "default": true});
+        let (status, n) = self.admin(Method::POST, &format!("/admin/v1/tenants/{id}/numbers"), Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{n}");
+        (id, t["api_key"].as_str().unwrap().to_string())
+    }
+
+    /// Posts an inbound SMS from `from` to `to`; returns the message id.
+    pub async fn inbound_to(&self, to: &str, from: &str, text: &str) -> String {
+        let body = serde_json::json!({"from": from, "to": to, "message": text});
+        let (status, answer) = self.call(Method::POST, "/v1/inbound/generic", Some(body), None).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer["id"].as_str().expect("id").to_string()
+    }
+
     /// POST as the tenant; asserts the status and returns the body.
     pub async fn post(&self, uri: &str, body: Value, want: StatusCode) -> Value {
         let (status, answer) = self.call(Method::POST, uri, Some(body), Some(&self.key)).await;
@@ -234,6 +301,21 @@ impl Harness {
         let page = self.get(&format!("/v1/messages?in_reply_to={inbound_id}")).await;
         page["data"].as_array().cloned().unwrap_or_default()
     }
+}
+
+/// Re-checks `condition` until it holds, for state changes no notification
+/// announces (work a restarted engine does before a test can subscribe).
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let wait = async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(GUARD, wait).await.unwrap_or_else(|_| panic!("{what} never happened"));
 }
 
 pub async fn raw(app: &Arc<App>, req: Request<Body>) -> (StatusCode, Value) {

@@ -244,16 +244,9 @@ pub async fn create_key(
     auth: AuthTenant,
     Json(body): Json<CreateKey>,
 ) -> Result<(StatusCode, axum::Json<NewKeyJson>), ApiError> {
-    let mode = match body.mode.as_deref() {
-        None | Some("live") => KeyMode::Live,
-        Some("test") => KeyMode::Test,
-        Some(_) => return Err(ApiError::bad_request("INVALID_FIELD", "mode is live or test").with_field("mode")),
-    };
+    let mode = super::auth::new_key_mode(body.mode.as_deref(), body.label.as_deref())?;
     if auth.mode == KeyMode::Test && mode == KeyMode::Live {
         return Err(ApiError::forbidden("TEST_KEY", "a test key cannot create live keys"));
-    }
-    if body.label.as_ref().is_some_and(|l| l.len() > 100) {
-        return Err(ApiError::bad_request("INVALID_FIELD", "label is at most 100 characters").with_field("label"));
     }
     let (id, key) =
         app.issue_api_key(&auth.tenant_id, mode, body.label.as_deref()).await.map_err(ApiError::internal)?;

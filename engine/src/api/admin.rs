@@ -311,14 +311,7 @@ pub async fn create_key(
     Json(body): Json<NewKey>,
 ) -> Result<(StatusCode, axum::Json<IssuedKey>), ApiError> {
     tenant_profile(&app, &tenant_id)?;
-    let mode = match body.mode.as_deref() {
-        None | Some("live") => KeyMode::Live,
-        Some("test") => KeyMode::Test,
-        Some(_) => return Err(ApiError::bad_request("INVALID_FIELD", "mode is live or test").with_field("mode")),
-    };
-    if body.label.as_ref().is_some_and(|l| l.len() > 100) {
-        return Err(ApiError::bad_request("INVALID_FIELD", "label is at most 100 characters").with_field("label"));
-    }
+    let mode = super::auth::new_key_mode(body.mode.as_deref(), body.label.as_deref())?;
     let (id, key) = app.issue_api_key(&tenant_id, mode, body.label.as_deref()).await.map_err(admin_error)?;
     app.audit(
         ACTOR,
@@ -405,13 +398,7 @@ pub async fn add_sender_id(
     Json(body): Json<NewSenderId>,
 ) -> Result<StatusCode, ApiError> {
     tenant_profile(&app, &tenant_id)?;
-    if !super::numbers::valid_sender_id(&body.sender_id) {
-        return Err(ApiError::bad_request(
-            "INVALID_SENDER_ID",
-            "a sender ID is 1 to 11 letters, digits or inner spaces, and not only digits",
-        )
-        .with_field("sender_id"));
-    }
+    super::numbers::check_sender_id(&body.sender_id)?;
     app.add_sender_id(&tenant_id, &body.sender_id).await.map_err(admin_error)?;
     app.audit(ACTOR, "sender_id.add", &tenant_id, serde_json::json!({ "sender_id": body.sender_id })).await;
     Ok(StatusCode::CREATED)

@@ -24,6 +24,19 @@ impl AuthTenant {
     }
 }
 
+/// Checks the mode (`live`, the default, or `test`) and label of a key to create.
+pub fn new_key_mode(mode: Option<&str>, label: Option<&str>) -> Result<KeyMode, ApiError> {
+    let mode = match mode {
+        None | Some("live") => KeyMode::Live,
+        Some("test") => KeyMode::Test,
+        Some(_) => return Err(ApiError::bad_request("INVALID_FIELD", "mode is live or test").with_field("mode")),
+    };
+    if label.is_some_and(|l| l.len() > 100) {
+        return Err(ApiError::bad_request("INVALID_FIELD", "label is at most 100 characters").with_field("label"));
+    }
+    Ok(mode)
+}
+
 /// The API key a request presents, if any.
 pub fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {

@@ -172,6 +172,18 @@ pub struct SenderIdJson {
 }
 
 /// Whether `s` is a valid alphanumeric sender ID.
+/// Refuses a malformed alphanumeric sender ID.
+pub(super) fn check_sender_id(s: &str) -> Result<(), ApiError> {
+    if valid_sender_id(s) {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(
+        "INVALID_SENDER_ID",
+        "a sender ID is 1 to 11 letters, digits or inner spaces, and not only digits",
+    )
+    .with_field("sender_id"))
+}
+
 pub fn valid_sender_id(s: &str) -> bool {
     (1..=11).contains(&s.chars().count())
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ')
@@ -188,13 +200,7 @@ pub async fn add_sender_id(
     auth: AuthTenant,
     Json(body): Json<RegisterSenderId>,
 ) -> Result<(StatusCode, axum::Json<SenderIdJson>), ApiError> {
-    if !valid_sender_id(&body.sender_id) {
-        return Err(ApiError::bad_request(
-            "INVALID_SENDER_ID",
-            "a sender ID is 1 to 11 letters, digits or inner spaces, and not only digits",
-        )
-        .with_field("sender_id"));
-    }
+    check_sender_id(&body.sender_id)?;
     app.add_sender_id(&auth.tenant_id, &body.sender_id).await.map_err(|e| match e {
         AdminError::Conflict(_) => {
             ApiError::conflict("SENDER_ID_EXISTS", "this sender ID is already registered").with_field("sender_id")

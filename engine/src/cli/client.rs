@@ -96,7 +96,7 @@ impl Client {
 }
 
 /// The body of a successful answer, or the API's error as one line.
-async fn read(response: reqwest::Response) -> anyhow::Result<Value> {
+pub async fn read(response: reqwest::Response) -> anyhow::Result<Value> {
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {

@@ -162,7 +162,10 @@ async fn logs(client: &Client, name: &str, follow: bool, tail: u32) -> anyhow::R
     for line in &lines {
         print_log(line);
     }
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let new = client.get(&format!("{base}?after={last}&limit=1000")).await?;
         for line in new["data"].as_array().into_iter().flatten() {
@@ -172,7 +175,6 @@ async fn logs(client: &Client, name: &str, follow: bool, tail: u32) -> anyhow::R
         use std::io::Write;
         std::io::stdout().flush()?;
     }
-    Ok(())
 }
 
 async fn print_invocations(client: &Client, name: &str, tail: u32) -> anyhow::Result<()> {

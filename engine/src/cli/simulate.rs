@@ -1,7 +1,6 @@
 use crate::deploy::demo::DEMO_KEY_FILE;
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
-use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -49,13 +48,13 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         .send()
         .await
         .map_err(|e| anyhow!("cannot reach Switchboard at {base} ({e}); is `switchboard serve` running?"))?;
-    let accepted = api_json(response).await?;
+    let accepted = super::client::read(response).await?;
     let id = accepted["id"].as_str().ok_or_else(|| anyhow!("unexpected answer: {accepted}"))?.to_string();
 
     let get = |url: String| {
         let http = http.clone();
         let key = key.clone();
-        async move { api_json(http.get(url).bearer_auth(key).send().await?).await }
+        async move { super::client::read(http.get(url).bearer_auth(key).send().await?).await }
     };
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let message = loop {
@@ -92,14 +91,4 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         println!("The plugins sent no reply.");
     }
     Ok(())
-}
-
-async fn api_json(response: reqwest::Response) -> anyhow::Result<Value> {
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let message = body["error"]["message"].as_str().unwrap_or("no details");
-        bail!("{status}: {message}");
-    }
-    Ok(body)
 }

@@ -109,7 +109,7 @@ impl Gate {
             .iter()
             .map(|(p, v)| parse_amount(v).map(|m| (p.clone(), m)).map_err(|e| format!("gate.prices: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
-        prices.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        prices.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         Ok(Gate {
             limiter,
             turn: tokio::sync::Mutex::new(()),

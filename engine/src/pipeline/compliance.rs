@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::directory::TenantProfile;
 use crate::ids;
 use crate::sms::encoding::{self, EncodingChoice};
-use crate::store::{ConsentChange, Direction, MessageStatus, NewMessage, OptOutRow, OutboxItem};
+use crate::store::{ConsentChange, Direction, MessageStatus, NewMessage, OptOutRow, OutboxItem, StoreResult};
 use crate::tenancy::{Keyword, OptOutScope, RESERVED_REFERENCE_PREFIX};
 use std::collections::{BTreeMap, HashSet};
 
@@ -71,6 +71,27 @@ pub fn answer(
         batch_id: None,
     };
     (consent, reply)
+}
+
+/// The index of the first of `messages` whose recipient opted out of its
+/// sender (tenant-wide or of that number), counted as a refusal.
+pub async fn first_opted_out(
+    db: &dyn crate::store::Database,
+    tenant_id: &str,
+    messages: &[NewMessage],
+) -> StoreResult<Option<usize>> {
+    let mut by_sender: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for m in messages {
+        by_sender.entry(&m.from).or_default().push(m.to.clone());
+    }
+    for (from, recipients) in by_sender {
+        let refused = db.opted_out(tenant_id, &recipients, from).await?;
+        if let Some(first) = messages.iter().position(|m| m.from == from && refused.contains(&m.to)) {
+            db.bump_counter(tenant_id, crate::tenancy::OPT_OUT_REFUSALS, 1).await?;
+            return Ok(Some(first));
+        }
+    }
+    Ok(None)
 }
 
 /// Messages of `items` whose recipient has opted out since they were

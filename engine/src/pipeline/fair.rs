@@ -41,7 +41,7 @@ impl<T> FairQueue<T> {
     /// The next item to start, if a slot is free and some tenant with work
     /// waiting is under its share. The item counts as running until
     /// [`finished`](Self::finished).
-    pub fn next(&mut self) -> Option<(String, T)> {
+    pub fn start_next(&mut self) -> Option<(String, T)> {
         if self.total_running >= self.max_total {
             return None;
         }
@@ -86,7 +86,7 @@ mod tests {
     use super::FairQueue;
 
     fn drain<T>(q: &mut FairQueue<T>) -> Vec<(String, T)> {
-        std::iter::from_fn(|| q.next()).collect()
+        std::iter::from_fn(|| q.start_next()).collect()
     }
 
     #[test]
@@ -110,11 +110,11 @@ mod tests {
         let started = drain(&mut q);
         assert_eq!(started.len(), 2, "flood is capped at its share");
         q.push("quiet", 1);
-        let next = q.next().expect("a free slot goes to the other tenant");
+        let next = q.start_next().expect("a free slot goes to the other tenant");
         assert_eq!(next.0, "quiet");
-        assert!(q.next().is_none());
+        assert!(q.start_next().is_none());
         q.finished("flood");
-        assert_eq!(q.next().map(|(t, _)| t).as_deref(), Some("flood"));
+        assert_eq!(q.start_next().map(|(t, _)| t).as_deref(), Some("flood"));
         assert_eq!(q.queued(), 7);
     }
 
@@ -126,6 +126,6 @@ mod tests {
         q.push("c", 3);
         assert_eq!(drain(&mut q).len(), 2);
         q.finished("a");
-        assert_eq!(q.next().map(|(t, _)| t).as_deref(), Some("c"));
+        assert_eq!(q.start_next().map(|(t, _)| t).as_deref(), Some("c"));
     }
 }

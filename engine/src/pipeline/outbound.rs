@@ -253,7 +253,15 @@ pub async fn prepare(
             messages.push(m);
         }
     }
-    check_consent(app, tenant, &messages, &fields).await?;
+    if let Some(i) = super::compliance::first_opted_out(app.db.as_ref(), &tenant.id, &messages).await? {
+        return Err(SendError::OptedOut {
+            message: format!(
+                "{} opted out of your messages (they texted STOP, or were imported as opted out)",
+                messages[i].to
+            ),
+            field: fields[i].clone(),
+        });
+    }
     if mode == KeyMode::Live
         && let Some(quota) = tenant.settings.quotas.sends_per_day
     {
@@ -263,32 +271,6 @@ pub async fn prepare(
         }
     }
     Ok(Prepared { messages, queued, batch_id })
-}
-
-/// Refuses the request if a recipient opted out (counted as a refusal).
-async fn check_consent(
-    app: &App,
-    tenant: &TenantProfile,
-    messages: &[NewMessage],
-    fields: &[String],
-) -> Result<(), SendError> {
-    let mut by_sender: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-    for m in messages {
-        by_sender.entry(&m.from).or_default().push(m.to.clone());
-    }
-    for (from, recipients) in by_sender {
-        let refused = app.db.opted_out(&tenant.id, &recipients, from).await?;
-        let Some(first) = messages.iter().position(|m| m.from == from && refused.contains(&m.to)) else { continue };
-        app.db.bump_counter(&tenant.id, crate::tenancy::OPT_OUT_REFUSALS, 1).await?;
-        return Err(SendError::OptedOut {
-            message: format!(
-                "{} opted out of your messages (they texted STOP, or were imported as opted out)",
-                messages[first].to
-            ),
-            field: fields[first].clone(),
-        });
-    }
-    Ok(())
 }
 
 /// Commits prepared messages (with their debit and the idempotency

@@ -67,7 +67,7 @@ pub async fn run(app: Arc<App>, mut events: mpsc::UnboundedReceiver<EventRow>) {
     let reruns = Arc::new(RerunLocks::default());
     let minutes = Arc::new(MinuteCounts::default());
     loop {
-        while let Some((tenant, event)) = queue.next() {
+        while let Some((tenant, event)) = queue.start_next() {
             let (app, reruns, minutes, finished_tx) =
                 (app.clone(), reruns.clone(), minutes.clone(), finished_tx.clone());
             tokio::spawn(async move {

@@ -75,26 +75,12 @@ impl MessagingState {
 
     /// Refuses recipients who opted out (and counts the refusals).
     async fn check_consent(&self, messages: &[NewMessage]) -> wasmtime::Result<Result<(), Error>> {
-        let mut by_sender: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-        for m in messages {
-            by_sender.entry(&m.from).or_default().push(m.to.clone());
-        }
-        for (from, recipients) in by_sender {
-            let refused = self
-                .db
-                .opted_out(&self.tenant.id, &recipients, from)
-                .await
-                .map_err(|e| wasmtime::format_err!("opt-out check failed: {e}"))?;
-            if let Some(first) = refused.first() {
-                let _ = self.db.bump_counter(&self.tenant.id, crate::tenancy::OPT_OUT_REFUSALS, 1).await;
-                let who = format!("{} opted out of this tenant's messages", crate::phone::Masked(first));
-                return Ok(Err(Error::OptedOut(match messages.iter().position(|m| m.to == *first) {
-                    Some(i) if messages.len() > 1 => format!("message {i}: {who}"),
-                    _ => who,
-                })));
-            }
-        }
-        Ok(Ok(()))
+        let refused = crate::pipeline::compliance::first_opted_out(self.db.as_ref(), &self.tenant.id, messages)
+            .await
+            .map_err(|e| wasmtime::format_err!("opt-out check failed: {e}"))?;
+        let Some(i) = refused else { return Ok(Ok(())) };
+        let who = format!("{} opted out of this tenant's messages", crate::phone::Masked(&messages[i].to));
+        Ok(Err(Error::OptedOut(if messages.len() > 1 { format!("message {i}: {who}") } else { who })))
     }
 
     /// Refuses sends past the tenant's daily quota.

@@ -108,7 +108,7 @@ pub fn classify(status: CommandStatus) -> ConnectorError {
         0x0B => ConnectorError::Permanent { code: "INVALID_NUMBER".into(), message },
         0x0A => ConnectorError::Permanent { code: "INVALID_SENDER".into(), message },
         0x01 | 0x02 => ConnectorError::Permanent { code: "INVALID_MESSAGE".into(), message },
-        0x0D | 0x0E | 0x0F => ConnectorError::Permanent { code: "AUTH_FAILED".into(), message },
+        0x0D..=0x0F => ConnectorError::Permanent { code: "AUTH_FAILED".into(), message },
         _ => ConnectorError::Permanent { code: format!("SMPP_0x{raw:02X}"), message },
     }
 }

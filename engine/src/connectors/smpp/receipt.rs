@@ -58,7 +58,7 @@ impl Receipt {
 
     /// The carrier's error code, unless it says "no error".
     pub fn error_code(&self) -> Option<String> {
-        self.err.clone().filter(|e| e.trim_start_matches('0') != "")
+        self.err.clone().filter(|e| !e.trim_start_matches('0').is_empty())
     }
 }
 
