@@ -22,7 +22,8 @@
 //!
 //! - [`app`]: settings, the shared [`app::App`], tenant and plugin admin operations.
 //! - [`api`]: the HTTP API (axum). `api::router(app)` for tests, `api::run` to serve.
-//! - [`cli`]: the `switchboard` command (serve, simulate, plugin, tenant, key, number).
+//! - [`cli`]: the `switchboard` command (serve, simulate, plugin, tenant, key, number, bench).
+//! - [`bench`]: the load harness behind `switchboard bench` (engine, fake carrier, load generator).
 //! - [`runtime`]: the wasmtime host — compile cache, limits, one module per capability
 //!   (`messaging`, `kv`, `timers`, `config`, `http`, `log`, `clock`) and their registry.
 //! - [`pipeline`]: ingest (inbound), outbound (API sends), compliance, router, fair
@@ -42,6 +43,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod billing;
 pub mod cli;
 pub mod clock;

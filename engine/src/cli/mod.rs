@@ -1,6 +1,7 @@
 //! The `switchboard` command line.
 
 mod admin;
+mod bench;
 mod client;
 mod plugin;
 mod serve;
@@ -29,6 +30,8 @@ enum Command {
     Key(admin::KeyArgs),
     /// Assign numbers to tenants (admin token).
     Number(admin::NumberArgs),
+    /// Run a benchmark scenario on loopback; prints JSON lines per figure.
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the command line and runs it; errors come back as one line.
@@ -41,6 +44,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Tenant(args) => admin::tenant(args).await,
         Command::Key(args) => admin::key(args).await,
         Command::Number(args) => admin::number(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

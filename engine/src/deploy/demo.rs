@@ -42,6 +42,13 @@ pub async fn seed_if_empty(app: &App, plugins_dir: &Path) -> Result<Option<DemoT
         return Ok(None);
     }
     // Read everything first, so a missing build creates nothing half-way.
+    let plugins = read_plugins(plugins_dir)?;
+    let tenant_id = app.create_tenant("Demo").await?;
+    seed(app, tenant_id, plugins).await.map(Some)
+}
+
+/// Every `*/plugin.toml` under `plugins_dir` with its component, in name order.
+pub fn read_plugins(plugins_dir: &Path) -> Result<Vec<(Manifest, Vec<u8>)>, DemoError> {
     let mut plugins = Vec::new();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(plugins_dir)
         .map_err(|_| DemoError::NoPlugins(plugins_dir.display().to_string()))?
@@ -64,8 +71,11 @@ pub async fn seed_if_empty(app: &App, plugins_dir: &Path) -> Result<Option<DemoT
     if plugins.is_empty() {
         return Err(DemoError::NoPlugins(plugins_dir.display().to_string()));
     }
+    Ok(plugins)
+}
 
-    let tenant_id = app.create_tenant("Demo").await?;
+/// Continues [`seed_if_empty`] once the plugins are read.
+async fn seed(app: &App, tenant_id: String, plugins: Vec<(Manifest, Vec<u8>)>) -> Result<DemoTenant, DemoError> {
     app.add_number(&tenant_id, DEMO_NUMBER, "simulator", true).await?;
     let mut names = Vec::new();
     for (manifest, wasm) in &plugins {
@@ -78,5 +88,5 @@ pub async fn seed_if_empty(app: &App, plugins_dir: &Path) -> Result<Option<DemoT
     let key_file = app.settings.data_dir.join(DEMO_KEY_FILE);
     crate::secrets::write_private(&key_file, &api_key)
         .map_err(|e| DemoError::KeyFile { path: key_file.display().to_string(), error: e.to_string() })?;
-    Ok(Some(DemoTenant { tenant_id, api_key, key_file, plugins: names }))
+    Ok(DemoTenant { tenant_id, api_key, key_file, plugins: names })
 }

@@ -1,0 +1,90 @@
+//! Micro-benchmarks of the hot pieces: `cargo bench -p switchboard`.
+//!
+//! - GSM-7 / UCS-2 encoding and segmentation (every send is analysed).
+//! - Keyword routing over a directory of 1,000 tenants.
+//! - Webhook signature computation (every status callback is signed).
+//! - Plugin invocation: a fresh instance of the keyword-reply component
+//!   and its `on-inbound` (needs the plugins built: `make plugins`).
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::path::PathBuf;
+use switchboard::directory::Snapshot;
+use switchboard::pipeline::router;
+use switchboard::sms::encoding::{self, EncodingChoice};
+
+fn encoding(c: &mut Criterion) {
+    let texts = [
+        ("gsm7_short", "Your code is 123456".to_string()),
+        ("gsm7_long_with_escapes", "Price: 10€ [promo] {today} only! ".repeat(12)),
+        ("ucs2_emoji", "Votre rendez-vous est confirmé 👍 à 9h30 — à bientôt ".repeat(5)),
+    ];
+    let mut group = c.benchmark_group("encoding");
+    for (name, text) in &texts {
+        group.bench_with_input(BenchmarkId::new("analyze", name), text, |b, t| {
+            b.iter(|| encoding::analyze(black_box(t), EncodingChoice::Auto).map(|a| a.segments))
+        });
+        let enc = encoding::analyze(text, EncodingChoice::Auto).expect("encodable").encoding;
+        group.bench_with_input(BenchmarkId::new("split", name), text, |b, t| {
+            b.iter(|| encoding::split(black_box(t), enc).len())
+        });
+    }
+    group.finish();
+}
+
+fn routing(c: &mut Criterion) {
+    let mut snapshot = Snapshot::default();
+    for t in 0..1000 {
+        let tenant = format!("tnt_{t}");
+        for (k, word) in ["HOURS", "STATUS", "MENU", "PRICE"].iter().enumerate() {
+            snapshot.keywords.insert((tenant.clone(), word.to_string()), vec![format!("plg_{t}_{k}")]);
+        }
+        snapshot.catch_all.insert(tenant, vec![format!("plg_{t}_all")]);
+    }
+    let mut group = c.benchmark_group("routing");
+    group.bench_function("keyword_hit", |b| {
+        b.iter(|| router::plugins_for_inbound(&snapshot, black_box("tnt_517"), black_box("hours please")))
+    });
+    group.bench_function("catch_all", |b| {
+        b.iter(|| router::plugins_for_inbound(&snapshot, black_box("tnt_517"), black_box("where is my parcel?")))
+    });
+    group.finish();
+}
+
+fn signature(c: &mut Criterion) {
+    let secret = switchboard::secrets::generate_webhook_secret();
+    let body = serde_json::json!({
+        "id": "msg_01JABCDEF", "status": "delivered", "to": "+15551234567",
+        "from": "+15550000000", "segments": 1, "error_code": null, "at": "2026-11-23T10:00:00Z"
+    })
+    .to_string();
+    c.bench_function("webhook_signature", |b| {
+        b.iter(|| {
+            switchboard::secrets::webhook_signature(&secret, black_box(1_795_000_000), black_box(body.as_bytes()))
+        })
+    });
+}
+
+fn invocation(c: &mut Criterion) {
+    let plugins_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let opts = switchboard::bench::Options { messages: 1, connections: 1, plugins_dir, tenants: 1 };
+    let bench = match rt.block_on(switchboard::bench::invoke::Bench::start(&opts)) {
+        Ok(bench) => bench,
+        Err(e) => {
+            eprintln!("skipping plugin invocation (build the plugins with `make plugins`): {e:#}");
+            return;
+        }
+    };
+    let mut i = 0;
+    c.bench_function("plugin_invocation_keyword_reply", |b| {
+        b.iter(|| {
+            i += 1;
+            rt.block_on(bench.invoke_once(i)).expect("invocation")
+        })
+    });
+    rt.block_on(bench.stop());
+}
+
+criterion_group!(benches, encoding, routing, signature, invocation);
+criterion_main!(benches);

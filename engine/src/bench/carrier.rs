@@ -1,0 +1,71 @@
+//! A fake carrier for benchmarks: an HTTP gateway (the generic `http`
+//! connector's wire format) that accepts every send at once and records
+//! when each recipient's message arrived.
+
+use axum::extract::State;
+use axum::routing::post;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+#[derive(Default)]
+struct Arrivals {
+    /// (recipient, when it arrived)
+    log: Mutex<Vec<(String, Instant)>>,
+    count: AtomicUsize,
+}
+
+pub struct FakeCarrier {
+    /// Where the connector posts messages.
+    pub url: String,
+    arrivals: Arc<Arrivals>,
+    counted: watch::Receiver<usize>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    arrivals: Arc<Arrivals>,
+    counted: Arc<watch::Sender<usize>>,
+}
+
+async fn accept(State(s): State<Shared>, body: Bytes) -> axum::Json<serde_json::Value> {
+    let at = Instant::now();
+    let to = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("to").and_then(|t| t.as_str()).map(str::to_string))
+        .unwrap_or_default();
+    s.arrivals.log.lock().expect("arrivals").push((to, at));
+    let n = s.arrivals.count.fetch_add(1, Ordering::SeqCst) + 1;
+    s.counted.send_replace(n);
+    axum::Json(serde_json::json!({ "id": format!("fc-{n}") }))
+}
+
+impl FakeCarrier {
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/send", listener.local_addr()?);
+        let arrivals = Arc::new(Arrivals::default());
+        let (tx, counted) = watch::channel(0);
+        let shared = Shared { arrivals: arrivals.clone(), counted: Arc::new(tx) };
+        let app = axum::Router::new().route("/send", post(accept)).with_state(shared);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(FakeCarrier { url, arrivals, counted })
+    }
+
+    /// Waits until `n` messages have arrived in all; false on timeout.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
+        let mut rx = self.counted.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// What arrived so far, forgotten here.
+    pub fn take(&self) -> Vec<(String, Instant)> {
+        let taken = std::mem::take(&mut *self.arrivals.log.lock().expect("arrivals"));
+        self.arrivals.count.store(0, Ordering::SeqCst);
+        taken
+    }
+}

@@ -1,0 +1,117 @@
+//! `invoke`: one plugin invocation alone — a fresh instance of the
+//! keyword-reply component and its `on-inbound`, host calls included
+//! (config, the reply's validation) — against the same logic as a native
+//! Rust function.
+
+use super::load::quantile;
+use super::{Env, Figure, NUMBER, Options, customer};
+use crate::runtime::bindings::InboundMessage;
+use crate::runtime::{InvocationContext, Trigger};
+use crate::sms::encoding::{self, EncodingChoice};
+use std::collections::HashMap;
+use std::time::Instant;
+
+#[derive(serde::Deserialize)]
+struct Config {
+    #[serde(default)]
+    replies: HashMap<String, String>,
+    #[serde(default)]
+    default_reply: Option<String>,
+}
+
+/// What the keyword-reply plugin and the host do for one message, natively:
+/// read the configuration, pick the reply, validate and measure it.
+fn native_keyword_reply(config_json: &str, message: &InboundMessage) -> Option<(String, String, usize)> {
+    let config: Config = serde_json::from_str(config_json).ok()?;
+    let word = crate::pipeline::router::keyword_of(&message.body);
+    let reply = config
+        .replies
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(&word))
+        .map(|(_, r)| r.clone())
+        .or(config.default_reply)?;
+    let to = crate::phone::normalize(&message.from, None).ok()?;
+    let segments = encoding::analyze(&reply, EncodingChoice::Auto).ok()?.segments;
+    Some((to, reply, segments))
+}
+
+fn message(i: usize) -> InboundMessage {
+    InboundMessage {
+        id: format!("msg_{i}"),
+        from: customer(i),
+        to: NUMBER.to_string(),
+        body: "HOURS".to_string(),
+        received_at: 0,
+    }
+}
+
+/// The keyword-reply plugin loaded in an engine, ready to invoke.
+pub struct Bench {
+    env: Env,
+    plugin: std::sync::Arc<crate::runtime::LoadedPlugin>,
+    tenant: std::sync::Arc<crate::directory::TenantProfile>,
+    config_json: String,
+}
+
+impl Bench {
+    pub async fn start(opts: &Options) -> anyhow::Result<Bench> {
+        let env = Env::start(opts, &["keyword-reply"]).await?;
+        let snapshot = env.app.directory.snapshot();
+        let entry = snapshot
+            .plugins
+            .values()
+            .find(|p| p.row.name == "keyword-reply")
+            .ok_or_else(|| anyhow::anyhow!("keyword-reply is not deployed"))?
+            .clone();
+        let tenant = snapshot.tenants[&env.tenant].clone();
+        let plugin = env.app.runtime.load(&entry.row).await?;
+        Ok(Bench { env, plugin, tenant, config_json: entry.row.config_json.clone() })
+    }
+
+    /// One invocation (fresh instance, `on-inbound`) for message `i`.
+    pub async fn invoke_once(&self, i: usize) -> anyhow::Result<()> {
+        let ctx = InvocationContext { tenant: self.tenant.clone(), event_id: format!("evt_{i}"), in_reply_to: None };
+        let outcome = self.env.app.runtime.invoke(&self.plugin, ctx, Trigger::Inbound(message(i))).await;
+        let effects = outcome.result.map_err(|e| anyhow::anyhow!("invocation failed: {e}"))?;
+        anyhow::ensure!(effects.sends.len() == 1, "the plugin did not reply");
+        Ok(())
+    }
+
+    pub async fn stop(self) {
+        self.env.stop().await;
+    }
+}
+
+pub async fn run(opts: &Options) -> anyhow::Result<Vec<Figure>> {
+    let bench = Bench::start(opts).await?;
+    let n = opts.messages;
+    let mut wasm_us = Vec::with_capacity(n);
+    for i in 0..n + 1000 {
+        let started = Instant::now();
+        bench.invoke_once(i).await?;
+        if i >= 1000 {
+            wasm_us.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    let mut native_us = Vec::with_capacity(n);
+    for i in 0..n + 1000 {
+        let m = message(i);
+        let started = Instant::now();
+        let reply = std::hint::black_box(native_keyword_reply(&bench.config_json, std::hint::black_box(&m)));
+        let took = started.elapsed();
+        anyhow::ensure!(reply.is_some(), "no native reply");
+        if i >= 1000 {
+            native_us.push(took.as_secs_f64() * 1e6);
+        }
+    }
+    bench.stop().await;
+
+    let wasm_median = quantile(&mut wasm_us, 0.5);
+    let native_median = quantile(&mut native_us, 0.5);
+    Ok(vec![
+        Figure::new("invoke", "wasm_p50", wasm_median, "us"),
+        Figure::new("invoke", "wasm_p99", quantile(&mut wasm_us, 0.99), "us"),
+        Figure::new("invoke", "native_p50", native_median, "us"),
+        Figure::new("invoke", "wasm_to_native", wasm_median / native_median, "ratio"),
+    ])
+}

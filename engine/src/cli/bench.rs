@@ -1,0 +1,79 @@
+//! `switchboard bench <scenario>`: see [`crate::bench`].
+
+use crate::bench::{self, Figure, Options, traffic::Kind};
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Scenario {
+    /// Inbound webhooks → keyword plugin → replies at a fake carrier
+    Keyword,
+    /// POST /v1/messages → a fake carrier
+    Send,
+    /// One plugin invocation in a fresh instance, against native code
+    Invoke,
+    /// 1,000 tenants × 3 plugins: memory, startup, spread traffic
+    Tenants,
+    /// 100,000 reminders due at one instant
+    Timers,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    scenario: Scenario,
+    /// Messages (events, invocations) per run [default: 20,000; timers 100,000]
+    #[arg(long)]
+    messages: Option<usize>,
+    /// Load generator connections
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Tenants for the `tenants` scenario
+    #[arg(long, default_value_t = 1000)]
+    tenants: usize,
+    /// Runs; the figures reported are the medians
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Where the plugins' manifests are (built components next to them)
+    #[arg(long, default_value = "plugins")]
+    plugins_dir: PathBuf,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let default_messages = match args.scenario {
+        Scenario::Timers => 100_000,
+        _ => 20_000,
+    };
+    let opts = Options {
+        messages: args.messages.unwrap_or(default_messages).max(1),
+        connections: args.connections.max(1),
+        plugins_dir: args.plugins_dir,
+        tenants: args.tenants.max(1),
+    };
+    let mut runs = Vec::new();
+    for run in 1..=args.runs.max(1) {
+        let figures = match args.scenario {
+            Scenario::Keyword => bench::traffic::run(Kind::Keyword, &opts).await?,
+            Scenario::Send => bench::traffic::run(Kind::Send, &opts).await?,
+            Scenario::Invoke => bench::invoke::run(&opts).await?,
+            Scenario::Tenants => bench::tenants::run(&opts).await?,
+            Scenario::Timers => bench::timers::run(&opts).await?,
+        };
+        summary(&format!("run {run}"), &figures);
+        runs.push(figures);
+    }
+    let medians = bench::medians(&runs);
+    for f in &medians {
+        println!("{}", serde_json::to_string(f)?);
+    }
+    if runs.len() > 1 {
+        summary(&format!("median of {} runs", runs.len()), &medians);
+    }
+    Ok(())
+}
+
+fn summary(title: &str, figures: &[Figure]) {
+    eprintln!("{title}:");
+    for f in figures {
+        eprintln!("  {:<10} {:<32} {:>12.2} {}", f.scenario, f.metric, f.value, f.unit);
+    }
+}
