@@ -10,7 +10,62 @@ pub struct InvalidNumber(pub String);
 
 /// Parses `raw` into E.164 (`+15551234567`). Numbers without a leading `+`
 /// are read in `default_region` (ISO 3166 alpha-2) when one is given.
+///
+/// Input already in E.164 form takes a shortcut; other results are
+/// remembered (a bounded cache), as parsing with libphonenumber's metadata
+/// costs tens of microseconds and the same numbers come back again and again.
 pub fn normalize(raw: &str, default_region: Option<&str>) -> Result<String, InvalidNumber> {
+    if let Some(number) = canonical_e164(raw) {
+        return Ok(number.to_string());
+    }
+    static CACHE: std::sync::LazyLock<
+        quick_cache::sync::Cache<(String, Option<String>), Result<String, InvalidNumber>>,
+    > = std::sync::LazyLock::new(|| quick_cache::sync::Cache::new(NORMALIZED_CACHE_ENTRIES));
+    let key = (raw.to_string(), default_region.map(str::to_string));
+    if let Some(hit) = CACHE.get(&key) {
+        return hit;
+    }
+    let result = parse_e164(raw, default_region);
+    CACHE.insert(key, result.clone());
+    result
+}
+
+/// Numbers [`normalize`] remembers.
+const NORMALIZED_CACHE_ENTRIES: usize = 100_000;
+
+/// `raw` when it already is a plausible E.164 number — `+`, a known country
+/// calling code, a national number of a possible length for it (not
+/// starting with 0) — which is what carriers and API clients send almost
+/// always. Anything else goes through the full parser.
+fn canonical_e164(raw: &str) -> Option<&str> {
+    let digits = raw.strip_prefix('+')?;
+    if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Calling codes are prefix-free: at most one of these is assigned.
+    let (code, national) = (1..=3).find_map(|n| {
+        let code: u16 = digits[..n].parse().ok()?;
+        phonenumber::metadata::DATABASE.by_code(&code).map(|_| (code, &digits[n..]))
+    })?;
+    if national.starts_with('0') || !possible_length(code, national.len() as u16) {
+        return None;
+    }
+    Some(raw)
+}
+
+fn possible_length(code: u16, length: u16) -> bool {
+    phonenumber::metadata::DATABASE.by_code(&code).is_some_and(|metas| {
+        metas.iter().any(|m| {
+            let d = m.descriptors();
+            [d.fixed_line(), d.mobile(), d.toll_free(), d.voip(), d.personal_number()]
+                .into_iter()
+                .flatten()
+                .any(|desc| desc.possible_length().contains(&length))
+        })
+    })
+}
+
+fn parse_e164(raw: &str, default_region: Option<&str>) -> Result<String, InvalidNumber> {
     let trimmed = raw.trim();
     let region = default_region.and_then(|r| r.to_ascii_uppercase().parse::<country::Id>().ok());
     let parsed = phonenumber::parse(region, trimmed).map_err(|_| InvalidNumber(raw.to_string()))?;
@@ -28,15 +83,7 @@ fn is_plausible(number: &phonenumber::PhoneNumber) -> bool {
         return true;
     }
     let length = number.national().value().to_string().len() as u16;
-    phonenumber::metadata::DATABASE.by_code(&number.code().value()).is_some_and(|metas| {
-        metas.iter().any(|m| {
-            let d = m.descriptors();
-            [d.fixed_line(), d.mobile(), d.toll_free(), d.voip(), d.personal_number()]
-                .into_iter()
-                .flatten()
-                .any(|desc| desc.possible_length().contains(&length))
-        })
-    })
+    possible_length(number.code().value(), length)
 }
 
 /// A number for logs: country code and last two digits only.
@@ -79,6 +126,35 @@ mod tests {
         assert!(normalize("5551234567", None).is_err(), "no region and no +");
         assert!(normalize("+1555123", None).is_err(), "too short for +1");
         assert!(normalize("+15550000000", None).is_ok(), "the fiction range has a possible length");
+    }
+
+    #[test]
+    fn the_e164_shortcut_agrees_with_the_parser() {
+        let numbers = [
+            "+15551234567",
+            "+447911123456",
+            "+4915112345678",
+            "+33612345678",
+            "+393123456789",
+            "+61412345678",
+            "+8613812345678",
+            "+5511912345678",
+            "+27821234567",
+            "+97150123456",
+            "+12",
+            "+999123456789",
+            "+1555123",
+            "+4407911123456",
+            "+35312345",
+            "+80012345678",
+        ];
+        for n in numbers {
+            if canonical_e164(n).is_some() {
+                assert_eq!(parse_e164(n, None).as_deref(), Ok(n), "{n}");
+            }
+        }
+        assert!(canonical_e164("+15551234567").is_some(), "the common case takes the shortcut");
+        assert!(canonical_e164("+4407911123456").is_none(), "a national prefix goes to the parser");
     }
 
     #[test]

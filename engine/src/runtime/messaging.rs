@@ -36,10 +36,38 @@ pub struct MessagingState {
     pub(super) db: Arc<dyn crate::store::Database>,
     /// The balance, read when the first priced message is sent.
     pub(super) balance: Option<i64>,
+    pub(super) balances: Arc<BalanceCache>,
     /// The tenant's quota of live sends per UTC day.
     pub(super) sends_per_day: Option<i64>,
     /// Sends committed today, read at the first send when there is a quota.
     pub(super) sent_today: Option<i64>,
+}
+
+/// Balances read recently, per tenant, so that not every invocation reads
+/// its tenant's account. Only ever trusted to *admit* a message: the
+/// commit debits under the real balance, and when that fails the worker
+/// [forgets](BalanceCache::forget) the tenant's entry and re-runs the
+/// invocation, which then reads the real balance. A cached balance too low
+/// for a message is never trusted either (the tenant may have topped up).
+#[derive(Default)]
+pub struct BalanceCache(std::sync::Mutex<std::collections::HashMap<String, (i64, std::time::Instant)>>);
+
+/// How long a read balance is reused.
+const BALANCE_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl BalanceCache {
+    fn recent(&self, tenant_id: &str) -> Option<i64> {
+        let map = self.0.lock().expect("balance cache");
+        map.get(tenant_id).filter(|(_, at)| at.elapsed() < BALANCE_FRESH_FOR).map(|(b, _)| *b)
+    }
+
+    fn remember(&self, tenant_id: &str, balance: i64) {
+        self.0.lock().expect("balance cache").insert(tenant_id.to_string(), (balance, std::time::Instant::now()));
+    }
+
+    pub fn forget(&self, tenant_id: &str) {
+        self.0.lock().expect("balance cache").remove(tenant_id);
+    }
 }
 
 impl MessagingState {
@@ -49,20 +77,24 @@ impl MessagingState {
         if price == 0 {
             return Ok(Ok(()));
         }
+        let spent: i64 = self.sends.iter().map(|m| m.price).sum();
         let balance = match self.balance {
             Some(b) => b,
-            None => {
-                let account = self
-                    .db
-                    .account(&self.tenant.id)
-                    .await
-                    .map_err(|e| wasmtime::format_err!("balance read failed: {e}"))?;
-                let b = account.map_or(0, |a| a.balance);
-                self.balance = Some(b);
-                b
-            }
+            None => match self.balances.recent(&self.tenant.id).filter(|b| spent + price <= *b) {
+                Some(b) => b,
+                None => {
+                    let account = self
+                        .db
+                        .account(&self.tenant.id)
+                        .await
+                        .map_err(|e| wasmtime::format_err!("balance read failed: {e}"))?;
+                    let b = account.map_or(0, |a| a.balance);
+                    self.balances.remember(&self.tenant.id, b);
+                    b
+                }
+            },
         };
-        let spent: i64 = self.sends.iter().map(|m| m.price).sum();
+        self.balance = Some(balance);
         if spent + price > balance {
             return Ok(Err(Error::QuotaExceeded(format!(
                 "insufficient balance: {} needed, {} left",

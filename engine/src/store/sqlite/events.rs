@@ -3,7 +3,7 @@ use crate::clock::Millis;
 use crate::store::*;
 use async_trait::async_trait;
 use sqlx::sqlite::{Sqlite, SqliteRow};
-use sqlx::{Acquire, QueryBuilder, Row, SqliteConnection};
+use sqlx::{QueryBuilder, Row, SqliteConnection};
 
 const EVENT_COLUMNS: &str = "id, tenant_id, plugin_id, kind, name, payload, message_id, attempts, created_at";
 
@@ -96,7 +96,7 @@ pub(super) async fn insert_event_rows(
 
 pub(super) async fn insert_outbox(
     conn: &mut SqliteConnection,
-    messages: &[NewMessage],
+    messages: &[&NewMessage],
     lease: &Lease,
 ) -> StoreResult<()> {
     for chunk in messages.chunks(INSERT_CHUNK) {
@@ -119,189 +119,6 @@ pub(super) async fn insert_outbox(
         q.build().execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-async fn record_invocation(conn: &mut SqliteConnection, r: &InvocationRecord) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO invocations (tenant_id, plugin_id, version_id, event_id, trigger, started_at, duration_us, \
-         fuel_used, memory_peak, outcome, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&r.tenant_id)
-    .bind(&r.plugin_id)
-    .bind(&r.version_id)
-    .bind(&r.event_id)
-    .bind(r.trigger)
-    .bind(r.started_at)
-    .bind(r.duration_us)
-    .bind(r.fuel_used)
-    .bind(r.memory_peak)
-    .bind(r.outcome)
-    .bind(&r.error)
-    .execute(&mut *conn)
-    .await?;
-    if !r.logs.is_empty() {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO plugin_logs (tenant_id, plugin_id, event_id, level, message, at) ");
-        q.push_values(&r.logs, |mut b, l| {
-            b.push_bind(&r.tenant_id)
-                .push_bind(&r.plugin_id)
-                .push_bind(&r.event_id)
-                .push_bind(l.level)
-                .push_bind(&l.message)
-                .push_bind(l.at);
-        });
-        q.build().execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// Counts a failed invocation; suspends the plugin (returning true) when
-/// it failed `suspend_after` times in a row.
-async fn count_failure(conn: &mut SqliteConnection, c: &EventCompletion) -> StoreResult<bool> {
-    let failures: i64 = sqlx::query_scalar(
-        "UPDATE plugins SET consecutive_failures = consecutive_failures + 1 WHERE id = ? RETURNING consecutive_failures",
-    )
-    .bind(&c.plugin_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    if c.suspend_after == 0 || failures < c.suspend_after as i64 {
-        return Ok(false);
-    }
-    let reason = format!(
-        "suspended after {failures} failed invocations in a row; last error: {}",
-        c.record.error.as_deref().unwrap_or("unknown")
-    );
-    let n =
-        sqlx::query("UPDATE plugins SET status = 'suspended', status_reason = ? WHERE id = ? AND status = 'active'")
-            .bind(&reason)
-            .bind(&c.plugin_id)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-    Ok(n > 0)
-}
-
-/// Whether the event is still ours to complete: pending, leased to us, and
-/// at the attempt we ran (a re-claimed copy of the same attempt loses).
-async fn still_ours(conn: &mut SqliteConnection, c: &EventCompletion) -> StoreResult<bool> {
-    let row = sqlx::query("SELECT status, lease_owner, attempts FROM events WHERE id = ?")
-        .bind(&c.event_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(match row {
-        Some(r) => {
-            r.get::<String, _>(0) == "pending"
-                && r.get::<Option<String>, _>(1).as_deref() == Some(c.lease_owner.as_str())
-                && r.get::<i64, _>(2) == c.attempt as i64
-        }
-        None => false,
-    })
-}
-
-/// Optimistic concurrency check: every key the invocation read still has
-/// the version it saw.
-async fn reads_still_valid(conn: &mut SqliteConnection, c: &EventCompletion, effects: &Effects) -> StoreResult<bool> {
-    for (key, seen) in &effects.kv_reads {
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM kv WHERE tenant_id = ? AND plugin_id = ? AND key = ?")
-                .bind(&c.tenant_id)
-                .bind(&c.plugin_id)
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await?;
-        if current.unwrap_or(0) != *seen {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// Applies an invocation's effects; `false` if the tenant's balance cannot
-/// pay for its messages (the caller rolls back and re-runs the invocation,
-/// which then sees the balance and is refused).
-async fn apply_effects(
-    conn: &mut SqliteConnection,
-    c: &EventCompletion,
-    effects: &Effects,
-    now: Millis,
-) -> StoreResult<bool> {
-    for m in effects.sends.iter().filter(|m| m.price > 0) {
-        let debited = super::status::ledger_entry(
-            conn,
-            super::status::Entry {
-                tenant_id: &c.tenant_id,
-                amount: -m.price,
-                kind: "debit",
-                message_id: Some(&m.id),
-                note: None,
-                at: now,
-            },
-            true,
-        )
-        .await?;
-        if debited.is_none() {
-            return Ok(false);
-        }
-    }
-    for (key, value) in &effects.kv_writes {
-        match value {
-            Some(value) => {
-                sqlx::query(
-                    "INSERT INTO kv (tenant_id, plugin_id, key, value, version, updated_at) VALUES (?, ?, ?, ?, 1, ?) \
-                     ON CONFLICT (tenant_id, plugin_id, key) DO UPDATE SET value = excluded.value, \
-                     version = kv.version + 1, updated_at = excluded.updated_at",
-                )
-                .bind(&c.tenant_id)
-                .bind(&c.plugin_id)
-                .bind(key)
-                .bind(value)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM kv WHERE tenant_id = ? AND plugin_id = ? AND key = ?")
-                    .bind(&c.tenant_id)
-                    .bind(&c.plugin_id)
-                    .bind(key)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-    }
-    if !effects.sends.is_empty() {
-        let refs: Vec<&NewMessage> = effects.sends.iter().collect();
-        insert_messages(conn, &refs).await?;
-        insert_outbox(conn, &effects.sends, &c.outbox_lease).await?;
-    }
-    for op in &effects.timer_ops {
-        match op {
-            TimerOp::Schedule { key, due_at, payload } => {
-                sqlx::query(
-                    "INSERT INTO timers (tenant_id, plugin_id, key, due_at, payload, created_at) VALUES (?, ?, ?, ?, ?, ?) \
-                     ON CONFLICT (tenant_id, plugin_id, key) DO UPDATE SET due_at = excluded.due_at, \
-                     payload = excluded.payload, created_at = excluded.created_at",
-                )
-                .bind(&c.tenant_id)
-                .bind(&c.plugin_id)
-                .bind(key)
-                .bind(due_at)
-                .bind(payload)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            }
-            TimerOp::Cancel { key } => {
-                sqlx::query("DELETE FROM timers WHERE tenant_id = ? AND plugin_id = ? AND key = ?")
-                    .bind(&c.tenant_id)
-                    .bind(&c.plugin_id)
-                    .bind(key)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-    }
-    Ok(true)
 }
 
 #[async_trait]
@@ -338,6 +155,7 @@ impl Events for SqliteStore {
         for b in &accepted {
             match &b.consent {
                 Some(ConsentChange::OptOut(row)) => {
+                    self.opt_outs.add(&b.message.tenant_id, &row.recipient);
                     super::governance::insert_opt_out(&mut tx, &b.message.tenant_id, row).await?;
                 }
                 Some(ConsentChange::OptIn { recipient, scope }) => {
@@ -355,6 +173,7 @@ impl Events for SqliteStore {
         }
         insert_messages(&mut tx, &messages).await?;
         if !confirmations.is_empty() {
+            let confirmations: Vec<&NewMessage> = confirmations.iter().collect();
             insert_outbox(&mut tx, &confirmations, &batch[0].lease).await?;
         }
         // Events of one batch share the accepting node's lease.
@@ -399,85 +218,7 @@ impl Events for SqliteStore {
 
     async fn complete_events(&self, completions: &[EventCompletion]) -> StoreResult<Vec<CompletionResult>> {
         let mut tx = self.writer.begin().await?;
-        let mut results = Vec::with_capacity(completions.len());
-        for c in completions {
-            let now = c.record.started_at + c.record.duration_us / 1000;
-            if !still_ours(&mut tx, c).await? {
-                results.push(CompletionResult::LeaseLost);
-                continue;
-            }
-            match &c.completion {
-                Completion::Succeeded(effects) => {
-                    if !reads_still_valid(&mut tx, c, effects).await? {
-                        results.push(CompletionResult::Conflict);
-                        continue;
-                    }
-                    // A savepoint, so an unpayable completion undoes only itself.
-                    let mut sp = (&mut *tx).begin().await?;
-                    if !apply_effects(&mut sp, c, effects, now).await? {
-                        drop(sp);
-                        results.push(CompletionResult::Conflict);
-                        continue;
-                    }
-                    sp.commit().await?;
-                    sqlx::query(
-                        "UPDATE events SET status = 'done', attempts = attempts + 1, lease_owner = NULL, \
-                         lease_until = NULL, last_error = NULL, updated_at = ? WHERE id = ?",
-                    )
-                    .bind(now)
-                    .bind(&c.event_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    if c.record.outcome == "ok" {
-                        sqlx::query(
-                            "UPDATE plugins SET consecutive_failures = 0 WHERE id = ? AND consecutive_failures > 0",
-                        )
-                        .bind(&c.plugin_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    results.push(CompletionResult::Committed {
-                        outbox: outbox_items(&effects.sends),
-                        timers_changed: !effects.timer_ops.is_empty(),
-                        suspended: false,
-                    });
-                }
-                Completion::Failed { error, retry_at } => {
-                    sqlx::query(
-                        "UPDATE events SET status = ?, attempts = attempts + 1, run_at = COALESCE(?, run_at), \
-                         lease_owner = NULL, lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?",
-                    )
-                    .bind(if retry_at.is_some() { "pending" } else { "dead" })
-                    .bind(retry_at)
-                    .bind(error)
-                    .bind(now)
-                    .bind(&c.event_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    let suspended = c.record.outcome != "not_run" && count_failure(&mut tx, c).await?;
-                    results.push(CompletionResult::Committed { outbox: Vec::new(), timers_changed: false, suspended });
-                }
-                Completion::Deferred { until, reason } => {
-                    sqlx::query(
-                        "UPDATE events SET run_at = ?, lease_owner = NULL, lease_until = NULL, last_error = ?, \
-                         updated_at = ? WHERE id = ?",
-                    )
-                    .bind(until)
-                    .bind(reason)
-                    .bind(now)
-                    .bind(&c.event_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    results.push(CompletionResult::Committed {
-                        outbox: Vec::new(),
-                        timers_changed: false,
-                        suspended: false,
-                    });
-                    continue;
-                }
-            }
-            record_invocation(&mut tx, &c.record).await?;
-        }
+        let results = super::completions::complete(&mut tx, completions).await?;
         tx.commit().await?;
         Ok(results)
     }

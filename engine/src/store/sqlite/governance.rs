@@ -6,6 +6,40 @@ use async_trait::async_trait;
 use sqlx::sqlite::Sqlite;
 use sqlx::{QueryBuilder, Row};
 
+/// Which (tenant, recipient) pairs have any opt-out, in memory, so that the
+/// check every send makes needs no query for the many recipients who never
+/// opted out. Pairs are added before the transaction that stores them
+/// commits and never removed (an opt-in leaves a stale entry, which only
+/// costs a query): the index may over-report, never under-report. One
+/// process owns a SQLite database, so every opt-out passes through here.
+#[derive(Default)]
+pub(super) struct OptOutIndex(std::sync::RwLock<std::collections::HashSet<u64>>);
+
+impl OptOutIndex {
+    fn key(tenant_id: &str, recipient: &str) -> u64 {
+        use std::hash::BuildHasher;
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one((tenant_id, recipient))
+    }
+
+    pub(super) async fn load(reader: &sqlx::SqlitePool) -> StoreResult<Self> {
+        let index = OptOutIndex::default();
+        let rows = sqlx::query("SELECT tenant_id, recipient FROM opt_outs").fetch_all(reader).await?;
+        let mut set = index.0.write().expect("opt-out index");
+        set.extend(rows.iter().map(|r| Self::key(r.get(0), r.get(1))));
+        drop(set);
+        Ok(index)
+    }
+
+    pub(super) fn add(&self, tenant_id: &str, recipient: &str) {
+        self.0.write().expect("opt-out index").insert(Self::key(tenant_id, recipient));
+    }
+
+    fn may_have(&self, tenant_id: &str, recipient: &str) -> bool {
+        self.0.read().expect("opt-out index").contains(&Self::key(tenant_id, recipient))
+    }
+}
+
 pub(super) const PLUGIN_VERSION_SELECT: &str = "SELECT p.id, p.tenant_id, p.name, p.status, v.id, v.version, \
     v.component_hash, v.manifest, v.config, p.status_reason, v.created_at FROM plugins p JOIN plugin_versions v";
 
@@ -160,6 +194,7 @@ impl Governance for SqliteStore {
 
     async fn opted_out(&self, tenant_id: &str, recipients: &[String], number: &str) -> StoreResult<Vec<String>> {
         let mut found = Vec::new();
+        let recipients: Vec<&String> = recipients.iter().filter(|r| self.opt_outs.may_have(tenant_id, r)).collect();
         for chunk in recipients.chunks(500) {
             let mut q: QueryBuilder<Sqlite> =
                 QueryBuilder::new("SELECT DISTINCT recipient FROM opt_outs WHERE tenant_id = ");
@@ -202,6 +237,7 @@ impl Governance for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let mut added = 0;
         for r in rows {
+            self.opt_outs.add(tenant_id, &r.recipient);
             added += insert_opt_out(&mut tx, tenant_id, r).await?;
         }
         tx.commit().await?;

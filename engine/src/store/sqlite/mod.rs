@@ -7,6 +7,7 @@
 //! commit): one fsync costs far more than the rows it carries.
 
 mod accounts;
+mod completions;
 mod events;
 mod governance;
 mod outbound;
@@ -26,6 +27,7 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    opt_outs: governance::OptOutIndex,
 }
 
 impl SqliteStore {
@@ -52,7 +54,8 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { writer, reader })
+        let opt_outs = governance::OptOutIndex::load(&reader).await?;
+        Ok(SqliteStore { writer, reader, opt_outs })
     }
 }
 

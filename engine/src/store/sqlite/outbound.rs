@@ -60,7 +60,8 @@ impl SqliteStore {
         }
         let refs: Vec<&NewMessage> = req.messages.iter().collect();
         insert_messages(&mut sp, &refs).await?;
-        insert_outbox(&mut sp, &req.messages, &req.lease).await?;
+        let messages: Vec<&NewMessage> = req.messages.iter().collect();
+        insert_outbox(&mut sp, &messages, &req.lease).await?;
         sp.commit().await?;
         Ok(OutboundResult::Accepted { due_now: outbox_items(&req.messages) })
     }

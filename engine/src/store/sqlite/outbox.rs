@@ -1,10 +1,96 @@
-use super::status::{refund, status_changed};
+use super::INSERT_CHUNK;
+use super::status::{StatusChange, refund, status_changed, statuses_changed};
 use super::{SqliteStore, events::insert_event_rows};
 use crate::clock::Millis;
 use crate::store::*;
 use async_trait::async_trait;
 use sqlx::sqlite::Sqlite;
 use sqlx::{QueryBuilder, Row, SqliteConnection};
+
+/// Messages the carrier accepted: their status, parts and history, their
+/// outbox rows gone, and any reports that overtook the answer applied —
+/// a handful of statements for the whole batch.
+async fn record_sent(
+    conn: &mut SqliteConnection,
+    sent: &[(&SendResult, &[String])],
+    events: &mut Vec<NewEvent>,
+    changes: &mut Vec<(String, MessageStatus)>,
+) -> StoreResult<()> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(id, provider_id, connector, at) AS (");
+    q.push_values(sent, |mut b, (r, provider_ids)| {
+        b.push_bind(&r.message_id).push_bind(provider_ids.first()).push_bind(&r.connector).push_bind(r.at);
+    });
+    q.push(
+        ") UPDATE messages SET provider_id = v.provider_id, connector = v.connector, \
+         status = CASE WHEN messages.status_rank < 2 THEN 'sent' ELSE messages.status END, \
+         status_rank = MAX(messages.status_rank, 2), updated_at = v.at FROM v WHERE messages.id = v.id",
+    );
+    q.build().execute(&mut *conn).await?;
+
+    let parts: Vec<(&SendResult, usize, &String)> =
+        sent.iter().flat_map(|(r, ids)| ids.iter().enumerate().map(move |(i, id)| (*r, i + 1, id))).collect();
+    for chunk in parts.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT OR REPLACE INTO message_parts (message_id, part, connector, provider_id, status, updated_at) ",
+        );
+        q.push_values(chunk, |mut b, (r, part, provider_id)| {
+            b.push_bind(&r.message_id)
+                .push_bind(*part as i64)
+                .push_bind(&r.connector)
+                .push_bind(*provider_id)
+                .push("'sent'")
+                .push_bind(r.at);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+
+    let statuses: Vec<StatusChange> = sent
+        .iter()
+        .map(|(r, _)| StatusChange {
+            message_id: &r.message_id,
+            status: MessageStatus::Sent,
+            error_code: None,
+            at: r.at,
+        })
+        .collect();
+    statuses_changed(conn, &statuses).await?;
+    changes.extend(sent.iter().map(|(r, _)| (r.message_id.clone(), MessageStatus::Sent)));
+
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("DELETE FROM outbox WHERE message_id IN (");
+    let mut ids = q.separated(", ");
+    for (r, _) in sent {
+        ids.push_bind(&r.message_id);
+    }
+    q.push(")");
+    q.build().execute(&mut *conn).await?;
+
+    // Reports that overtook these answers.
+    for chunk in parts.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("DELETE FROM pending_reports WHERE (connector, provider_id) IN (");
+        q.push_values(chunk, |mut b, (r, _, provider_id)| {
+            b.push_bind(&r.connector).push_bind(*provider_id);
+        });
+        q.push(") RETURNING connector, provider_id, status, error_code, at");
+        let early: Vec<ProviderReport> = q
+            .build()
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .filter_map(|row| {
+                Some(ProviderReport {
+                    connector: row.get(0),
+                    provider_id: row.get(1),
+                    status: MessageStatus::parse(&row.get::<String, _>(2))?,
+                    error_code: row.get(3),
+                    at: row.get(4),
+                })
+            })
+            .collect();
+        apply_reports(conn, &early, events, changes).await?;
+    }
+    Ok(())
+}
 
 /// The status a message has once its parts report these statuses: the
 /// worst final status when every part is final, else still `sent`.
@@ -218,18 +304,21 @@ impl Deliveries for SqliteStore {
 
     async fn mark_sending(&self, message_ids: &[String], at: Millis) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
-        for id in message_ids {
-            let changed = sqlx::query(
-                "UPDATE messages SET status = 'sending', status_rank = 1, updated_at = ? WHERE id = ? AND status_rank < 1",
-            )
-            .bind(at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed > 0 {
-                status_changed(&mut tx, id, MessageStatus::Sending, None, at).await?;
+        for chunk in message_ids.chunks(INSERT_CHUNK) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("UPDATE messages SET status = 'sending', status_rank = 1, updated_at = ");
+            q.push_bind(at).push(" WHERE status_rank < 1 AND id IN (");
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(id);
             }
+            q.push(") RETURNING id");
+            let changed: Vec<String> = q.build().fetch_all(&mut *tx).await?.iter().map(|r| r.get(0)).collect();
+            let changes: Vec<StatusChange> = changed
+                .iter()
+                .map(|id| StatusChange { message_id: id, status: MessageStatus::Sending, error_code: None, at })
+                .collect();
+            statuses_changed(&mut tx, &changes).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -239,64 +328,20 @@ impl Deliveries for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let mut events = Vec::new();
         let mut changes = Vec::new();
+        let sent: Vec<(&SendResult, &[String])> = results
+            .iter()
+            .filter_map(|r| match &r.outcome {
+                SendOutcome::Sent { provider_ids } => Some((r, provider_ids.as_slice())),
+                _ => None,
+            })
+            .collect();
+        for chunk in sent.chunks(INSERT_CHUNK) {
+            record_sent(&mut tx, chunk, &mut events, &mut changes).await?;
+        }
         for r in results {
             match &r.outcome {
-                SendOutcome::Sent { provider_ids } => {
-                    sqlx::query(
-                        "UPDATE messages SET provider_id = ?, connector = ?, \
-                         status = CASE WHEN status_rank < 2 THEN 'sent' ELSE status END, \
-                         status_rank = MAX(status_rank, 2), updated_at = ? WHERE id = ?",
-                    )
-                    .bind(provider_ids.first())
-                    .bind(&r.connector)
-                    .bind(r.at)
-                    .bind(&r.message_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    for (i, provider_id) in provider_ids.iter().enumerate() {
-                        sqlx::query(
-                            "INSERT OR REPLACE INTO message_parts (message_id, part, connector, provider_id, status, updated_at) \
-                             VALUES (?, ?, ?, ?, 'sent', ?)",
-                        )
-                        .bind(&r.message_id)
-                        .bind(i as i64 + 1)
-                        .bind(&r.connector)
-                        .bind(provider_id)
-                        .bind(r.at)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    status_changed(&mut tx, &r.message_id, MessageStatus::Sent, None, r.at).await?;
-                    changes.push((r.message_id.clone(), MessageStatus::Sent));
-                    sqlx::query("DELETE FROM outbox WHERE message_id = ?")
-                        .bind(&r.message_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    // Reports that overtook this answer.
-                    let mut early = Vec::new();
-                    for provider_id in provider_ids {
-                        let rows = sqlx::query(
-                            "DELETE FROM pending_reports WHERE connector = ? AND provider_id = ? \
-                             RETURNING status, error_code, at",
-                        )
-                        .bind(&r.connector)
-                        .bind(provider_id)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                        for row in rows {
-                            if let Some(status) = MessageStatus::parse(&row.get::<String, _>(0)) {
-                                early.push(ProviderReport {
-                                    connector: r.connector.clone(),
-                                    provider_id: provider_id.clone(),
-                                    status,
-                                    error_code: row.get(1),
-                                    at: row.get(2),
-                                });
-                            }
-                        }
-                    }
-                    apply_reports(&mut tx, &early, &mut events, &mut changes).await?;
-                }
+                // Recorded above, all at once.
+                SendOutcome::Sent { .. } => {}
                 SendOutcome::Retry { at, .. } => {
                     sqlx::query(
                         "UPDATE outbox SET attempts = attempts + 1, run_at = ?, lease_owner = NULL, lease_until = NULL \

@@ -2,28 +2,11 @@
 //! change owes its tenant (when the message or tenant has a webhook URL),
 //! written in the caller's transaction.
 
+use super::INSERT_CHUNK;
 use crate::clock::{Millis, to_rfc3339};
 use crate::store::{MessageStatus, StoreResult};
-use sqlx::{Row, SqliteConnection};
-
-/// Records a report in the message's history (even one that changes
-/// nothing: the history is the full record).
-async fn record_history(
-    conn: &mut SqliteConnection,
-    message_id: &str,
-    status: MessageStatus,
-    error_code: Option<&str>,
-    at: Millis,
-) -> StoreResult<()> {
-    sqlx::query("INSERT INTO message_status (message_id, status, error_code, at) VALUES (?, ?, ?, ?)")
-        .bind(message_id)
-        .bind(status.as_str())
-        .bind(error_code)
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
+use sqlx::sqlite::Sqlite;
+use sqlx::{QueryBuilder, Row, SqliteConnection};
 
 /// A message reached a new status: history, and the webhook it owes.
 pub(super) async fn status_changed(
@@ -33,38 +16,73 @@ pub(super) async fn status_changed(
     error_code: Option<&str>,
     at: Millis,
 ) -> StoreResult<()> {
-    record_history(conn, message_id, status, error_code, at).await?;
-    let target = sqlx::query(
-        "SELECT m.tenant_id, m.reference, m.to_addr, COALESCE(m.webhook_url, t.webhook_url) \
-         FROM messages m JOIN tenants t ON t.id = m.tenant_id WHERE m.id = ? AND m.direction = 'outbound'",
-    )
-    .bind(message_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = target else { return Ok(()) };
-    let Some(url) = row.get::<Option<String>, _>(3) else { return Ok(()) };
-    let payload = serde_json::json!({
-        "id": message_id,
-        "status": status.as_str(),
-        "error_code": error_code,
-        "timestamp": to_rfc3339(at),
-        "reference": row.get::<Option<String>, _>(1),
-        "to": row.get::<String, _>(2),
-    });
-    sqlx::query(
-        "INSERT INTO webhook_deliveries (id, tenant_id, message_id, url, payload, status, attempts, run_at, \
-         created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
-    )
-    .bind(crate::ids::new_id("whd"))
-    .bind(row.get::<String, _>(0))
-    .bind(message_id)
-    .bind(url)
-    .bind(payload.to_string())
-    .bind(at)
-    .bind(at)
-    .bind(at)
-    .execute(&mut *conn)
-    .await?;
+    statuses_changed(conn, &[StatusChange { message_id, status, error_code, at }]).await
+}
+
+/// One message's new status, for [`statuses_changed`].
+pub(super) struct StatusChange<'a> {
+    pub message_id: &'a str,
+    pub status: MessageStatus,
+    pub error_code: Option<&'a str>,
+    pub at: Millis,
+}
+
+/// Many messages reached new statuses: the history rows and the webhooks
+/// they owe, in three statements however many there are (each statement
+/// is a round trip to the database thread).
+pub(super) async fn statuses_changed(conn: &mut SqliteConnection, changes: &[StatusChange<'_>]) -> StoreResult<()> {
+    for chunk in changes.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO message_status (message_id, status, error_code, at) ");
+        q.push_values(chunk, |mut b, c| {
+            b.push_bind(c.message_id).push_bind(c.status.as_str()).push_bind(c.error_code).push_bind(c.at);
+        });
+        q.build().execute(&mut *conn).await?;
+
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT m.id, m.tenant_id, m.reference, m.to_addr, COALESCE(m.webhook_url, t.webhook_url) \
+             FROM messages m JOIN tenants t ON t.id = m.tenant_id WHERE m.direction = 'outbound' \
+             AND COALESCE(m.webhook_url, t.webhook_url) IS NOT NULL AND m.id IN (",
+        );
+        let mut ids = q.separated(", ");
+        for c in chunk {
+            ids.push_bind(c.message_id);
+        }
+        q.push(")");
+        let targets = q.build().fetch_all(&mut *conn).await?;
+        if targets.is_empty() {
+            continue;
+        }
+        let by_id: std::collections::HashMap<String, &sqlx::sqlite::SqliteRow> =
+            targets.iter().map(|r| (r.get::<String, _>(0), r)).collect();
+        let owed: Vec<(&StatusChange, &sqlx::sqlite::SqliteRow)> =
+            chunk.iter().filter_map(|c| by_id.get(c.message_id).map(|r| (c, *r))).collect();
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO webhook_deliveries (id, tenant_id, message_id, url, payload, status, attempts, run_at, \
+             created_at, updated_at) ",
+        );
+        q.push_values(owed, |mut b, (c, row)| {
+            let payload = serde_json::json!({
+                "id": c.message_id,
+                "status": c.status.as_str(),
+                "error_code": c.error_code,
+                "timestamp": to_rfc3339(c.at),
+                "reference": row.get::<Option<String>, _>(2),
+                "to": row.get::<String, _>(3),
+            });
+            b.push_bind(crate::ids::new_id("whd"))
+                .push_bind(row.get::<String, _>(1))
+                .push_bind(c.message_id)
+                .push_bind(row.get::<String, _>(4))
+                .push_bind(payload.to_string())
+                .push("'pending'")
+                .push("0")
+                .push_bind(c.at)
+                .push_bind(c.at)
+                .push_bind(c.at);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
