@@ -543,3 +543,44 @@ async fn one_tenant_cannot_see_or_cancel_another_tenants_messages() {
     assert_eq!(page["data"], json!([]));
     assert_eq!(h.get(&format!("/v1/messages/{id}")).await["status"], "scheduled", "still scheduled");
 }
+
+/// Plugins' sends check a recently read balance; when it has since been
+/// spent, the commit's debit refuses, the invocation runs again on the real
+/// balance, and the plugin is refused. Exactly one reply is paid for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balance_spent_since_a_plugin_read_it_still_refuses_the_send() {
+    let h = harness()
+        .plugins(&["keyword-reply"])
+        .settings(|s| {
+            s.admin_token = Some(Secret::new("operator-token"));
+            s.pricing = PricingSettings { per_segment: "0.01".into(), ..Default::default() };
+            s.limits.event_max_attempts = 1;
+        })
+        .start()
+        .await;
+    let (s, _) = h
+        .call(
+            Method::POST,
+            &format!("/admin/v1/tenants/{}/credits", h.tenant),
+            Some(json!({"amount": "0.01"})),
+            Some("operator-token"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    let mut watch = h.watch();
+    h.inbound(CUSTOMER, "HOURS").await;
+    watch.until(|n| matches!(n, switchboard::pipeline::Notification::EventSettled { status: "done", .. })).await;
+    h.inbound(CUSTOMER, "HOURS").await;
+    let Some(switchboard::pipeline::Notification::EventSettled { event_id, .. }) = Some(
+        watch.until(|n| matches!(n, switchboard::pipeline::Notification::EventSettled { status: "dead", .. })).await,
+    ) else {
+        unreachable!()
+    };
+    let event = h.get(&format!("/v1/plugins/keyword-reply/events/{event_id}")).await;
+    assert!(event["last_error"].as_str().unwrap().contains("insufficient balance"), "{event}");
+    let ledger = h.get("/v1/account/ledger").await;
+    let amounts: Vec<&str> = ledger["data"].as_array().unwrap().iter().map(|l| l["amount"].as_str().unwrap()).collect();
+    assert_eq!(amounts, ["-0.01", "0.01"]);
+    assert_eq!(h.get("/v1/account").await["balance"], "0.00");
+}

@@ -396,3 +396,51 @@ async fn tenants_keys_numbers_and_plugins_are_managed_from_the_cli() {
         ]
     );
 }
+
+/// Every benchmark scenario runs end to end on loopback (tiny loads: this
+/// checks the harness and its output, not speed) and exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_scenarios_run_and_print_one_json_line_per_figure() {
+    let plugins = workspace().join("plugins");
+    let scenarios: [(&str, &[&str], &[&str]); 5] = [
+        (
+            "keyword",
+            &["--messages", "300", "--connections", "8"],
+            &["throughput", "accept_p99", "end_to_end_p50", "half_rate_accept_p99"],
+        ),
+        ("send", &["--messages", "300", "--connections", "8"], &["throughput", "accept_p50", "end_to_end_p99"]),
+        ("invoke", &["--messages", "200"], &["wasm_p50", "native_p50", "wasm_to_native"]),
+        (
+            "tenants",
+            &["--tenants", "4", "--messages", "40", "--connections", "4"],
+            &["resident_memory", "startup", "throughput"],
+        ),
+        ("timers", &["--messages", "50", "--connections", "4"], &["first_late", "last_late", "dispatch_rate"]),
+    ];
+    for (scenario, args, metrics) in scenarios {
+        let out = tokio::time::timeout(
+            GUARD,
+            Command::new(BIN).arg("bench").arg(scenario).args(args).arg("--plugins-dir").arg(&plugins).output(),
+        )
+        .await
+        .expect("bench finished")
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{scenario}: {stderr}");
+        let figures: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{scenario}: not JSON ({e}): {l}")))
+            .collect();
+        for metric in metrics {
+            let figure = figures
+                .iter()
+                .find(|f| f["metric"] == *metric)
+                .unwrap_or_else(|| panic!("{scenario}: no {metric} in {figures:?}"));
+            assert_eq!(figure["scenario"], scenario);
+            assert!(figure["unit"].is_string());
+            let value = figure["value"].as_f64().unwrap_or_else(|| panic!("{scenario}: {metric} is {figure}"));
+            assert!(value.is_finite() && value >= 0.0, "{scenario}: {metric} = {value}");
+        }
+        assert!(stderr.contains(scenario), "a human summary goes to stderr: {stderr}");
+    }
+}

@@ -31,17 +31,17 @@ use std::sync::Arc;
 pub const NUMBER: &str = "+15550000000";
 
 /// One measured figure.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Figure {
-    pub scenario: &'static str,
-    pub metric: &'static str,
+    pub scenario: String,
+    pub metric: String,
     pub value: f64,
-    pub unit: &'static str,
+    pub unit: String,
 }
 
 impl Figure {
-    pub fn new(scenario: &'static str, metric: &'static str, value: f64, unit: &'static str) -> Self {
-        Figure { scenario, metric, value, unit }
+    pub fn new(scenario: &str, metric: &str, value: f64, unit: &str) -> Self {
+        Figure { scenario: scenario.into(), metric: metric.into(), value, unit: unit.into() }
     }
 }
 

@@ -49,6 +49,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Vec<Figure>> {
     let versions = load_all(&env.app).await?;
 
     // A restart: everything comes from the database and the compile cache.
+    env.stop.cancel();
     env.app.shutdown().await;
     let restart = Instant::now();
     let app = App::start(env.settings.clone(), env.clock.clone()).await?;
@@ -56,8 +57,8 @@ pub async fn run(opts: &Options) -> anyhow::Result<Vec<Figure>> {
     load_all(&app).await?;
     let ready = restart.elapsed();
     env.app = app;
-    let stop = tokio_util::sync::CancellationToken::new();
-    env.base = serve(env.app.clone(), stop.clone()).await?;
+    env.stop = tokio_util::sync::CancellationToken::new();
+    env.base = serve(env.app.clone(), env.stop.clone()).await?;
     let resident = resident_bytes().unwrap_or(0);
 
     let tenants = opts.tenants;
@@ -75,7 +76,6 @@ pub async fn run(opts: &Options) -> anyhow::Result<Vec<Figure>> {
         Figure::new("tenants", "startup_all_versions_loaded", ready.as_secs_f64(), "s"),
     ];
     traffic::figures("tenants", &mut flat, false, &mut out);
-    stop.cancel();
     env.stop().await;
     Ok(out)
 }

@@ -111,7 +111,7 @@ pub async fn run(kind: Kind, opts: &Options) -> anyhow::Result<Vec<Figure>> {
     let mut flat = measure(&env, n, load::closed_loop(n, opts.connections, make.clone())).await?;
     figures(kind.scenario(), &mut flat, false, &mut out);
     let rate = flat.throughput / 2.0;
-    let half_n = ((rate * 5.0) as usize).clamp(1000, n);
+    let half_n = ((rate * 5.0) as usize).max(1000).min(n);
     let mut half = measure(&env, half_n, load::open_loop(half_n, rate, 4096, make)).await?;
     out.push(Figure::new(kind.scenario(), "half_rate", rate, "msg/s"));
     figures(kind.scenario(), &mut half, true, &mut out);

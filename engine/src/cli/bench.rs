@@ -30,7 +30,7 @@ pub struct BenchArgs {
     /// Tenants for the `tenants` scenario
     #[arg(long, default_value_t = 1000)]
     tenants: usize,
-    /// Runs; the figures reported are the medians
+    /// Runs, each in a fresh process; the figures reported are the medians
     #[arg(long, default_value_t = 1)]
     runs: usize,
     /// Where the plugins' manifests are (built components next to them)
@@ -39,6 +39,9 @@ pub struct BenchArgs {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.runs > 1 {
+        return in_separate_processes(&args);
+    }
     let default_messages = match args.scenario {
         Scenario::Timers => 100_000,
         _ => 20_000,
@@ -49,25 +52,50 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         plugins_dir: args.plugins_dir,
         tenants: args.tenants.max(1),
     };
+    let figures = match args.scenario {
+        Scenario::Keyword => bench::traffic::run(Kind::Keyword, &opts).await?,
+        Scenario::Send => bench::traffic::run(Kind::Send, &opts).await?,
+        Scenario::Invoke => bench::invoke::run(&opts).await?,
+        Scenario::Tenants => bench::tenants::run(&opts).await?,
+        Scenario::Timers => bench::timers::run(&opts).await?,
+    };
+    summary("run", &figures);
+    for f in &figures {
+        println!("{}", serde_json::to_string(f)?);
+    }
+    Ok(())
+}
+
+/// Each run in a fresh process, so that one run's memory and threads do
+/// not weigh on the next (resident memory is one of the figures).
+fn in_separate_processes(args: &BenchArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
     let mut runs = Vec::new();
-    for run in 1..=args.runs.max(1) {
-        let figures = match args.scenario {
-            Scenario::Keyword => bench::traffic::run(Kind::Keyword, &opts).await?,
-            Scenario::Send => bench::traffic::run(Kind::Send, &opts).await?,
-            Scenario::Invoke => bench::invoke::run(&opts).await?,
-            Scenario::Tenants => bench::tenants::run(&opts).await?,
-            Scenario::Timers => bench::timers::run(&opts).await?,
-        };
-        summary(&format!("run {run}"), &figures);
+    for run in 1..=args.runs {
+        let mut command = std::process::Command::new(&exe);
+        command
+            .arg("bench")
+            .arg(args.scenario.to_possible_value().expect("scenario name").get_name())
+            .args(["--connections", &args.connections.to_string(), "--tenants", &args.tenants.to_string()])
+            .arg("--plugins-dir")
+            .arg(&args.plugins_dir)
+            .stderr(std::process::Stdio::inherit());
+        if let Some(n) = args.messages {
+            command.args(["--messages", &n.to_string()]);
+        }
+        let out = command.output()?;
+        anyhow::ensure!(out.status.success(), "run {run} failed");
+        let figures = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(serde_json::from_str::<Figure>)
+            .collect::<Result<Vec<_>, _>>()?;
         runs.push(figures);
     }
     let medians = bench::medians(&runs);
     for f in &medians {
         println!("{}", serde_json::to_string(f)?);
     }
-    if runs.len() > 1 {
-        summary(&format!("median of {} runs", runs.len()), &medians);
-    }
+    summary(&format!("median of {} runs", runs.len()), &medians);
     Ok(())
 }
 

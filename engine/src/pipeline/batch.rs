@@ -54,7 +54,10 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                         Err(_) => break,
                     }
                 }
-                match commit(std::mem::take(&mut items)).await {
+                let (size, started) = (items.len(), std::time::Instant::now());
+                let committed = commit(std::mem::take(&mut items)).await;
+                tracing::trace!(size, took_us = started.elapsed().as_micros() as u64, "group commit");
+                match committed {
                     Ok(results) => {
                         debug_assert_eq!(results.len(), replies.len());
                         for (reply, result) in replies.drain(..).zip(results) {

@@ -47,7 +47,10 @@ pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>)
             continue;
         }
         let ids: Vec<String> = batch.iter().map(|i| i.message_id.clone()).collect();
-        match app.db.mark_sending(&ids, app.clock.now_ms()).await {
+        let started = std::time::Instant::now();
+        let marked = app.db.mark_sending(&ids, app.clock.now_ms()).await;
+        tracing::trace!(size = ids.len(), took_us = started.elapsed().as_micros() as u64, "marked sending");
+        match marked {
             Ok(()) => {
                 app.pipeline.webhooks.now();
                 for id in ids {
@@ -154,6 +157,7 @@ async fn send(app: &App, item: &OutboxItem) -> SendResult {
 pub async fn record_results(app: Arc<App>, mut results: TrackedReceiver<SendResult>) {
     let mut batch = Vec::new();
     while results.recv_many(&mut batch, 512).await > 0 {
+        let started = std::time::Instant::now();
         let recorded = loop {
             match app.db.record_send_results(&batch, &app.pipeline.lease(&app.clock)).await {
                 Ok(r) => break r,
@@ -163,6 +167,7 @@ pub async fn record_results(app: Arc<App>, mut results: TrackedReceiver<SendResu
                 }
             }
         };
+        tracing::trace!(size = batch.len(), took_us = started.elapsed().as_micros() as u64, "send results recorded");
         results.committed(batch.len());
         batch.clear();
         delivery::hand_on(&app, recorded);

@@ -64,12 +64,14 @@ pub struct WorkQueue<T> {
     tx: mpsc::UnboundedSender<T>,
     in_flight: Mutex<HashSet<String>>,
     running: AtomicUsize,
+    /// Signalled whenever a row is done.
+    drained: Notify,
 }
 
 impl<T> WorkQueue<T> {
     fn new() -> (Self, mpsc::UnboundedReceiver<T>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (WorkQueue { tx, in_flight: Mutex::default(), running: AtomicUsize::new(0) }, rx)
+        (WorkQueue { tx, in_flight: Mutex::default(), running: AtomicUsize::new(0), drained: Notify::new() }, rx)
     }
 
     /// Runs `work` on one item, counted as running until it finishes.
@@ -90,6 +92,20 @@ impl<T> WorkQueue<T> {
 
     fn done(&self, id: &str) {
         self.in_flight.lock().expect("queue lock").remove(id);
+        self.drained.notify_waiters();
+    }
+
+    /// Waits until fewer than `n` rows are queued or in progress here.
+    pub async fn wait_below(&self, n: usize) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.len() < n {
+                return;
+            }
+            drained.await;
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -12,11 +12,15 @@ use crate::app::App;
 use std::sync::Arc;
 use std::time::Duration;
 
-const FIRE_BATCH: u32 = 1000;
+const FIRE_BATCH: u32 = 256;
 const POLL: Duration = Duration::from_secs(5);
 
 pub async fn run(app: Arc<App>) {
     loop {
+        // Fire only as fast as the workers take events: due timers wait in
+        // the database, not in memory, and a burst of them (a whole day's
+        // reminders at 9:00) does not queue ahead of everything else.
+        app.pipeline.events.wait_below(2 * FIRE_BATCH as usize).await;
         let now = app.clock.now_ms();
         match app.db.fire_due_timers(&app.pipeline.lease(&app.clock), now, FIRE_BATCH).await {
             Ok(events) => {
