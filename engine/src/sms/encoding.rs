@@ -98,18 +98,43 @@ pub fn gsm7_septets(c: char) -> Option<usize> {
     }
 }
 
+/// Characters below this have their place in [`PLACES`]; of the alphabet,
+/// only € lies above.
+const TABLED: usize = 0x400;
+const IN_BASIC: u16 = 0x100;
+const IN_EXTENSION: u16 = 0x200;
+
+/// Each character's place in the alphabet, built once from the tables
+/// above: `IN_BASIC | code`, `IN_EXTENSION | code`, or 0 when it has none.
+static PLACES: std::sync::LazyLock<[u16; TABLED]> = std::sync::LazyLock::new(|| {
+    let mut places = [0u16; TABLED];
+    for (code, c) in BASIC.iter().enumerate() {
+        // 0x1B is the escape, not a character.
+        if *c != '\u{1B}' && (*c as usize) < TABLED {
+            places[*c as usize] = IN_BASIC | code as u16;
+        }
+    }
+    for (c, code) in EXTENSION {
+        if (c as usize) < TABLED {
+            places[c as usize] = IN_EXTENSION | code as u16;
+        }
+    }
+    places
+});
+
+fn place(c: char, table: u16) -> Option<u8> {
+    let place = *PLACES.get(c as usize)?;
+    (place & table != 0).then_some(place as u8)
+}
+
 fn basic_code(c: char) -> Option<u8> {
-    if c == '\u{1B}' {
-        return None;
-    }
-    // ASCII letters and digits sit at their ASCII codes; look those up fast.
-    if c.is_ascii_alphanumeric() || (' '..='#').contains(&c) || ('%'..='?').contains(&c) {
-        return Some(c as u8);
-    }
-    BASIC.iter().position(|&b| b == c).map(|i| i as u8)
+    place(c, IN_BASIC)
 }
 
 fn extension_code(c: char) -> Option<u8> {
+    if (c as usize) < TABLED {
+        return place(c, IN_EXTENSION);
+    }
     EXTENSION.iter().find(|(e, _)| *e == c).map(|(_, code)| *code)
 }
 
@@ -225,6 +250,20 @@ mod tests {
     fn a(text: &str) -> (Encoding, usize) {
         let r = analyze(text, EncodingChoice::Auto).unwrap();
         (r.encoding, r.segments)
+    }
+
+    #[test]
+    fn every_character_of_both_tables_is_found_at_its_code() {
+        for (code, c) in BASIC.iter().enumerate() {
+            let expected = (*c != '\u{1B}').then_some(code as u8);
+            assert_eq!(basic_code(*c), expected, "{c:?}");
+        }
+        for (c, code) in EXTENSION {
+            assert_eq!((basic_code(c), extension_code(c)), (None, Some(code)), "{c:?}");
+        }
+        for c in ['ç', 'я', '😀', '\u{3FF}', '\u{400}'] {
+            assert_eq!((basic_code(c), extension_code(c)), (None, None), "{c:?}");
+        }
     }
 
     #[test]
