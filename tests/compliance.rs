@@ -9,6 +9,7 @@ use axum::http::{Method, StatusCode};
 use common::*;
 use serde_json::{Value, json};
 use switchboard::clock::Clock;
+use switchboard::pipeline::Notification;
 
 const OTHER_CUSTOMER: &str = "+15557654321";
 
@@ -162,6 +163,8 @@ async fn a_scheduled_message_to_someone_who_opted_out_meanwhile_is_not_sent() {
     let mut watch = h.watch();
     h.inbound(CUSTOMER, "STOP").await;
     h.sent(1).await;
+    // The confirmation's send is recorded before the clock jumps past its lease.
+    watch.until(|n| matches!(n, Notification::MessageStatus { status, .. } if status == "sent")).await;
     clock.advance_to(1_795_510_800_000); // 2026-11-24 09:00 UTC
     watch.message_status(&id, "failed").await;
     let message = h.get(&format!("/v1/messages/{id}")).await;

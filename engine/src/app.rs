@@ -28,8 +28,11 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Where the SQLite database, compiled plugins and the demo key live.
     pub data_dir: PathBuf,
-    /// Overrides the database (default: SQLite in the data directory).
+    /// Overrides the database (default: SQLite in the data directory):
+    /// `postgres://USER@HOST/DATABASE` for several nodes on one database.
     pub database_url: Option<String>,
+    /// PostgreSQL connections per node (default 16; see `store::postgres`).
+    pub database_max_connections: Option<u32>,
     /// Where compiled plugins are cached (default: `<data_dir>/compiled`).
     pub compile_cache_dir: Option<PathBuf>,
     /// This node's name on work leases.
@@ -67,6 +70,7 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("switchboard-data"),
             database_url: None,
+            database_max_connections: None,
             compile_cache_dir: None,
             node_id: "local".into(),
             process_events: true,
@@ -158,7 +162,7 @@ impl App {
         let sealer =
             Sealer::load(settings.secret_key.as_ref().map(Secret::expose), &settings.data_dir.join("secret.key"))
                 .map_err(StartError::SecretKey)?;
-        let db = store::open(&settings.database_url()).await?;
+        let db = store::open(&settings.database_url(), settings.database_max_connections).await?;
         let cache_dir = settings.compile_cache_dir.clone().unwrap_or_else(|| settings.data_dir.join("compiled"));
         let runtime = Runtime::new(
             settings.limits.clone(),
@@ -168,11 +172,14 @@ impl App {
             pricing.clone(),
             settings.plugins_http_allow_private_addresses,
         )?;
+        // Listening before the first load: no change can fall in between.
+        let directory_changes = db.directory_changes().await?;
         let directory = Directory::default();
         directory.reload(db.as_ref()).await?;
         // Whatever this node held before a restart is free again.
         db.release_leases(&settings.node_id).await?;
-        let (pipeline, receivers) = Pipeline::new(db.clone(), settings.node_id.clone(), settings.process_events);
+        let (pipeline, receivers) =
+            Pipeline::new(db.clone(), settings.node_id.clone(), settings.process_events, settings.limits.work_lease_ms);
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_millis(settings.limits.connector_timeout_ms))
             .connect_timeout(std::time::Duration::from_secs(10))
@@ -199,6 +206,16 @@ impl App {
             pipeline,
         });
         pipeline::spawn(app.clone(), receivers);
+        if let Some(mut changes) = directory_changes {
+            let node = app.clone();
+            pipeline::spawn_until(&app.pipeline.recorders, async move {
+                while changes.recv().await.is_some() {
+                    if let Err(e) = node.directory.reload(node.db.as_ref()).await {
+                        tracing::error!(error = %e, "could not reload the directory");
+                    }
+                }
+            });
+        }
         Ok(app)
     }
 
@@ -209,8 +226,11 @@ impl App {
         self.connectors.close_all().await;
     }
 
-    async fn reload(&self) -> Result<(), StoreError> {
-        self.directory.reload(self.db.as_ref()).await
+    /// Reloads the directory after a change, and tells the other nodes
+    /// sharing the database to reload theirs.
+    pub(crate) async fn reload(&self) -> Result<(), StoreError> {
+        self.directory.reload(self.db.as_ref()).await?;
+        self.db.announce_directory_change().await
     }
 
     pub async fn create_tenant(&self, name: &str) -> Result<String, AdminError> {

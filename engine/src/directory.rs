@@ -88,6 +88,9 @@ pub struct Snapshot {
 #[derive(Default)]
 pub struct Directory {
     current: RwLock<Arc<Snapshot>>,
+    /// One reload at a time: a reload that read the store earlier must not
+    /// finish later and put older state back.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Directory {
@@ -97,6 +100,7 @@ impl Directory {
 
     /// Rebuilds the directory from the store.
     pub async fn reload(&self, db: &dyn Database) -> StoreResult<()> {
+        let _one_at_a_time = self.reloading.lock().await;
         let tenants = db.list_tenants().await?;
         let numbers = db.list_numbers().await?;
         let plugins = db.active_plugins().await?;

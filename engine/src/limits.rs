@@ -56,6 +56,10 @@ pub struct Limits {
     pub tenant_concurrent_invocations: usize,
     /// Sends to connectors in flight at once on this node. Default 256.
     pub concurrent_sends: usize,
+    /// How long a node holds work it claimed (events, outbox rows,
+    /// webhooks) before another node may take it over: a node that dies
+    /// mid-work delays that work by at most this. Default 60 s.
+    pub work_lease_ms: u64,
     /// How long a message may keep failing transiently (on every
     /// connector of its route) before it is failed. Default 1 h.
     pub send_retry_deadline_s: u64,
@@ -117,6 +121,7 @@ impl Default for Limits {
             concurrent_invocations: 64,
             tenant_concurrent_invocations: 16,
             concurrent_sends: 256,
+            work_lease_ms: 60_000,
             send_retry_deadline_s: 3_600,
             send_retry_base_ms: 1_000,
             send_retry_max_ms: 60_000,

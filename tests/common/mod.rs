@@ -1,6 +1,10 @@
 //! The end-to-end harness: a real engine (SQLite in a temporary directory,
 //! real Wasm components from `plugins/` and `examples/`), driven through
 //! its HTTP router, with the simulator as the carrier.
+//!
+//! With `SWITCHBOARD_TEST_DATABASE=postgres://...` set, every engine runs
+//! on PostgreSQL instead, in a database of its own that is dropped after
+//! the test (`make test` runs the suite both ways).
 #![allow(dead_code)]
 
 pub mod carrier;
@@ -20,6 +24,7 @@ use switchboard::connectors::simulator::{SimulatedSms, Simulator};
 use switchboard::deploy::Manifest;
 use switchboard::pipeline::Notification;
 use switchboard::secrets::KeyMode;
+use switchboard::store::postgres::scratch::ScratchDatabase;
 use tokio::sync::broadcast;
 use tower::ServiceExt;
 
@@ -102,6 +107,20 @@ pub struct Harness {
     pub tenant: String,
     pub key: String,
     settings: Settings,
+    /// Last: dropped after the engine.
+    database: Option<ScratchDatabase>,
+}
+
+/// The PostgreSQL server tests run against, when they do.
+pub const TEST_DATABASE_VAR: &str = "SWITCHBOARD_TEST_DATABASE";
+
+/// A database of its own for one engine, when the suite runs on PostgreSQL.
+pub async fn scratch_database(settings: &mut Settings) -> Option<ScratchDatabase> {
+    let server = std::env::var(TEST_DATABASE_VAR).ok().filter(|v| !v.is_empty())?;
+    let db = ScratchDatabase::create(&server).await.expect("a scratch database on the test server");
+    settings.database_url = Some(db.url.clone());
+    settings.database_max_connections = Some(6);
+    Some(db)
 }
 
 pub struct Builder {
@@ -131,6 +150,7 @@ impl Builder {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = test_settings(dir.path());
         (self.tweak)(&mut settings);
+        let database = scratch_database(&mut settings).await;
         let clock = self.clock;
         let app = App::start(settings.clone(), clock.clone()).await.expect("engine starts");
         let tenant = app.create_tenant("Test tenant").await.expect("tenant");
@@ -140,7 +160,7 @@ impl Builder {
             let (manifest, wasm) = load_plugin(plugin);
             app.deploy_plugin(&tenant, &manifest, &wasm).await.expect("deploy");
         }
-        Harness { app, dir, clock, tenant, key, settings }
+        Harness { app, dir, clock, tenant, key, settings, database }
     }
 }
 

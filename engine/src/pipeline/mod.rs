@@ -43,7 +43,6 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// How long a node may hold work before others may take it over.
-pub const LEASE: Duration = Duration::from_secs(60);
 /// Rows per group commit at most.
 const MAX_BATCH: usize = 512;
 
@@ -190,6 +189,8 @@ pub struct Pipeline {
     pub node_id: String,
     /// Whether this node runs the work it accepts (see `Settings::process_events`).
     processing: bool,
+    /// How long claimed work stays this node's (`Limits::work_lease_ms`).
+    lease_ms: i64,
     pub events: WorkQueue<EventRow>,
     pub outbox: WorkQueue<OutboxItem>,
     pub ingest: Batcher<NewInbound, bool>,
@@ -205,7 +206,7 @@ pub struct Pipeline {
     /// Stops the loops that take new work.
     intake: CancellationToken,
     /// Stops the recorders, once nothing is left to record.
-    recorders: CancellationToken,
+    pub(crate) recorders: CancellationToken,
 }
 
 /// The receiving ends, handed to the tasks [`spawn`] starts.
@@ -219,7 +220,7 @@ pub struct Receivers {
 }
 
 impl Pipeline {
-    pub fn new(db: Arc<dyn Database>, node_id: String, processing: bool) -> (Self, Receivers) {
+    pub fn new(db: Arc<dyn Database>, node_id: String, processing: bool, lease_ms: u64) -> (Self, Receivers) {
         let (events, events_rx) = WorkQueue::new();
         let (outbox, outbox_rx) = WorkQueue::new();
         let (sends, sends_rx) = Tracked::new();
@@ -243,6 +244,7 @@ impl Pipeline {
         let pipeline = Pipeline {
             node_id,
             processing,
+            lease_ms: lease_ms as i64,
             events,
             outbox,
             ingest,
@@ -271,7 +273,7 @@ impl Pipeline {
     /// The lease new work is born with: held by this node, or free at once
     /// on a node that does not process.
     pub fn lease(&self, clock: &Clock) -> Lease {
-        let until = if self.processing { clock.now_ms() + LEASE.as_millis() as i64 } else { 0 };
+        let until = if self.processing { clock.now_ms() + self.lease_ms } else { 0 };
         Lease { owner: self.node_id.clone(), until }
     }
 
@@ -300,7 +302,7 @@ impl Pipeline {
     }
 }
 
-fn spawn_until(token: &CancellationToken, task: impl Future<Output = ()> + Send + 'static) {
+pub(crate) fn spawn_until(token: &CancellationToken, task: impl Future<Output = ()> + Send + 'static) {
     let token = token.clone();
     tokio::spawn(async move {
         tokio::select! {

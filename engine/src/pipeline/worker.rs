@@ -216,7 +216,7 @@ async fn process(app: &App, locks: &RerunLocks, minutes: &MinuteCounts, event: E
             CompletionResult::Committed { outbox, timers_changed, suspended } => {
                 if suspended {
                     tracing::warn!(plugin_id = %event.plugin_id, "plugin suspended after repeated failures");
-                    if let Err(e) = app.directory.reload(app.db.as_ref()).await {
+                    if let Err(e) = app.reload().await {
                         tracing::error!(error = %e, "could not reload the directory");
                     }
                 }

@@ -1,8 +1,9 @@
 //! Durable state: one [`Database`] trait, one implementation per backend.
 //!
 //! Callers hold an `Arc<dyn Database>` and never see SQL. Each backend keeps
-//! its own migrations and typed SQL (`sqlite/`); [`open`] picks the backend
-//! from the URL scheme, in one `match`.
+//! its own migrations and typed SQL (`sqlite/` for one node, `postgres/`
+//! for several); [`open`] picks the backend from the URL scheme, in one
+//! `match`.
 //!
 //! Work items (events, outbox rows) carry a lease: `lease_owner` names the
 //! node working on them and `lease_until` when others may take them over.
@@ -11,6 +12,7 @@
 //! is due for retry or was orphaned by a crash.
 
 mod models;
+pub mod postgres;
 pub mod sqlite;
 
 pub use models::*;
@@ -30,7 +32,7 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0} not found")]
     NotFound(String),
-    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DATABASE")]
     UnsupportedUrl(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -39,9 +41,11 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Opens (creating and migrating if needed) the database at `url`.
-pub async fn open(url: &str) -> StoreResult<Arc<dyn Database>> {
+/// `max_connections` sizes a PostgreSQL pool (SQLite's is fixed).
+pub async fn open(url: &str, max_connections: Option<u32>) -> StoreResult<Arc<dyn Database>> {
     match url.split_once(':').map(|(scheme, _)| scheme) {
         Some("sqlite") => Ok(Arc::new(sqlite::SqliteStore::open_url(url).await?)),
+        Some("postgres" | "postgresql") => Ok(Arc::new(postgres::PgStore::open_url(url, max_connections).await?)),
         _ => Err(StoreError::UnsupportedUrl(url.to_string())),
     }
 }
@@ -53,12 +57,55 @@ pub fn default_url(data_dir: &Path) -> String {
 
 /// The whole store: one backend implements every part.
 pub trait Database:
-    Tenants + Accounts + Plugins + Events + Deliveries + Webhooks + Queries + Governance + Send + Sync + 'static
+    Tenants + Accounts + Plugins + Events + Deliveries + Webhooks + Queries + Governance + Cluster + Send + Sync + 'static
 {
 }
-impl<T: Tenants + Accounts + Plugins + Events + Deliveries + Webhooks + Queries + Governance + Send + Sync + 'static>
-    Database for T
+impl<
+    T: Tenants
+        + Accounts
+        + Plugins
+        + Events
+        + Deliveries
+        + Webhooks
+        + Queries
+        + Governance
+        + Cluster
+        + Send
+        + Sync
+        + 'static,
+> Database for T
 {
+}
+
+/// What nodes sharing one database coordinate through it. A database one
+/// process owns (SQLite) has nothing to share: notices go nowhere and rate
+/// limits stay in memory.
+#[async_trait]
+pub trait Cluster {
+    /// Whether other nodes may be working on this database.
+    fn shared(&self) -> bool;
+    /// Tells every node that the directory (tenants, numbers, keys,
+    /// plugins, routes) changed, so each reloads it.
+    async fn announce_directory_change(&self) -> StoreResult<()>;
+    /// Directory-change notices from any node; a notice also arrives when
+    /// notices may have been missed (the connection was lost). `None` when
+    /// the database is not shared.
+    async fn directory_changes(&self) -> StoreResult<Option<tokio::sync::mpsc::Receiver<()>>>;
+    /// Takes up to `want` tokens from the cluster-wide token bucket `key`
+    /// (refilled at `rate` per second up to `burst`, full when first used).
+    async fn take_tokens(&self, key: &str, rate: u32, burst: u32, want: u32) -> StoreResult<Tokens>;
+    /// Counts `n` against the cluster-wide `limit` of `key` for `period`
+    /// (e.g. a UTC day number); returns the count after, or `None` (and
+    /// counts nothing) when it would pass the limit.
+    async fn count_within(&self, key: &str, period: i64, n: u64, limit: u64) -> StoreResult<Option<u64>>;
+}
+
+/// What [`Cluster::take_tokens`] granted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tokens {
+    pub granted: u32,
+    /// Tokens left in the bucket after the grant (fractional while refilling).
+    pub left: f64,
 }
 
 #[async_trait]

@@ -73,3 +73,27 @@ fn conflict_as(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
 /// Rows per multi-row INSERT: keeps statements well under SQLite's bound
 /// parameter limit whatever the column count.
 const INSERT_CHUNK: usize = 500;
+
+/// One process owns a SQLite database: there is no one to coordinate with.
+#[async_trait::async_trait]
+impl super::Cluster for SqliteStore {
+    fn shared(&self) -> bool {
+        false
+    }
+
+    async fn announce_directory_change(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn directory_changes(&self) -> StoreResult<Option<tokio::sync::mpsc::Receiver<()>>> {
+        Ok(None)
+    }
+
+    async fn take_tokens(&self, _key: &str, _rate: u32, _burst: u32, want: u32) -> StoreResult<super::Tokens> {
+        Ok(super::Tokens { granted: want, left: 0.0 })
+    }
+
+    async fn count_within(&self, _key: &str, _period: i64, n: u64, _limit: u64) -> StoreResult<Option<u64>> {
+        Ok(Some(n))
+    }
+}

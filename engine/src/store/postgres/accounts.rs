@@ -1,0 +1,306 @@
+use super::status::{Entry, ledger_entry};
+use super::{PgStore, conflict_as};
+use crate::clock::Millis;
+use crate::store::*;
+use async_trait::async_trait;
+use sqlx::Row;
+
+#[async_trait]
+impl Accounts for PgStore {
+    async fn account(&self, tenant_id: &str) -> StoreResult<Option<AccountRow>> {
+        let row =
+            sqlx::query("SELECT id, name, balance, webhook_url, webhook_secret, settings FROM tenants WHERE id = $1")
+                .bind(tenant_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| AccountRow {
+            tenant_id: r.get(0),
+            name: r.get(1),
+            balance: r.get(2),
+            webhook_url: r.get(3),
+            webhook_secret: r.get(4),
+            settings_json: r.get(5),
+        }))
+    }
+
+    async fn set_webhook(&self, tenant_id: &str, url: Option<&str>, sealed_secret: Option<&[u8]>) -> StoreResult<()> {
+        sqlx::query("UPDATE tenants SET webhook_url = $1, webhook_secret = COALESCE($2, webhook_secret) WHERE id = $3")
+            .bind(url)
+            .bind(sealed_secret)
+            .bind(tenant_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_tenant_settings(&self, tenant_id: &str, settings_json: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE tenants SET settings = $1 WHERE id = $2")
+            .bind(settings_json)
+            .bind(tenant_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_keys(&self, tenant_id: &str) -> StoreResult<Vec<ApiKeyInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, prefix, mode, label, created_at, revoked_at FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ApiKeyInfo {
+                id: r.get(0),
+                prefix: r.get(1),
+                mode: r.get(2),
+                label: r.get(3),
+                created_at: r.get(4),
+                revoked_at: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn revoke_key(&self, tenant_id: &str, key_id: &str, at: Millis) -> StoreResult<bool> {
+        let n =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL")
+                .bind(at)
+                .bind(key_id)
+                .bind(tenant_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn add_sender_id(&self, tenant_id: &str, sender_id: &str, at: Millis) -> StoreResult<()> {
+        sqlx::query("INSERT INTO sender_ids (tenant_id, sender_id, created_at) VALUES ($1, $2, $3)")
+            .bind(tenant_id)
+            .bind(sender_id)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(conflict_as("sender ID"))?;
+        Ok(())
+    }
+
+    async fn delete_sender_id(&self, tenant_id: &str, sender_id: &str) -> StoreResult<bool> {
+        let n = sqlx::query("DELETE FROM sender_ids WHERE tenant_id = $1 AND sender_id = $2")
+            .bind(tenant_id)
+            .bind(sender_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn list_sender_ids(&self) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT tenant_id, sender_id FROM sender_ids ORDER BY tenant_id, sender_id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn put_template(&self, tenant_id: &str, name: &str, body: &str, at: Millis) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO templates (tenant_id, name, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_id, name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+        )
+        .bind(tenant_id)
+        .bind(name)
+        .bind(body)
+        .bind(at)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_template(&self, tenant_id: &str, name: &str) -> StoreResult<Option<TemplateRow>> {
+        let row =
+            sqlx::query("SELECT name, body, created_at, updated_at FROM templates WHERE tenant_id = $1 AND name = $2")
+                .bind(tenant_id)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| TemplateRow { name: r.get(0), body: r.get(1), created_at: r.get(2), updated_at: r.get(3) }))
+    }
+
+    async fn list_templates(&self, tenant_id: &str) -> StoreResult<Vec<TemplateRow>> {
+        let rows =
+            sqlx::query("SELECT name, body, created_at, updated_at FROM templates WHERE tenant_id = $1 ORDER BY name")
+                .bind(tenant_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| TemplateRow { name: r.get(0), body: r.get(1), created_at: r.get(2), updated_at: r.get(3) })
+            .collect())
+    }
+
+    async fn delete_template(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
+        let n = sqlx::query("DELETE FROM templates WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn credit(&self, tenant_id: &str, amount: i64, note: &str, at: Millis) -> StoreResult<i64> {
+        let mut tx = self.pool.begin().await?;
+        let kind = if amount >= 0 { "credit" } else { "adjustment" };
+        let balance =
+            ledger_entry(&mut tx, Entry { tenant_id, amount, kind, message_id: None, note: Some(note), at }, false)
+                .await?
+                .ok_or_else(|| StoreError::NotFound("tenant".into()))?;
+        tx.commit().await?;
+        Ok(balance)
+    }
+
+    async fn ledger(&self, tenant_id: &str, limit: u32) -> StoreResult<Vec<LedgerRow>> {
+        let rows = sqlx::query(
+            "SELECT amount, balance_after, kind, message_id, note, at FROM ledger WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(tenant_id)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| LedgerRow {
+                amount: r.get(0),
+                balance_after: r.get(1),
+                kind: r.get(2),
+                message_id: r.get(3),
+                note: r.get(4),
+                at: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn usage(&self, tenant_id: &str, since: Millis) -> StoreResult<Vec<UsageRow>> {
+        let rows = sqlx::query(
+            "SELECT created_at / 86400000 AS day, direction, status, COUNT(*), SUM(segments)::BIGINT FROM messages \
+             WHERE tenant_id = $1 AND created_at >= $2 GROUP BY day, direction, status ORDER BY day, direction, status",
+        )
+        .bind(tenant_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UsageRow {
+                day: r.get(0),
+                direction: r.get(1),
+                status: r.get(2),
+                messages: r.get(3),
+                segments: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn idempotency(&self, tenant_id: &str, key: &str) -> StoreResult<Option<StoredIdempotency>> {
+        let row = sqlx::query(
+            "SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+        )
+        .bind(tenant_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| StoredIdempotency {
+            request_hash: r.get(0),
+            status: r.get::<i64, _>(1) as u16,
+            response: r.get(2),
+        }))
+    }
+}
+
+#[async_trait]
+impl Webhooks for PgStore {
+    async fn claim_webhooks(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<WebhookDelivery>> {
+        super::outbound::claim_webhooks(self, lease, now, limit).await
+    }
+
+    async fn next_webhook_due(&self) -> StoreResult<Option<Millis>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(GREATEST(run_at, COALESCE(lease_until, 0))) FROM webhook_deliveries WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn record_webhook_attempts(&self, attempts: &[WebhookAttempt]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for a in attempts {
+            let attempt: i64 = sqlx::query_scalar(
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, status = $1, run_at = COALESCE($2, run_at), \
+                 lease_owner = NULL, lease_until = NULL, updated_at = $3 WHERE id = $4 RETURNING attempts",
+            )
+            .bind(match (a.delivered, a.retry_at) {
+                (true, _) => "delivered",
+                (false, Some(_)) => "pending",
+                (false, None) => "failed",
+            })
+            .bind(a.retry_at)
+            .bind(a.at)
+            .bind(&a.delivery_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, error, duration_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&a.delivery_id)
+            .bind(attempt)
+            .bind(a.at)
+            .bind(a.status_code.map(i64::from))
+            .bind(&a.error)
+            .bind(a.duration_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn webhooks_for_message(&self, tenant_id: &str, message_id: &str) -> StoreResult<Vec<WebhookDeliveryView>> {
+        let rows = sqlx::query(
+            "SELECT id, url, payload, status, run_at FROM webhook_deliveries WHERE tenant_id = $1 AND message_id = $2 \
+             ORDER BY created_at, id",
+        )
+        .bind(tenant_id)
+        .bind(message_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut views = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: String = r.get(0);
+            let status: String = r.get(3);
+            let attempts = sqlx::query(
+                "SELECT at, status_code, error, duration_ms FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt",
+            )
+            .bind(&id)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|a| WebhookAttemptView {
+                at: a.get(0),
+                status_code: a.get::<Option<i64>, _>(1).map(|c| c as u16),
+                error: a.get(2),
+                duration_ms: a.get(3),
+            })
+            .collect();
+            views.push(WebhookDeliveryView {
+                next_attempt_at: (status == "pending").then(|| r.get(4)),
+                id,
+                url: r.get(1),
+                payload: r.get(2),
+                status,
+                attempts,
+            });
+        }
+        Ok(views)
+    }
+}

@@ -1,0 +1,339 @@
+//! Completing events: an invocation's effects commit with its event, for
+//! a whole batch of completions in one transaction.
+//!
+//! Each completion is checked on its own (the lease still ours, the kv
+//! versions it read unchanged, the balance able to pay), but the rows the
+//! batch writes — messages, outbox, events done, invocation records — go in
+//! as multi-row statements: every statement is a round trip to SQLite's
+//! thread, and per-completion statements were what bounded throughput.
+
+use super::INSERT_CHUNK;
+use super::events::{insert_messages, insert_outbox};
+use crate::clock::Millis;
+use crate::store::*;
+use sqlx::postgres::Postgres;
+use sqlx::{Acquire, PgConnection, QueryBuilder, Row};
+use std::collections::{HashMap, HashSet};
+
+/// Applies `completions` in order inside the caller's transaction.
+pub(super) async fn complete(
+    tx: &mut PgConnection,
+    completions: &[EventCompletion],
+) -> StoreResult<Vec<CompletionResult>> {
+    let ours = still_ours(tx, completions).await?;
+    let mut results = Vec::with_capacity(completions.len());
+    // Written after the loop, for the whole batch.
+    let mut sends: Vec<&NewMessage> = Vec::new();
+    let mut outbox: HashMap<&str, (Millis, Vec<&NewMessage>)> = HashMap::new();
+    let mut done: Vec<(&str, Millis)> = Vec::new();
+    let mut records: Vec<&InvocationRecord> = Vec::new();
+    // Plugins whose failure count goes back to zero (their latest outcome was a success).
+    let mut succeeded: HashSet<&str> = HashSet::new();
+    for c in completions {
+        let now = c.record.started_at + c.record.duration_us / 1000;
+        if !ours.contains(c.event_id.as_str()) {
+            results.push(CompletionResult::LeaseLost);
+            continue;
+        }
+        match &c.completion {
+            Completion::Succeeded(effects) => {
+                if !reads_still_valid(tx, c, effects).await? {
+                    results.push(CompletionResult::Conflict);
+                    continue;
+                }
+                if effects.sends.iter().any(|m| m.price > 0) {
+                    // A savepoint, so an unpayable completion undoes only itself.
+                    let mut sp = (&mut *tx).begin().await?;
+                    if !debit(&mut sp, c, effects, now).await? {
+                        drop(sp);
+                        results.push(CompletionResult::Conflict);
+                        continue;
+                    }
+                    sp.commit().await?;
+                }
+                apply_state(tx, c, effects, now).await?;
+                sends.extend(effects.sends.iter());
+                let lease = outbox.entry(c.outbox_lease.owner.as_str()).or_insert((c.outbox_lease.until, Vec::new()));
+                lease.0 = lease.0.max(c.outbox_lease.until);
+                lease.1.extend(effects.sends.iter());
+                done.push((c.event_id.as_str(), now));
+                if c.record.outcome == "ok" {
+                    succeeded.insert(c.plugin_id.as_str());
+                }
+                results.push(CompletionResult::Committed {
+                    outbox: outbox_items(&effects.sends),
+                    timers_changed: !effects.timer_ops.is_empty(),
+                    suspended: false,
+                });
+            }
+            Completion::Failed { error, retry_at } => {
+                sqlx::query(
+                    "UPDATE events SET status = $1, attempts = attempts + 1, run_at = COALESCE($2, run_at), \
+                     lease_owner = NULL, lease_until = NULL, last_error = $3, updated_at = $4 WHERE id = $5",
+                )
+                .bind(if retry_at.is_some() { "pending" } else { "dead" })
+                .bind(retry_at)
+                .bind(error)
+                .bind(now)
+                .bind(&c.event_id)
+                .execute(&mut *tx)
+                .await?;
+                // A success earlier in the batch reset the count before this failure.
+                if succeeded.remove(c.plugin_id.as_str()) {
+                    reset_failures(tx, &[c.plugin_id.as_str()]).await?;
+                }
+                let suspended = c.record.outcome != "not_run" && count_failure(tx, c).await?;
+                results.push(CompletionResult::Committed { outbox: Vec::new(), timers_changed: false, suspended });
+            }
+            Completion::Deferred { until, reason } => {
+                sqlx::query(
+                    "UPDATE events SET run_at = $1, lease_owner = NULL, lease_until = NULL, last_error = $2, \
+                     updated_at = $3 WHERE id = $4",
+                )
+                .bind(until)
+                .bind(reason)
+                .bind(now)
+                .bind(&c.event_id)
+                .execute(&mut *tx)
+                .await?;
+                results.push(CompletionResult::Committed {
+                    outbox: Vec::new(),
+                    timers_changed: false,
+                    suspended: false,
+                });
+                continue;
+            }
+        }
+        records.push(&c.record);
+    }
+    insert_messages(tx, &sends).await?;
+    for (owner, (until, messages)) in outbox {
+        insert_outbox(tx, &messages, &Lease { owner: owner.to_string(), until }).await?;
+    }
+    for chunk in done.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new("WITH d(id, at) AS (");
+        q.push_values(chunk, |mut b, (id, at)| {
+            b.push_bind(*id).push_bind(*at);
+        });
+        q.push(
+            ") UPDATE events SET status = 'done', attempts = attempts + 1, lease_owner = NULL, lease_until = NULL, \
+             last_error = NULL, updated_at = d.at FROM d WHERE events.id = d.id",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
+    let succeeded: Vec<&str> = succeeded.into_iter().collect();
+    reset_failures(tx, &succeeded).await?;
+    record_invocations(tx, &records).await?;
+    Ok(results)
+}
+
+async fn reset_failures(conn: &mut PgConnection, plugin_ids: &[&str]) -> StoreResult<()> {
+    if plugin_ids.is_empty() {
+        return Ok(());
+    }
+    let mut q: QueryBuilder<Postgres> =
+        QueryBuilder::new("UPDATE plugins SET consecutive_failures = 0 WHERE consecutive_failures > 0 AND id IN (");
+    let mut ids = q.separated(", ");
+    for id in plugin_ids {
+        ids.push_bind(*id);
+    }
+    q.push(")");
+    q.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Invocation records and their log lines, a statement or two per batch.
+async fn record_invocations(conn: &mut PgConnection, records: &[&InvocationRecord]) -> StoreResult<()> {
+    for chunk in records.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "INSERT INTO invocations (tenant_id, plugin_id, version_id, event_id, trigger, started_at, duration_us, \
+             fuel_used, memory_peak, outcome, error) ",
+        );
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(&r.tenant_id)
+                .push_bind(&r.plugin_id)
+                .push_bind(&r.version_id)
+                .push_bind(&r.event_id)
+                .push_bind(r.trigger)
+                .push_bind(r.started_at)
+                .push_bind(r.duration_us)
+                .push_bind(r.fuel_used)
+                .push_bind(r.memory_peak)
+                .push_bind(r.outcome)
+                .push_bind(&r.error);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    let logs: Vec<(&InvocationRecord, &LogLine)> =
+        records.iter().flat_map(|r| r.logs.iter().map(move |l| (*r, l))).collect();
+    for chunk in logs.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new("INSERT INTO plugin_logs (tenant_id, plugin_id, event_id, level, message, at) ");
+        q.push_values(chunk, |mut b, (r, l)| {
+            b.push_bind(&r.tenant_id)
+                .push_bind(&r.plugin_id)
+                .push_bind(&r.event_id)
+                .push_bind(l.level)
+                .push_bind(&l.message)
+                .push_bind(l.at);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Counts a failed invocation; suspends the plugin (returning true) when
+/// it failed `suspend_after` times in a row.
+async fn count_failure(conn: &mut PgConnection, c: &EventCompletion) -> StoreResult<bool> {
+    let failures: i64 = sqlx::query_scalar(
+        "UPDATE plugins SET consecutive_failures = consecutive_failures + 1 WHERE id = $1 RETURNING consecutive_failures",
+    )
+    .bind(&c.plugin_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    if c.suspend_after == 0 || failures < c.suspend_after as i64 {
+        return Ok(false);
+    }
+    let reason = format!(
+        "suspended after {failures} failed invocations in a row; last error: {}",
+        c.record.error.as_deref().unwrap_or("unknown")
+    );
+    let n =
+        sqlx::query("UPDATE plugins SET status = 'suspended', status_reason = $1 WHERE id = $2 AND status = 'active'")
+            .bind(&reason)
+            .bind(&c.plugin_id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    Ok(n > 0)
+}
+
+/// The events of `completions` still ours to complete: pending, leased to
+/// us, and at the attempt we ran (a re-claimed copy of the same attempt
+/// loses). One query for the batch.
+async fn still_ours<'a>(conn: &mut PgConnection, completions: &'a [EventCompletion]) -> StoreResult<HashSet<&'a str>> {
+    let mut current: HashMap<String, (String, Option<String>, i64)> = HashMap::new();
+    for chunk in completions.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new("SELECT id, status, lease_owner, attempts FROM events WHERE id IN (");
+        let mut ids = q.separated(", ");
+        for c in chunk {
+            ids.push_bind(&c.event_id);
+        }
+        q.push(")");
+        for r in q.build().fetch_all(&mut *conn).await? {
+            current.insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
+        }
+    }
+    Ok(completions
+        .iter()
+        .filter(|c| {
+            current.get(&c.event_id).is_some_and(|(status, owner, attempts)| {
+                status == "pending" && owner.as_deref() == Some(c.lease_owner.as_str()) && *attempts == c.attempt as i64
+            })
+        })
+        .map(|c| c.event_id.as_str())
+        .collect())
+}
+
+/// Optimistic concurrency check: every key the invocation read still has
+/// the version it saw.
+async fn reads_still_valid(conn: &mut PgConnection, c: &EventCompletion, effects: &Effects) -> StoreResult<bool> {
+    for (key, seen) in &effects.kv_reads {
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM kv WHERE tenant_id = $1 AND plugin_id = $2 AND key = $3")
+                .bind(&c.tenant_id)
+                .bind(&c.plugin_id)
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if current.unwrap_or(0) != *seen {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Debits an invocation's priced messages; `false` if the tenant's balance
+/// cannot pay for them (the caller rolls back and re-runs the invocation,
+/// which then sees the balance and is refused).
+async fn debit(conn: &mut PgConnection, c: &EventCompletion, effects: &Effects, now: Millis) -> StoreResult<bool> {
+    for m in effects.sends.iter().filter(|m| m.price > 0) {
+        let debited = super::status::ledger_entry(
+            conn,
+            super::status::Entry {
+                tenant_id: &c.tenant_id,
+                amount: -m.price,
+                kind: "debit",
+                message_id: Some(&m.id),
+                note: None,
+                at: now,
+            },
+            true,
+        )
+        .await?;
+        if debited.is_none() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// An invocation's kv writes and timers (its messages are inserted with
+/// the whole batch's).
+async fn apply_state(conn: &mut PgConnection, c: &EventCompletion, effects: &Effects, now: Millis) -> StoreResult<()> {
+    for (key, value) in &effects.kv_writes {
+        match value {
+            Some(value) => {
+                sqlx::query(
+                    "INSERT INTO kv (tenant_id, plugin_id, key, value, version, updated_at) VALUES ($1, $2, $3, $4, 1, $5) \
+                     ON CONFLICT (tenant_id, plugin_id, key) DO UPDATE SET value = excluded.value, \
+                     version = kv.version + 1, updated_at = excluded.updated_at",
+                )
+                .bind(&c.tenant_id)
+                .bind(&c.plugin_id)
+                .bind(key)
+                .bind(value)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM kv WHERE tenant_id = $1 AND plugin_id = $2 AND key = $3")
+                    .bind(&c.tenant_id)
+                    .bind(&c.plugin_id)
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+    }
+    for op in &effects.timer_ops {
+        match op {
+            TimerOp::Schedule { key, due_at, payload } => {
+                sqlx::query(
+                    "INSERT INTO timers (tenant_id, plugin_id, key, due_at, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (tenant_id, plugin_id, key) DO UPDATE SET due_at = excluded.due_at, \
+                     payload = excluded.payload, created_at = excluded.created_at",
+                )
+                .bind(&c.tenant_id)
+                .bind(&c.plugin_id)
+                .bind(key)
+                .bind(due_at)
+                .bind(payload)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
+            TimerOp::Cancel { key } => {
+                sqlx::query("DELETE FROM timers WHERE tenant_id = $1 AND plugin_id = $2 AND key = $3")
+                    .bind(&c.tenant_id)
+                    .bind(&c.plugin_id)
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}

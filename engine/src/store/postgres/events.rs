@@ -1,0 +1,269 @@
+use super::{INSERT_CHUNK, PgStore};
+use crate::clock::Millis;
+use crate::store::*;
+use async_trait::async_trait;
+use sqlx::postgres::{PgRow, Postgres};
+use sqlx::{PgConnection, QueryBuilder, Row};
+
+const EVENT_COLUMNS: &str = "id, tenant_id, plugin_id, kind, name, payload, message_id, attempts, created_at";
+
+fn event_row(r: PgRow) -> StoreResult<EventRow> {
+    let kind: String = r.get(3);
+    Ok(EventRow {
+        id: r.get(0),
+        tenant_id: r.get(1),
+        plugin_id: r.get(2),
+        kind: EventKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("event kind {kind:?}")))?,
+        name: r.get(4),
+        payload: r.get(5),
+        message_id: r.get(6),
+        attempts: r.get::<i64, _>(7) as u32,
+        created_at: r.get(8),
+    })
+}
+
+pub(super) async fn insert_messages(conn: &mut PgConnection, messages: &[&NewMessage]) -> StoreResult<()> {
+    for chunk in messages.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "INSERT INTO messages (id, tenant_id, direction, from_addr, to_addr, body, status, status_rank, segments, \
+             encoding, reference, connector, plugin_id, event_id, in_reply_to, created_at, updated_at, mode, webhook_url, \
+             scheduled_at, price, batch_id) ",
+        );
+        q.push_values(chunk, |mut b, m| {
+            b.push_bind(&m.id)
+                .push_bind(&m.tenant_id)
+                .push_bind(m.direction.as_str())
+                .push_bind(&m.from)
+                .push_bind(&m.to)
+                .push_bind(&m.body)
+                .push_bind(m.status.as_str())
+                .push_bind(m.status.rank())
+                .push_bind(m.segments as i64)
+                .push_bind(m.encoding)
+                .push_bind(&m.reference)
+                .push_bind(&m.connector)
+                .push_bind(&m.plugin_id)
+                .push_bind(&m.event_id)
+                .push_bind(&m.in_reply_to)
+                .push_bind(m.created_at)
+                .push_bind(m.created_at)
+                .push_bind(m.mode)
+                .push_bind(&m.webhook_url)
+                .push_bind(m.scheduled_at)
+                .push_bind(m.price)
+                .push_bind(&m.batch_id);
+        });
+        q.build().execute(&mut *conn).await?;
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new("INSERT INTO message_status (message_id, status, at) ");
+        q.push_values(chunk, |mut b, m| {
+            b.push_bind(&m.id).push_bind(m.status.as_str()).push_bind(m.created_at);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn insert_event_rows(conn: &mut PgConnection, events: &[&NewEvent], lease: &Lease) -> StoreResult<()> {
+    for chunk in events.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "INSERT INTO events (id, tenant_id, plugin_id, kind, name, payload, message_id, status, attempts, run_at, \
+             lease_owner, lease_until, created_at, updated_at) ",
+        );
+        q.push_values(chunk, |mut b, e| {
+            b.push_bind(&e.id)
+                .push_bind(&e.tenant_id)
+                .push_bind(&e.plugin_id)
+                .push_bind(e.kind.as_str())
+                .push_bind(&e.name)
+                .push_bind(&e.payload)
+                .push_bind(&e.message_id)
+                .push_bind("pending")
+                .push_bind(0i64)
+                .push_bind(e.run_at)
+                .push_bind(&lease.owner)
+                .push_bind(lease.until)
+                .push_bind(e.created_at)
+                .push_bind(e.created_at);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn insert_outbox(conn: &mut PgConnection, messages: &[&NewMessage], lease: &Lease) -> StoreResult<()> {
+    for chunk in messages.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "INSERT INTO outbox (message_id, tenant_id, attempts, run_at, lease_owner, lease_until) ",
+        );
+        q.push_values(chunk, |mut b, m| {
+            // Scheduled messages wait unleased until due; the sweeper claims them.
+            let (owner, until) = match m.scheduled_at {
+                Some(_) => (None, None),
+                None => (Some(&lease.owner), Some(lease.until)),
+            };
+            b.push_bind(&m.id)
+                .push_bind(&m.tenant_id)
+                .push_bind(0i64)
+                .push_bind(m.scheduled_at.unwrap_or(m.created_at))
+                .push_bind(owner)
+                .push_bind(until);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Events for PgStore {
+    async fn insert_inbound(&self, batch: &[NewInbound]) -> StoreResult<Vec<bool>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = Vec::with_capacity(batch.len());
+        for b in batch {
+            let fresh = match &b.consumes_parts {
+                None => true,
+                Some(k) => {
+                    let removed = sqlx::query(
+                        "DELETE FROM inbound_parts WHERE connector = $1 AND from_addr = $2 AND reference = $3",
+                    )
+                    .bind(&k.connector)
+                    .bind(&k.from)
+                    .bind(&k.reference)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    removed == k.total as u64
+                }
+            };
+            inserted.push(fresh);
+        }
+        let accepted: Vec<&NewInbound> = batch.iter().zip(&inserted).filter(|(_, ok)| **ok).map(|(b, _)| b).collect();
+        let mut messages: Vec<&NewMessage> = accepted.iter().map(|b| &b.message).collect();
+        // STOP/START: the consent change and its confirmation commit with the message.
+        let confirmations: Vec<NewMessage> = accepted.iter().filter_map(|b| b.confirmation.clone()).collect();
+        messages.extend(confirmations.iter());
+        for b in &accepted {
+            match &b.consent {
+                Some(ConsentChange::OptOut(row)) => {
+                    super::governance::insert_opt_out(&mut tx, &b.message.tenant_id, row).await?;
+                }
+                Some(ConsentChange::OptIn { recipient, scope }) => {
+                    sqlx::query(
+                        "DELETE FROM opt_outs WHERE tenant_id = $1 AND recipient = $2 AND (scope = $3 OR scope = '')",
+                    )
+                    .bind(&b.message.tenant_id)
+                    .bind(recipient)
+                    .bind(scope)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {}
+            }
+        }
+        insert_messages(&mut tx, &messages).await?;
+        if !confirmations.is_empty() {
+            let confirmations: Vec<&NewMessage> = confirmations.iter().collect();
+            insert_outbox(&mut tx, &confirmations, &batch[0].lease).await?;
+        }
+        // Events of one batch share the accepting node's lease.
+        let events: Vec<&NewEvent> = accepted.iter().flat_map(|b| &b.events).collect();
+        if !events.is_empty() {
+            insert_event_rows(&mut tx, &events, &batch[0].lease).await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn insert_events(&self, events: &[NewEvent], lease: &Lease) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let refs: Vec<&NewEvent> = events.iter().collect();
+        insert_event_rows(&mut tx, &refs, lease).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_events(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<EventRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE events SET lease_owner = $1, lease_until = $2 WHERE id IN (
+                SELECT id FROM events WHERE status = 'pending' AND run_at <= $3
+                AND (lease_until IS NULL OR lease_until < $4) ORDER BY run_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+             RETURNING {EVENT_COLUMNS}"
+        )))
+        .bind(&lease.owner)
+        .bind(lease.until)
+        .bind(now)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(event_row).collect()
+    }
+
+    async fn next_event_due(&self) -> StoreResult<Option<Millis>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(GREATEST(run_at, COALESCE(lease_until, 0))) FROM events WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn complete_events(&self, completions: &[EventCompletion]) -> StoreResult<Vec<CompletionResult>> {
+        let mut tx = self.pool.begin().await?;
+        let results = super::completions::complete(&mut tx, completions).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn release_leases(&self, owner: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE events SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1 AND status = 'pending'",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn fire_due_timers(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<EventRow>> {
+        let mut tx = self.pool.begin().await?;
+        let due = sqlx::query(
+            "DELETE FROM timers WHERE (tenant_id, plugin_id, key) IN (SELECT tenant_id, plugin_id, key FROM timers \
+             WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING tenant_id, plugin_id, key, due_at, payload",
+        )
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let events: Vec<NewEvent> = due
+            .into_iter()
+            .map(|r| NewEvent {
+                id: crate::ids::event_id(),
+                tenant_id: r.get(0),
+                plugin_id: r.get(1),
+                kind: EventKind::Timer,
+                name: Some(r.get(2)),
+                run_at: r.get(3),
+                payload: r.get(4),
+                message_id: None,
+                created_at: now,
+            })
+            .collect();
+        let refs: Vec<&NewEvent> = events.iter().collect();
+        insert_event_rows(&mut tx, &refs, lease).await?;
+        tx.commit().await?;
+        Ok(events.iter().map(NewEvent::to_row).collect())
+    }
+
+    async fn next_timer_due(&self) -> StoreResult<Option<Millis>> {
+        Ok(sqlx::query_scalar("SELECT MIN(due_at) FROM timers").fetch_one(&self.pool).await?)
+    }
+}

@@ -1,0 +1,322 @@
+use super::events::insert_event_rows;
+use super::{PgStore, conflict_as};
+use crate::clock::Millis;
+use crate::store::*;
+use async_trait::async_trait;
+use sqlx::postgres::Postgres;
+use sqlx::{QueryBuilder, Row};
+
+pub(super) const PLUGIN_VERSION_SELECT: &str = "SELECT p.id, p.tenant_id, p.name, p.status, v.id, v.version, \
+    v.component_hash, v.manifest, v.config, p.status_reason, v.created_at FROM plugins p JOIN plugin_versions v";
+
+pub(super) fn plugin_version_row(r: &sqlx::postgres::PgRow) -> PluginVersionRow {
+    PluginVersionRow {
+        plugin_id: r.get(0),
+        tenant_id: r.get(1),
+        name: r.get(2),
+        status: r.get(3),
+        version_id: r.get(4),
+        version: r.get(5),
+        component_hash: r.get(6),
+        manifest_json: r.get(7),
+        config_json: r.get(8),
+        status_reason: r.get(9),
+        created_at: r.get(10),
+    }
+}
+
+#[async_trait]
+impl Governance for PgStore {
+    async fn audit(&self, e: &AuditEntry) -> StoreResult<()> {
+        sqlx::query("INSERT INTO audit_log (actor, action, target, detail, at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&e.actor)
+            .bind(&e.action)
+            .bind(&e.target)
+            .bind(&e.detail)
+            .bind(e.at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, limit: u32, before: Option<i64>) -> StoreResult<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT id, actor, action, target, detail, at FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditRow {
+                id: r.get(0),
+                actor: r.get(1),
+                action: r.get(2),
+                target: r.get(3),
+                detail: r.get(4),
+                at: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn set_tenant_status(&self, tenant_id: &str, status: &str) -> StoreResult<bool> {
+        let n = sqlx::query("UPDATE tenants SET status = $1 WHERE id = $2")
+            .bind(status)
+            .bind(tenant_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn plugin_versions(&self, tenant_id: &str, name: &str) -> StoreResult<Vec<PluginVersionRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{PLUGIN_VERSION_SELECT} ON v.plugin_id = p.id WHERE p.tenant_id = $1 AND p.name = $2 ORDER BY v.created_at, v.id"
+        )))
+        .bind(tenant_id)
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(plugin_version_row).collect())
+    }
+
+    async fn activate_version(&self, plugin_id: &str, version_id: &str, routes: &[RouteRow]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let tenant_id: String = sqlx::query_scalar("SELECT tenant_id FROM plugins WHERE id = $1")
+            .bind(plugin_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE plugins SET active_version_id = $1 WHERE id = $2")
+            .bind(version_id)
+            .bind(plugin_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM routes WHERE plugin_id = $1").bind(plugin_id).execute(&mut *tx).await?;
+        for route in routes {
+            sqlx::query("INSERT INTO routes (tenant_id, plugin_id, kind, pattern) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                .bind(&tenant_id)
+                .bind(plugin_id)
+                .bind(route.kind.as_str())
+                .bind(&route.pattern)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_plugin_status(&self, plugin_id: &str, status: &str, reason: Option<&str>) -> StoreResult<()> {
+        sqlx::query("UPDATE plugins SET status = $1, status_reason = $2, consecutive_failures = 0 WHERE id = $3")
+            .bind(status)
+            .bind(reason)
+            .bind(plugin_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn invocations(
+        &self,
+        tenant_id: &str,
+        plugin_id: &str,
+        limit: u32,
+        before: Option<i64>,
+    ) -> StoreResult<Vec<InvocationRow>> {
+        let rows = sqlx::query(
+            "SELECT id, event_id, version_id, trigger, started_at, duration_us, fuel_used, memory_peak, outcome, error \
+             FROM invocations WHERE tenant_id = $1 AND plugin_id = $2 AND id < $3 ORDER BY id DESC LIMIT $4",
+        )
+        .bind(tenant_id)
+        .bind(plugin_id)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| InvocationRow {
+                id: r.get(0),
+                event_id: r.get(1),
+                version_id: r.get(2),
+                trigger: r.get(3),
+                started_at: r.get(4),
+                duration_us: r.get(5),
+                fuel_used: r.get(6),
+                memory_peak: r.get(7),
+                outcome: r.get(8),
+                error: r.get(9),
+            })
+            .collect())
+    }
+
+    async fn prune_records(&self, before: Millis) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let a = sqlx::query("DELETE FROM invocations WHERE started_at < $1").bind(before).execute(&mut *tx).await?;
+        let b = sqlx::query("DELETE FROM plugin_logs WHERE at < $1").bind(before).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(a.rows_affected() + b.rows_affected())
+    }
+
+    async fn opted_out(&self, tenant_id: &str, recipients: &[String], number: &str) -> StoreResult<Vec<String>> {
+        let mut found = Vec::new();
+        for chunk in recipients.chunks(500) {
+            let mut q: QueryBuilder<Postgres> =
+                QueryBuilder::new("SELECT DISTINCT recipient FROM opt_outs WHERE tenant_id = ");
+            q.push_bind(tenant_id).push(" AND (scope = '' OR scope = ").push_bind(number).push(") AND recipient IN (");
+            let mut list = q.separated(", ");
+            for r in chunk {
+                list.push_bind(r);
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&self.pool).await? {
+                found.push(row.get(0));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn list_opt_outs(&self, tenant_id: &str, limit: u32, after: Option<&str>) -> StoreResult<Vec<OptOutRow>> {
+        let rows = sqlx::query(
+            "SELECT recipient, scope, source, keyword, at FROM opt_outs WHERE tenant_id = $1 AND recipient > $2 \
+             ORDER BY recipient, scope LIMIT $3",
+        )
+        .bind(tenant_id)
+        .bind(after.unwrap_or(""))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| OptOutRow {
+                recipient: r.get(0),
+                scope: r.get(1),
+                source: r.get(2),
+                keyword: r.get(3),
+                at: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn import_opt_outs(&self, tenant_id: &str, rows: &[OptOutRow]) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut added = 0;
+        for r in rows {
+            added += insert_opt_out(&mut tx, tenant_id, r).await?;
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn bump_counter(&self, tenant_id: &str, name: &str, by: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO tenant_counters (tenant_id, name, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant_id, name) DO UPDATE SET value = tenant_counters.value + excluded.value",
+        )
+        .bind(tenant_id)
+        .bind(name)
+        .bind(by)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn counters(&self, tenant_id: &str) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT name, value FROM tenant_counters WHERE tenant_id = $1 ORDER BY name")
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn kv_usage(&self, tenant_id: &str) -> StoreResult<(i64, i64)> {
+        let r = sqlx::query(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(key) + OCTET_LENGTH(value)), 0)::BIGINT FROM kv WHERE tenant_id = $1",
+        )
+        .bind(tenant_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((r.get(0), r.get(1)))
+    }
+
+    async fn timers_pending(&self, tenant_id: &str) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM timers WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn sends_since(&self, tenant_id: &str, since: Millis) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE tenant_id = $1 AND created_at >= $2 AND direction = 'outbound' AND mode = 'live'",
+        )
+        .bind(tenant_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn cron_last_fire(&self, plugin_id: &str, schedule: &str) -> StoreResult<Option<Millis>> {
+        Ok(sqlx::query_scalar("SELECT last_fire_at FROM cron_state WHERE plugin_id = $1 AND schedule = $2")
+            .bind(plugin_id)
+            .bind(schedule)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn fire_cron(
+        &self,
+        plugin_id: &str,
+        schedule: &str,
+        previous: Option<Millis>,
+        fire_at: Millis,
+        event: &NewEvent,
+        lease: &Lease,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = match previous {
+            None => sqlx::query(
+                "INSERT INTO cron_state (plugin_id, schedule, last_fire_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(plugin_id)
+            .bind(schedule)
+            .bind(fire_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            Some(prev) => sqlx::query(
+                "UPDATE cron_state SET last_fire_at = $1 WHERE plugin_id = $2 AND schedule = $3 AND last_fire_at = $4",
+            )
+            .bind(fire_at)
+            .bind(plugin_id)
+            .bind(schedule)
+            .bind(prev)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+        };
+        if claimed == 0 {
+            return Ok(false);
+        }
+        insert_event_rows(&mut tx, &[event], lease).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+pub(super) async fn insert_opt_out(conn: &mut sqlx::PgConnection, tenant_id: &str, r: &OptOutRow) -> StoreResult<u64> {
+    Ok(sqlx::query(
+        "INSERT INTO opt_outs (tenant_id, recipient, scope, source, keyword, at) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant_id)
+    .bind(&r.recipient)
+    .bind(&r.scope)
+    .bind(&r.source)
+    .bind(&r.keyword)
+    .bind(r.at)
+    .execute(&mut *conn)
+    .await
+    .map_err(conflict_as("opt-out"))?
+    .rows_affected())
+}

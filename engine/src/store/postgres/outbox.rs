@@ -1,0 +1,485 @@
+use super::INSERT_CHUNK;
+use super::status::{StatusChange, refund, status_changed, statuses_changed};
+use super::{PgStore, events::insert_event_rows};
+use crate::clock::Millis;
+use crate::store::*;
+use async_trait::async_trait;
+use sqlx::postgres::Postgres;
+use sqlx::{PgConnection, QueryBuilder, Row};
+
+/// Messages the carrier accepted: their status, parts and history, their
+/// outbox rows gone, and any reports that overtook the answer applied —
+/// a handful of statements for the whole batch.
+async fn record_sent(
+    conn: &mut PgConnection,
+    sent: &[(&SendResult, &[String])],
+    events: &mut Vec<NewEvent>,
+    changes: &mut Vec<(String, MessageStatus)>,
+) -> StoreResult<()> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("WITH v(id, provider_id, connector, at) AS (");
+    q.push_values(sent, |mut b, (r, provider_ids)| {
+        b.push_bind(&r.message_id).push_bind(provider_ids.first()).push_bind(&r.connector).push_bind(r.at);
+    });
+    q.push(
+        ") UPDATE messages SET provider_id = v.provider_id, connector = v.connector, \
+         status = CASE WHEN messages.status_rank < 2 THEN 'sent' ELSE messages.status END, \
+         status_rank = GREATEST(messages.status_rank, 2), updated_at = v.at FROM v WHERE messages.id = v.id",
+    );
+    q.build().execute(&mut *conn).await?;
+
+    let parts: Vec<(&SendResult, usize, &String)> =
+        sent.iter().flat_map(|(r, ids)| ids.iter().enumerate().map(move |(i, id)| (*r, i + 1, id))).collect();
+    // A report for these ids arriving at another node now either waits for
+    // this commit (and finds the parts) or is kept first (and found below).
+    let keys: Vec<String> = parts.iter().map(|(r, _, id)| report_key(&r.connector, id)).collect();
+    super::lock_keys(conn, &keys).await?;
+    for chunk in parts.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "INSERT INTO message_parts (message_id, part, connector, provider_id, status, updated_at) ",
+        );
+        q.push_values(chunk, |mut b, (r, part, provider_id)| {
+            b.push_bind(&r.message_id)
+                .push_bind(*part as i64)
+                .push_bind(&r.connector)
+                .push_bind(*provider_id)
+                .push("'sent'")
+                .push_bind(r.at);
+        });
+        q.push(
+            " ON CONFLICT (message_id, part) DO UPDATE SET connector = excluded.connector, \
+             provider_id = excluded.provider_id, status = excluded.status, error_code = NULL, \
+             updated_at = excluded.updated_at",
+        );
+        q.build().execute(&mut *conn).await?;
+    }
+
+    let statuses: Vec<StatusChange> = sent
+        .iter()
+        .map(|(r, _)| StatusChange {
+            message_id: &r.message_id,
+            status: MessageStatus::Sent,
+            error_code: None,
+            at: r.at,
+        })
+        .collect();
+    statuses_changed(conn, &statuses).await?;
+    changes.extend(sent.iter().map(|(r, _)| (r.message_id.clone(), MessageStatus::Sent)));
+
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("DELETE FROM outbox WHERE message_id IN (");
+    let mut ids = q.separated(", ");
+    for (r, _) in sent {
+        ids.push_bind(&r.message_id);
+    }
+    q.push(")");
+    q.build().execute(&mut *conn).await?;
+
+    // Reports that overtook these answers.
+    for chunk in parts.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new("DELETE FROM pending_reports WHERE (connector, provider_id) IN (");
+        q.push_values(chunk, |mut b, (r, _, provider_id)| {
+            b.push_bind(&r.connector).push_bind(*provider_id);
+        });
+        q.push(") RETURNING connector, provider_id, status, error_code, at");
+        let early: Vec<ProviderReport> = q
+            .build()
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .filter_map(|row| {
+                Some(ProviderReport {
+                    connector: row.get(0),
+                    provider_id: row.get(1),
+                    status: MessageStatus::parse(&row.get::<String, _>(2))?,
+                    error_code: row.get(3),
+                    at: row.get(4),
+                })
+            })
+            .collect();
+        apply_reports(conn, &early, events, changes).await?;
+    }
+    Ok(())
+}
+
+/// The lock that orders a carrier's report against the record of the send
+/// it reports on.
+fn report_key(connector: &str, provider_id: &str) -> String {
+    format!("report\n{connector}\n{provider_id}")
+}
+
+/// The status a message has once its parts report these statuses: the
+/// worst final status when every part is final, else still `sent`.
+fn message_status_of(parts: &[MessageStatus]) -> MessageStatus {
+    if parts.is_empty() || parts.iter().any(|s| s.rank() < 3) {
+        return MessageStatus::Sent;
+    }
+    [MessageStatus::Failed, MessageStatus::Undelivered, MessageStatus::Expired, MessageStatus::Cancelled]
+        .into_iter()
+        .find(|bad| parts.contains(bad))
+        .unwrap_or(MessageStatus::Delivered)
+}
+
+/// Applies one report to the part it names. Returns the message id and,
+/// when the message's status moved forward, its new status.
+async fn apply_report(
+    conn: &mut PgConnection,
+    r: &ProviderReport,
+) -> StoreResult<Option<(String, Option<MessageStatus>)>> {
+    let part = sqlx::query(
+        "SELECT message_id, part, status FROM message_parts WHERE connector = $1 AND provider_id = $2 FOR UPDATE",
+    )
+    .bind(&r.connector)
+    .bind(&r.provider_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(part) = part else { return Ok(None) };
+    let message_id: String = part.get(0);
+    let current = MessageStatus::parse(&part.get::<String, _>(2)).unwrap_or(MessageStatus::Sent);
+    if r.status.rank() > current.rank() {
+        sqlx::query(
+            "UPDATE message_parts SET status = $1, error_code = $2, updated_at = $3 WHERE message_id = $4 AND part = $5",
+        )
+        .bind(r.status.as_str())
+        .bind(&r.error_code)
+        .bind(r.at)
+        .bind(&message_id)
+        .bind(part.get::<i64, _>(1))
+        .execute(&mut *conn)
+        .await?;
+    }
+    let statuses: Vec<MessageStatus> =
+        sqlx::query_scalar::<_, String>("SELECT status FROM message_parts WHERE message_id = $1")
+            .bind(&message_id)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .filter_map(|s| MessageStatus::parse(s))
+            .collect();
+    let status = message_status_of(&statuses);
+    let changed = sqlx::query(
+        "UPDATE messages SET status = $1, status_rank = $2, error_code = COALESCE($3, error_code), updated_at = $4 \
+         WHERE id = $5 AND status_rank < $6",
+    )
+    .bind(status.as_str())
+    .bind(status.rank())
+    .bind(&r.error_code)
+    .bind(r.at)
+    .bind(&message_id)
+    .bind(status.rank())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        > 0;
+    if changed {
+        status_changed(conn, &message_id, status, r.error_code.as_deref(), r.at).await?;
+    }
+    Ok(Some((message_id, changed.then_some(status))))
+}
+
+/// The delivery event a plugin that sent the message asked for.
+async fn delivery_event(
+    conn: &mut PgConnection,
+    message_id: &str,
+    status: MessageStatus,
+    error_code: Option<&str>,
+    at: Millis,
+) -> StoreResult<Option<NewEvent>> {
+    let Some(msg) = sqlx::query(
+        "SELECT m.tenant_id, m.plugin_id, m.to_addr, m.reference, \
+         EXISTS (SELECT 1 FROM routes WHERE plugin_id = m.plugin_id AND kind = 'delivery') \
+         FROM messages m WHERE m.id = $1",
+    )
+    .bind(message_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let (Some(plugin_id), true) = (msg.get::<Option<String>, _>(1), msg.get::<bool, _>(4)) else { return Ok(None) };
+    let payload = serde_json::json!({
+        "message_id": message_id,
+        "reference": msg.get::<Option<String>, _>(3),
+        "to": msg.get::<String, _>(2),
+        "status": status.as_str(),
+        "error_code": error_code,
+        "at": at,
+    });
+    Ok(Some(NewEvent {
+        id: crate::ids::event_id(),
+        tenant_id: msg.get(0),
+        plugin_id,
+        kind: EventKind::Delivery,
+        name: None,
+        payload: payload.to_string(),
+        message_id: Some(message_id.to_string()),
+        run_at: at,
+        created_at: at,
+    }))
+}
+
+async fn apply_reports(
+    conn: &mut PgConnection,
+    reports: &[ProviderReport],
+    events: &mut Vec<NewEvent>,
+    changes: &mut Vec<(String, MessageStatus)>,
+) -> StoreResult<()> {
+    let keys: Vec<String> = reports.iter().map(|r| report_key(&r.connector, &r.provider_id)).collect();
+    super::lock_keys(conn, &keys).await?;
+    for r in reports {
+        match apply_report(conn, r).await? {
+            None => {
+                // The carrier reported before its answer to the send was
+                // recorded: keep the report for then.
+                sqlx::query("INSERT INTO pending_reports (connector, provider_id, status, error_code, at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&r.connector)
+                    .bind(&r.provider_id)
+                    .bind(r.status.as_str())
+                    .bind(&r.error_code)
+                    .bind(r.at)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Some((message_id, Some(status))) => {
+                if let Some(e) = delivery_event(conn, &message_id, status, r.error_code.as_deref(), r.at).await? {
+                    events.push(e);
+                }
+                changes.push((message_id, status));
+            }
+            Some((_, None)) => {}
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Deliveries for PgStore {
+    async fn insert_outbound(&self, requests: &[OutboundRequest]) -> StoreResult<Vec<OutboundResult>> {
+        let mut tx = self.pool.begin().await?;
+        let mut results = Vec::with_capacity(requests.len());
+        for req in requests {
+            results.push(PgStore::outbound_one(&mut tx, req).await?);
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn cancel_scheduled(&self, tenant_id: &str, message_id: &str, at: Millis) -> StoreResult<CancelResult> {
+        super::outbound::cancel(self, tenant_id, message_id, at).await
+    }
+
+    async fn claim_outbox(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<OutboxItem>> {
+        let mut tx = self.pool.begin().await?;
+        let claimed: Vec<String> = sqlx::query_scalar(
+            "UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE message_id IN (
+                SELECT message_id FROM outbox WHERE run_at <= $3 AND (lease_until IS NULL OR lease_until < $4)
+                ORDER BY run_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+             RETURNING message_id",
+        )
+        .bind(&lease.owner)
+        .bind(lease.until)
+        .bind(now)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut items = Vec::with_capacity(claimed.len());
+        if !claimed.is_empty() {
+            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+                "SELECT o.message_id, m.tenant_id, m.from_addr, m.to_addr, m.body, m.reference, m.connector, o.attempts, \
+                 m.encoding, COALESCE(m.scheduled_at, m.created_at), m.mode \
+                 FROM outbox o JOIN messages m ON m.id = o.message_id WHERE o.message_id IN (",
+            );
+            let mut ids = q.separated(", ");
+            for id in &claimed {
+                ids.push_bind(id);
+            }
+            q.push(")");
+            for r in q.build().fetch_all(&mut *tx).await? {
+                items.push(OutboxItem {
+                    message_id: r.get(0),
+                    tenant_id: r.get(1),
+                    from: r.get(2),
+                    to: r.get(3),
+                    body: r.get(4),
+                    reference: r.get(5),
+                    connector: r.get::<Option<String>, _>(6).unwrap_or_default(),
+                    attempts: r.get::<i64, _>(7) as u32,
+                    encoding: r.get(8),
+                    due_at: r.get(9),
+                    mode: r.get(10),
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(items)
+    }
+
+    async fn next_outbox_due(&self) -> StoreResult<Option<Millis>> {
+        Ok(sqlx::query_scalar("SELECT MIN(GREATEST(run_at, COALESCE(lease_until, 0))) FROM outbox")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn mark_sending(&self, message_ids: &[String], at: Millis) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in message_ids.chunks(INSERT_CHUNK) {
+            let mut q: QueryBuilder<Postgres> =
+                QueryBuilder::new("UPDATE messages SET status = 'sending', status_rank = 1, updated_at = ");
+            q.push_bind(at).push(" WHERE status_rank < 1 AND id IN (");
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(id);
+            }
+            q.push(") RETURNING id");
+            let changed: Vec<String> = q.build().fetch_all(&mut *tx).await?.iter().map(|r| r.get(0)).collect();
+            let changes: Vec<StatusChange> = changed
+                .iter()
+                .map(|id| StatusChange { message_id: id, status: MessageStatus::Sending, error_code: None, at })
+                .collect();
+            statuses_changed(&mut tx, &changes).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_send_results(&self, results: &[SendResult], lease: &Lease) -> StoreResult<Recorded> {
+        let mut tx = self.pool.begin().await?;
+        let mut events = Vec::new();
+        let mut changes = Vec::new();
+        let sent: Vec<(&SendResult, &[String])> = results
+            .iter()
+            .filter_map(|r| match &r.outcome {
+                SendOutcome::Sent { provider_ids } => Some((r, provider_ids.as_slice())),
+                _ => None,
+            })
+            .collect();
+        for chunk in sent.chunks(INSERT_CHUNK) {
+            record_sent(&mut tx, chunk, &mut events, &mut changes).await?;
+        }
+        for r in results {
+            match &r.outcome {
+                // Recorded above, all at once.
+                SendOutcome::Sent { .. } => {}
+                SendOutcome::Retry { at, .. } => {
+                    sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, run_at = $1, lease_owner = NULL, lease_until = NULL \
+                         WHERE message_id = $2",
+                    )
+                    .bind(at)
+                    .bind(&r.message_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                SendOutcome::Failed { error_code, .. } => {
+                    let changed = sqlx::query(
+                        "UPDATE messages SET status = 'failed', status_rank = 3, error_code = $1, updated_at = $2 \
+                         WHERE id = $3 AND status_rank < 3",
+                    )
+                    .bind(error_code)
+                    .bind(r.at)
+                    .bind(&r.message_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if changed > 0 {
+                        status_changed(&mut tx, &r.message_id, MessageStatus::Failed, Some(error_code), r.at).await?;
+                        refund(&mut tx, &r.message_id, r.at).await?;
+                        changes.push((r.message_id.clone(), MessageStatus::Failed));
+                        if let Some(e) =
+                            delivery_event(&mut tx, &r.message_id, MessageStatus::Failed, Some(error_code), r.at)
+                                .await?
+                        {
+                            events.push(e);
+                        }
+                    }
+                    sqlx::query("DELETE FROM outbox WHERE message_id = $1")
+                        .bind(&r.message_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        let refs: Vec<&NewEvent> = events.iter().collect();
+        insert_event_rows(&mut tx, &refs, lease).await?;
+        tx.commit().await?;
+        Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
+    }
+
+    async fn record_reports(&self, reports: &[ProviderReport], lease: &Lease) -> StoreResult<Recorded> {
+        let mut tx = self.pool.begin().await?;
+        let (mut events, mut changes) = (Vec::new(), Vec::new());
+        apply_reports(&mut tx, reports, &mut events, &mut changes).await?;
+        let refs: Vec<&NewEvent> = events.iter().collect();
+        insert_event_rows(&mut tx, &refs, lease).await?;
+        tx.commit().await?;
+        Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
+    }
+
+    async fn store_inbound_part(
+        &self,
+        connector: &str,
+        p: &InboundPart,
+        at: Millis,
+    ) -> StoreResult<Option<Reassembled>> {
+        let mut tx = self.pool.begin().await?;
+        // Parts of one message may arrive at different nodes at once: each
+        // must see the others' parts, or none would see the message whole.
+        super::lock_keys(&mut tx, &[format!("{connector}\n{}\n{}", p.from, p.reference)]).await?;
+        sqlx::query(
+            "INSERT INTO inbound_parts (connector, from_addr, reference, total, part, to_addr, text, provider_id, \
+             received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (connector, from_addr, reference, part) DO UPDATE SET total = excluded.total, \
+             to_addr = excluded.to_addr, text = excluded.text, provider_id = excluded.provider_id, \
+             received_at = excluded.received_at",
+        )
+        .bind(connector)
+        .bind(&p.from)
+        .bind(&p.reference)
+        .bind(p.total as i64)
+        .bind(p.part as i64)
+        .bind(&p.to)
+        .bind(&p.text)
+        .bind(&p.provider_id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        let parts = sqlx::query(
+            "SELECT part, text, provider_id FROM inbound_parts WHERE connector = $1 AND from_addr = $2 AND reference = $3 \
+             ORDER BY part",
+        )
+        .bind(connector)
+        .bind(&p.from)
+        .bind(&p.reference)
+        .fetch_all(&mut *tx)
+        .await?;
+        let complete = parts.len() == p.total as usize
+            && parts.iter().enumerate().all(|(i, r)| r.get::<i64, _>(0) == i as i64 + 1);
+        let result = if complete {
+            Some(Reassembled {
+                from: p.from.clone(),
+                to: p.to.clone(),
+                text: parts.iter().map(|r| r.get::<String, _>(1)).collect(),
+                provider_id: parts.first().and_then(|r| r.get::<Option<String>, _>(2)),
+            })
+        } else {
+            None
+        };
+        tx.commit().await?;
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_final_when_all_its_parts_are() {
+        use MessageStatus::*;
+        assert_eq!(message_status_of(&[Delivered]), Delivered);
+        assert_eq!(message_status_of(&[Delivered, Sent]), Sent, "partial delivery");
+        assert_eq!(message_status_of(&[Delivered, Delivered, Delivered]), Delivered);
+        assert_eq!(message_status_of(&[Delivered, Undelivered]), Undelivered);
+        assert_eq!(message_status_of(&[Expired, Failed]), Failed);
+    }
+}

@@ -1,0 +1,167 @@
+use super::PgStore;
+use crate::store::*;
+use async_trait::async_trait;
+use sqlx::postgres::{PgRow, Postgres};
+use sqlx::{QueryBuilder, Row};
+use std::collections::HashMap;
+
+const MESSAGE_SELECT: &str = "SELECT m.id, m.direction, m.from_addr, m.to_addr, m.body, m.status, m.segments, \
+    m.encoding, m.reference, m.error_code, m.connector, m.provider_id, p.name, m.in_reply_to, m.created_at, m.updated_at, \
+    m.mode, m.scheduled_at, m.price, m.batch_id FROM messages m LEFT JOIN plugins p ON p.id = m.plugin_id";
+
+fn message_view(r: &PgRow) -> MessageView {
+    MessageView {
+        id: r.get(0),
+        direction: r.get(1),
+        from: r.get(2),
+        to: r.get(3),
+        body: r.get(4),
+        status: r.get(5),
+        segments: r.get(6),
+        encoding: r.get(7),
+        reference: r.get(8),
+        error_code: r.get(9),
+        connector: r.get(10),
+        provider_id: r.get(11),
+        plugin: r.get(12),
+        in_reply_to: r.get(13),
+        created_at: r.get(14),
+        updated_at: r.get(15),
+        mode: r.get(16),
+        scheduled_at: r.get(17),
+        price: r.get(18),
+        batch_id: r.get(19),
+        history: Vec::new(),
+        parts: Vec::new(),
+    }
+}
+
+const EVENT_SELECT: &str = "SELECT e.id, p.name, e.kind, e.name, e.status, e.attempts, e.last_error, e.message_id, \
+    e.created_at, e.updated_at FROM events e JOIN plugins p ON p.id = e.plugin_id";
+
+fn event_view(r: &PgRow) -> EventView {
+    EventView {
+        id: r.get(0),
+        plugin: r.get(1),
+        kind: r.get(2),
+        name: r.get(3),
+        status: r.get(4),
+        attempts: r.get(5),
+        last_error: r.get(6),
+        message_id: r.get(7),
+        created_at: r.get(8),
+        updated_at: r.get(9),
+    }
+}
+
+impl PgStore {
+    async fn attach_history(&self, messages: &mut [MessageView]) -> StoreResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new("SELECT message_id, status, at, error_code FROM message_status WHERE message_id IN (");
+        let mut ids = q.separated(", ");
+        for m in messages.iter() {
+            ids.push_bind(&m.id);
+        }
+        q.push(") ORDER BY at, id");
+        let mut by_id: HashMap<String, Vec<StatusEntry>> = HashMap::new();
+        for r in q.build().fetch_all(&self.pool).await? {
+            by_id.entry(r.get(0)).or_default().push(StatusEntry {
+                status: r.get(1),
+                at: r.get(2),
+                error_code: r.get(3),
+            });
+        }
+        for m in messages.iter_mut() {
+            m.history = by_id.remove(&m.id).unwrap_or_default();
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Queries for PgStore {
+    async fn get_message(&self, tenant_id: &str, id: &str) -> StoreResult<Option<MessageView>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{MESSAGE_SELECT} WHERE m.tenant_id = $1 AND m.id = $2")))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut views = [message_view(&row)];
+        self.attach_history(&mut views).await?;
+        let [mut view] = views;
+        view.parts = sqlx::query(
+            "SELECT part, provider_id, status, error_code FROM message_parts WHERE message_id = $1 ORDER BY part",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| PartView { part: r.get(0), provider_id: r.get(1), status: r.get(2), error_code: r.get(3) })
+        .collect();
+        Ok(Some(view))
+    }
+
+    async fn list_messages(&self, tenant_id: &str, f: &MessageFilter) -> StoreResult<Vec<MessageView>> {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(MESSAGE_SELECT);
+        q.push(" WHERE m.tenant_id = ").push_bind(tenant_id);
+        if let Some(d) = f.direction {
+            q.push(" AND m.direction = ").push_bind(d.as_str());
+        }
+        if let Some(s) = f.status {
+            q.push(" AND m.status = ").push_bind(s.as_str());
+        }
+        if let Some(to) = &f.to {
+            q.push(" AND m.to_addr = ").push_bind(to);
+        }
+        if let Some(from) = &f.from {
+            q.push(" AND m.from_addr = ").push_bind(from);
+        }
+        if let Some(since) = f.since {
+            q.push(" AND m.created_at >= ").push_bind(since);
+        }
+        if let Some(until) = f.until {
+            q.push(" AND m.created_at < ").push_bind(until);
+        }
+        if let Some(r) = &f.in_reply_to {
+            q.push(" AND m.in_reply_to = ").push_bind(r);
+        }
+        if let Some(mode) = &f.mode {
+            q.push(" AND m.mode = ").push_bind(mode);
+        }
+        if let Some(batch) = &f.batch_id {
+            q.push(" AND m.batch_id = ").push_bind(batch);
+        }
+        if let Some(before) = &f.before_id {
+            q.push(" AND m.id < ").push_bind(before);
+        }
+        q.push(" ORDER BY m.id DESC LIMIT ").push_bind(f.limit as i64);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let mut views: Vec<MessageView> = rows.iter().map(message_view).collect();
+        self.attach_history(&mut views).await?;
+        Ok(views)
+    }
+
+    async fn get_event(&self, tenant_id: &str, id: &str) -> StoreResult<Option<EventView>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{EVENT_SELECT} WHERE e.tenant_id = $1 AND e.id = $2")))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(event_view))
+    }
+
+    async fn events_for_message(&self, tenant_id: &str, message_id: &str) -> StoreResult<Vec<EventView>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{EVENT_SELECT} WHERE e.tenant_id = $1 AND e.message_id = $2 AND e.kind = 'inbound' ORDER BY e.id"
+        )))
+        .bind(tenant_id)
+        .bind(message_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(event_view).collect())
+    }
+}
