@@ -35,7 +35,9 @@ pub struct Settings {
     pub database_max_connections: Option<u32>,
     /// Where compiled plugins are cached (default: `<data_dir>/compiled`).
     pub compile_cache_dir: Option<PathBuf>,
-    /// This node's name on work leases.
+    /// This node's name on work leases (`SWITCHBOARD_NODE_ID`). Every
+    /// node sharing a database needs its own; unset there, each start
+    /// picks a fresh one.
     pub node_id: String,
     /// Run plugins, the dispatcher and timers. A node with `false` only
     /// accepts and persists (an ingest-only node; work waits for a node
@@ -72,7 +74,7 @@ impl Default for Settings {
             database_url: None,
             database_max_connections: None,
             compile_cache_dir: None,
-            node_id: "local".into(),
+            node_id: DEFAULT_NODE_ID.into(),
             process_events: true,
             limits: Limits::default(),
             connectors: HashMap::new(),
@@ -85,6 +87,21 @@ impl Default for Settings {
             public_base_url: None,
         }
     }
+}
+
+/// The node name of a single node; nodes sharing a database get
+/// [`unique_node_id`] unless named.
+pub const DEFAULT_NODE_ID: &str = "local";
+
+/// `HOST-RANDOM`: unique per process, so a restarted node's old leases are
+/// never mistaken for its own (they lapse and any node takes them over).
+fn unique_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!("{host}-{:08x}", rand::random::<u32>())
 }
 
 impl Settings {
@@ -155,14 +172,29 @@ pub struct App {
 impl App {
     /// Opens the store, loads the directory, reclaims this node's old work
     /// and starts the pipeline's tasks.
-    pub async fn start(settings: Settings, clock: Clock) -> Result<Arc<App>, StartError> {
+    pub async fn start(mut settings: Settings, clock: Clock) -> Result<Arc<App>, StartError> {
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|e| StartError::DataDir { path: settings.data_dir.display().to_string(), error: e.to_string() })?;
         let pricing = Arc::new(Pricing::from_settings(&settings.pricing)?);
+        let db = store::open(&settings.database_url(), settings.database_max_connections).await?;
+        if db.shared() {
+            // A key generated into one node's data directory would leave the
+            // secrets it seals unreadable to every other node.
+            if settings.secret_key.is_none() {
+                return Err(StartError::SecretKey(
+                    "nodes sharing a database must share one secret key: set SWITCHBOARD_SECRET_KEY \
+                     (base64 of 32 random bytes) on every node"
+                        .into(),
+                ));
+            }
+            // Two nodes under one name would take each other's work for their own.
+            if settings.node_id == DEFAULT_NODE_ID {
+                settings.node_id = unique_node_id();
+            }
+        }
         let sealer =
             Sealer::load(settings.secret_key.as_ref().map(Secret::expose), &settings.data_dir.join("secret.key"))
                 .map_err(StartError::SecretKey)?;
-        let db = store::open(&settings.database_url(), settings.database_max_connections).await?;
         let cache_dir = settings.compile_cache_dir.clone().unwrap_or_else(|| settings.data_dir.join("compiled"));
         let runtime = Runtime::new(
             settings.limits.clone(),
@@ -191,6 +223,7 @@ impl App {
             clock: clock.clone(),
             sinks: pipeline.sinks.clone(),
             public_base_url: settings.public_base_url.clone(),
+            cluster: db.shared().then(|| db.clone()),
         };
         let connectors = connectors::build(&settings.connectors, &ctx)?;
         let app = Arc::new(App {

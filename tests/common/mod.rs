@@ -111,6 +111,9 @@ pub struct Harness {
     database: Option<ScratchDatabase>,
 }
 
+/// The key that seals secrets in engines on a shared database (32 bytes).
+pub const TEST_SECRET_KEY: &str = "c3dpdGNoYm9hcmQtdGVzdC1zZWNyZXQta2V5LTMyYnk=";
+
 /// The PostgreSQL server tests run against, when they do.
 pub const TEST_DATABASE_VAR: &str = "SWITCHBOARD_TEST_DATABASE";
 
@@ -120,6 +123,7 @@ pub async fn scratch_database(settings: &mut Settings) -> Option<ScratchDatabase
     let db = ScratchDatabase::create(&server).await.expect("a scratch database on the test server");
     settings.database_url = Some(db.url.clone());
     settings.database_max_connections = Some(6);
+    settings.secret_key = Some(switchboard::secrets::Secret::new(TEST_SECRET_KEY.to_string()));
     Some(db)
 }
 

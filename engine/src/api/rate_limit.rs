@@ -1,5 +1,7 @@
 //! Per-key rate limits: a token bucket per second (GCRA, `governor`) and a
-//! count per UTC day, configurable per tenant. Every keyed response says
+//! count per UTC day, configurable per tenant. On a database other nodes
+//! share, the bucket and the count live in the database, so a key's limit
+//! holds across the cluster rather than per node. Every keyed response says
 //! where the caller stands (`X-RateLimit-Limit`, `-Remaining`, `-Reset`);
 //! over the limit is 429 with `Retry-After`.
 
@@ -41,6 +43,35 @@ enum Verdict {
 }
 
 impl RateLimits {
+    /// The cluster-wide check: the same verdicts, from the database.
+    async fn check_shared(
+        db: &dyn crate::store::Database,
+        key_id: &str,
+        per_second: u32,
+        per_day: u64,
+        now_ms: i64,
+    ) -> Result<Verdict, crate::store::StoreError> {
+        let now_s = now_ms / 1000;
+        let per_second = per_second.max(1);
+        let tokens = db.take_tokens(&format!("api:{key_id}"), per_second, per_second, 1).await?;
+        if tokens.granted == 0 {
+            let retry_after = ((1.0 - tokens.left).max(0.0) / f64::from(per_second)).ceil().max(1.0) as u64;
+            return Ok(Verdict::Refused { limit: per_second as u64, reset: now_s + retry_after as i64, retry_after });
+        }
+        let today = now_ms / 86_400_000;
+        if db.count_within(&format!("api-day:{key_id}"), today, 1, per_day).await?.is_none() {
+            let midnight = (today + 1) * 86_400;
+            return Ok(Verdict::Refused {
+                limit: per_day,
+                reset: midnight,
+                retry_after: (midnight - now_s).max(1) as u64,
+            });
+        }
+        let remaining = tokens.left.floor().max(0.0) as u64;
+        let refill = ((f64::from(per_second) - tokens.left) / f64::from(per_second)).ceil().max(0.0) as i64;
+        Ok(Verdict::Allowed { limit: per_second as u64, remaining, reset: now_s + refill })
+    }
+
     fn check(&self, key_id: &str, per_second: u32, per_day: u64, now_ms: i64) -> Verdict {
         let mut keys = self.keys.lock().expect("rate limit lock");
         let fresh = || KeyLimits {
@@ -106,7 +137,19 @@ pub async fn limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
     let per_day = settings.requests_per_day.unwrap_or(app.settings.limits.api_requests_per_day);
     let key_id = found.id.clone();
     drop(snapshot);
-    match app.rate_limits.check(&key_id, per_second, per_day, app.clock.now_ms()) {
+    let now_ms = app.clock.now_ms();
+    let verdict = if app.db.shared() {
+        match RateLimits::check_shared(app.db.as_ref(), &key_id, per_second, per_day, now_ms).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "shared rate limit unavailable; limiting on this node alone");
+                app.rate_limits.check(&key_id, per_second, per_day, now_ms)
+            }
+        }
+    } else {
+        app.rate_limits.check(&key_id, per_second, per_day, now_ms)
+    };
+    match verdict {
         Verdict::Allowed { limit, remaining, reset } => {
             let mut response = next.run(req).await;
             let h = response.headers_mut();

@@ -1,8 +1,11 @@
-//! A fake carrier for benchmarks: an HTTP gateway (the generic `http`
-//! connector's wire format) that accepts every send at once and records
-//! when each recipient's message arrived.
+//! A fake carrier for benchmarks and cluster tests: an HTTP gateway (the
+//! generic `http` connector's wire format) that accepts every send at once
+//! and records when each recipient's message arrived. Like gateways that
+//! honour `Idempotency-Key`, it takes a repeated key as the same message:
+//! answered with the first answer, not sent again, counted as a repeat.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::post;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +18,9 @@ struct Arrivals {
     /// (recipient, when it arrived)
     log: Mutex<Vec<(String, Instant)>>,
     count: AtomicUsize,
+    /// Idempotency key → the id it was answered with.
+    keys: Mutex<std::collections::HashMap<String, String>>,
+    repeats: AtomicUsize,
 }
 
 pub struct FakeCarrier {
@@ -30,16 +36,27 @@ struct Shared {
     counted: Arc<watch::Sender<usize>>,
 }
 
-async fn accept(State(s): State<Shared>, body: Bytes) -> axum::Json<serde_json::Value> {
+async fn accept(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> axum::Json<serde_json::Value> {
     let at = Instant::now();
+    let key = headers.get("idempotency-key").and_then(|k| k.to_str().ok()).map(str::to_string);
+    if let Some(k) = &key
+        && let Some(id) = s.arrivals.keys.lock().expect("keys").get(k)
+    {
+        s.arrivals.repeats.fetch_add(1, Ordering::SeqCst);
+        return axum::Json(serde_json::json!({ "id": id }));
+    }
     let to = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("to").and_then(|t| t.as_str()).map(str::to_string))
         .unwrap_or_default();
     s.arrivals.log.lock().expect("arrivals").push((to, at));
     let n = s.arrivals.count.fetch_add(1, Ordering::SeqCst) + 1;
+    let id = format!("fc-{}", uuid::Uuid::now_v7().simple());
+    if let Some(k) = key {
+        s.arrivals.keys.lock().expect("keys").insert(k, id.clone());
+    }
     s.counted.send_replace(n);
-    axum::Json(serde_json::json!({ "id": format!("fc-{n}") }))
+    axum::Json(serde_json::json!({ "id": id }))
 }
 
 impl FakeCarrier {
@@ -60,6 +77,16 @@ impl FakeCarrier {
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
         let mut rx = self.counted.clone();
         tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Sends that repeated an idempotency key already seen (not sent again).
+    pub fn repeats(&self) -> usize {
+        self.arrivals.repeats.load(Ordering::SeqCst)
+    }
+
+    /// What arrived so far (first arrivals only), in order.
+    pub fn arrivals(&self) -> Vec<(String, Instant)> {
+        self.arrivals.log.lock().expect("arrivals").clone()
     }
 
     /// What arrived so far, forgotten here.

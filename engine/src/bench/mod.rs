@@ -9,9 +9,10 @@
 //! load generator shares the machine's cores with the engine.
 //!
 //! Scenarios: [`traffic`] (`keyword`, `send`), [`invoke`], [`tenants`],
-//! [`timers`].
+//! [`timers`], [`cluster`] (node processes on PostgreSQL).
 
 pub mod carrier;
+pub mod cluster;
 pub mod invoke;
 pub mod load;
 pub mod tenants;

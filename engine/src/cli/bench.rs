@@ -16,6 +16,8 @@ enum Scenario {
     Tenants,
     /// 100,000 reminders due at one instant
     Timers,
+    /// Keyword throughput with 1, 2 and 3 nodes on one PostgreSQL
+    Cluster,
 }
 
 #[derive(Args)]
@@ -36,6 +38,10 @@ pub struct BenchArgs {
     /// Where the plugins' manifests are (built components next to them)
     #[arg(long, default_value = "plugins")]
     plugins_dir: PathBuf,
+    /// For `cluster`: a PostgreSQL server whose user may create databases
+    /// [default: postgres://postgres@127.0.0.1:5432/test]
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -58,6 +64,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Invoke => bench::invoke::run(&opts).await?,
         Scenario::Tenants => bench::tenants::run(&opts).await?,
         Scenario::Timers => bench::timers::run(&opts).await?,
+        Scenario::Cluster => bench::cluster::run(&opts, args.database_url).await?,
     };
     summary("run", &figures);
     for f in &figures {
@@ -82,6 +89,9 @@ fn in_separate_processes(args: &BenchArgs) -> anyhow::Result<()> {
             .stderr(std::process::Stdio::inherit());
         if let Some(n) = args.messages {
             command.args(["--messages", &n.to_string()]);
+        }
+        if let Some(url) = &args.database_url {
+            command.args(["--database-url", url]);
         }
         let out = command.output()?;
         anyhow::ensure!(out.status.success(), "run {run} failed");

@@ -17,6 +17,10 @@ pub struct ServeArgs {
     /// Database URL (default: SQLite in the data directory)
     #[arg(long, env = "SWITCHBOARD_DATABASE_URL")]
     database_url: Option<String>,
+    /// This node's name on claimed work; each node sharing a database needs
+    /// its own [default: HOST-RANDOM on a shared database, else "local"]
+    #[arg(long, env = "SWITCHBOARD_NODE_ID")]
+    node_id: Option<String>,
     /// Settings file (TOML; see README)
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
     config: Option<PathBuf>,
@@ -41,6 +45,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(u) = args.database_url {
         settings.database_url = Some(u);
+    }
+    if let Some(n) = args.node_id {
+        settings.node_id = n;
     }
     // Secrets come from the environment, never from the command line.
     if let Ok(token) = std::env::var("SWITCHBOARD_ADMIN_TOKEN") {

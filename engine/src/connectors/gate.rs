@@ -1,5 +1,7 @@
 //! The gate in front of each connector: a token-bucket rate limit shared
-//! by every worker on this node, a cap on concurrent requests, a pause when
+//! by every worker on this node (or, on a shared database, by every node:
+//! nodes take tokens from one bucket in the database, a few at a time), a
+//! cap on concurrent requests, a pause when
 //! the carrier says "retry after", and a circuit breaker that stops sending
 //! to a carrier that keeps failing (open after N consecutive transient
 //! failures, one probe after the cool-down, closed again on success).
@@ -74,6 +76,8 @@ enum Circuit {
 
 pub struct Gate {
     limiter: Option<DefaultDirectRateLimiter>,
+    /// The cluster-wide bucket, when nodes share the database.
+    shared: Option<SharedBucket>,
     /// Waiters for a token queue here, in order: one sleeps on the bucket
     /// at a time instead of all waking for every token.
     turn: tokio::sync::Mutex<()>,
@@ -89,19 +93,67 @@ pub struct Gate {
     tenants: Vec<String>,
 }
 
+/// A token bucket in the database that every node draws on. A node takes
+/// at most a burst's worth at once and spends it before asking again, so
+/// what the cluster sends over any span stays within rate × span + burst
+/// (plus at most a burst per node held but unspent).
+struct SharedBucket {
+    db: Arc<dyn crate::store::Database>,
+    key: String,
+    rate: u32,
+    burst: u32,
+    /// Tokens taken from the database and not yet spent (under `turn`).
+    held: std::sync::atomic::AtomicU32,
+}
+
+impl SharedBucket {
+    /// Waits for one token. `Err` when the database cannot be asked.
+    async fn take_one(&self) -> Result<(), crate::store::StoreError> {
+        use std::sync::atomic::Ordering;
+        loop {
+            let held = self.held.load(Ordering::Relaxed);
+            if held > 0 {
+                self.held.store(held - 1, Ordering::Relaxed);
+                return Ok(());
+            }
+            let tokens = self.db.take_tokens(&self.key, self.rate, self.burst, self.burst).await?;
+            if tokens.granted > 0 {
+                self.held.store(tokens.granted, Ordering::Relaxed);
+                continue;
+            }
+            // Sleep until the bucket holds a whole token again.
+            let wait = ((1.0 - tokens.left).max(0.0) / f64::from(self.rate)).max(0.001);
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        }
+    }
+}
+
 /// Leave to send one message; dropping it frees the concurrency slot.
 pub struct Pass {
     _permit: OwnedSemaphorePermit,
 }
 
 impl Gate {
-    pub fn new(s: &GateSettings, clock: Clock) -> Result<Self, String> {
-        let limiter = match s.rate_per_second {
-            None => None,
+    /// `cluster`: the shared database and this connector's bucket key,
+    /// when the rate must hold across nodes.
+    pub fn new(
+        s: &GateSettings,
+        clock: Clock,
+        cluster: Option<(Arc<dyn crate::store::Database>, String)>,
+    ) -> Result<Self, String> {
+        let (limiter, shared) = match s.rate_per_second {
+            None => (None, None),
             Some(rate) => {
                 let rate = NonZeroU32::new(rate).ok_or("gate.rate_per_second must be positive")?;
                 let burst = NonZeroU32::new(s.burst.unwrap_or(rate.get() / 50).max(1)).expect("positive");
-                Some(RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)))
+                let shared = cluster.map(|(db, key)| SharedBucket {
+                    db,
+                    key,
+                    rate: rate.get(),
+                    burst: burst.get(),
+                    held: Default::default(),
+                });
+                (Some(RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))), shared)
             }
         };
         let mut prices = s
@@ -112,6 +164,7 @@ impl Gate {
         prices.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         Ok(Gate {
             limiter,
+            shared,
             turn: tokio::sync::Mutex::new(()),
             concurrency: Arc::new(Semaphore::new(s.max_concurrency.max(1) as usize)),
             circuit: Mutex::new(Circuit::Closed { failures: 0 }),
@@ -161,6 +214,14 @@ impl Gate {
             match paused {
                 Some(until) if until > self.clock.now_ms() => self.clock.sleep_until(until).await,
                 _ => break,
+            }
+        }
+        if let Some(shared) = &self.shared {
+            let _turn = self.turn.lock().await;
+            match shared.take_one().await {
+                Ok(()) => return Pass { _permit: permit },
+                // The node's own limit still holds until the database is back.
+                Err(e) => tracing::warn!(error = %e, "shared send rate unavailable; limiting this node alone"),
             }
         }
         if let Some(limiter) = &self.limiter {
@@ -228,6 +289,7 @@ mod tests {
         Gate::new(
             &GateSettings { circuit_failures: failures, circuit_cooldown_ms: cooldown_ms, ..Default::default() },
             Clock::frozen(0),
+            None,
         )
         .unwrap()
     }
@@ -275,7 +337,7 @@ mod tests {
         let mut s = GateSettings::default();
         s.prices.insert("+4".into(), "0.02".into());
         s.prices.insert("+44".into(), "0.01".into());
-        let g = Gate::new(&s, Clock::frozen(0)).unwrap();
+        let g = Gate::new(&s, Clock::frozen(0), None).unwrap();
         assert_eq!(g.price("+447911123456"), Some(10_000));
         assert_eq!(g.price("+491511234567"), Some(20_000));
         assert_eq!(g.price("+15551234567"), None);

@@ -224,6 +224,9 @@ pub struct Context {
     pub sinks: Sinks,
     /// Where carriers reach this engine (for callback URLs).
     pub public_base_url: Option<String>,
+    /// The database, when other nodes share it: send rates then hold
+    /// across the cluster.
+    pub cluster: Option<Arc<dyn crate::store::Database>>,
 }
 
 pub struct Registered {
@@ -279,7 +282,8 @@ pub fn build(settings: &HashMap<String, ConnectorSettings>, ctx: &Context) -> Re
     let (mut default_simulator, mut sandbox) = (None, None);
     for (name, s) in all {
         let invalid = |message: String| ConnectorSetupError::Invalid { name: name.clone(), message };
-        let gate = gate::Gate::new(s.gate(), ctx.clock.clone()).map_err(invalid)?;
+        let shared = ctx.cluster.clone().map(|db| (db, format!("connector:{name}")));
+        let gate = gate::Gate::new(s.gate(), ctx.clock.clone(), shared).map_err(invalid)?;
         let connector: Arc<dyn Connector> = match s {
             ConnectorSettings::Simulator(cfg) => {
                 let sim = Arc::new(simulator::Simulator::new(name.clone(), cfg, ctx.clone()));

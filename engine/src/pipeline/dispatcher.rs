@@ -48,12 +48,17 @@ pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>)
         }
         let ids: Vec<String> = batch.iter().map(|i| i.message_id.clone()).collect();
         let started = std::time::Instant::now();
-        let marked = app.db.mark_sending(&ids, app.clock.now_ms()).await;
+        let marked = app.db.mark_sending(&ids, app.clock.now_ms(), &app.pipeline.lease(&app.clock)).await;
         tracing::trace!(size = ids.len(), took_us = started.elapsed().as_micros() as u64, "marked sending");
         match marked {
-            Ok(()) => {
+            Ok(ours) => {
+                let ours: std::collections::HashSet<String> = ours.into_iter().collect();
+                for item in batch.extract_if(.., |i| !ours.contains(&i.message_id)) {
+                    tracing::info!(message_id = %item.message_id, "message taken over by another node; not sent here");
+                    app.pipeline.outbox.run(&item.message_id, async {}).await;
+                }
                 app.pipeline.webhooks.now();
-                for id in ids {
+                for id in ids.into_iter().filter(|id| ours.contains(id)) {
                     app.pipeline.notify(Notification::MessageStatus { message_id: id, status: "sending".into() });
                 }
             }

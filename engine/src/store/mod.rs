@@ -203,8 +203,11 @@ pub trait Deliveries {
     async fn cancel_scheduled(&self, tenant_id: &str, message_id: &str, at: Millis) -> StoreResult<CancelResult>;
     async fn claim_outbox(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<OutboxItem>>;
     async fn next_outbox_due(&self) -> StoreResult<Option<Millis>>;
-    /// Marks messages `sending` before they are handed to a connector.
-    async fn mark_sending(&self, message_ids: &[String], at: Millis) -> StoreResult<()>;
+    /// Marks messages `sending` before they are handed to a connector, and
+    /// renews `lease` on their outbox rows. Returns the ids still leased to
+    /// `lease.owner`: the others were taken over by another node (this one
+    /// held them past their lease) and must not be sent from here.
+    async fn mark_sending(&self, message_ids: &[String], at: Millis, lease: &Lease) -> StoreResult<Vec<String>>;
     /// Records what connectors answered: sent (with the carrier's ids, one
     /// per part), retry later, or failed. Reports that arrived for these
     /// ids before this record are applied now.

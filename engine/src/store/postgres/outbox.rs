@@ -320,14 +320,23 @@ impl Deliveries for PgStore {
             .await?)
     }
 
-    async fn mark_sending(&self, message_ids: &[String], at: Millis) -> StoreResult<()> {
+    async fn mark_sending(&self, message_ids: &[String], at: Millis, lease: &Lease) -> StoreResult<Vec<String>> {
         let mut tx = self.pool.begin().await?;
+        let mut ours = Vec::with_capacity(message_ids.len());
         for chunk in message_ids.chunks(INSERT_CHUNK) {
+            let mut q: QueryBuilder<Postgres> = QueryBuilder::new("UPDATE outbox SET lease_until = ");
+            q.push_bind(lease.until).push(" WHERE lease_owner = ").push_bind(&lease.owner).push(" AND message_id IN (");
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(id);
+            }
+            q.push(") RETURNING message_id");
+            let chunk: Vec<String> = q.build().fetch_all(&mut *tx).await?.iter().map(|r| r.get(0)).collect();
             let mut q: QueryBuilder<Postgres> =
                 QueryBuilder::new("UPDATE messages SET status = 'sending', status_rank = 1, updated_at = ");
             q.push_bind(at).push(" WHERE status_rank < 1 AND id IN (");
             let mut ids = q.separated(", ");
-            for id in chunk {
+            for id in &chunk {
                 ids.push_bind(id);
             }
             q.push(") RETURNING id");
@@ -337,9 +346,10 @@ impl Deliveries for PgStore {
                 .map(|id| StatusChange { message_id: id, status: MessageStatus::Sending, error_code: None, at })
                 .collect();
             statuses_changed(&mut tx, &changes).await?;
+            ours.extend(chunk);
         }
         tx.commit().await?;
-        Ok(())
+        Ok(ours)
     }
 
     async fn record_send_results(&self, results: &[SendResult], lease: &Lease) -> StoreResult<Recorded> {

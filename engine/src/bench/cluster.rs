@@ -1,0 +1,314 @@
+//! `cluster`: keyword throughput with 1, 2 and 3 nodes on one PostgreSQL;
+//! and the multi-node rig the cluster tests drive.
+//!
+//! A [`Cluster`] is real: `switchboard serve` processes (this binary) on a
+//! scratch PostgreSQL database, each with its own data directory and port,
+//! sending through the `http` connector to one [fake carrier](super::carrier).
+//! The tenant is set up through the admin API and plugins are uploaded
+//! through `POST /v1/plugins`, as an operator would.
+
+use super::carrier::FakeCarrier;
+use super::load::{self, MakeRequestFn};
+use super::{Figure, NUMBER, Options, customer, scratch_dir};
+use crate::store::postgres::scratch::ScratchDatabase;
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// The PostgreSQL server used when none is named.
+pub const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub const ADMIN_TOKEN: &str = "cluster-admin-token";
+/// The secret key every node shares (32 bytes, base64).
+const SECRET_KEY: &str = "Y2x1c3Rlci1zZWNyZXQta2V5LWZvci1zd2l0Y2hib2E=";
+
+/// How a cluster is made.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub nodes: usize,
+    /// A PostgreSQL server whose user may create databases.
+    pub server_url: String,
+    /// The `switchboard` binary the nodes run.
+    pub binary: PathBuf,
+    /// `[connectors.fake.gate] rate_per_second`, cluster-wide.
+    pub rate_per_second: Option<u32>,
+    /// `[limits] work_lease_ms`: how soon a dead node's work is taken over.
+    pub work_lease_ms: u64,
+    /// Compiled plugins shared by the nodes (default: each its own).
+    pub compile_cache_dir: Option<PathBuf>,
+}
+
+impl ClusterOptions {
+    pub fn new(nodes: usize, binary: PathBuf) -> Self {
+        ClusterOptions {
+            nodes,
+            server_url: std::env::var("SWITCHBOARD_TEST_DATABASE")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| DEFAULT_SERVER.into()),
+            binary,
+            rate_per_second: None,
+            work_lease_ms: 60_000,
+            compile_cache_dir: None,
+        }
+    }
+}
+
+pub struct Node {
+    pub base: String,
+    child: tokio::process::Child,
+}
+
+pub struct Cluster {
+    pub carrier: FakeCarrier,
+    /// `None` once killed.
+    pub nodes: Vec<Option<Node>>,
+    pub tenant: String,
+    pub key: String,
+    pub http: reqwest::Client,
+    pub database: ScratchDatabase,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    /// Starts the nodes (all at once, on a fresh database they migrate
+    /// together) and sets up one tenant on the fake carrier.
+    pub async fn start(o: &ClusterOptions) -> anyhow::Result<Cluster> {
+        let database = ScratchDatabase::create(&o.server_url).await.context("create a scratch database")?;
+        let carrier = FakeCarrier::start().await?;
+        let dir = scratch_dir();
+        std::fs::create_dir_all(&dir)?;
+        let rate = o.rate_per_second.map(|r| format!("rate_per_second = {r}\n")).unwrap_or_default();
+        let cache = match &o.compile_cache_dir {
+            Some(d) => format!("compile_cache_dir = {:?}\n", d.display().to_string()),
+            None => String::new(),
+        };
+        let config = format!(
+            "{cache}webhooks_allow_private_addresses = true\n\n[limits]\nwork_lease_ms = {}\nconcurrent_invocations = 32\n\n\
+             [connectors.fake]\nkind = \"http\"\nurl = \"{}\"\n\n[connectors.fake.gate]\nmax_concurrency = 256\n{rate}",
+            o.work_lease_ms, carrier.url
+        );
+        let config_path = dir.join("switchboard.toml");
+        std::fs::write(&config_path, config)?;
+        let node_dirs: Vec<PathBuf> = (0..o.nodes).map(|i| dir.join(format!("node{i}"))).collect();
+        let starting = node_dirs.iter().map(|d| spawn_node(&o.binary, d, &config_path, &database.url));
+        let nodes = futures::future::try_join_all(starting).await?.into_iter().map(Some).collect();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        let mut cluster = Cluster { carrier, nodes, tenant: String::new(), key: String::new(), http, database, dir };
+        cluster.set_up_tenant().await?;
+        Ok(cluster)
+    }
+
+    /// The base URL of node `i` (panics if it was killed).
+    pub fn base(&self, i: usize) -> &str {
+        &self.nodes[i].as_ref().expect("a live node").base
+    }
+
+    async fn set_up_tenant(&mut self) -> anyhow::Result<()> {
+        let base = self.base(0).to_string();
+        let admin = |path: &str| format!("{base}/admin/v1{path}");
+        let t: serde_json::Value = self
+            .http
+            .post(admin("/tenants"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "name": "Cluster" }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        self.tenant = t["id"].as_str().context("tenant id")?.to_string();
+        self.key = t["api_key"].as_str().context("api key")?.to_string();
+        self.http
+            .post(admin(&format!("/tenants/{}/numbers", self.tenant)))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "number": NUMBER, "connector": "fake", "default": true }))
+            .send()
+            .await?
+            .error_for_status()?;
+        self.http
+            .put(admin(&format!("/tenants/{}/limits", self.tenant)))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "requests_per_second": 10_000_000, "requests_per_day": 1_000_000_000_000u64 }))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// Uploads a plugin (manifest text, component) through node `i`'s API.
+    pub async fn deploy(&self, i: usize, manifest: &str, wasm: &[u8]) -> anyhow::Result<serde_json::Value> {
+        let form = reqwest::multipart::Form::new()
+            .part("manifest", reqwest::multipart::Part::text(manifest.to_string()))
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(wasm.to_vec()).file_name("plugin.wasm").mime_str("application/wasm")?,
+            );
+        let response = self
+            .http
+            .post(format!("{}/v1/plugins", self.base(i)))
+            .bearer_auth(&self.key)
+            .multipart(form)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await?;
+        if !status.is_success() {
+            bail!("deploy answered {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// Posts an inbound SMS to node `i`; returns the engine's answer.
+    pub async fn inbound(&self, i: usize, from: &str, text: &str) -> anyhow::Result<serde_json::Value> {
+        Ok(self
+            .http
+            .post(format!("{}/v1/inbound/generic", self.base(i)))
+            .json(&serde_json::json!({ "from": from, "to": NUMBER, "message": text }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    /// Inbound `HOURS` from customer `i + offset`, spread over `nodes`.
+    pub fn keyword_load(&self, nodes: &[usize], offset: usize) -> MakeRequestFn {
+        let bases: Vec<String> = nodes.iter().map(|&n| self.base(n).to_string()).collect();
+        Arc::new(move |client: &reqwest::Client, i: usize| {
+            client
+                .post(format!("{}/v1/inbound/generic", bases[i % bases.len()]))
+                .json(&serde_json::json!({ "from": customer(i + offset), "to": NUMBER, "message": "HOURS" }))
+        })
+    }
+
+    /// Kills node `i` with SIGKILL: no shutdown, leases left held.
+    pub async fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        if let Some(mut node) = self.nodes[i].take() {
+            node.child.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until no work is left anywhere: no pending event, no outbox
+    /// row. (Work a node holds in memory is in the database too.)
+    pub async fn settled(&self, timeout: Duration) -> anyhow::Result<()> {
+        let pool = sqlx::PgPool::connect(&self.database.url).await?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left: i64 = sqlx::query_scalar(
+                "SELECT (SELECT COUNT(*) FROM events WHERE status = 'pending') + (SELECT COUNT(*) FROM outbox)",
+            )
+            .fetch_one(&pool)
+            .await?;
+            if left == 0 {
+                pool.close().await;
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{left} events or outbox rows still pending");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops every node and drops the database.
+    pub async fn stop(mut self) {
+        for node in self.nodes.iter_mut().filter_map(Option::take) {
+            let mut child = node.child;
+            let _ = child.kill().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn spawn_node(binary: &Path, dir: &Path, config: &Path, database_url: &str) -> anyhow::Result<Node> {
+    std::fs::create_dir_all(dir)?;
+    let log = std::fs::File::create(dir.join("node.log"))?;
+    let mut child = tokio::process::Command::new(binary)
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--no-demo", "--database-url", database_url])
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--config")
+        .arg(config)
+        .env("SWITCHBOARD_SECRET_KEY", SECRET_KEY)
+        .env("SWITCHBOARD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start {}", binary.display()))?;
+    let stdout = child.stdout.take().context("node stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let base = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(url) = line.strip_prefix("Switchboard is listening on ") {
+                return Ok(url.trim().to_string());
+            }
+        }
+        bail!("the node exited before listening; see {}", dir.join("node.log").display())
+    })
+    .await
+    .context("the node did not start listening")??;
+    // Keep draining stdout so the node never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Node { base, child })
+}
+
+/// The keyword-reply plugin's manifest text and component.
+pub fn keyword_plugin(plugins_dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
+    let path = plugins_dir.join("keyword-reply/plugin.toml");
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let manifest = crate::deploy::Manifest::from_file(&path)?;
+    let component = manifest.component_path(&path).context("component path")?;
+    let wasm =
+        std::fs::read(&component).with_context(|| format!("{}: build the plugins first", component.display()))?;
+    Ok((text, wasm))
+}
+
+/// The `cluster` scenario: for 1, 2 and 3 nodes, a fresh database, the
+/// keyword plugin, and inbound messages spread evenly over the nodes.
+pub async fn run(opts: &Options, server_url: Option<String>) -> anyhow::Result<Vec<Figure>> {
+    let binary = std::env::current_exe()?;
+    let (manifest, wasm) = keyword_plugin(&opts.plugins_dir)?;
+    let mut out = Vec::new();
+    for nodes in 1..=3 {
+        let mut o = ClusterOptions::new(nodes, binary.clone());
+        if let Some(url) = &server_url {
+            o.server_url = url.clone();
+        }
+        let cluster = Cluster::start(&o).await?;
+        cluster.deploy(0, &manifest, &wasm).await?;
+        let all: Vec<usize> = (0..nodes).collect();
+        // Every node routes the keyword before the load starts.
+        for &i in &all {
+            let mut routed = 0;
+            while routed == 0 {
+                routed = cluster.inbound(i, &customer(9_000_000 + i), "HOURS").await?["routed"].as_u64().unwrap_or(0);
+            }
+        }
+        let warm = opts.messages.min(1000);
+        let mut expected = nodes + warm;
+        load::closed_loop(warm, opts.connections, cluster.keyword_load(&all, 8_000_000)).await?;
+        if !cluster.carrier.wait_for(expected, Duration::from_secs(600)).await {
+            bail!("warm-up messages did not all arrive");
+        }
+        let n = opts.messages;
+        expected += n;
+        let started = Instant::now();
+        load::closed_loop(n, opts.connections, cluster.keyword_load(&all, 0)).await?;
+        if !cluster.carrier.wait_for(expected, Duration::from_secs(600)).await {
+            bail!("only some of the {n} replies reached the carrier");
+        }
+        let last = cluster.carrier.arrivals().iter().map(|(_, at)| *at).max().unwrap_or(started);
+        let throughput = n as f64 / last.duration_since(started).as_secs_f64();
+        eprintln!("cluster: {nodes} node(s): {throughput:.0} msg/s");
+        out.push(Figure::new("cluster", &format!("throughput_{nodes}_nodes"), throughput, "msg/s"));
+        cluster.stop().await;
+    }
+    Ok(out)
+}
