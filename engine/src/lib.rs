@@ -32,7 +32,8 @@
 //! - [`scheduler`]: due timers and cron fires become events.
 //! - [`tenancy`]: per-tenant quotas and compliance settings (keywords, quiet hours).
 //! - [`connectors`]: carriers behind one trait, listed in one table; the simulator.
-//! - [`store`]: the `Database` trait and its SQLite implementation with migrations.
+//! - [`store`]: the `Database` trait, its SQLite (one node) and PostgreSQL (several
+//!   nodes on one database) implementations, with migrations.
 //! - [`deploy`]: plugin manifests, validation, versions and rollback, the demo tenant.
 //! - [`directory`]: the in-memory view of tenants, numbers, keys, plugins and routes.
 //! - [`limits`]: every limit and its default. [`clock`]: the controllable clock.

@@ -402,7 +402,7 @@ async fn tenants_keys_numbers_and_plugins_are_managed_from_the_cli() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_scenarios_run_and_print_one_json_line_per_figure() {
     let plugins = workspace().join("plugins");
-    let scenarios: [(&str, &[&str], &[&str]); 5] = [
+    let scenarios: [(&str, &[&str], &[&str]); 6] = [
         (
             "keyword",
             &["--messages", "300", "--connections", "8"],
@@ -416,6 +416,12 @@ async fn bench_scenarios_run_and_print_one_json_line_per_figure() {
             &["resident_memory", "startup", "throughput"],
         ),
         ("timers", &["--messages", "50", "--connections", "4"], &["first_late", "last_late", "dispatch_rate"]),
+        // Node processes on PostgreSQL (127.0.0.1:5432 unless SWITCHBOARD_TEST_DATABASE names one).
+        (
+            "cluster",
+            &["--messages", "60", "--connections", "4"],
+            &["throughput_1_node", "throughput_2_nodes", "throughput_3_nodes"],
+        ),
     ];
     for (scenario, args, metrics) in scenarios {
         let out = tokio::time::timeout(

@@ -307,7 +307,8 @@ pub async fn run(opts: &Options, server_url: Option<String>) -> anyhow::Result<V
         let last = cluster.carrier.arrivals().iter().map(|(_, at)| *at).max().unwrap_or(started);
         let throughput = n as f64 / last.duration_since(started).as_secs_f64();
         eprintln!("cluster: {nodes} node(s): {throughput:.0} msg/s");
-        out.push(Figure::new("cluster", &format!("throughput_{nodes}_nodes"), throughput, "msg/s"));
+        let metric = if nodes == 1 { "throughput_1_node".to_string() } else { format!("throughput_{nodes}_nodes") };
+        out.push(Figure::new("cluster", &metric, throughput, "msg/s"));
         cluster.stop().await;
     }
     Ok(out)

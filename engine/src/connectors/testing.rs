@@ -179,6 +179,7 @@ pub fn context(public_base_url: Option<&str>) -> super::Context {
         clock: crate::clock::Clock::frozen(NOW),
         sinks: super::Sinks { reports, inbound, parts },
         public_base_url: public_base_url.map(str::to_string),
+        cluster: None,
     }
 }
 

@@ -400,7 +400,15 @@ impl Runtime {
         let fuel_set = store.set_fuel(limits.fuel).is_ok();
         let deadline = started + limits.timeout;
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                // tokio's own yield puts the plugin at the back of the run
+                // queue and lets the I/O driver run: a plain wake-up would
+                // put it straight back in front, starving the sockets
+                // (PostgreSQL, carriers) the other tasks wait on.
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
         });
         store.set_epoch_deadline(1);
 

@@ -116,6 +116,100 @@ pub(super) async fn insert_outbox(conn: &mut PgConnection, messages: &[&NewMessa
 #[async_trait]
 impl Events for PgStore {
     async fn insert_inbound(&self, batch: &[NewInbound]) -> StoreResult<Vec<bool>> {
+        super::retrying(|| self.insert_inbound_once(batch)).await
+    }
+
+    async fn insert_events(&self, events: &[NewEvent], lease: &Lease) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let refs: Vec<&NewEvent> = events.iter().collect();
+        insert_event_rows(&mut tx, &refs, lease).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_events(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<EventRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE events SET lease_owner = $1, lease_until = $2 WHERE id IN (
+                SELECT id FROM events WHERE status = 'pending' AND run_at <= $3
+                AND (lease_until IS NULL OR lease_until < $4) ORDER BY run_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+             RETURNING {EVENT_COLUMNS}"
+        )))
+        .bind(&lease.owner)
+        .bind(lease.until)
+        .bind(now)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(event_row).collect()
+    }
+
+    async fn next_event_due(&self) -> StoreResult<Option<Millis>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(GREATEST(run_at, COALESCE(lease_until, 0))) FROM events WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn complete_events(&self, completions: &[EventCompletion]) -> StoreResult<Vec<CompletionResult>> {
+        super::retrying(|| self.complete_events_once(completions)).await
+    }
+
+    async fn release_leases(&self, owner: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE events SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1 AND status = 'pending'",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn fire_due_timers(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<EventRow>> {
+        let mut tx = self.pool.begin().await?;
+        let due = sqlx::query(
+            "DELETE FROM timers WHERE (tenant_id, plugin_id, key) IN (SELECT tenant_id, plugin_id, key FROM timers \
+             WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING tenant_id, plugin_id, key, due_at, payload",
+        )
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let events: Vec<NewEvent> = due
+            .into_iter()
+            .map(|r| NewEvent {
+                id: crate::ids::event_id(),
+                tenant_id: r.get(0),
+                plugin_id: r.get(1),
+                kind: EventKind::Timer,
+                name: Some(r.get(2)),
+                run_at: r.get(3),
+                payload: r.get(4),
+                message_id: None,
+                created_at: now,
+            })
+            .collect();
+        let refs: Vec<&NewEvent> = events.iter().collect();
+        insert_event_rows(&mut tx, &refs, lease).await?;
+        tx.commit().await?;
+        Ok(events.iter().map(NewEvent::to_row).collect())
+    }
+
+    async fn next_timer_due(&self) -> StoreResult<Option<Millis>> {
+        Ok(sqlx::query_scalar("SELECT MIN(due_at) FROM timers").fetch_one(&self.pool).await?)
+    }
+}
+
+impl PgStore {
+    async fn insert_inbound_once(&self, batch: &[NewInbound]) -> StoreResult<Vec<bool>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -176,94 +270,10 @@ impl Events for PgStore {
         Ok(inserted)
     }
 
-    async fn insert_events(&self, events: &[NewEvent], lease: &Lease) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        let refs: Vec<&NewEvent> = events.iter().collect();
-        insert_event_rows(&mut tx, &refs, lease).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn claim_events(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<EventRow>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE events SET lease_owner = $1, lease_until = $2 WHERE id IN (
-                SELECT id FROM events WHERE status = 'pending' AND run_at <= $3
-                AND (lease_until IS NULL OR lease_until < $4) ORDER BY run_at LIMIT $5 FOR UPDATE SKIP LOCKED)
-             RETURNING {EVENT_COLUMNS}"
-        )))
-        .bind(&lease.owner)
-        .bind(lease.until)
-        .bind(now)
-        .bind(now)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(event_row).collect()
-    }
-
-    async fn next_event_due(&self) -> StoreResult<Option<Millis>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(GREATEST(run_at, COALESCE(lease_until, 0))) FROM events WHERE status = 'pending'",
-        )
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    async fn complete_events(&self, completions: &[EventCompletion]) -> StoreResult<Vec<CompletionResult>> {
+    async fn complete_events_once(&self, completions: &[EventCompletion]) -> StoreResult<Vec<CompletionResult>> {
         let mut tx = self.pool.begin().await?;
         let results = super::completions::complete(&mut tx, completions).await?;
         tx.commit().await?;
         Ok(results)
-    }
-
-    async fn release_leases(&self, owner: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE events SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1 AND status = 'pending'",
-        )
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1")
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn fire_due_timers(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<EventRow>> {
-        let mut tx = self.pool.begin().await?;
-        let due = sqlx::query(
-            "DELETE FROM timers WHERE (tenant_id, plugin_id, key) IN (SELECT tenant_id, plugin_id, key FROM timers \
-             WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-             RETURNING tenant_id, plugin_id, key, due_at, payload",
-        )
-        .bind(now)
-        .bind(limit as i64)
-        .fetch_all(&mut *tx)
-        .await?;
-        let events: Vec<NewEvent> = due
-            .into_iter()
-            .map(|r| NewEvent {
-                id: crate::ids::event_id(),
-                tenant_id: r.get(0),
-                plugin_id: r.get(1),
-                kind: EventKind::Timer,
-                name: Some(r.get(2)),
-                run_at: r.get(3),
-                payload: r.get(4),
-                message_id: None,
-                created_at: now,
-            })
-            .collect();
-        let refs: Vec<&NewEvent> = events.iter().collect();
-        insert_event_rows(&mut tx, &refs, lease).await?;
-        tx.commit().await?;
-        Ok(events.iter().map(NewEvent::to_row).collect())
-    }
-
-    async fn next_timer_due(&self) -> StoreResult<Option<Millis>> {
-        Ok(sqlx::query_scalar("SELECT MIN(due_at) FROM timers").fetch_one(&self.pool).await?)
     }
 }

@@ -86,3 +86,27 @@ pub(super) async fn lock_keys(conn: &mut PgConnection, keys: &[String]) -> Store
 /// Rows per multi-row INSERT: keeps statements well under PostgreSQL's
 /// bound parameter limit (65,535) whatever the column count.
 const INSERT_CHUNK: usize = 500;
+
+/// Runs a transaction again when PostgreSQL aborted it to break a deadlock
+/// or a serialization conflict with another node's (its work was undone,
+/// so running it again is safe). Batches from several nodes can touch the
+/// same rows (a tenant's balance) in different orders.
+pub(super) async fn retrying<T, F, Fut>(mut transaction: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let mut tries = 0u64;
+    loop {
+        tries += 1;
+        match transaction().await {
+            Err(StoreError::Database(sqlx::Error::Database(e)))
+                if tries < 5 && matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                tracing::debug!(error = %e, "transaction aborted by a conflict with another node; retrying");
+                tokio::time::sleep(Duration::from_millis(5 * tries)).await;
+            }
+            other => return other,
+        }
+    }
+}

@@ -254,13 +254,7 @@ async fn apply_reports(
 #[async_trait]
 impl Deliveries for PgStore {
     async fn insert_outbound(&self, requests: &[OutboundRequest]) -> StoreResult<Vec<OutboundResult>> {
-        let mut tx = self.pool.begin().await?;
-        let mut results = Vec::with_capacity(requests.len());
-        for req in requests {
-            results.push(PgStore::outbound_one(&mut tx, req).await?);
-        }
-        tx.commit().await?;
-        Ok(results)
+        super::retrying(|| self.insert_outbound_once(requests)).await
     }
 
     async fn cancel_scheduled(&self, tenant_id: &str, message_id: &str, at: Millis) -> StoreResult<CancelResult> {
@@ -353,6 +347,79 @@ impl Deliveries for PgStore {
     }
 
     async fn record_send_results(&self, results: &[SendResult], lease: &Lease) -> StoreResult<Recorded> {
+        super::retrying(|| self.record_send_results_once(results, lease)).await
+    }
+
+    async fn record_reports(&self, reports: &[ProviderReport], lease: &Lease) -> StoreResult<Recorded> {
+        super::retrying(|| self.record_reports_once(reports, lease)).await
+    }
+
+    async fn store_inbound_part(
+        &self,
+        connector: &str,
+        p: &InboundPart,
+        at: Millis,
+    ) -> StoreResult<Option<Reassembled>> {
+        let mut tx = self.pool.begin().await?;
+        // Parts of one message may arrive at different nodes at once: each
+        // must see the others' parts, or none would see the message whole.
+        super::lock_keys(&mut tx, &[format!("{connector}\n{}\n{}", p.from, p.reference)]).await?;
+        sqlx::query(
+            "INSERT INTO inbound_parts (connector, from_addr, reference, total, part, to_addr, text, provider_id, \
+             received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (connector, from_addr, reference, part) DO UPDATE SET total = excluded.total, \
+             to_addr = excluded.to_addr, text = excluded.text, provider_id = excluded.provider_id, \
+             received_at = excluded.received_at",
+        )
+        .bind(connector)
+        .bind(&p.from)
+        .bind(&p.reference)
+        .bind(p.total as i64)
+        .bind(p.part as i64)
+        .bind(&p.to)
+        .bind(&p.text)
+        .bind(&p.provider_id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        let parts = sqlx::query(
+            "SELECT part, text, provider_id FROM inbound_parts WHERE connector = $1 AND from_addr = $2 AND reference = $3 \
+             ORDER BY part",
+        )
+        .bind(connector)
+        .bind(&p.from)
+        .bind(&p.reference)
+        .fetch_all(&mut *tx)
+        .await?;
+        let complete = parts.len() == p.total as usize
+            && parts.iter().enumerate().all(|(i, r)| r.get::<i64, _>(0) == i as i64 + 1);
+        let result = if complete {
+            Some(Reassembled {
+                from: p.from.clone(),
+                to: p.to.clone(),
+                text: parts.iter().map(|r| r.get::<String, _>(1)).collect(),
+                provider_id: parts.first().and_then(|r| r.get::<Option<String>, _>(2)),
+            })
+        } else {
+            None
+        };
+        tx.commit().await?;
+        Ok(result)
+    }
+}
+
+impl PgStore {
+    async fn insert_outbound_once(&self, requests: &[OutboundRequest]) -> StoreResult<Vec<OutboundResult>> {
+        let mut tx = self.pool.begin().await?;
+        let mut results = Vec::with_capacity(requests.len());
+        for req in requests {
+            results.push(PgStore::outbound_one(&mut tx, req).await?);
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn record_send_results_once(&self, results: &[SendResult], lease: &Lease) -> StoreResult<Recorded> {
         let mut tx = self.pool.begin().await?;
         let mut events = Vec::new();
         let mut changes = Vec::new();
@@ -415,7 +482,7 @@ impl Deliveries for PgStore {
         Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
     }
 
-    async fn record_reports(&self, reports: &[ProviderReport], lease: &Lease) -> StoreResult<Recorded> {
+    async fn record_reports_once(&self, reports: &[ProviderReport], lease: &Lease) -> StoreResult<Recorded> {
         let mut tx = self.pool.begin().await?;
         let (mut events, mut changes) = (Vec::new(), Vec::new());
         apply_reports(&mut tx, reports, &mut events, &mut changes).await?;
@@ -423,59 +490,6 @@ impl Deliveries for PgStore {
         insert_event_rows(&mut tx, &refs, lease).await?;
         tx.commit().await?;
         Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
-    }
-
-    async fn store_inbound_part(
-        &self,
-        connector: &str,
-        p: &InboundPart,
-        at: Millis,
-    ) -> StoreResult<Option<Reassembled>> {
-        let mut tx = self.pool.begin().await?;
-        // Parts of one message may arrive at different nodes at once: each
-        // must see the others' parts, or none would see the message whole.
-        super::lock_keys(&mut tx, &[format!("{connector}\n{}\n{}", p.from, p.reference)]).await?;
-        sqlx::query(
-            "INSERT INTO inbound_parts (connector, from_addr, reference, total, part, to_addr, text, provider_id, \
-             received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (connector, from_addr, reference, part) DO UPDATE SET total = excluded.total, \
-             to_addr = excluded.to_addr, text = excluded.text, provider_id = excluded.provider_id, \
-             received_at = excluded.received_at",
-        )
-        .bind(connector)
-        .bind(&p.from)
-        .bind(&p.reference)
-        .bind(p.total as i64)
-        .bind(p.part as i64)
-        .bind(&p.to)
-        .bind(&p.text)
-        .bind(&p.provider_id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        let parts = sqlx::query(
-            "SELECT part, text, provider_id FROM inbound_parts WHERE connector = $1 AND from_addr = $2 AND reference = $3 \
-             ORDER BY part",
-        )
-        .bind(connector)
-        .bind(&p.from)
-        .bind(&p.reference)
-        .fetch_all(&mut *tx)
-        .await?;
-        let complete = parts.len() == p.total as usize
-            && parts.iter().enumerate().all(|(i, r)| r.get::<i64, _>(0) == i as i64 + 1);
-        let result = if complete {
-            Some(Reassembled {
-                from: p.from.clone(),
-                to: p.to.clone(),
-                text: parts.iter().map(|r| r.get::<String, _>(1)).collect(),
-                provider_id: parts.first().and_then(|r| r.get::<Option<String>, _>(2)),
-            })
-        } else {
-            None
-        };
-        tx.commit().await?;
-        Ok(result)
     }
 }
 
