@@ -214,6 +214,40 @@ impl Cluster {
         }
     }
 
+    /// Where the work stands, for failure messages: pending events and
+    /// outbox rows by lease holder, messages by direction and status.
+    pub async fn work_report(&self) -> String {
+        let report = async {
+            let pool = sqlx::PgPool::connect(&self.database.url).await?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()
+                as i64;
+            let mut lines = Vec::new();
+            for (what, sql) in [
+                (
+                    "pending events",
+                    "SELECT COALESCE(lease_owner, '-') || CASE WHEN lease_until < $1 THEN ' (lapsed)' ELSE '' END, \
+                     COUNT(*) FROM events WHERE status = 'pending' GROUP BY 1",
+                ),
+                (
+                    "outbox",
+                    "SELECT COALESCE(lease_owner, '-') || CASE WHEN lease_until < $1 THEN ' (lapsed)' ELSE '' END, \
+                     COUNT(*) FROM outbox GROUP BY 1",
+                ),
+                (
+                    "messages",
+                    "SELECT direction || ' ' || status || CASE WHEN $1 = 0 THEN '' ELSE '' END, COUNT(*) \
+                     FROM messages GROUP BY 1",
+                ),
+            ] {
+                let rows: Vec<(String, i64)> = sqlx::query_as(sql).bind(now).fetch_all(&pool).await?;
+                lines.push(format!("{what}: {rows:?}"));
+            }
+            pool.close().await;
+            Ok::<_, sqlx::Error>(lines.join("; "))
+        };
+        report.await.unwrap_or_else(|e| format!("(no report: {e})"))
+    }
+
     /// Stops every node and drops the database.
     pub async fn stop(mut self) {
         for node in self.nodes.iter_mut().filter_map(Option::take) {
@@ -236,7 +270,7 @@ async fn spawn_node(binary: &Path, dir: &Path, config: &Path, database_url: &str
         .arg(config)
         .env("SWITCHBOARD_SECRET_KEY", SECRET_KEY)
         .env("SWITCHBOARD_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("RUST_LOG", "warn")
+        .env("SWITCHBOARD_LOG", "info,sqlx=warn,wasmtime=warn,cranelift=warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .kill_on_drop(true)
@@ -294,15 +328,16 @@ pub async fn run(opts: &Options, server_url: Option<String>) -> anyhow::Result<V
         let warm = opts.messages.min(1000);
         let mut expected = nodes + warm;
         load::closed_loop(warm, opts.connections, cluster.keyword_load(&all, 8_000_000)).await?;
-        if !cluster.carrier.wait_for(expected, Duration::from_secs(600)).await {
-            bail!("warm-up messages did not all arrive");
+        if !cluster.carrier.wait_for(expected, Duration::from_secs(300)).await {
+            bail!("warm-up messages did not all arrive; {}", cluster.work_report().await);
         }
         let n = opts.messages;
         expected += n;
         let started = Instant::now();
         load::closed_loop(n, opts.connections, cluster.keyword_load(&all, 0)).await?;
-        if !cluster.carrier.wait_for(expected, Duration::from_secs(600)).await {
-            bail!("only some of the {n} replies reached the carrier");
+        if !cluster.carrier.wait_for(expected, Duration::from_secs(300)).await {
+            let arrived = cluster.carrier.arrivals().len();
+            bail!("{arrived} of {expected} replies reached the carrier; {}", cluster.work_report().await);
         }
         let last = cluster.carrier.arrivals().iter().map(|(_, at)| *at).max().unwrap_or(started);
         let throughput = n as f64 / last.duration_since(started).as_secs_f64();

@@ -210,7 +210,8 @@ async fn count_failure(conn: &mut PgConnection, c: &EventCompletion) -> StoreRes
 
 /// The events of `completions` still ours to complete: pending, leased to
 /// us, and at the attempt we ran (a re-claimed copy of the same attempt
-/// loses). One query for the batch.
+/// loses). One query for the batch, locking the rows (deterministic order:
+/// by id) so no node claims them before this commit.
 async fn still_ours<'a>(conn: &mut PgConnection, completions: &'a [EventCompletion]) -> StoreResult<HashSet<&'a str>> {
     let mut current: HashMap<String, (String, Option<String>, i64)> = HashMap::new();
     for chunk in completions.chunks(INSERT_CHUNK) {
@@ -220,7 +221,9 @@ async fn still_ours<'a>(conn: &mut PgConnection, completions: &'a [EventCompleti
         for c in chunk {
             ids.push_bind(&c.event_id);
         }
-        q.push(")");
+        // Locked until commit: a node claiming an expired lease now skips
+        // these rows instead of taking them from under this completion.
+        q.push(") ORDER BY id FOR UPDATE");
         for r in q.build().fetch_all(&mut *conn).await? {
             current.insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
         }
