@@ -29,9 +29,11 @@ $(PRISM):
 	npm install --prefix target/tools --no-audit --no-fund --loglevel=error @stoplight/prism-cli@$(PRISM_VERSION)
 
 # The suite runs on SQLite, then the end-to-end tests again on PostgreSQL
-# (each test in a database of its own, dropped afterwards).
+# (each test in a database of its own, dropped afterwards). The second run
+# selects the same packages (--workspace), so nothing is built again.
 TEST_DATABASE ?= postgres://postgres@127.0.0.1:5432/test
+E2E_TESTS := $(foreach t,$(basename $(notdir $(wildcard tests/*.rs))),--test $(t))
 
 test: plugins tools
 	cargo test --release --workspace --no-fail-fast
-	SWITCHBOARD_TEST_DATABASE=$(TEST_DATABASE) cargo test --release -p switchboard-e2e --no-fail-fast
+	SWITCHBOARD_TEST_DATABASE=$(TEST_DATABASE) cargo test --release --workspace --no-fail-fast $(E2E_TESTS)
