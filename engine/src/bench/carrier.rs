@@ -17,7 +17,6 @@ use tokio::sync::watch;
 struct Arrivals {
     /// (recipient, when it arrived)
     log: Mutex<Vec<(String, Instant)>>,
-    count: AtomicUsize,
     /// Idempotency key → the id it was answered with.
     keys: Mutex<std::collections::HashMap<String, String>>,
     repeats: AtomicUsize,
@@ -27,7 +26,10 @@ pub struct FakeCarrier {
     /// Where the connector posts messages.
     pub url: String,
     arrivals: Arc<Arrivals>,
-    counted: watch::Receiver<usize>,
+    /// Arrivals so far. The count lives in the channel itself: counted
+    /// apart and published after, two arrivals could publish out of order
+    /// and leave the channel one short.
+    counted: Arc<watch::Sender<usize>>,
 }
 
 #[derive(Clone)]
@@ -38,24 +40,23 @@ struct Shared {
 
 async fn accept(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> axum::Json<serde_json::Value> {
     let at = Instant::now();
-    let key = headers.get("idempotency-key").and_then(|k| k.to_str().ok()).map(str::to_string);
-    if let Some(k) = &key
-        && let Some(id) = s.arrivals.keys.lock().expect("keys").get(k)
-    {
-        s.arrivals.repeats.fetch_add(1, Ordering::SeqCst);
-        return axum::Json(serde_json::json!({ "id": id }));
+    let id = format!("fc-{}", uuid::Uuid::now_v7().simple());
+    if let Some(k) = headers.get("idempotency-key").and_then(|k| k.to_str().ok()) {
+        // Checked and recorded under one lock: two sends with one key
+        // at once still make one message.
+        let mut keys = s.arrivals.keys.lock().expect("keys");
+        if let Some(first) = keys.get(k) {
+            s.arrivals.repeats.fetch_add(1, Ordering::SeqCst);
+            return axum::Json(serde_json::json!({ "id": first }));
+        }
+        keys.insert(k.to_string(), id.clone());
     }
     let to = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("to").and_then(|t| t.as_str()).map(str::to_string))
         .unwrap_or_default();
     s.arrivals.log.lock().expect("arrivals").push((to, at));
-    let n = s.arrivals.count.fetch_add(1, Ordering::SeqCst) + 1;
-    let id = format!("fc-{}", uuid::Uuid::now_v7().simple());
-    if let Some(k) = key {
-        s.arrivals.keys.lock().expect("keys").insert(k, id.clone());
-    }
-    s.counted.send_replace(n);
+    s.counted.send_modify(|c| *c += 1);
     axum::Json(serde_json::json!({ "id": id }))
 }
 
@@ -64,8 +65,8 @@ impl FakeCarrier {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}/send", listener.local_addr()?);
         let arrivals = Arc::new(Arrivals::default());
-        let (tx, counted) = watch::channel(0);
-        let shared = Shared { arrivals: arrivals.clone(), counted: Arc::new(tx) };
+        let counted = Arc::new(watch::channel(0).0);
+        let shared = Shared { arrivals: arrivals.clone(), counted: counted.clone() };
         let app = axum::Router::new().route("/send", post(accept)).with_state(shared);
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -75,7 +76,7 @@ impl FakeCarrier {
 
     /// Waits until `n` messages have arrived in all; false on timeout.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
-        let mut rx = self.counted.clone();
+        let mut rx = self.counted.subscribe();
         tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n)).await.is_ok_and(|r| r.is_ok())
     }
 
@@ -92,7 +93,7 @@ impl FakeCarrier {
     /// What arrived so far, forgotten here.
     pub fn take(&self) -> Vec<(String, Instant)> {
         let taken = std::mem::take(&mut *self.arrivals.log.lock().expect("arrivals"));
-        self.arrivals.count.store(0, Ordering::SeqCst);
+        self.counted.send_replace(0);
         taken
     }
 }
