@@ -30,7 +30,12 @@ impl Cluster for PgStore {
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(async move {
             loop {
-                match listener.try_recv().await {
+                // Ends with the node: once nobody listens, the connection goes.
+                let received = tokio::select! {
+                    _ = tx.closed() => return,
+                    received = listener.try_recv() => received,
+                };
+                match received {
                     Ok(Some(_)) => {}
                     // The connection dropped (the next call reconnects and
                     // listens again): whatever was said meanwhile is lost,
@@ -40,9 +45,6 @@ impl Cluster for PgStore {
                         tracing::warn!(error = %e, "directory notices: connection lost, retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
-                }
-                if tx.is_closed() {
-                    return;
                 }
                 let _ = tx.try_send(());
             }

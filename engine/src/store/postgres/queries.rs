@@ -65,7 +65,8 @@ impl PgStore {
         for m in messages.iter() {
             ids.push_bind(&m.id);
         }
-        q.push(") ORDER BY at, id");
+        // Record order is causal order; carriers' own timestamps need not agree.
+        q.push(") ORDER BY id");
         let mut by_id: HashMap<String, Vec<StatusEntry>> = HashMap::new();
         for r in q.build().fetch_all(&self.pool).await? {
             by_id.entry(r.get(0)).or_default().push(StatusEntry {
