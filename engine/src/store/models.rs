@@ -165,6 +165,18 @@ pub enum MessageStatus {
 }
 
 impl MessageStatus {
+    /// The status a message has once its parts report these statuses: the
+    /// worst final status when every part is final, else still `sent`.
+    pub fn of_parts(parts: &[MessageStatus]) -> MessageStatus {
+        if parts.is_empty() || parts.iter().any(|s| s.rank() < 3) {
+            return MessageStatus::Sent;
+        }
+        [MessageStatus::Failed, MessageStatus::Undelivered, MessageStatus::Expired, MessageStatus::Cancelled]
+            .into_iter()
+            .find(|bad| parts.contains(bad))
+            .unwrap_or(MessageStatus::Delivered)
+    }
+
     pub const ALL: [MessageStatus; 10] = [
         MessageStatus::Received,
         MessageStatus::Queued,
@@ -809,4 +821,19 @@ pub fn outbox_items(messages: &[NewMessage]) -> Vec<OutboxItem> {
             mode: m.mode.to_string(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod message_status_tests {
+    use super::MessageStatus;
+
+    #[test]
+    fn a_message_is_final_when_all_its_parts_are() {
+        use MessageStatus::*;
+        assert_eq!(MessageStatus::of_parts(&[Delivered]), Delivered);
+        assert_eq!(MessageStatus::of_parts(&[Delivered, Sent]), Sent, "partial delivery");
+        assert_eq!(MessageStatus::of_parts(&[Delivered, Delivered, Delivered]), Delivered);
+        assert_eq!(MessageStatus::of_parts(&[Delivered, Undelivered]), Undelivered);
+        assert_eq!(MessageStatus::of_parts(&[Expired, Failed]), Failed);
+    }
 }

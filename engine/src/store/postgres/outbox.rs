@@ -107,18 +107,6 @@ fn report_key(connector: &str, provider_id: &str) -> String {
     format!("report\n{connector}\n{provider_id}")
 }
 
-/// The status a message has once its parts report these statuses: the
-/// worst final status when every part is final, else still `sent`.
-fn message_status_of(parts: &[MessageStatus]) -> MessageStatus {
-    if parts.is_empty() || parts.iter().any(|s| s.rank() < 3) {
-        return MessageStatus::Sent;
-    }
-    [MessageStatus::Failed, MessageStatus::Undelivered, MessageStatus::Expired, MessageStatus::Cancelled]
-        .into_iter()
-        .find(|bad| parts.contains(bad))
-        .unwrap_or(MessageStatus::Delivered)
-}
-
 /// Applies one report to the part it names. Returns the message id and,
 /// when the message's status moved forward, its new status.
 async fn apply_report(
@@ -155,7 +143,7 @@ async fn apply_report(
             .iter()
             .filter_map(|s| MessageStatus::parse(s))
             .collect();
-    let status = message_status_of(&statuses);
+    let status = MessageStatus::of_parts(&statuses);
     let changed = sqlx::query(
         "UPDATE messages SET status = $1, status_rank = $2, error_code = COALESCE($3, error_code), updated_at = $4 \
          WHERE id = $5 AND status_rank < $6",
@@ -490,20 +478,5 @@ impl PgStore {
         insert_event_rows(&mut tx, &refs, lease).await?;
         tx.commit().await?;
         Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_message_is_final_when_all_its_parts_are() {
-        use MessageStatus::*;
-        assert_eq!(message_status_of(&[Delivered]), Delivered);
-        assert_eq!(message_status_of(&[Delivered, Sent]), Sent, "partial delivery");
-        assert_eq!(message_status_of(&[Delivered, Delivered, Delivered]), Delivered);
-        assert_eq!(message_status_of(&[Delivered, Undelivered]), Undelivered);
-        assert_eq!(message_status_of(&[Expired, Failed]), Failed);
     }
 }

@@ -92,18 +92,6 @@ async fn record_sent(
     Ok(())
 }
 
-/// The status a message has once its parts report these statuses: the
-/// worst final status when every part is final, else still `sent`.
-fn message_status_of(parts: &[MessageStatus]) -> MessageStatus {
-    if parts.is_empty() || parts.iter().any(|s| s.rank() < 3) {
-        return MessageStatus::Sent;
-    }
-    [MessageStatus::Failed, MessageStatus::Undelivered, MessageStatus::Expired, MessageStatus::Cancelled]
-        .into_iter()
-        .find(|bad| parts.contains(bad))
-        .unwrap_or(MessageStatus::Delivered)
-}
-
 /// Applies one report to the part it names. Returns the message id and,
 /// when the message's status moved forward, its new status.
 async fn apply_report(
@@ -139,7 +127,7 @@ async fn apply_report(
             .iter()
             .filter_map(|s| MessageStatus::parse(s))
             .collect();
-    let status = message_status_of(&statuses);
+    let status = MessageStatus::of_parts(&statuses);
     let changed = sqlx::query(
         "UPDATE messages SET status = ?, status_rank = ?, error_code = COALESCE(?, error_code), updated_at = ? \
          WHERE id = ? AND status_rank < ?",
@@ -452,20 +440,5 @@ impl Deliveries for SqliteStore {
         };
         tx.commit().await?;
         Ok(result)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_message_is_final_when_all_its_parts_are() {
-        use MessageStatus::*;
-        assert_eq!(message_status_of(&[Delivered]), Delivered);
-        assert_eq!(message_status_of(&[Delivered, Sent]), Sent, "partial delivery");
-        assert_eq!(message_status_of(&[Delivered, Delivered, Delivered]), Delivered);
-        assert_eq!(message_status_of(&[Delivered, Undelivered]), Undelivered);
-        assert_eq!(message_status_of(&[Expired, Failed]), Failed);
     }
 }
