@@ -11,8 +11,8 @@ use crate::limits::Limits;
 use crate::pipeline::{self, Pipeline};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::secrets::{self, KeyMode, Sealer, Secret};
-use crate::store::{self, Database, DeployedVersion, NewApiKeyRow, NewNumber, NewTenant, StoreError};
-use crate::{ids, phone};
+use crate::store::{self, Database, DeployedVersion, NewApiKeyRow, NewTenant, StoreError};
+use crate::ids;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -53,17 +53,48 @@ pub struct Settings {
     /// Base64 of the 32-byte key that encrypts stored secrets (default:
     /// generated into `<data_dir>/secret.key`). Also `SWITCHBOARD_SECRET_KEY`.
     pub secret_key: Option<Secret>,
+    /// The built-in unsigned webhook `/v1/inbound/generic` takes messages
+    /// for numbers on simulator connectors (the demo, local development).
+    /// Numbers on carrier connectors never come in this way. `false`: the
+    /// endpoint is gone.
+    pub generic_webhook: bool,
     /// Allow webhooks to private, loopback and link-local addresses.
     pub webhooks_allow_private_addresses: bool,
     /// Allow plugins' `http` capability to reach private, loopback and
     /// link-local addresses (their allow-lists still apply).
     pub plugins_http_allow_private_addresses: bool,
+    /// Brand names tenants may not request as sender IDs (the operator
+    /// can still assign them). Default: `senders::DEFAULT_BRANDS`.
+    pub sender_id_brands: Vec<String>,
     /// Outbound routes for every tenant (a tenant's own routes win).
     pub routes: Vec<crate::pipeline::routing::Route>,
     /// The URL carriers use to reach this engine (`https://sms.example.com`):
     /// callback URLs are built from it, and carrier signatures are checked
     /// against it (behind a proxy the request's own URL differs).
     pub public_base_url: Option<String>,
+    /// Where outgoing requests made for tenants resolve names (tests
+    /// script it; default: the system resolver).
+    #[serde(skip)]
+    pub dns: Dns,
+}
+
+/// The name lookup behind tenant-facing HTTP clients.
+#[derive(Clone, Default)]
+pub struct Dns(pub Option<Arc<dyn crate::net::Lookup>>);
+
+impl std::fmt::Debug for Dns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Dns(scripted)" } else { "Dns(system)" })
+    }
+}
+
+impl Dns {
+    pub fn resolver(&self, allow_private: bool) -> crate::net::VettedResolver {
+        match &self.0 {
+            Some(lookup) => crate::net::VettedResolver::new(lookup.clone(), allow_private),
+            None => crate::net::VettedResolver::system(allow_private),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -81,10 +112,13 @@ impl Default for Settings {
             pricing: PricingSettings::default(),
             admin_token: None,
             secret_key: None,
+            generic_webhook: true,
             webhooks_allow_private_addresses: false,
             plugins_http_allow_private_addresses: false,
+            sender_id_brands: crate::senders::DEFAULT_BRANDS.iter().map(|b| b.to_string()).collect(),
             routes: Vec::new(),
             public_base_url: None,
+            dns: Dns::default(),
         }
     }
 }
@@ -132,6 +166,8 @@ pub enum StartError {
     Pricing(#[from] crate::billing::InvalidAmount),
     #[error("secret key: {0}")]
     SecretKey(String),
+    #[error(transparent)]
+    Locked(#[from] store::lock::LockError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +178,9 @@ pub enum AdminError {
     Conflict(String),
     #[error("no such {0}")]
     NotFound(&'static str),
+    /// Refused by policy (`code` is the API's).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error(transparent)]
     Store(StoreError),
 }
@@ -167,6 +206,8 @@ pub struct App {
     pub clock: Clock,
     pub connectors: Connectors,
     pub pipeline: Pipeline,
+    /// This engine's hold on its SQLite database (released at shutdown).
+    database_lock: std::sync::Mutex<Option<store::lock::DatabaseLock>>,
 }
 
 impl App {
@@ -176,6 +217,11 @@ impl App {
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|e| StartError::DataDir { path: settings.data_dir.display().to_string(), error: e.to_string() })?;
         let pricing = Arc::new(Pricing::from_settings(&settings.pricing)?);
+        // Before the database is opened (and migrated): one engine per file.
+        let database_lock = match store::lock::sqlite_file(&settings.database_url()) {
+            Some(file) => Some(store::lock::lock(&file, &settings.node_id)?),
+            None => None,
+        };
         let db = store::open(&settings.database_url(), settings.database_max_connections).await?;
         if db.shared() {
             // A key generated into one node's data directory would leave the
@@ -202,6 +248,7 @@ impl App {
             db.clone(),
             clock.clone(),
             pricing.clone(),
+            settings.dns.resolver(settings.plugins_http_allow_private_addresses),
             settings.plugins_http_allow_private_addresses,
         )?;
         // Listening before the first load: no change can fall in between.
@@ -225,7 +272,7 @@ impl App {
             public_base_url: settings.public_base_url.clone(),
             cluster: db.shared().then(|| db.clone()),
         };
-        let connectors = connectors::build(&settings.connectors, &ctx)?;
+        let connectors = connectors::build(&settings.connectors, &ctx, settings.generic_webhook)?;
         let app = Arc::new(App {
             settings,
             rate_limits: Default::default(),
@@ -237,6 +284,7 @@ impl App {
             clock,
             connectors,
             pipeline,
+            database_lock: std::sync::Mutex::new(database_lock),
         });
         pipeline::spawn(app.clone(), receivers);
         if let Some(mut changes) = directory_changes {
@@ -257,6 +305,8 @@ impl App {
     pub async fn shutdown(&self) {
         self.pipeline.shutdown(std::time::Duration::from_secs(10)).await;
         self.connectors.close_all().await;
+        // Another engine may open the database now.
+        self.database_lock.lock().expect("lock slot").take();
     }
 
     /// Reloads the directory after a change, and tells the other nodes
@@ -298,34 +348,6 @@ impl App {
         Ok(self.db.credit(tenant_id, amount, note, self.clock.now_ms()).await?)
     }
 
-    pub async fn add_number(
-        &self,
-        tenant_id: &str,
-        number: &str,
-        connector: &str,
-        is_default: bool,
-    ) -> Result<String, AdminError> {
-        let number = phone::normalize(number, None)
-            .map_err(|e| AdminError::Invalid { field: "number", message: e.to_string() })?;
-        if self.connectors.get(connector).is_none() {
-            return Err(AdminError::Invalid {
-                field: "connector",
-                message: format!("no connector named {connector:?}"),
-            });
-        }
-        self.db
-            .add_number(&NewNumber {
-                number: number.clone(),
-                tenant_id: tenant_id.to_string(),
-                connector: connector.to_string(),
-                is_default,
-                created_at: self.clock.now_ms(),
-            })
-            .await?;
-        self.reload().await?;
-        Ok(number)
-    }
-
     pub async fn update_tenant_settings(
         &self,
         tenant_id: &str,
@@ -335,18 +357,6 @@ impl App {
         self.db.set_tenant_settings(tenant_id, &json).await?;
         self.reload().await?;
         Ok(())
-    }
-
-    pub async fn add_sender_id(&self, tenant_id: &str, sender_id: &str) -> Result<(), AdminError> {
-        self.db.add_sender_id(tenant_id, sender_id, self.clock.now_ms()).await?;
-        self.reload().await?;
-        Ok(())
-    }
-
-    pub async fn remove_sender_id(&self, tenant_id: &str, sender_id: &str) -> Result<bool, AdminError> {
-        let removed = self.db.delete_sender_id(tenant_id, sender_id).await?;
-        self.reload().await?;
-        Ok(removed)
     }
 
     pub async fn revoke_api_key(&self, tenant_id: &str, key_id: &str) -> Result<bool, AdminError> {

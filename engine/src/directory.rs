@@ -4,7 +4,7 @@
 //! Hot paths (routing an inbound message, authorising a send) read it
 //! without touching the database.
 
-use crate::store::{ApiKeyRow, Database, NumberRow, PluginVersionRow, RouteKind, StoreResult, Tenant};
+use crate::store::{ApiKeyRow, Database, NumberRow, PluginVersionRow, RouteKind, SenderIdRow, StoreResult, Tenant};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -105,7 +105,7 @@ impl Directory {
         let numbers = db.list_numbers().await?;
         let plugins = db.active_plugins().await?;
         let sender_ids = db.list_sender_ids().await?;
-        let mut snapshot = build(tenants, numbers, sender_ids, plugins);
+        let mut snapshot = build(tenants, numbers, sender_ids, plugins, &self.snapshot().plugins);
         snapshot.api_keys = db.list_api_keys().await?.into_iter().map(|k| (k.hash.clone(), k)).collect();
         *self.current.write().expect("directory lock") = Arc::new(snapshot);
         Ok(())
@@ -115,8 +115,9 @@ impl Directory {
 fn build(
     tenants: Vec<Tenant>,
     numbers: Vec<NumberRow>,
-    sender_ids: Vec<(String, String)>,
+    sender_ids: Vec<SenderIdRow>,
     plugins: Vec<PluginVersionRow>,
+    previous: &HashMap<String, Arc<PluginEntry>>,
 ) -> Snapshot {
     let mut snap = Snapshot::default();
     let mut profiles: HashMap<String, TenantProfile> = tenants
@@ -146,7 +147,11 @@ fn build(
     }
     // Alphanumeric sender IDs send through the tenant's default number's
     // connector (they cannot receive).
-    for (tenant_id, sender_id) in sender_ids {
+    for SenderIdRow { tenant_id, sender_id, status, .. } in sender_ids {
+        // Pending and rejected sender IDs send nothing.
+        if status != "approved" {
+            continue;
+        }
         if let Some(p) = profiles.get_mut(&tenant_id) {
             let connector = p.default_sender().map_or_else(|| "simulator".to_string(), |s| s.connector.clone());
             p.senders.insert(sender_id.clone(), Sender { address: sender_id, connector });
@@ -154,24 +159,11 @@ fn build(
     }
     snap.tenants = profiles.into_iter().map(|(id, p)| (id, Arc::new(p))).collect();
     for row in plugins {
-        let manifest = crate::deploy::manifest::stored(&row.manifest_json);
-        let mut entry = PluginEntry {
-            row,
-            keywords: vec![],
-            catch_all: false,
-            events: vec![],
-            delivery: false,
-            cron: manifest.triggers.schedules(),
-            timezone: manifest.triggers.zone(),
+        // A version's manifest never changes: parse it once, not at every reload.
+        let entry = match previous.get(&row.plugin_id).filter(|p| p.row.version_id == row.version_id) {
+            Some(known) => PluginEntry { row, ..PluginEntry::clone(known) },
+            None => entry_of(row),
         };
-        for r in manifest.routes() {
-            match r.kind {
-                RouteKind::Keyword => entry.keywords.push(r.pattern),
-                RouteKind::CatchAll => entry.catch_all = true,
-                RouteKind::Event => entry.events.push(r.pattern),
-                RouteKind::Delivery => entry.delivery = true,
-            }
-        }
         let tenant = entry.row.tenant_id.clone();
         let id = entry.row.plugin_id.clone();
         snap.plugin_names.insert((tenant.clone(), entry.row.name.clone()), id.clone());
@@ -186,4 +178,27 @@ fn build(
         snap.plugins.insert(id, Arc::new(entry));
     }
     snap
+}
+
+/// A plugin version's triggers, read from its stored manifest.
+fn entry_of(row: PluginVersionRow) -> PluginEntry {
+    let manifest = crate::deploy::manifest::stored(&row.manifest_json);
+    let mut entry = PluginEntry {
+        row,
+        keywords: vec![],
+        catch_all: false,
+        events: vec![],
+        delivery: false,
+        cron: manifest.triggers.schedules(),
+        timezone: manifest.triggers.zone(),
+    };
+    for r in manifest.routes() {
+        match r.kind {
+            RouteKind::Keyword => entry.keywords.push(r.pattern),
+            RouteKind::CatchAll => entry.catch_all = true,
+            RouteKind::Event => entry.events.push(r.pattern),
+            RouteKind::Delivery => entry.delivery = true,
+        }
+    }
+    entry
 }

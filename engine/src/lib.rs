@@ -21,6 +21,8 @@
 //! # Map
 //!
 //! - [`app`]: settings, the shared [`app::App`], tenant and plugin admin operations.
+//!   [`senders`]: who may send as what — numbers (assigned, open or proven
+//!   with a code) and sender IDs (approved by the operator, brands refused).
 //! - [`api`]: the HTTP API (axum). `api::router(app)` for tests, `api::run` to serve.
 //! - [`cli`]: the `switchboard` command (serve, simulate, plugin, tenant, key, number, bench).
 //! - [`bench`]: the load harness behind `switchboard bench` (engine, fake carrier, load generator).
@@ -59,6 +61,7 @@ pub mod pipeline;
 pub mod runtime;
 pub mod scheduler;
 pub mod secrets;
+pub mod senders;
 pub mod sms;
 pub mod store;
 pub mod tenancy;

@@ -27,14 +27,23 @@ pub struct Limits {
     pub kv_value_bytes: usize,
     /// Most keys one `kv.list-keys` call returns. Default 1000.
     pub kv_list_max: u32,
-    /// Timers one invocation may schedule or cancel. Default 100.
+    /// Timers one invocation may schedule or cancel. Default 50.
     pub timers_per_invocation: usize,
+    /// Distinct kv keys one invocation may write or delete (its writes wait
+    /// in host memory until commit). Default 1,000.
+    pub kv_writes_per_invocation: usize,
+    /// Bytes of kv keys and values one invocation may have waiting to be
+    /// written. Default 4 MiB.
+    pub kv_write_bytes_per_invocation: usize,
     /// Largest timer payload, in bytes. Default 16 KiB.
     pub timer_payload_bytes: usize,
     /// Log lines one invocation may write; more are dropped. Default 100.
     pub log_lines_per_invocation: usize,
     /// Longest log line kept, in bytes; longer ones are cut. Default 2 KiB.
     pub log_line_bytes: usize,
+    /// Bytes of log lines one invocation may keep; later lines are
+    /// dropped (and counted). Default 32 KiB.
+    pub log_bytes_per_invocation: usize,
     /// Longest SMS body accepted, in characters (about 10 segments of
     /// UCS-2 text, 16 of GSM-7). Default 1600.
     pub message_chars: usize,
@@ -42,6 +51,24 @@ pub struct Limits {
     pub http_body_bytes: usize,
     /// Largest plugin upload (`POST /v1/plugins`). Default 32 MiB.
     pub plugin_upload_bytes: usize,
+    /// Largest plugin manifest (`plugin.toml`, its `[config]` included), in
+    /// bytes. Default 128 KiB.
+    pub manifest_bytes: usize,
+    /// Functions one uploaded component may define (all its modules).
+    /// Default 100,000.
+    pub component_max_functions: u32,
+    /// Locals one function may declare: compile time grows about with the
+    /// square of it, so a small upload could otherwise hold a compiler
+    /// thread for minutes. Default 10,000.
+    pub component_max_locals: u32,
+    /// Largest function body, in bytes. Default 2 MiB.
+    pub component_max_function_bytes: usize,
+    /// Components compiled at once on this node (more uploads wait).
+    /// Default 2.
+    pub concurrent_compiles: usize,
+    /// Time a component may take to compile before the deploy is refused.
+    /// Default 60 s.
+    pub compile_timeout_ms: u64,
     /// Attempts at one event before it is dead-lettered. Default 5.
     pub event_max_attempts: u32,
     /// First retry delay; doubles per attempt, with jitter. Default 1 s.
@@ -70,11 +97,19 @@ pub struct Limits {
     pub send_retry_max_ms: u64,
     /// Time one connector call may take. Default 30 s.
     pub connector_timeout_ms: u64,
-    /// API requests per second per key (tenants may be given their own).
-    /// Default 100.
+    /// API requests per second per tenant, all its keys together (tenants
+    /// may be given their own). Default 100.
     pub api_requests_per_second: u32,
-    /// API requests per UTC day per key. Default 1,000,000.
+    /// API requests per UTC day per tenant, all its keys together.
+    /// Default 1,000,000.
     pub api_requests_per_day: u64,
+    /// Admin API requests per second, all callers together. Default 50.
+    pub admin_requests_per_second: u32,
+    /// Failed authentications (bad API key, admin token or carrier
+    /// signature) one source address may make per minute; past it, its
+    /// requests to those endpoints get 429 until the minute ends.
+    /// Default 30.
+    pub failed_auth_per_minute: u32,
     /// Time a webhook receiver has to answer. Default 10 s.
     pub webhook_timeout_ms: u64,
     /// First webhook retry delay; doubles per attempt (capped at 1 h), with
@@ -96,6 +131,40 @@ pub struct Limits {
     pub http_fetch_bytes: usize,
     /// `http.fetch` calls one invocation may make. Default 10.
     pub http_fetches_per_invocation: usize,
+
+    // Every tenant's quotas unless the operator sets its own
+    // (`PUT /admin/v1/tenants/{id}/limits`): safe defaults, not ceilings.
+    /// Live messages one tenant may send per UTC day (API and plugins).
+    /// Default 10,000.
+    pub tenant_sends_per_day: i64,
+    /// Plugin invocations per minute per tenant; more wait for the next
+    /// minute. Default 6,000.
+    pub tenant_invocations_per_minute: u32,
+    /// kv keys one tenant's plugins may keep. Default 10,000.
+    pub tenant_kv_keys: i64,
+    /// kv bytes (keys and values) one tenant's plugins may keep.
+    /// Default 64 MiB.
+    pub tenant_kv_bytes: i64,
+    /// Timers one tenant may have pending. Default 10,000.
+    pub tenant_timers_pending: i64,
+
+    /// How long a code sent to prove a number stays valid. Default 10 min.
+    pub number_claim_ttl_s: u64,
+    /// Wrong codes a number claim takes before it ends. Default 5.
+    pub number_claim_attempts: u32,
+    /// Compliance confirmations (STOP, START, HELP answers) one sender gets
+    /// from one number per hour; more keywords are recorded, not answered.
+    /// Default 3.
+    pub compliance_replies_per_hour: u32,
+    /// How long the parts of a long inbound message wait for the rest:
+    /// after this the parts that came are delivered as one message marked
+    /// `INCOMPLETE`. Default 10 min.
+    pub inbound_parts_timeout_s: u64,
+    /// How long carrier message ids are remembered: inbound ids (a
+    /// carrier's retry within this window is answered without a second
+    /// run) and delivery reports waiting for their send's answer.
+    /// Default 2 days.
+    pub carrier_ids_retention_s: u64,
 }
 
 impl Default for Limits {
@@ -108,13 +177,22 @@ impl Default for Limits {
             kv_key_bytes: 256,
             kv_value_bytes: 64 << 10,
             kv_list_max: 1000,
-            timers_per_invocation: 100,
+            timers_per_invocation: 50,
+            kv_writes_per_invocation: 1_000,
+            kv_write_bytes_per_invocation: 4 << 20,
             timer_payload_bytes: 16 << 10,
             log_lines_per_invocation: 100,
             log_line_bytes: 2 << 10,
+            log_bytes_per_invocation: 32 << 10,
             message_chars: 1600,
             http_body_bytes: 1 << 20,
             plugin_upload_bytes: 32 << 20,
+            manifest_bytes: 128 << 10,
+            component_max_functions: 100_000,
+            component_max_locals: 10_000,
+            component_max_function_bytes: 2 << 20,
+            concurrent_compiles: 2,
+            compile_timeout_ms: 60_000,
             event_max_attempts: 5,
             event_retry_base_ms: 1_000,
             event_retry_max_ms: 300_000,
@@ -128,6 +206,8 @@ impl Default for Limits {
             connector_timeout_ms: 30_000,
             api_requests_per_second: 100,
             api_requests_per_day: 1_000_000,
+            admin_requests_per_second: 50,
+            failed_auth_per_minute: 30,
             webhook_timeout_ms: 10_000,
             webhook_retry_base_ms: 5_000,
             webhook_retry_window_s: 86_400,
@@ -137,6 +217,16 @@ impl Default for Limits {
             http_fetch_timeout_ms: 5_000,
             http_fetch_bytes: 1 << 20,
             http_fetches_per_invocation: 10,
+            tenant_sends_per_day: 10_000,
+            tenant_invocations_per_minute: 6_000,
+            tenant_kv_keys: 10_000,
+            tenant_kv_bytes: 64 << 20,
+            tenant_timers_pending: 10_000,
+            number_claim_ttl_s: 600,
+            number_claim_attempts: 5,
+            compliance_replies_per_hour: 3,
+            inbound_parts_timeout_s: 600,
+            carrier_ids_retention_s: 2 * 86_400,
         }
     }
 }
@@ -166,6 +256,20 @@ fn backoff(base_ms: u64, max_ms: u64, attempt: u32) -> Duration {
     Duration::from_millis(capped + rand::random_range(0..jitter))
 }
 
+/// One tenant's quotas as enforced: its own where the operator set them,
+/// else the engine's defaults (`tenant_*` above). CPU and memory per
+/// invocation have no separate default: the engine's limits apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantQuotas {
+    pub fuel: Option<u64>,
+    pub memory_bytes: Option<usize>,
+    pub invocations_per_minute: u32,
+    pub kv_bytes: i64,
+    pub kv_keys: i64,
+    pub sends_per_day: i64,
+    pub timers_pending: i64,
+}
+
 /// Limits a manifest asks for: each value may only lower the operator's.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -185,7 +289,7 @@ pub struct InvocationLimits {
 
 impl InvocationLimits {
     /// These limits, lowered to the tenant's quotas where it has them.
-    pub fn capped(self, quotas: &crate::tenancy::Quotas) -> Self {
+    pub fn capped(self, quotas: &TenantQuotas) -> Self {
         InvocationLimits {
             fuel: quotas.fuel.map_or(self.fuel, |f| f.min(self.fuel)),
             memory_bytes: quotas.memory_bytes.map_or(self.memory_bytes, |m| m.min(self.memory_bytes)),

@@ -8,30 +8,62 @@ use std::fmt;
 #[error("{0:?} is not a valid phone number")]
 pub struct InvalidNumber(pub String);
 
+/// The longest text accepted as a phone number, in bytes. Generous for
+/// formatted numbers (`+1 (555) 123-4567`, `0044 20 7031 3000`); anything
+/// longer is refused before it reaches the parser.
+pub const MAX_INPUT_BYTES: usize = 64;
+
 /// Parses `raw` into E.164 (`+15551234567`). Numbers without a leading `+`
 /// are read in `default_region` (ISO 3166 alpha-2) when one is given.
 ///
-/// Input already in E.164 form takes a shortcut; other results are
-/// remembered (a bounded cache), as parsing with libphonenumber's metadata
-/// costs tens of microseconds and the same numbers come back again and again.
+/// Input already in E.164 form takes a shortcut; other valid results are
+/// remembered (a cache bounded in bytes; refusals are never kept), as
+/// parsing with libphonenumber's metadata costs tens of microseconds and
+/// the same numbers come back again and again.
 pub fn normalize(raw: &str, default_region: Option<&str>) -> Result<String, InvalidNumber> {
+    if raw.len() > MAX_INPUT_BYTES || default_region.is_some_and(|r| r.len() > 3) {
+        return Err(InvalidNumber(format!("{}…", truncate(raw, 24))));
+    }
     if let Some(number) = canonical_e164(raw) {
         return Ok(number.to_string());
     }
-    static CACHE: std::sync::LazyLock<
-        quick_cache::sync::Cache<(String, Option<String>), Result<String, InvalidNumber>>,
-    > = std::sync::LazyLock::new(|| quick_cache::sync::Cache::new(NORMALIZED_CACHE_ENTRIES));
+    static CACHE: std::sync::LazyLock<quick_cache::sync::Cache<(String, Option<String>), String, EntryBytes>> =
+        std::sync::LazyLock::new(|| {
+            quick_cache::sync::Cache::with_weighter(
+                NORMALIZED_CACHE_BYTES as usize / 64,
+                NORMALIZED_CACHE_BYTES,
+                EntryBytes,
+            )
+        });
     let key = (raw.to_string(), default_region.map(str::to_string));
     if let Some(hit) = CACHE.get(&key) {
-        return hit;
+        return Ok(hit);
     }
-    let result = parse_e164(raw, default_region);
-    CACHE.insert(key, result.clone());
-    result
+    let number = parse_e164(raw, default_region)?;
+    CACHE.insert(key, number.clone());
+    Ok(number)
 }
 
-/// Numbers [`normalize`] remembers.
-const NORMALIZED_CACHE_ENTRIES: usize = 100_000;
+/// Bytes the [`normalize`] cache may hold (keys and values).
+const NORMALIZED_CACHE_BYTES: u64 = 8 << 20;
+
+/// Weighs a cache entry by the bytes it holds, plus its bookkeeping.
+#[derive(Clone)]
+struct EntryBytes;
+
+impl quick_cache::Weighter<(String, Option<String>), String> for EntryBytes {
+    fn weight(&self, key: &(String, Option<String>), value: &String) -> u64 {
+        (key.0.len() + key.1.as_ref().map_or(0, String::len) + value.len() + 96) as u64
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
 
 /// `raw` when it already is a plausible E.164 number — `+`, a known country
 /// calling code, a national number of a possible length for it (not
@@ -155,6 +187,14 @@ mod tests {
         }
         assert!(canonical_e164("+15551234567").is_some(), "the common case takes the shortcut");
         assert!(canonical_e164("+4407911123456").is_none(), "a national prefix goes to the parser");
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_parsing() {
+        let huge = format!("+1{}", "5".repeat(900_000));
+        let err = normalize(&huge, None).unwrap_err();
+        assert!(err.0.len() < 40, "the error does not carry the input: {}", err.0.len());
+        assert!(normalize(&"1".repeat(65), Some("US")).is_err());
     }
 
     #[test]

@@ -39,8 +39,8 @@ pub struct TenantSettings {
     pub compliance: Compliance,
 }
 
-/// Per-tenant quotas, set by the operator. Absent: no tenant-level limit
-/// (the engine's own limits still apply).
+/// Per-tenant quotas, set by the operator. Absent: the engine's default
+/// (`limits.tenant_*`; see [`Quotas::resolve`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Quotas {
@@ -58,6 +58,21 @@ pub struct Quotas {
     pub sends_per_day: Option<i64>,
     /// Timers pending at once.
     pub timers_pending: Option<i64>,
+}
+
+impl Quotas {
+    /// The quotas in force: the tenant's own, else the engine's defaults.
+    pub fn resolve(&self, limits: &crate::limits::Limits) -> crate::limits::TenantQuotas {
+        crate::limits::TenantQuotas {
+            fuel: self.fuel,
+            memory_bytes: self.memory_bytes,
+            invocations_per_minute: self.invocations_per_minute.unwrap_or(limits.tenant_invocations_per_minute),
+            kv_bytes: self.kv_bytes.unwrap_or(limits.tenant_kv_bytes),
+            kv_keys: self.kv_keys.unwrap_or(limits.tenant_kv_keys),
+            sends_per_day: self.sends_per_day.unwrap_or(limits.tenant_sends_per_day),
+            timers_pending: self.timers_pending.unwrap_or(limits.tenant_timers_pending),
+        }
+    }
 }
 
 /// Whether an opt-out covers the whole tenant or one of its numbers.
@@ -169,9 +184,15 @@ impl Compliance {
         if start > end && t >= start {
             day = day.succ_opt()?;
         }
-        let release = zone.from_local_datetime(&day.and_time(end)).earliest()?;
-        Some(release.timestamp_millis())
+        Some(first_valid_instant(&zone, day.and_time(end))?.timestamp_millis())
     }
+}
+
+/// `local` in `zone`, or when a daylight-saving change skips it (a gap,
+/// e.g. 02:30 on a spring-forward night), the first instant after the gap.
+fn first_valid_instant(zone: &Tz, local: chrono::NaiveDateTime) -> Option<chrono::DateTime<Tz>> {
+    // Gaps are at most a few hours; look minute by minute up to a day.
+    (0..=24 * 60).find_map(|m| zone.from_local_datetime(&(local + chrono::Duration::minutes(m))).earliest())
 }
 
 fn parse_hhmm(s: &str) -> Option<NaiveTime> {
@@ -223,6 +244,20 @@ mod tests {
         assert_eq!(c.keyword("stop sending me coupons"), None);
         assert_eq!(c.keyword("HOURS"), None);
         assert_eq!(Compliance { enabled: false, ..Compliance::default() }.keyword("STOP"), None);
+    }
+
+    #[test]
+    fn a_quiet_hours_end_in_a_daylight_saving_gap_resolves_to_the_end_of_the_gap() {
+        // Europe/London springs forward at 01:00 UTC on 2026-03-29: local
+        // 01:00–02:00 does not exist. Quiet hours ending at 01:30 end at
+        // 02:00 local (01:00 UTC), not "now".
+        let c = Compliance {
+            quiet_hours: Some(QuietHours { start: "22:00".into(), end: "01:30".into(), timezone: None }),
+            ..Compliance::default()
+        };
+        let late = Utc.with_ymd_and_hms(2026, 3, 28, 23, 0, 0).unwrap().timestamp_millis();
+        let release = c.quiet_until("+447400123456", late).expect("quiet, with a release");
+        assert_eq!(release, Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).unwrap().timestamp_millis());
     }
 
     #[test]

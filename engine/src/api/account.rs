@@ -1,14 +1,15 @@
 //! The tenant's account: balance and usage, the ledger, the status
 //! webhook and its signing secret, and API keys (rotation).
 
-use super::auth::AuthTenant;
+use super::auth::{AuthTenant, LiveTenant};
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
 use crate::app::App;
 use crate::billing::format_amount;
 use crate::clock::to_rfc3339;
 use crate::secrets::KeyMode;
-use axum::extract::{Path, Query, State};
+use super::json::Query;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -152,7 +153,7 @@ pub async fn get_webhook(State(app): State<Arc<App>>, auth: AuthTenant) -> Resul
     responses((status = 200, body = WebhookConfig), (status = 400, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn put_webhook(
     State(app): State<Arc<App>>,
-    auth: AuthTenant,
+    LiveTenant(auth): LiveTenant,
     Json(body): Json<WebhookConfig>,
 ) -> Result<axum::Json<WebhookConfig>, ApiError> {
     if let Some(url) = &body.url {
@@ -174,7 +175,7 @@ pub struct WebhookSecretJson {
     responses((status = 201, body = WebhookSecretJson)), security(("api_key" = [])))]
 pub async fn rotate_webhook_secret(
     State(app): State<Arc<App>>,
-    auth: AuthTenant,
+    LiveTenant(auth): LiveTenant,
 ) -> Result<(StatusCode, axum::Json<WebhookSecretJson>), ApiError> {
     let secret = app.rotate_webhook_secret(&auth.tenant_id).await.map_err(ApiError::internal)?;
     Ok((StatusCode::CREATED, axum::Json(WebhookSecretJson { secret })))
@@ -241,7 +242,7 @@ pub struct NewKeyJson {
     security(("api_key" = [])))]
 pub async fn create_key(
     State(app): State<Arc<App>>,
-    auth: AuthTenant,
+    LiveTenant(auth): LiveTenant,
     Json(body): Json<CreateKey>,
 ) -> Result<(StatusCode, axum::Json<NewKeyJson>), ApiError> {
     let mode = super::auth::new_key_mode(body.mode.as_deref(), body.label.as_deref())?;
@@ -260,7 +261,7 @@ pub async fn create_key(
     responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn revoke_key(
     State(app): State<Arc<App>>,
-    auth: AuthTenant,
+    LiveTenant(auth): LiveTenant,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if app.revoke_api_key(&auth.tenant_id, &id).await.map_err(ApiError::internal)? {

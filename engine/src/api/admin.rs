@@ -14,7 +14,8 @@ use crate::billing::{format_amount, parse_amount};
 use crate::clock::to_rfc3339;
 use crate::secrets::{self, KeyMode};
 use crate::tenancy::Quotas;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use super::json::Query;
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
@@ -89,6 +90,7 @@ fn admin_error(e: AdminError) -> ApiError {
         AdminError::Invalid { field, message } => ApiError::bad_request("INVALID_FIELD", message).with_field(field),
         AdminError::Conflict(what) => ApiError::conflict("ALREADY_EXISTS", format!("{what} already exists")),
         AdminError::NotFound(what) => ApiError::not_found("NOT_FOUND", format!("no such {what}")),
+        AdminError::Refused { code, message } => ApiError::forbidden(code, message),
         AdminError::Store(e) => ApiError::internal(e),
     }
 }
@@ -385,7 +387,8 @@ pub struct NewSenderId {
     sender_id: String,
 }
 
-/// Approve an alphanumeric sender ID for a tenant.
+/// Assign an alphanumeric sender ID to a tenant, approved at once (the
+/// brand list does not bind the operator).
 #[utoipa::path(post, path = "/admin/v1/tenants/{id}/sender-ids", tag = "admin", request_body = NewSenderId,
     params(("id" = String, Path, description = "Tenant id")),
     responses((status = 201), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -399,9 +402,52 @@ pub async fn add_sender_id(
 ) -> Result<StatusCode, ApiError> {
     tenant_profile(&app, &tenant_id)?;
     super::numbers::check_sender_id(&body.sender_id)?;
-    app.add_sender_id(&tenant_id, &body.sender_id).await.map_err(admin_error)?;
+    app.assign_sender_id(&tenant_id, &body.sender_id).await.map_err(admin_error)?;
     app.audit(ACTOR, "sender_id.add", &tenant_id, serde_json::json!({ "sender_id": body.sender_id })).await;
     Ok(StatusCode::CREATED)
+}
+
+async fn decide(app: &App, tenant_id: &str, sender_id: &str, approve: bool) -> Result<StatusCode, ApiError> {
+    app.decide_sender_id(tenant_id, sender_id, approve).await.map_err(|e| match e {
+        AdminError::NotFound(_) => ApiError::not_found(
+            "SENDER_ID_NOT_FOUND",
+            format!("tenant {tenant_id:?} has not asked for sender ID {sender_id:?}"),
+        ),
+        AdminError::Conflict(_) => {
+            ApiError::conflict("SENDER_ID_TAKEN", "another tenant holds this sender ID").with_field("sender_id")
+        }
+        e => admin_error(e),
+    })?;
+    let action = if approve { "sender_id.approve" } else { "sender_id.reject" };
+    app.audit(ACTOR, action, tenant_id, serde_json::json!({ "sender_id": sender_id })).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Approve a sender ID a tenant asked for.
+#[utoipa::path(post, path = "/admin/v1/tenants/{id}/sender-ids/{sender_id}/approve", tag = "admin",
+    params(("id" = String, Path, description = "Tenant id"), ("sender_id" = String, Path, description = "The sender ID")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "SENDER_ID_TAKEN: another tenant holds it", body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn approve_sender_id(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Path((tenant_id, sender_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    decide(&app, &tenant_id, &sender_id, true).await
+}
+
+/// Reject a sender ID a tenant asked for.
+#[utoipa::path(post, path = "/admin/v1/tenants/{id}/sender-ids/{sender_id}/reject", tag = "admin",
+    params(("id" = String, Path, description = "Tenant id"), ("sender_id" = String, Path, description = "The sender ID")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn reject_sender_id(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Path((tenant_id, sender_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    decide(&app, &tenant_id, &sender_id, false).await
 }
 
 #[derive(Serialize, ToSchema)]

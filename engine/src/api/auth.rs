@@ -74,3 +74,25 @@ impl FromRequestParts<Arc<App>> for AuthTenant {
         })
     }
 }
+
+/// The tenant a request acts for, with a live key: what changes live
+/// configuration (numbers, sender IDs, templates, webhooks, keys, routes,
+/// plugins, compliance settings, consent) refuses test keys with 403
+/// `TEST_KEY`. A test key reads, and sends through the sandbox.
+#[derive(Debug, Clone)]
+pub struct LiveTenant(pub AuthTenant);
+
+impl FromRequestParts<Arc<App>> for LiveTenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let auth = AuthTenant::from_request_parts(parts, app).await?;
+        if auth.mode == KeyMode::Test {
+            return Err(ApiError::forbidden(
+                "TEST_KEY",
+                "a test key can read and send through the sandbox only; use a live key to change configuration",
+            ));
+        }
+        Ok(LiveTenant(auth))
+    }
+}

@@ -22,7 +22,9 @@ pub struct InboundAccepted {
     /// The message's id (absent while parts of it are still missing).
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<String>,
-    /// `received`, or `part_stored` for one part of a longer message.
+    /// `received`; `part_stored` for one part of a longer message;
+    /// `duplicate` when the carrier sent this message id before (the
+    /// first message's id, nothing run again).
     status: &'static str,
     /// How many plugins the message was routed to.
     routed: usize,
@@ -79,15 +81,17 @@ async fn webhook(
             ApiError::not_found("NOT_FOUND", format!("connector {connector:?} takes no such webhook"))
         }
     })?;
+    let answer = |a: ingest::Accepted| InboundAccepted {
+        status: if a.duplicate { "duplicate" } else { "received" },
+        routed: a.event_ids.len(),
+        id: Some(a.message_id),
+    };
     let accepted = match event {
-        WebhookEvent::Inbound(sms) => {
-            let a = ingest::accept(app, sms).await.map_err(ingest_error)?;
-            Some(InboundAccepted { id: Some(a.message_id), status: "received", routed: a.event_ids.len() })
-        }
+        WebhookEvent::Inbound(sms) => Some(answer(ingest::accept(app, sms).await.map_err(ingest_error)?)),
         WebhookEvent::InboundPart(part) => {
             let a = ingest::accept_part(app, connector, part).await.map_err(ingest_error)?;
             Some(match a {
-                Some(a) => InboundAccepted { id: Some(a.message_id), status: "received", routed: a.event_ids.len() },
+                Some(a) => answer(a),
                 None => InboundAccepted { id: None, status: "part_stored", routed: 0 },
             })
         }
@@ -112,7 +116,8 @@ async fn webhook(
     request_body(content = String, description = "The carrier's own format", content_type = "application/json"),
     responses((status = 200, description = "Durably accepted (TwiML for Twilio)", body = InboundAccepted),
         (status = 400, body = ErrorBody), (status = 403, description = "INVALID_SIGNATURE", body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, description = "UNKNOWN_NUMBER", body = ErrorBody)))]
+        (status = 404, description = "CONNECTOR_NOT_FOUND, or UNKNOWN_NUMBER: no number on this connector", body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 429, description = "too many failed signatures from this address", body = ErrorBody)))]
 pub async fn inbound_post(
     State(app): State<Arc<App>>,
     Path(connector): Path<String>,
@@ -174,10 +179,9 @@ pub fn ingest_error(e: ingest::IngestError) -> ApiError {
         IngestError::InvalidNumber { field, .. } => {
             ApiError::bad_request("INVALID_PHONE_NUMBER", e.to_string()).with_field(field)
         }
-        IngestError::UnknownNumber(_) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "UNKNOWN_NUMBER", e.to_string()).with_field("to")
-        }
+        IngestError::UnknownNumber { .. } => ApiError::not_found("UNKNOWN_NUMBER", e.to_string()).with_field("to"),
         IngestError::TooLong { .. } => ApiError::bad_request("MESSAGE_TOO_LONG", e.to_string()).with_field("message"),
+        IngestError::Invalid { field, .. } => ApiError::bad_request("INVALID_FIELD", e.to_string()).with_field(field),
         IngestError::Store(e) => ApiError::unavailable(e),
     }
 }

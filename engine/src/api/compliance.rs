@@ -2,7 +2,7 @@
 //! (list, import), `GET`/`PUT /v1/compliance` (keywords, replies, scope,
 //! quiet hours, and the count of refused sends).
 
-use super::auth::AuthTenant;
+use super::auth::{AuthTenant, LiveTenant};
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
 use crate::app::App;
@@ -10,7 +10,8 @@ use crate::clock::to_rfc3339;
 use crate::phone;
 use crate::store::OptOutRow;
 use crate::tenancy::{Compliance, OPT_OUT_REFUSALS, valid_quiet_hours};
-use axum::extract::{Query, State};
+use super::json::Query;
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
@@ -103,7 +104,7 @@ const MAX_IMPORT: usize = 10_000;
     responses((status = 200, body = ImportResult), (status = 400, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn import(
     State(app): State<Arc<App>>,
-    auth: AuthTenant,
+    LiveTenant(auth): LiveTenant,
     Json(body): Json<ImportOptOuts>,
 ) -> Result<axum::Json<ImportResult>, ApiError> {
     if body.opt_outs.len() > MAX_IMPORT {
@@ -200,7 +201,7 @@ fn validate(c: &Compliance) -> Result<(), ApiError> {
     responses((status = 200, body = ComplianceJson), (status = 400, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn put(
     State(app): State<Arc<App>>,
-    auth: AuthTenant,
+    LiveTenant(auth): LiveTenant,
     Json(body): Json<Compliance>,
 ) -> Result<axum::Json<ComplianceJson>, ApiError> {
     validate(&body)?;

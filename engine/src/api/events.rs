@@ -84,6 +84,9 @@ pub async fn post(
         message_id: None,
         run_at: now,
         created_at: now,
+        // A test key's event runs its plugin in test mode: sends go to the
+        // sandbox, free.
+        mode: auth.mode.as_str(),
     };
     app.db
         .insert_events(std::slice::from_ref(&event), &app.pipeline.lease(&app.clock))

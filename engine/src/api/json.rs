@@ -67,3 +67,25 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         err
     })
 }
+
+/// A query-string extractor whose rejections use our error body
+/// (`INVALID_PARAMETER`, naming the parameter when serde does).
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            let named = message.split('`').nth(1).filter(|_| message.starts_with("unknown field"));
+            let field = named.map(str::to_string).or((path != "." && !path.is_empty()).then_some(path));
+            let mut err = ApiError::bad_request("INVALID_PARAMETER", format!("invalid query string: {message}"));
+            err.field = field;
+            err
+        })
+    }
+}

@@ -20,6 +20,7 @@ mod plugin_lifecycle;
 mod plugins;
 mod rate_limit;
 mod routes;
+mod sandbox;
 mod send;
 mod templates;
 
@@ -93,8 +94,10 @@ fn tenant_api(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(send::webhooks))
         .routes(routes!(numbers::list, numbers::register))
         .routes(routes!(numbers::lookup))
-        .routes(routes!(numbers::add_sender_id))
+        .routes(routes!(numbers::verify))
+        .routes(routes!(numbers::list_sender_ids, numbers::add_sender_id))
         .routes(routes!(numbers::delete_sender_id))
+        .routes(routes!(sandbox::inbound))
         .routes(routes!(templates::list, templates::put))
         .routes(routes!(templates::get, templates::delete))
         .routes(routes!(account::get))
@@ -116,12 +119,9 @@ fn tenant_api(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(compliance::get, compliance::put))
 }
 
-/// The routes and the OpenAPI document describing them.
-pub fn routes_and_spec(app: &Arc<App>) -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(tenant_api(app).layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit)))
-        .routes(routes!(carriers::inbound_post, carriers::inbound_get))
-        .routes(routes!(carriers::status_post, carriers::status_get))
+/// The operator's API (one rate limit for all callers).
+fn admin_api() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
         .routes(routes!(admin::credit))
         .routes(routes!(admin::create_tenant, admin::list_tenants))
         .routes(routes!(admin::get_tenant))
@@ -132,8 +132,19 @@ pub fn routes_and_spec(app: &Arc<App>) -> (Router<Arc<App>>, utoipa::openapi::Op
         .routes(routes!(admin::revoke_key))
         .routes(routes!(admin::add_number))
         .routes(routes!(admin::add_sender_id))
+        .routes(routes!(admin::approve_sender_id))
+        .routes(routes!(admin::reject_sender_id))
         .routes(routes!(admin::connectors))
         .routes(routes!(admin::audit))
+}
+
+/// The routes and the OpenAPI document describing them.
+pub fn routes_and_spec(app: &Arc<App>) -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(tenant_api(app).layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit)))
+        .routes(routes!(carriers::inbound_post, carriers::inbound_get))
+        .routes(routes!(carriers::status_post, carriers::status_get))
+        .merge(admin_api().layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit_admin)))
         .split_for_parts()
 }
 
@@ -146,6 +157,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit_failures))
         // Spans name the route template, never the raw path or query, which
         // can carry phone numbers.
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
@@ -162,5 +175,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await
+    // The peer's address counts failed authentications (see `rate_limit`).
+    let service = router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
 }

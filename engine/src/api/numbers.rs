@@ -1,10 +1,11 @@
 //! Numbers and sender IDs: lookup (`GET /v1/numbers/{number}`), the
 //! tenant's numbers and alphanumeric sender IDs.
 
-use super::auth::AuthTenant;
+use super::auth::{AuthTenant, LiveTenant};
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
 use crate::app::{AdminError, App};
+use crate::senders::NumberRegistration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use phonenumber::{Mode, Type};
@@ -100,6 +101,7 @@ pub struct NumberJson {
 #[derive(Serialize, ToSchema)]
 pub struct SendersJson {
     numbers: Vec<NumberJson>,
+    /// Approved sender IDs (`GET /v1/sender-ids` lists pending ones too).
     sender_ids: Vec<String>,
 }
 
@@ -135,28 +137,111 @@ pub struct RegisterNumber {
     default: bool,
 }
 
-/// Register a number: inbound SMS to it route to this tenant, and it can be used as `from`.
+#[derive(Serialize, ToSchema)]
+pub struct RegisteredNumber {
+    number: String,
+    connector: String,
+    default: bool,
+    /// `active`, or `pending_verification`: a code was sent to the number;
+    /// post it to `/v1/numbers/{number}/verify`.
+    status: &'static str,
+    /// Until when the code is valid (RFC 3339), while pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+}
+
+/// What refusals of number and sender ID requests look like.
+pub(super) fn senders_error(e: AdminError) -> ApiError {
+    match e {
+        AdminError::Invalid { field: "number", message } => {
+            ApiError::bad_request("INVALID_PHONE_NUMBER", message).with_field("number")
+        }
+        AdminError::Invalid { field: "code", message } => {
+            ApiError::bad_request("INVALID_VERIFICATION_CODE", message).with_field("code")
+        }
+        AdminError::Invalid { field, message } => ApiError::bad_request("INVALID_FIELD", message).with_field(field),
+        AdminError::Conflict(what) if what == "number" => {
+            ApiError::conflict("NUMBER_TAKEN", "this number is already registered").with_field("number")
+        }
+        AdminError::Conflict(_) => {
+            ApiError::conflict("SENDER_ID_EXISTS", "this sender ID is already registered").with_field("sender_id")
+        }
+        AdminError::Refused { code: "INSUFFICIENT_BALANCE", message } => {
+            ApiError::new(StatusCode::PAYMENT_REQUIRED, "INSUFFICIENT_BALANCE", message)
+        }
+        AdminError::Refused { code: code @ "VERIFICATION_EXPIRED", message } => ApiError::conflict(code, message),
+        AdminError::Refused { code, message } => {
+            let field = if code == "SENDER_ID_BLOCKED" { "sender_id" } else { "connector" };
+            ApiError::forbidden(code, message).with_field(field)
+        }
+        AdminError::NotFound("number claim") => {
+            ApiError::not_found("NOT_FOUND", "no verification is pending for this number").with_field("number")
+        }
+        AdminError::NotFound(what) => ApiError::not_found("NOT_FOUND", format!("no such {what}")),
+        AdminError::Store(e) => ApiError::internal(e),
+    }
+}
+
+/// Register a number: inbound SMS to it route to this tenant, and it can be
+/// used as `from`. On a connector whose numbers the operator assigns this is
+/// 403 `NUMBER_ASSIGNED_BY_OPERATOR`; on one that wants proof, a code is sent
+/// to the number (202, `pending_verification`).
 #[utoipa::path(post, path = "/v1/numbers", tag = "numbers", request_body = RegisterNumber,
-    responses((status = 201, body = NumberJson), (status = 400, body = ErrorBody), (status = 409, description = "NUMBER_TAKEN", body = ErrorBody)),
+    responses((status = 201, description = "Registered", body = RegisteredNumber),
+        (status = 202, description = "A code was sent to the number", body = RegisteredNumber),
+        (status = 400, body = ErrorBody), (status = 402, body = ErrorBody),
+        (status = 403, description = "TEST_KEY, CONNECTOR_NOT_ALLOWED, NUMBER_ASSIGNED_BY_OPERATOR", body = ErrorBody),
+        (status = 409, description = "NUMBER_TAKEN", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn register(
     State(app): State<Arc<App>>,
-    auth: AuthTenant,
+    LiveTenant(auth): LiveTenant,
     Json(body): Json<RegisterNumber>,
-) -> Result<(StatusCode, axum::Json<NumberJson>), ApiError> {
+) -> Result<(StatusCode, axum::Json<RegisteredNumber>), ApiError> {
     let connector = body.connector.unwrap_or_else(|| "simulator".into());
-    let number =
-        app.add_number(&auth.tenant_id, &body.number, &connector, body.default).await.map_err(|e| match e {
-            AdminError::Invalid { field: "number", message } => {
-                ApiError::bad_request("INVALID_PHONE_NUMBER", message).with_field("number")
-            }
-            AdminError::Invalid { field, message } => ApiError::bad_request("INVALID_FIELD", message).with_field(field),
-            AdminError::Conflict(_) => {
-                ApiError::conflict("NUMBER_TAKEN", "this number is already registered").with_field("number")
-            }
-            e => ApiError::internal(e),
-        })?;
-    Ok((StatusCode::CREATED, axum::Json(NumberJson { number, connector, default: body.default })))
+    let outcome =
+        app.register_number(&auth.tenant_id, &body.number, &connector, body.default).await.map_err(senders_error)?;
+    let (status, number, state, expires_at) = match outcome {
+        NumberRegistration::Active { number } => (StatusCode::CREATED, number, "active", None),
+        NumberRegistration::Pending { number, expires_at } => {
+            (StatusCode::ACCEPTED, number, "pending_verification", Some(crate::clock::to_rfc3339(expires_at)))
+        }
+    };
+    app.audit(&auth.actor(), "number.register", &auth.tenant_id, serde_json::json!({ "number": number, "connector": connector, "status": state }))
+        .await;
+    Ok((status, axum::Json(RegisteredNumber { number, connector, default: body.default, status: state, expires_at })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyNumber {
+    /// The code sent to the number.
+    code: String,
+}
+
+/// Prove a number with the code sent to it: it becomes the tenant's.
+#[utoipa::path(post, path = "/v1/numbers/{number}/verify", tag = "numbers", request_body = VerifyNumber,
+    params(("number" = String, Path, description = "The number (+ may be written %2B)")),
+    responses((status = 201, body = NumberJson), (status = 400, description = "INVALID_VERIFICATION_CODE", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "VERIFICATION_EXPIRED, NUMBER_TAKEN", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn verify(
+    State(app): State<Arc<App>>,
+    LiveTenant(auth): LiveTenant,
+    Path(number): Path<String>,
+    Json(body): Json<VerifyNumber>,
+) -> Result<(StatusCode, axum::Json<NumberJson>), ApiError> {
+    let number = app.verify_number(&auth.tenant_id, &number, &body.code).await.map_err(senders_error)?;
+    let snapshot = app.directory.snapshot();
+    let tenant = snapshot.tenants.get(&auth.tenant_id);
+    let sender = tenant.and_then(|t| t.senders.get(&number));
+    let json = NumberJson {
+        connector: sender.map(|s| s.connector.clone()).unwrap_or_default(),
+        default: tenant.and_then(|t| t.default_sender.as_deref()) == Some(number.as_str()),
+        number,
+    };
+    app.audit(&auth.actor(), "number.verify", &auth.tenant_id, serde_json::json!({ "number": json.number })).await;
+    Ok((StatusCode::CREATED, axum::Json(json)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -169,9 +254,15 @@ pub struct RegisterSenderId {
 #[derive(Serialize, ToSchema)]
 pub struct SenderIdJson {
     sender_id: String,
+    /// `pending` (until the operator decides), `approved` or `rejected`.
+    status: String,
 }
 
-/// Whether `s` is a valid alphanumeric sender ID.
+#[derive(Serialize, ToSchema)]
+pub struct SenderIdList {
+    data: Vec<SenderIdJson>,
+}
+
 /// Refuses a malformed alphanumeric sender ID.
 pub(super) fn check_sender_id(s: &str) -> Result<(), ApiError> {
     if valid_sender_id(s) {
@@ -184,6 +275,7 @@ pub(super) fn check_sender_id(s: &str) -> Result<(), ApiError> {
     .with_field("sender_id"))
 }
 
+/// Whether `s` is a valid alphanumeric sender ID.
 pub fn valid_sender_id(s: &str) -> bool {
     (1..=11).contains(&s.chars().count())
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ')
@@ -191,23 +283,39 @@ pub fn valid_sender_id(s: &str) -> bool {
         && s.trim() == s
 }
 
-/// Register an alphanumeric sender ID.
+/// The tenant's sender IDs and where their approval stands.
+#[utoipa::path(get, path = "/v1/sender-ids", tag = "numbers",
+    responses((status = 200, body = SenderIdList)), security(("api_key" = [])))]
+pub async fn list_sender_ids(State(app): State<Arc<App>>, auth: AuthTenant) -> Result<axum::Json<SenderIdList>, ApiError> {
+    let data = app
+        .db
+        .list_sender_ids()
+        .await?
+        .into_iter()
+        .filter(|r| r.tenant_id == auth.tenant_id)
+        .map(|r| SenderIdJson { sender_id: r.sender_id, status: r.status })
+        .collect();
+    Ok(axum::Json(SenderIdList { data }))
+}
+
+/// Ask for an alphanumeric sender ID: pending until the operator approves
+/// it. Names that imitate a brand are refused (403 `SENDER_ID_BLOCKED`).
 #[utoipa::path(post, path = "/v1/sender-ids", tag = "numbers", request_body = RegisterSenderId,
-    responses((status = 201, body = SenderIdJson), (status = 400, description = "INVALID_SENDER_ID", body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 202, description = "Pending the operator's approval", body = SenderIdJson),
+        (status = 400, description = "INVALID_SENDER_ID", body = ErrorBody),
+        (status = 403, description = "TEST_KEY, SENDER_ID_BLOCKED", body = ErrorBody),
+        (status = 409, description = "SENDER_ID_EXISTS", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn add_sender_id(
     State(app): State<Arc<App>>,
-    auth: AuthTenant,
+    LiveTenant(auth): LiveTenant,
     Json(body): Json<RegisterSenderId>,
 ) -> Result<(StatusCode, axum::Json<SenderIdJson>), ApiError> {
     check_sender_id(&body.sender_id)?;
-    app.add_sender_id(&auth.tenant_id, &body.sender_id).await.map_err(|e| match e {
-        AdminError::Conflict(_) => {
-            ApiError::conflict("SENDER_ID_EXISTS", "this sender ID is already registered").with_field("sender_id")
-        }
-        e => ApiError::internal(e),
-    })?;
-    Ok((StatusCode::CREATED, axum::Json(SenderIdJson { sender_id: body.sender_id })))
+    app.request_sender_id(&auth.tenant_id, &body.sender_id).await.map_err(senders_error)?;
+    app.audit(&auth.actor(), "sender_id.request", &auth.tenant_id, serde_json::json!({ "sender_id": body.sender_id }))
+        .await;
+    Ok((StatusCode::ACCEPTED, axum::Json(SenderIdJson { sender_id: body.sender_id, status: "pending".into() })))
 }
 
 /// Remove a sender ID.
@@ -216,7 +324,7 @@ pub async fn add_sender_id(
     responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn delete_sender_id(
     State(app): State<Arc<App>>,
-    auth: AuthTenant,
+    LiveTenant(auth): LiveTenant,
     Path(sender_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if app.remove_sender_id(&auth.tenant_id, &sender_id).await.map_err(ApiError::internal)? {

@@ -2,7 +2,7 @@
 //! `component` WebAssembly), `POST /v1/plugins/{name}/rollback`,
 //! `/disable` and `/enable`. Every change is written to the audit log.
 
-use super::auth::AuthTenant;
+use super::auth::LiveTenant;
 use super::error::{ApiError, ErrorBody};
 use super::plugins::{PluginDetail, detail, lifecycle_error};
 use crate::app::App;
@@ -36,7 +36,11 @@ fn deploy_error(e: DeployError) -> ApiError {
             let message = e.to_string();
             match e {
                 RuntimeError::NotAComponent(_) => bad("NOT_A_COMPONENT", message, "component"),
-                RuntimeError::Compile(_) => bad("INVALID_COMPONENT", message, "component"),
+                RuntimeError::Compile(_) | RuntimeError::Invalid(_) => bad("INVALID_COMPONENT", message, "component"),
+                RuntimeError::TooComplex(_) => bad("COMPONENT_TOO_COMPLEX", message, "component"),
+                RuntimeError::CompileTimeout(_) => {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "COMPILE_TIMEOUT", message).with_field("component")
+                }
                 RuntimeError::WrongWitVersion(_) => bad("WRONG_WIT_VERSION", message, "component"),
                 RuntimeError::WrongExports(_) => bad("WRONG_EXPORTS", message, "component"),
                 RuntimeError::UnknownImport(_) => bad("UNKNOWN_IMPORT", message, "component"),
@@ -55,8 +59,9 @@ fn deploy_error(e: DeployError) -> ApiError {
     }
 }
 
-/// Reads the `manifest` and `component` parts.
-async fn read_form(mut form: Multipart) -> Result<(Manifest, Vec<u8>), ApiError> {
+/// Reads the `manifest` and `component` parts; the manifest is refused
+/// once it passes `limits.manifest_bytes`, before it is parsed.
+async fn read_form(mut form: Multipart, manifest_limit: usize) -> Result<(Manifest, Vec<u8>), ApiError> {
     let mut manifest = None;
     let mut component = None;
     let too_large = |e: axum::extract::multipart::MultipartError| {
@@ -69,7 +74,21 @@ async fn read_form(mut form: Multipart) -> Result<(Manifest, Vec<u8>), ApiError>
     while let Some(field) = form.next_field().await.map_err(too_large)? {
         match field.name() {
             Some("manifest") => {
-                let text = field.text().await.map_err(too_large)?;
+                let mut field = field;
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(too_large)? {
+                    if bytes.len() + chunk.len() > manifest_limit {
+                        return Err(ApiError::bad_request(
+                            "INVALID_MANIFEST",
+                            format!("the manifest is over {manifest_limit} bytes (limits.manifest_bytes)"),
+                        )
+                        .with_field("manifest"));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    ApiError::bad_request("INVALID_MANIFEST", "the manifest is not UTF-8").with_field("manifest")
+                })?;
                 manifest = Some(Manifest::from_toml(&text).map_err(|e| deploy_error(DeployError::Manifest(e)))?);
             }
             Some("component") => component = Some(field.bytes().await.map_err(too_large)?.to_vec()),
@@ -97,10 +116,10 @@ async fn read_form(mut form: Multipart) -> Result<(Manifest, Vec<u8>), ApiError>
     security(("api_key" = [])))]
 pub async fn deploy(
     State(app): State<Arc<App>>,
-    auth: AuthTenant,
+    LiveTenant(auth): LiveTenant,
     form: Multipart,
 ) -> Result<(StatusCode, axum::Json<PluginDetail>), ApiError> {
-    let (manifest, wasm) = read_form(form).await?;
+    let (manifest, wasm) = read_form(form, app.settings.limits.manifest_bytes).await?;
     let deployed = app.deploy_plugin(&auth.tenant_id, &manifest, &wasm).await.map_err(deploy_error)?;
     app.audit(
         &auth.actor(),
@@ -127,7 +146,7 @@ pub struct Rollback {
     security(("api_key" = [])))]
 pub async fn rollback(
     State(app): State<Arc<App>>,
-    auth: AuthTenant,
+    LiveTenant(auth): LiveTenant,
     Path(name): Path<String>,
     body: bytes::Bytes,
 ) -> Result<axum::Json<PluginDetail>, ApiError> {
@@ -148,7 +167,7 @@ pub async fn rollback(
     responses((status = 200, body = PluginDetail), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn disable(
     State(app): State<Arc<App>>,
-    auth: AuthTenant,
+    LiveTenant(auth): LiveTenant,
     Path(name): Path<String>,
 ) -> Result<axum::Json<PluginDetail>, ApiError> {
     app.set_plugin_enabled(&auth.tenant_id, &name, false).await.map_err(lifecycle_error)?;
@@ -162,7 +181,7 @@ pub async fn disable(
     responses((status = 200, body = PluginDetail), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn enable(
     State(app): State<Arc<App>>,
-    auth: AuthTenant,
+    LiveTenant(auth): LiveTenant,
     Path(name): Path<String>,
 ) -> Result<axum::Json<PluginDetail>, ApiError> {
     app.set_plugin_enabled(&auth.tenant_id, &name, true).await.map_err(lifecycle_error)?;

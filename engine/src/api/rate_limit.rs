@@ -1,9 +1,16 @@
-//! Per-key rate limits: a token bucket per second (GCRA, `governor`) and a
-//! count per UTC day, configurable per tenant. On a database other nodes
-//! share, the bucket and the count live in the database, so a key's limit
-//! holds across the cluster rather than per node. Every keyed response says
-//! where the caller stands (`X-RateLimit-Limit`, `-Remaining`, `-Reset`);
-//! over the limit is 429 with `Retry-After`.
+//! Limits an attacker cannot multiply:
+//!
+//! - per tenant, across all its keys: a token bucket per second (GCRA,
+//!   `governor`) and a count per UTC day, configurable per tenant. On a
+//!   database other nodes share, the bucket and the count live in the
+//!   database, so a tenant's limit holds across the cluster rather than per
+//!   node. Every keyed response says where the caller stands
+//!   (`X-RateLimit-Limit`, `-Remaining`, `-Reset`); over the limit is 429
+//!   with `Retry-After`;
+//! - the admin API: one bucket for all callers (`admin_requests_per_second`);
+//! - failed authentications per source address (bad keys, admin tokens,
+//!   carrier signatures): past `failed_auth_per_minute`, the address gets
+//!   429 on every request until the minute ends.
 
 use super::auth;
 use super::error::ApiError;
@@ -17,6 +24,7 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::{Quota, RateLimiter};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
@@ -31,11 +39,23 @@ struct KeyLimits {
     used_today: u64,
 }
 
-/// The limiters of every key seen on this node.
+/// The limiters of every tenant seen on this node, the admin API's, and
+/// the failed authentications per source address.
 #[derive(Default)]
 pub struct RateLimits {
     keys: Mutex<HashMap<String, KeyLimits>>,
+    admin: Mutex<Option<(u32, SecondLimiter)>>,
+    /// Source address → (minute, failures in it).
+    failures: Mutex<HashMap<IpAddr, (i64, u32)>>,
 }
+
+/// Addresses whose failures are remembered at once; past this, entries of
+/// earlier minutes are dropped first.
+const FAILURE_ENTRIES: usize = 100_000;
+
+/// Marks a response as a failed authentication (set by `ApiError`).
+#[derive(Clone, Copy)]
+pub struct AuthFailed;
 
 enum Verdict {
     Allowed { limit: u64, remaining: u64, reset: i64 },
@@ -70,6 +90,42 @@ impl RateLimits {
         let remaining = tokens.left.floor().max(0.0) as u64;
         let refill = ((f64::from(per_second) - tokens.left) / f64::from(per_second)).ceil().max(0.0) as i64;
         Ok(Verdict::Allowed { limit: per_second as u64, remaining, reset: now_s + refill })
+    }
+
+    /// Whether `ip` has used up its failed authentications this minute.
+    fn blocked(&self, ip: IpAddr, limit: u32, now_ms: i64) -> Option<u64> {
+        let minute = now_ms / 60_000;
+        let failures = self.failures.lock().expect("failures lock");
+        match failures.get(&ip) {
+            Some((m, n)) if *m == minute && *n >= limit => Some((60 - (now_ms / 1000) % 60).max(1) as u64),
+            _ => None,
+        }
+    }
+
+    fn failed(&self, ip: IpAddr, now_ms: i64) {
+        let minute = now_ms / 60_000;
+        let mut failures = self.failures.lock().expect("failures lock");
+        if failures.len() >= FAILURE_ENTRIES {
+            failures.retain(|_, (m, _)| *m == minute);
+        }
+        let entry = failures.entry(ip).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 += 1;
+    }
+
+    fn check_admin(&self, per_second: u32) -> Result<(), u64> {
+        let mut admin = self.admin.lock().expect("admin limit lock");
+        if admin.as_ref().is_none_or(|(rate, _)| *rate != per_second) {
+            let quota = Quota::per_second(NonZeroU32::new(per_second.max(1)).expect("non-zero"));
+            *admin = Some((per_second, RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>()));
+        }
+        let (_, limiter) = admin.as_ref().expect("set above");
+        limiter.check().map(|_| ()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+        })
     }
 
     fn check(&self, key_id: &str, per_second: u32, per_day: u64, now_ms: i64) -> Verdict {
@@ -126,8 +182,8 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: impl ToString) {
     }
 }
 
-/// Applies the caller's key's limits. Requests without a (valid) key pass
-/// through: authentication answers them.
+/// Applies the limits of the caller's tenant (all its keys share them).
+/// Requests without a (valid) key pass through: authentication answers them.
 pub async fn limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let Some(key) = auth::presented_key(req.headers()) else { return next.run(req).await };
     let snapshot = app.directory.snapshot();
@@ -135,7 +191,7 @@ pub async fn limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
     let settings = snapshot.tenants.get(&found.tenant_id).map(|t| t.settings.clone()).unwrap_or_default();
     let per_second = settings.requests_per_second.unwrap_or(app.settings.limits.api_requests_per_second);
     let per_day = settings.requests_per_day.unwrap_or(app.settings.limits.api_requests_per_day);
-    let key_id = found.id.clone();
+    let key_id = found.tenant_id.clone();
     drop(snapshot);
     let now_ms = app.clock.now_ms();
     let verdict = if app.db.shared() {
@@ -173,4 +229,59 @@ pub async fn limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
             response
         }
     }
+}
+
+/// The admin API's one bucket (on a shared database, the cluster's).
+pub async fn limit_admin(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let per_second = app.settings.limits.admin_requests_per_second;
+    let verdict = if app.db.shared() {
+        match app.db.take_tokens("admin", per_second.max(1), per_second.max(1), 1).await {
+            Ok(t) if t.granted == 0 => Err(1),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "shared admin limit unavailable; limiting on this node alone");
+                app.rate_limits.check_admin(per_second)
+            }
+        }
+    } else {
+        app.rate_limits.check_admin(per_second)
+    };
+    match verdict {
+        Ok(()) => next.run(req).await,
+        Err(retry_after) => {
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                format!("the admin API takes {per_second} requests per second; retry in {retry_after} s"),
+            )
+            .into_response();
+            set(response.headers_mut(), "retry-after", retry_after);
+            response
+        }
+    }
+}
+
+/// Refuses sources that failed authentication too often this minute, and
+/// counts the failures of the requests it lets through.
+pub async fn limit_failures(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let limit = app.settings.limits.failed_auth_per_minute;
+    if let Some(retry_after) = app.rate_limits.blocked(ip, limit, app.clock.now_ms()) {
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            format!("too many failed authentications from this address; retry in {retry_after} s"),
+        )
+        .into_response();
+        set(response.headers_mut(), "retry-after", retry_after);
+        return response;
+    }
+    let response = next.run(req).await;
+    if response.extensions().get::<AuthFailed>().is_some() {
+        app.rate_limits.failed(ip, app.clock.now_ms());
+    }
+    response
 }

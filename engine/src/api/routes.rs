@@ -1,7 +1,7 @@
 //! The tenant's outbound routes: which connectors carry messages to which
 //! destinations, in failover order or cheapest first.
 
-use super::auth::AuthTenant;
+use super::auth::{AuthTenant, LiveTenant};
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
 use crate::app::App;
@@ -39,7 +39,7 @@ pub async fn get(State(app): State<Arc<App>>, auth: AuthTenant) -> axum::Json<Ro
     security(("api_key" = [])))]
 pub async fn put(
     State(app): State<Arc<App>>,
-    auth: AuthTenant,
+    LiveTenant(auth): LiveTenant,
     Json(body): Json<Routes>,
 ) -> Result<axum::Json<Routes>, ApiError> {
     for (i, r) in body.routes.iter().enumerate() {

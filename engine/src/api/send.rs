@@ -360,6 +360,12 @@ pub async fn cancel(
     auth: AuthTenant,
     Path(id): Path<String>,
 ) -> Result<axum::Json<super::messages::MessageJson>, ApiError> {
+    if auth.mode == crate::secrets::KeyMode::Test
+        && let Some(m) = app.db.get_message(&auth.tenant_id, &id).await?
+        && m.mode != "test"
+    {
+        return Err(ApiError::forbidden("TEST_KEY", "a test key can cancel test messages only"));
+    }
     match app.db.cancel_scheduled(&auth.tenant_id, &id, app.clock.now_ms()).await? {
         CancelResult::Cancelled => {
             app.pipeline.webhooks.now();

@@ -1,6 +1,6 @@
 //! Message templates: `{{var}}` placeholders filled at send time.
 
-use super::auth::AuthTenant;
+use super::auth::{AuthTenant, LiveTenant};
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
 use crate::app::App;
@@ -54,7 +54,7 @@ impl From<TemplateRow> for TemplateJson {
     responses((status = 201, body = TemplateJson), (status = 400, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn put(
     State(app): State<Arc<App>>,
-    auth: AuthTenant,
+    LiveTenant(auth): LiveTenant,
     Json(body): Json<PutTemplate>,
 ) -> Result<(StatusCode, axum::Json<TemplateJson>), ApiError> {
     let name_ok = (1..=64).contains(&body.name.len())
@@ -113,7 +113,7 @@ pub async fn get(
     responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn delete(
     State(app): State<Arc<App>>,
-    auth: AuthTenant,
+    LiveTenant(auth): LiveTenant,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if app.db.delete_template(&auth.tenant_id, &name).await? {

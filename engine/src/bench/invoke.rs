@@ -70,7 +70,12 @@ impl Bench {
 
     /// One invocation (fresh instance, `on-inbound`) for message `i`.
     pub async fn invoke_once(&self, i: usize) -> anyhow::Result<()> {
-        let ctx = InvocationContext { tenant: self.tenant.clone(), event_id: format!("evt_{i}"), in_reply_to: None };
+        let ctx = InvocationContext {
+            tenant: self.tenant.clone(),
+            event_id: format!("evt_{i}"),
+            reply_to: None,
+            mode: crate::secrets::KeyMode::Live,
+        };
         let outcome = self.env.app.runtime.invoke(&self.plugin, ctx, Trigger::Inbound(message(i))).await;
         let effects = outcome.result.map_err(|e| anyhow::anyhow!("invocation failed: {e}"))?;
         anyhow::ensure!(effects.sends.len() == 1, "the plugin did not reply");

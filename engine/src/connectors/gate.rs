@@ -35,8 +35,25 @@ pub struct GateSettings {
     pub circuit_cooldown_ms: u64,
     /// Price per segment by destination prefix (for least-cost routes).
     pub prices: HashMap<String, String>,
-    /// Only these tenants may send here (empty: every tenant).
+    /// Only these tenants may send here or hold numbers here (empty:
+    /// every tenant).
     pub tenants: Vec<String>,
+    /// How tenants get numbers here: `operator` (assigned through the admin
+    /// API; the default for carriers), `verify` (a tenant asks, and proves
+    /// the number with a code sent to it from `verify_from`), or `open`
+    /// (a tenant registers any number; the default for simulators).
+    pub registration: Option<Registration>,
+    /// The number verification codes are sent from (with `verify`).
+    pub verify_from: Option<String>,
+}
+
+/// How tenants get numbers on a connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Registration {
+    Operator,
+    Verify,
+    Open,
 }
 
 impl Default for GateSettings {
@@ -49,6 +66,8 @@ impl Default for GateSettings {
             circuit_cooldown_ms: 30_000,
             prices: HashMap::new(),
             tenants: Vec::new(),
+            registration: None,
+            verify_from: None,
         }
     }
 }

@@ -199,6 +199,16 @@ pub enum ConnectorSettings {
 }
 
 impl ConnectorSettings {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectorSettings::Simulator(_) => "simulator",
+            ConnectorSettings::Twilio(_) => "twilio",
+            ConnectorSettings::Vonage(_) => "vonage",
+            ConnectorSettings::Http(_) => "http",
+            ConnectorSettings::Smpp(_) => "smpp",
+        }
+    }
+
     pub fn gate(&self) -> &gate::GateSettings {
         match self {
             ConnectorSettings::Simulator(s) => &s.gate,
@@ -232,7 +242,17 @@ pub struct Context {
 pub struct Registered {
     pub connector: Arc<dyn Connector>,
     pub gate: gate::Gate,
+    /// `simulator`, `twilio`, `vonage`, `http` or `smpp`.
+    pub kind: &'static str,
+    /// How tenants get numbers on it.
+    pub registration: gate::Registration,
+    /// The number verification codes are sent from (`verify` registration).
+    pub verify_from: Option<String>,
 }
+
+/// The built-in connector behind `/v1/inbound/generic`: unsigned, and
+/// only for numbers on simulators (when `Settings::generic_webhook`).
+pub const GENERIC: &str = "generic";
 
 pub struct Connectors {
     by_name: HashMap<String, Arc<Registered>>,
@@ -247,6 +267,16 @@ impl Connectors {
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(String::as_str)
+    }
+
+    /// Whether `name` is a simulator (a carrier that lives in the engine).
+    pub fn is_simulator(&self, name: &str) -> bool {
+        self.by_name.get(name).is_some_and(|r| r.kind == "simulator")
+    }
+
+    /// Whether `tenant_id` may send through (and hold numbers on) `name`.
+    pub fn allows(&self, name: &str, tenant_id: &str) -> bool {
+        self.by_name.get(name).is_some_and(|r| r.gate.allows(tenant_id))
     }
 
     pub async fn close_all(&self) {
@@ -267,13 +297,23 @@ impl Connectors {
 }
 
 /// Builds every configured connector. The one place that knows them all.
-pub fn build(settings: &HashMap<String, ConnectorSettings>, ctx: &Context) -> Result<Connectors, ConnectorSetupError> {
+/// With `generic_webhook`, the built-in `generic` connector takes the
+/// unsigned generic webhook for numbers on simulators.
+pub fn build(
+    settings: &HashMap<String, ConnectorSettings>,
+    ctx: &Context,
+    generic_webhook: bool,
+) -> Result<Connectors, ConnectorSetupError> {
     let mut by_name = HashMap::new();
     let mut all = settings.clone();
     all.entry("simulator".to_string()).or_insert_with(|| ConnectorSettings::Simulator(Default::default()));
-    // Receives the generic webhook shape (unsigned unless configured).
-    all.entry("generic".to_string())
-        .or_insert_with(|| ConnectorSettings::Http(toml::from_str("").expect("the empty http settings are valid")));
+    let builtin_generic = generic_webhook && !settings.contains_key(GENERIC);
+    if builtin_generic {
+        all.insert(
+            GENERIC.to_string(),
+            ConnectorSettings::Http(toml::from_str("").expect("the empty http settings are valid")),
+        );
+    }
     // Test-mode keys send here and only here.
     all.insert(
         crate::pipeline::outbound::SANDBOX_CONNECTOR.to_string(),
@@ -284,6 +324,16 @@ pub fn build(settings: &HashMap<String, ConnectorSettings>, ctx: &Context) -> Re
         let invalid = |message: String| ConnectorSetupError::Invalid { name: name.clone(), message };
         let shared = ctx.cluster.clone().map(|db| (db, format!("connector:{name}")));
         let gate = gate::Gate::new(s.gate(), ctx.clock.clone(), shared).map_err(invalid)?;
+        let kind = s.kind();
+        let registration = s.gate().registration.unwrap_or(match kind {
+            // A simulator carries no real traffic: anyone may take a number.
+            "simulator" => gate::Registration::Open,
+            _ => gate::Registration::Operator,
+        });
+        let verify_from = s.gate().verify_from.clone();
+        if registration == gate::Registration::Verify && verify_from.is_none() {
+            return Err(invalid("registration = \"verify\" needs verify_from, the number codes are sent from".into()));
+        }
         let connector: Arc<dyn Connector> = match s {
             ConnectorSettings::Simulator(cfg) => {
                 let sim = Arc::new(simulator::Simulator::new(name.clone(), cfg, ctx.clone()));
@@ -301,13 +351,14 @@ pub fn build(settings: &HashMap<String, ConnectorSettings>, ctx: &Context) -> Re
                 Arc::new(vonage::Vonage::new(name.clone(), cfg, ctx.clone()).map_err(invalid)?)
             }
             ConnectorSettings::Http(cfg) => {
-                Arc::new(http::HttpGateway::new(name.clone(), cfg, ctx.clone()).map_err(invalid)?)
+                let gateway = http::HttpGateway::new(name.clone(), cfg, ctx.clone()).map_err(invalid)?;
+                Arc::new(if builtin_generic && name == GENERIC { gateway.unsigned_generic() } else { gateway })
             }
             ConnectorSettings::Smpp(cfg) => {
                 Arc::new(smpp::Smpp::start(name.clone(), cfg, ctx.clone()).map_err(invalid)?)
             }
         };
-        by_name.insert(name, Arc::new(Registered { connector, gate }));
+        by_name.insert(name, Arc::new(Registered { connector, gate, kind, registration, verify_from }));
     }
     Ok(Connectors { by_name, simulator: default_simulator, sandbox })
 }

@@ -37,6 +37,15 @@ pub async fn deploy(
     wasm: &[u8],
 ) -> Result<DeployedVersion, DeployError> {
     manifest.validate()?;
+    // Stored manifests are read again at every directory reload: bounded.
+    let limit = runtime.limits().manifest_bytes;
+    let size = manifest.to_json().len();
+    if size > limit {
+        return Err(DeployError::Manifest(ManifestError::Field {
+            field: "config",
+            message: format!("the manifest and its config are {size} bytes; the limit is {limit}"),
+        }));
+    }
     let grants = Grants::from_capabilities(&manifest.capabilities);
     let hash = runtime.validate(wasm, grants).await?;
     db.put_component(&hash, wasm).await?;

@@ -17,16 +17,14 @@ use crate::tenancy::{Keyword, OptOutScope, RESERVED_REFERENCE_PREFIX};
 use std::collections::{BTreeMap, HashSet};
 
 /// The consent change (STOP, START) and the confirmation for an inbound
-/// compliance keyword.
+/// compliance keyword, answering `inbound`.
 pub fn answer(
     tenant: &TenantProfile,
     keyword: Keyword,
-    body: &str,
-    from: &str,
-    to: &str,
-    inbound_id: &str,
-    now: i64,
+    inbound: &NewMessage,
+    pricing: &crate::billing::Pricing,
 ) -> (Option<ConsentChange>, NewMessage) {
+    let (body, from, to, now) = (&inbound.body, &inbound.from, &inbound.to, inbound.created_at);
     let settings = &tenant.settings.compliance;
     let scope = match settings.scope {
         OptOutScope::Tenant => String::new(),
@@ -61,14 +59,16 @@ pub fn answer(
         connector,
         plugin_id: None,
         event_id: None,
-        in_reply_to: Some(inbound_id.to_string()),
+        in_reply_to: Some(inbound.id.clone()),
         created_at: now,
         mode: "live",
         webhook_url: None,
         scheduled_at: None,
-        // Compliance replies are the host's duty, not the tenant's traffic.
-        price: 0,
+        // Priced and debited like any send (if the balance cannot pay, the
+        // consent change still commits, unanswered).
+        price: pricing.price(from, analysis.segments as u32),
         batch_id: None,
+        error_code: None,
     };
     (consent, reply)
 }
@@ -94,9 +94,20 @@ pub async fn first_opted_out(
     Ok(None)
 }
 
+/// What the send-time consent check found.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// Messages whose recipient opted out since they were accepted.
+    pub opted_out: HashSet<String>,
+    /// Messages whose recipients could not be checked (the store failed):
+    /// they wait and are checked again, never sent unchecked.
+    pub unchecked: HashSet<String>,
+}
+
 /// Messages of `items` whose recipient has opted out since they were
-/// accepted (compliance replies excepted). Counted as refusals.
-pub async fn refused(app: &App, items: &[OutboxItem]) -> HashSet<String> {
+/// accepted (compliance replies excepted), counted as refusals, and those
+/// that could not be checked.
+pub async fn refused(app: &App, items: &[OutboxItem]) -> Refusals {
     let mut groups: BTreeMap<(&str, &str), Vec<&OutboxItem>> = BTreeMap::new();
     for item in items {
         if item.reference.as_deref().is_some_and(crate::tenancy::is_reserved_reference) {
@@ -104,15 +115,15 @@ pub async fn refused(app: &App, items: &[OutboxItem]) -> HashSet<String> {
         }
         groups.entry((&item.tenant_id, &item.from)).or_default().push(item);
     }
-    let mut refused = HashSet::new();
+    let mut refused = Refusals::default();
     for ((tenant, from), group) in groups {
         let recipients: Vec<String> = group.iter().map(|i| i.to.clone()).collect();
         let opted_out: HashSet<String> = match app.db.opted_out(tenant, &recipients, from).await {
             Ok(list) => list.into_iter().collect(),
             Err(e) => {
-                // Sending was allowed when the message was accepted; a failed
-                // re-check does not hold the batch up.
-                tracing::error!(error = %e, "could not re-check opt-outs");
+                // Fail closed: a recipient may have opted out since.
+                tracing::error!(error = %e, "could not re-check opt-outs; the messages wait");
+                refused.unchecked.extend(group.iter().map(|i| i.message_id.clone()));
                 continue;
             }
         };
@@ -121,7 +132,7 @@ pub async fn refused(app: &App, items: &[OutboxItem]) -> HashSet<String> {
         }
         let mut count = 0;
         for item in group.iter().filter(|i| opted_out.contains(&i.to)) {
-            refused.insert(item.message_id.clone());
+            refused.opted_out.insert(item.message_id.clone());
             count += 1;
         }
         if let Err(e) = app.db.bump_counter(tenant, crate::tenancy::OPT_OUT_REFUSALS, count).await {

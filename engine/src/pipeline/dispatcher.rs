@@ -30,7 +30,7 @@ pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>)
     while outbox.recv_many(&mut batch, 256).await > 0 {
         // Recipients who opted out after their message was accepted.
         let refused = super::compliance::refused(&app, &batch).await;
-        for item in batch.extract_if(.., |i| refused.contains(&i.message_id)) {
+        for item in batch.extract_if(.., |i| refused.opted_out.contains(&i.message_id)) {
             tracing::info!(message_id = %item.message_id, to = %Masked(&item.to), "recipient opted out; message not sent");
             let result = SendResult {
                 message_id: item.message_id.clone(),
@@ -42,6 +42,18 @@ pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>)
                 at: app.clock.now_ms(),
             };
             app.pipeline.outbox.run(&item.message_id, async { app.pipeline.sends.send(result) }).await;
+        }
+        for item in batch.extract_if(.., |i| refused.unchecked.contains(&i.message_id)) {
+            let now = app.clock.now_ms();
+            let at = now + app.settings.limits.send_retry_delay(item.attempts + 1).as_millis() as i64;
+            let result = SendResult {
+                message_id: item.message_id.clone(),
+                connector: item.connector.clone(),
+                outcome: SendOutcome::Retry { at, error: "consent could not be checked".into() },
+                at: now,
+            };
+            app.pipeline.outbox.run(&item.message_id, async { app.pipeline.sends.send(result) }).await;
+            app.pipeline.sweeper.now();
         }
         if batch.is_empty() {
             continue;
@@ -62,8 +74,15 @@ pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>)
                     app.pipeline.notify(Notification::MessageStatus { message_id: id, status: "sending".into() });
                 }
             }
-            // The status is informative: sending anyway keeps messages moving.
-            Err(e) => tracing::error!(error = %e, "could not mark messages as sending"),
+            // Not marked, not sent: the rows stay leased to this node and
+            // the sweeper offers them again once the lease lapses.
+            Err(e) => {
+                tracing::error!(error = %e, "could not mark messages as sending; they wait");
+                for item in batch.drain(..) {
+                    app.pipeline.outbox.run(&item.message_id, async {}).await;
+                }
+                continue;
+            }
         }
         for item in batch.drain(..) {
             let Ok(permit) = permits.clone().acquire_owned().await else { return };
@@ -99,7 +118,15 @@ async fn send(app: &App, item: &OutboxItem) -> SendResult {
     let mut last_error = String::from("no connector is configured for this route");
     let mut carrier_wait: Option<Duration> = None;
     let mut outcome = None;
-    for name in super::routing::candidates(app, item) {
+    let candidates = super::routing::candidates(app, item);
+    if candidates.is_empty() {
+        let outcome = SendOutcome::Failed {
+            error_code: "NO_ALLOWED_CONNECTOR".into(),
+            error: "no connector this tenant may use carries this message".into(),
+        };
+        return SendResult { message_id: item.message_id.clone(), connector: item.connector.clone(), outcome, at: app.clock.now_ms() };
+    }
+    for name in candidates {
         let Some(reg) = app.connectors.get(&name) else {
             last_error = format!("no connector named {name:?}");
             continue;

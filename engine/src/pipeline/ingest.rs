@@ -9,7 +9,10 @@ use crate::app::App;
 use crate::connectors::Acked;
 use crate::phone;
 use crate::sms::encoding::{self, EncodingChoice};
-use crate::store::{Direction, EventKind, InboundPart, MessageStatus, NewEvent, NewInbound, NewMessage, PartsKey};
+use crate::store::{
+    Direction, EventKind, InboundOutcome, InboundPart, MessageStatus, NewEvent, NewInbound, NewMessage, PartsKey,
+    Reassembled,
+};
 use crate::{ids, phone::Masked};
 
 /// An SMS as a connector received it.
@@ -26,36 +29,94 @@ pub struct InboundSms {
 pub enum IngestError {
     #[error("{field}: {value:?} is not a valid phone number")]
     InvalidNumber { field: &'static str, value: String },
-    #[error("{0} is not a number of any tenant")]
-    UnknownNumber(String),
+    /// No tenant has the number on the connector the message came through
+    /// (a number of another connector looks the same: unknown here).
+    #[error("{number} is not a number on connector {connector:?}")]
+    UnknownNumber { number: String, connector: String },
     #[error("message is {chars} characters; the limit is {limit}")]
     TooLong { chars: usize, limit: usize },
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
     #[error("could not persist the message: {0}")]
     Store(#[from] BatchError),
 }
+
+/// Longest carrier message id accepted, in bytes.
+pub const MAX_PROVIDER_ID_BYTES: usize = 128;
 
 #[derive(Debug, Clone)]
 pub struct Accepted {
     pub message_id: String,
     pub tenant_id: String,
     pub event_ids: Vec<String>,
+    /// The carrier sent this message before: this is the first one's id,
+    /// and nothing ran again.
+    pub duplicate: bool,
 }
 
 pub async fn accept(app: &App, sms: InboundSms) -> Result<Accepted, IngestError> {
-    accept_consuming(app, sms, None).await.map(|a| a.expect("a message without parts is always inserted"))
+    accept_consuming(app, sms, None, None).await.map(|a| a.expect("a message without parts is always answered"))
+}
+
+/// An inbound message a tenant's test key made up (`POST
+/// /v1/sandbox/inbound`): to one of its numbers, in test mode. Its plugins
+/// run in test mode (their sends go to the sandbox, free); a STOP or START
+/// is answered from the sandbox and changes no one's consent.
+pub async fn accept_sandbox(app: &App, tenant_id: &str, sms: InboundSms) -> Result<Accepted, IngestError> {
+    let sms = InboundSms { provider_id: None, ..sms };
+    accept_consuming(app, sms, None, Some(tenant_id))
+        .await
+        .map(|a| a.expect("a message without parts is always answered"))
 }
 
 /// Stores one part of a message the carrier delivered in pieces; the part
 /// that completes it accepts the whole message (`Some`).
 pub async fn accept_part(app: &App, connector: &str, part: InboundPart) -> Result<Option<Accepted>, IngestError> {
+    if part.total == 0 || part.part == 0 || part.part > part.total {
+        return Err(IngestError::Invalid {
+            field: "part",
+            message: format!("part {} of {} does not exist", part.part, part.total),
+        });
+    }
+    if part.reference.len() > MAX_PROVIDER_ID_BYTES {
+        return Err(IngestError::Invalid { field: "reference", message: "the part reference is too long".into() });
+    }
+    // Checked before anything is stored: a part for a number that is not
+    // this connector's never waits in the store.
+    let from = normalized(&part.from, "from")?;
+    let to = normalized(&part.to, "to")?;
+    owner_of(app, &to, connector)?;
+    if part.total == 1 {
+        let sms = InboundSms {
+            from,
+            to,
+            body: part.text,
+            connector: connector.to_string(),
+            provider_id: part.provider_id,
+        };
+        return accept_consuming(app, sms, None, None).await;
+    }
+    let part = InboundPart { from, to, ..part };
     let stored = app
         .db
         .store_inbound_part(connector, &part, app.clock.now_ms())
         .await
         .map_err(|e| IngestError::Store(BatchError::Store(std::sync::Arc::new(e))))?;
     let Some(whole) = stored else { return Ok(None) };
-    let key =
-        PartsKey { connector: connector.to_string(), from: part.from, reference: part.reference, total: part.total };
+    accept_reassembled(app, connector, whole).await
+}
+
+/// A message made of stored parts: complete, or what arrived before the
+/// timeout (marked `INCOMPLETE`). `None` when a copy consumed the parts.
+async fn accept_reassembled(app: &App, connector: &str, whole: Reassembled) -> Result<Option<Accepted>, IngestError> {
+    let key = PartsKey {
+        connector: connector.to_string(),
+        from: whole.from.clone(),
+        to: whole.to.clone(),
+        reference: whole.reference.clone(),
+        total: whole.total,
+        parts: whole.parts,
+    };
     let sms = InboundSms {
         from: whole.from,
         to: whole.to,
@@ -63,7 +124,29 @@ pub async fn accept_part(app: &App, connector: &str, part: InboundPart) -> Resul
         connector: connector.to_string(),
         provider_id: whole.provider_id,
     };
-    accept_consuming(app, sms, Some(key)).await
+    accept_consuming(app, sms, Some(key), None).await
+}
+
+/// Delivers the long messages whose parts stopped arriving more than
+/// `limits.inbound_parts_timeout_s` ago, as what arrived. Returns how many.
+pub async fn flush_stale_parts(app: &App) -> usize {
+    let before = app.clock.now_ms() - app.settings.limits.inbound_parts_timeout_s as i64 * 1000;
+    let stale = match app.db.stale_inbound_parts(before, 256).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "could not look for incomplete inbound messages");
+            return 0;
+        }
+    };
+    let mut delivered = 0;
+    for (connector, whole) in stale {
+        match accept_reassembled(app, &connector, whole).await {
+            Ok(Some(_)) => delivered += 1,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "incomplete inbound message not delivered"),
+        }
+    }
+    delivered
 }
 
 /// What session connectors (SMPP) receive, accepted as webhooks are.
@@ -112,42 +195,110 @@ fn settle<T>(acked: Acked<T>, result: Result<(), IngestError>) {
     }
 }
 
+fn normalized(raw: &str, field: &'static str) -> Result<String, IngestError> {
+    phone::normalize(raw, None).map_err(|e| IngestError::InvalidNumber { field, value: e.0 })
+}
+
+/// The tenant whose number `to` is, if the message may arrive for it
+/// through `connector`: the connector the number is on, or the built-in
+/// unsigned `generic` webhook for numbers on a simulator.
+fn owner_of(app: &App, to: &str, connector: &str) -> Result<String, IngestError> {
+    let snapshot = app.directory.snapshot();
+    let unknown = || IngestError::UnknownNumber { number: to.to_string(), connector: connector.to_string() };
+    let tenant_id = snapshot.numbers.get(to).ok_or_else(unknown)?;
+    let on = snapshot.tenants.get(tenant_id).and_then(|t| t.senders.get(to)).map(|s| s.connector.as_str());
+    let allowed = match on {
+        Some(on) if on == connector => true,
+        Some(on) => connector == crate::connectors::GENERIC && app.connectors.is_simulator(on),
+        None => false,
+    };
+    if allowed { Ok(tenant_id.clone()) } else { Err(unknown()) }
+}
+
 /// Accepts a message; `Ok(None)` when its parts were consumed by a copy.
+/// `sandbox_for`: a test-mode message made up by that tenant.
 async fn accept_consuming(
     app: &App,
     sms: InboundSms,
     parts: Option<PartsKey>,
+    sandbox_for: Option<&str>,
 ) -> Result<Option<Accepted>, IngestError> {
-    let from = phone::normalize(&sms.from, None)
-        .map_err(|_| IngestError::InvalidNumber { field: "from", value: sms.from.clone() })?;
-    let to = phone::normalize(&sms.to, None)
-        .map_err(|_| IngestError::InvalidNumber { field: "to", value: sms.to.clone() })?;
+    if sms.provider_id.as_ref().is_some_and(|id| id.len() > MAX_PROVIDER_ID_BYTES) {
+        return Err(IngestError::Invalid {
+            field: "id",
+            message: format!("a carrier message id is at most {MAX_PROVIDER_ID_BYTES} bytes"),
+        });
+    }
+    let from = normalized(&sms.from, "from")?;
+    let to = normalized(&sms.to, "to")?;
     let chars = sms.body.chars().count();
     let limit = app.settings.limits.message_chars;
     if chars > limit {
         return Err(IngestError::TooLong { chars, limit });
     }
     let snapshot = app.directory.snapshot();
-    let tenant_id = snapshot.numbers.get(&to).cloned().ok_or_else(|| IngestError::UnknownNumber(to.clone()))?;
+    let (tenant_id, mode) = match sandbox_for {
+        None => (owner_of(app, &to, &sms.connector)?, "live"),
+        Some(tenant) if snapshot.tenants.get(tenant).is_some_and(|t| t.senders.contains_key(&to)) => {
+            (tenant.to_string(), "test")
+        }
+        Some(_) => return Err(IngestError::UnknownNumber { number: to, connector: sms.connector }),
+    };
     let now = app.clock.now_ms();
     let message_id = ids::message_id();
+    let incomplete = parts.as_ref().is_some_and(|k| k.parts < k.total);
+    let analysis = encoding::analyze(&sms.body, EncodingChoice::Auto).expect("auto encoding always succeeds");
+    let message = NewMessage {
+        id: message_id.clone(),
+        tenant_id: tenant_id.clone(),
+        direction: Direction::Inbound,
+        from,
+        to,
+        body: sms.body,
+        status: MessageStatus::Received,
+        segments: analysis.segments as u32,
+        encoding: analysis.encoding.as_str(),
+        reference: sms.provider_id.clone(),
+        connector: Some(sms.connector.clone()),
+        plugin_id: None,
+        event_id: None,
+        in_reply_to: None,
+        created_at: now,
+        mode,
+        webhook_url: None,
+        scheduled_at: None,
+        price: 0,
+        batch_id: None,
+        error_code: incomplete.then_some("INCOMPLETE"),
+    };
     // STOP, START and HELP are the host's to answer; plugins never see them.
     let compliance = snapshot.tenants.get(&tenant_id).and_then(|tenant| {
-        let keyword = tenant.settings.compliance.keyword(&sms.body)?;
-        Some(compliance::answer(tenant, keyword, &sms.body, &from, &to, &message_id, now))
+        let keyword = tenant.settings.compliance.keyword(&message.body)?;
+        Some(compliance::answer(tenant, keyword, &message, &app.pricing))
     });
     let tenant_active = snapshot.tenants.get(&tenant_id).is_some_and(|t| t.active);
     let plugins = match compliance {
         // Stored, but a disabled tenant's plugins do not run.
-        None if tenant_active => router::plugins_for_inbound(&snapshot, &tenant_id, &sms.body),
+        None if tenant_active => router::plugins_for_inbound(&snapshot, &tenant_id, &message.body),
         _ => Vec::new(),
     };
-    let (consent, confirmation) = compliance.unzip();
-    let analysis = encoding::analyze(&sms.body, EncodingChoice::Auto).expect("auto encoding always succeeds");
-    let payload = serde_json::json!({
-        "id": message_id, "from": from, "to": to, "body": sms.body, "received_at": now,
-    })
-    .to_string();
+    let (mut consent, mut confirmation) = compliance.unzip();
+    if mode == "test" {
+        // Made-up traffic changes no one's consent; its answer is a test message.
+        consent = None;
+        if let Some(reply) = confirmation.as_mut() {
+            reply.connector = Some(super::outbound::SANDBOX_CONNECTOR.to_string());
+            reply.mode = "test";
+            reply.price = 0;
+        }
+    }
+    let mut payload = serde_json::json!({
+        "id": message_id, "from": message.from, "to": message.to, "body": message.body, "received_at": now,
+    });
+    if incomplete {
+        payload["incomplete"] = serde_json::Value::Bool(true);
+    }
+    let payload = payload.to_string();
     let events: Vec<NewEvent> = plugins
         .into_iter()
         .map(|plugin_id| NewEvent {
@@ -160,30 +311,9 @@ async fn accept_consuming(
             message_id: Some(message_id.clone()),
             run_at: now,
             created_at: now,
+            mode,
         })
         .collect();
-    let message = NewMessage {
-        id: message_id.clone(),
-        tenant_id: tenant_id.clone(),
-        direction: Direction::Inbound,
-        from,
-        to,
-        body: sms.body,
-        status: MessageStatus::Received,
-        segments: analysis.segments as u32,
-        encoding: analysis.encoding.as_str(),
-        reference: sms.provider_id,
-        connector: Some(sms.connector),
-        plugin_id: None,
-        event_id: None,
-        in_reply_to: None,
-        created_at: now,
-        mode: "live",
-        webhook_url: None,
-        scheduled_at: None,
-        price: 0,
-        batch_id: None,
-    };
     tracing::debug!(message_id, from = %Masked(&message.from), to = %Masked(&message.to), events = events.len(), "inbound accepted");
     let inbound = NewInbound {
         message,
@@ -192,17 +322,26 @@ async fn accept_consuming(
         consumes_parts: parts,
         consent: consent.flatten(),
         confirmation: confirmation.clone(),
+        confirmations_per_hour: app.settings.limits.compliance_replies_per_hour,
+        provider_id: sms.provider_id,
     };
     let event_rows: Vec<_> = inbound.events.iter().map(NewEvent::to_row).collect();
-    if !app.pipeline.ingest.submit(inbound).await? {
-        return Ok(None);
-    }
-    for item in crate::store::outbox_items(confirmation.as_slice()) {
-        app.pipeline.outbox.push(&item.message_id.clone(), item);
+    match app.pipeline.ingest.submit(inbound).await? {
+        InboundOutcome::PartsTaken => return Ok(None),
+        InboundOutcome::Duplicate { message_id } => {
+            return Ok(Some(Accepted { message_id, tenant_id, event_ids: Vec::new(), duplicate: true }));
+        }
+        InboundOutcome::Inserted { confirmed } => {
+            if confirmed {
+                for item in crate::store::outbox_items(confirmation.as_slice()) {
+                    app.pipeline.outbox.push(&item.message_id.clone(), item);
+                }
+            }
+        }
     }
     let event_ids = event_rows.iter().map(|e| e.id.clone()).collect();
     for row in event_rows {
         app.pipeline.events.push(&row.id.clone(), row);
     }
-    Ok(Some(Accepted { message_id, tenant_id, event_ids }))
+    Ok(Some(Accepted { message_id, tenant_id, event_ids, duplicate: false }))
 }

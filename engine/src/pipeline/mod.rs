@@ -193,7 +193,7 @@ pub struct Pipeline {
     lease_ms: i64,
     pub events: WorkQueue<EventRow>,
     pub outbox: WorkQueue<OutboxItem>,
-    pub ingest: Batcher<NewInbound, bool>,
+    pub ingest: Batcher<NewInbound, crate::store::InboundOutcome>,
     pub completions: Batcher<EventCompletion, CompletionResult>,
     pub outbound: Batcher<OutboundRequest, OutboundResult>,
     pub sends: Tracked<crate::store::SendResult>,
@@ -327,4 +327,5 @@ pub fn spawn(app: Arc<crate::app::App>, rx: Receivers) {
     spawn_until(intake, crate::scheduler::run(app.clone()));
     spawn_until(intake, webhooks::run(app.clone()));
     spawn_until(intake, retention::run(app.clone()));
+    spawn_until(intake, retention::run_parts(app.clone()));
 }

@@ -239,6 +239,7 @@ pub async fn prepare(
                 scheduled_at,
                 price,
                 batch_id: batch_id.clone(),
+                error_code: None,
             };
             queued.push(Queued {
                 id: m.id.clone(),

@@ -1,20 +1,47 @@
-//! Retention: invocation records and plugin logs older than
-//! `limits.plugin_records_retention_s` are deleted, hourly.
+//! Housekeeping on the clock:
+//!
+//! - hourly, what has outlived its retention is deleted: invocation records
+//!   and plugin logs (`limits.plugin_records_retention_s`), remembered
+//!   carrier ids and reports that never found their message
+//!   (`limits.carrier_ids_retention_s`), expired number claims, closed
+//!   compliance reply windows — tables anonymous traffic can write stay
+//!   bounded;
+//! - every minute, long inbound messages whose parts stopped coming
+//!   (`limits.inbound_parts_timeout_s`) are delivered as what arrived.
 
+use super::ingest;
 use crate::app::App;
+use crate::store::Retention;
 use std::sync::Arc;
 
-const EVERY_MS: i64 = 3_600_000;
+const PRUNE_EVERY_MS: i64 = 3_600_000;
+const PARTS_EVERY_MS: i64 = 60_000;
 
 pub async fn run(app: Arc<App>) {
     loop {
         let now = app.clock.now_ms();
-        let keep_ms = app.settings.limits.plugin_records_retention_s as i64 * 1000;
-        match app.db.prune_records(now - keep_ms).await {
+        let limits = &app.settings.limits;
+        let retention = Retention {
+            records_before: now - limits.plugin_records_retention_s as i64 * 1000,
+            carrier_ids_before: now - limits.carrier_ids_retention_s as i64 * 1000,
+            now,
+        };
+        match app.db.prune(&retention).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "pruned old invocation records and plugin logs"),
-            Err(e) => tracing::error!(error = %e, "could not prune invocation records"),
+            Ok(n) => tracing::info!(deleted = n, "pruned rows past their retention"),
+            Err(e) => tracing::error!(error = %e, "could not prune old rows"),
         }
-        app.clock.sleep_until(now + EVERY_MS).await;
+        app.clock.sleep_until(now + PRUNE_EVERY_MS).await;
+    }
+}
+
+pub async fn run_parts(app: Arc<App>) {
+    loop {
+        let now = app.clock.now_ms();
+        let delivered = ingest::flush_stale_parts(&app).await;
+        if delivered > 0 {
+            tracing::info!(delivered, "delivered incomplete inbound messages after the parts timeout");
+        }
+        app.clock.sleep_until(now + PARTS_EVERY_MS).await;
     }
 }

@@ -47,8 +47,12 @@ pub fn candidates(app: &App, item: &OutboxItem) -> Vec<String> {
     let snapshot = app.directory.snapshot();
     let tenant_routes = snapshot.tenants.get(&item.tenant_id).map(|t| t.settings.routes.clone()).unwrap_or_default();
     let route = best(&tenant_routes, &item.to).or_else(|| best(&app.settings.routes, &item.to));
-    let Some(route) = route else { return vec![item.connector.clone()] };
-    let allowed = |name: &String| app.connectors.get(name).is_some_and(|c| c.gate.allows(&item.tenant_id));
+    // A connector whose tenant list leaves this tenant out is never tried,
+    // whether a route, a failover or the sender's own number names it.
+    let allowed = |name: &String| app.connectors.allows(name, &item.tenant_id);
+    let Some(route) = route else {
+        return if allowed(&item.connector) { vec![item.connector.clone()] } else { Vec::new() };
+    };
     let mut list: Vec<String> = route.connectors.iter().filter(|n| allowed(n)).cloned().collect();
     if route.strategy == Strategy::LeastCost {
         // Stable: equal prices keep the listed order.

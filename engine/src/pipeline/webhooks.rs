@@ -17,9 +17,10 @@ const CLAIM_BATCH: u32 = 128;
 const POLL: Duration = Duration::from_secs(5);
 
 pub async fn run(app: Arc<App>) {
-    let http = reqwest::Client::builder()
+    // Connects only to the addresses its resolver vetted (see `net`).
+    let allow_private = app.settings.webhooks_allow_private_addresses;
+    let http = net::guarded_client(app.settings.dns.resolver(allow_private))
         .timeout(Duration::from_millis(app.settings.limits.webhook_timeout_ms))
-        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("HTTP client");
     let permits = Arc::new(Semaphore::new(64));
@@ -89,7 +90,7 @@ async fn deliver(app: &App, http: &reqwest::Client, d: &WebhookDelivery, secret:
     let outcome: Result<u16, String> = async {
         let secret = secret.ok_or("the tenant has no webhook signing secret")?;
         let url = net::parse_http_url(&d.url).map_err(|e| e.to_string())?;
-        net::check_destination(&url, app.settings.webhooks_allow_private_addresses).await.map_err(|e| e.to_string())?;
+        net::check_literal(&url, app.settings.webhooks_allow_private_addresses).map_err(|e| e.to_string())?;
         let signature = secrets::webhook_signature(secret, at / 1000, d.payload.as_bytes());
         let response = http
             .post(url)
@@ -99,7 +100,11 @@ async fn deliver(app: &App, http: &reqwest::Client, d: &WebhookDelivery, secret:
             .body(d.payload.clone())
             .send()
             .await
-            .map_err(|e| if e.is_timeout() { "timed out".to_string() } else { format!("request failed: {e}") })?;
+            .map_err(|e| match net::refused_by_resolver(&e) {
+                Some(refused) => refused,
+                None if e.is_timeout() => "timed out".to_string(),
+                None => format!("request failed: {}", e.without_url()),
+            })?;
         Ok(response.status().as_u16())
     }
     .await;

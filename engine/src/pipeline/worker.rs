@@ -43,8 +43,7 @@ struct MinuteCounts(std::sync::Mutex<HashMap<String, (i64, u32)>>);
 
 impl MinuteCounts {
     /// Counts one invocation; `Err(next minute)` when the quota is used up.
-    fn take(&self, tenant: &str, quota: Option<u32>, now: crate::clock::Millis) -> Result<(), crate::clock::Millis> {
-        let Some(quota) = quota else { return Ok(()) };
+    fn take(&self, tenant: &str, quota: u32, now: crate::clock::Millis) -> Result<(), crate::clock::Millis> {
         let minute = now - now.rem_euclid(60_000);
         let mut counts = self.0.lock().expect("minute counts");
         let entry = counts.entry(tenant.to_string()).or_insert((minute, 0));
@@ -123,8 +122,13 @@ enum Unrunnable {
 async fn process(app: &App, locks: &RerunLocks, minutes: &MinuteCounts, event: EventRow, mut slot: Slot) {
     let mut reruns = 0;
     let mut rerun_lock = None;
-    let quota =
-        app.directory.snapshot().tenants.get(&event.tenant_id).and_then(|t| t.settings.quotas.invocations_per_minute);
+    let limits = &app.settings.limits;
+    let quota = app
+        .directory
+        .snapshot()
+        .tenants
+        .get(&event.tenant_id)
+        .map_or(limits.tenant_invocations_per_minute, |t| t.settings.quotas.resolve(limits).invocations_per_minute);
     let deferred = minutes.take(&event.tenant_id, quota, app.clock.now_ms()).err();
     loop {
         let outcome = if let Some(until) = deferred {
@@ -144,7 +148,7 @@ async fn process(app: &App, locks: &RerunLocks, minutes: &MinuteCounts, event: E
             Err(Unrunnable::Deferred(until)) => (
                 Completion::Deferred {
                     until,
-                    reason: format!("the tenant's quota of {} invocations per minute is used up", quota.unwrap_or(0)),
+                    reason: format!("the tenant's quota of {quota} invocations per minute is used up"),
                 },
                 None,
             ),
@@ -202,7 +206,7 @@ async fn process(app: &App, locks: &RerunLocks, minutes: &MinuteCounts, event: E
         match result {
             CompletionResult::Conflict => {
                 // Maybe the balance could not pay: re-run on the real one.
-                app.runtime.balances.forget(&event.tenant_id);
+                app.runtime.usage.balances.forget(&event.tenant_id);
                 reruns += 1;
                 if rerun_lock.is_none() {
                     rerun_lock = Some(locks.of(&event.plugin_id).lock_owned().await);
@@ -280,13 +284,14 @@ async fn attempt(app: &App, event: &EventRow) -> Result<(Completion, Option<Invo
     let loaded =
         app.runtime.load(row).await.map_err(|e| Unrunnable::Retry(format!("could not load the plugin: {e}")))?;
     let trigger = trigger_of(event).map_err(Unrunnable::Dead)?;
-    let in_reply_to = match event.kind {
-        EventKind::Inbound => event.message_id.clone(),
+    let reply_to = match (&trigger, &event.message_id) {
+        (Trigger::Inbound(m), Some(id)) => Some((id.clone(), m.from.clone())),
         _ => None,
     };
     let started_at = app.clock.now_ms();
     let trigger_name = trigger.name();
-    let ctx = InvocationContext { tenant, event_id: event.id.clone(), in_reply_to };
+    let mode = if event.mode == "test" { crate::secrets::KeyMode::Test } else { crate::secrets::KeyMode::Live };
+    let ctx = InvocationContext { tenant, event_id: event.id.clone(), reply_to, mode };
     let outcome = app.runtime.invoke(&loaded, ctx, trigger).await;
     let (completion, error, outcome_name) = match outcome.result {
         Ok(effects) => (Completion::Succeeded(effects), None, "ok"),

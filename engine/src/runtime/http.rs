@@ -2,16 +2,16 @@
 //!
 //! A request goes out only if its host is on the manifest's allow-list and
 //! every address it resolves to is public (unless the operator allows
-//! private ones). The connection is pinned to the addresses that were
-//! checked, so a DNS answer that changes between the check and the connect
-//! cannot redirect it; redirects are not followed for the same reason (the
-//! plugin sees the 3xx). Time and response size are capped, and so is the
-//! number of requests per invocation.
+//! private ones). The check happens in the client's resolver
+//! ([`net::VettedResolver`]), so the connection goes to exactly the
+//! addresses that were checked: a DNS answer that changes between a check
+//! and the connect cannot redirect it. Redirects are not followed for the
+//! same reason (the plugin sees the 3xx). Time and response size are
+//! capped, and so is the number of requests per invocation.
 
 use super::bindings::http::{self, Request, Response};
 use super::bindings::types::Error;
 use crate::net;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ pub struct HttpState {
     /// Host patterns from the manifest: `api.example.com`, `*.example.com`.
     pub(super) allow: Arc<[String]>,
     pub(super) allow_private: bool,
+    /// Shared by every invocation; resolves through the vetting resolver.
+    pub(super) client: reqwest::Client,
     pub(super) timeout: Duration,
     pub(super) max_body: usize,
     pub(super) max_calls: usize,
@@ -40,9 +42,16 @@ pub fn host_allowed(allow: &[String], host: &str) -> bool {
     })
 }
 
+/// The client plugins' requests go through: vetted resolution, no proxy,
+/// no redirects.
+pub fn client(resolver: net::VettedResolver) -> reqwest::Client {
+    net::guarded_client(resolver).build().expect("the HTTP client builds")
+}
+
 impl HttpState {
-    /// Checks the request and resolves its host to the addresses it may use.
-    async fn admit(&self, request: &Request) -> Result<(reqwest::Url, Vec<SocketAddr>), Error> {
+    /// Checks the request against the method list, the allow-list and (for
+    /// IP literals) the address rules.
+    fn admit(&self, request: &Request) -> Result<reqwest::Url, Error> {
         if !METHODS.contains(&request.method.as_str()) {
             return Err(Error::InvalidArgument(format!("method {:?} is not one of {METHODS:?}", request.method)));
         }
@@ -51,33 +60,13 @@ impl HttpState {
         if !host_allowed(&self.allow, &host) {
             return Err(Error::AccessDenied(format!("host {host:?} is not in the plugin's http allow-list")));
         }
-        let port = url.port_or_known_default().unwrap_or(443);
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|e| Error::Internal(format!("{host} does not resolve: {e}")))?
-            .collect();
-        if addrs.is_empty() {
-            return Err(Error::Internal(format!("{host} does not resolve")));
-        }
-        if !self.allow_private && !addrs.iter().all(|a| net::is_public(a.ip())) {
-            return Err(Error::AccessDenied(format!(
-                "{host} resolves to a private, loopback or link-local address; the host does not call those"
-            )));
-        }
-        Ok((url, addrs))
+        net::check_literal(&url, self.allow_private).map_err(|e| Error::AccessDenied(refusal(&e.to_string())))?;
+        Ok(url)
     }
 
-    async fn send(&self, request: Request, url: reqwest::Url, addrs: &[SocketAddr]) -> Result<Response, Error> {
-        let host = url.host_str().unwrap_or_default().to_string();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(self.timeout)
-            .resolve_to_addrs(&host, addrs)
-            .no_proxy()
-            .build()
-            .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
+    async fn send(&self, request: Request, url: reqwest::Url) -> Result<Response, Error> {
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).expect("checked above");
-        let mut builder = client.request(method, url);
+        let mut builder = self.client.request(method, url).timeout(self.timeout);
         for (name, value) in &request.headers {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| Error::InvalidArgument(format!("header name {name:?} is invalid")))?;
@@ -88,7 +77,11 @@ impl HttpState {
         if let Some(body) = request.body {
             builder = builder.body(body);
         }
-        let mut response = builder.send().await.map_err(|e| Error::Internal(describe(&e)))?;
+        let failed = |e: reqwest::Error| match net::refused_by_resolver(&e) {
+            Some(why) => Error::AccessDenied(refusal(&why)),
+            None => Error::Internal(describe(&e)),
+        };
+        let mut response = builder.send().await.map_err(failed)?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -104,6 +97,10 @@ impl HttpState {
         }
         Ok(Response { status, headers, body })
     }
+}
+
+fn refusal(why: &str) -> String {
+    format!("{why}; the host does not call those")
 }
 
 /// The error without the URL (it may carry credentials in its query).
@@ -127,11 +124,11 @@ impl http::Host for HttpState {
             return Ok(Err(Error::QuotaExceeded(format!("at most {} http requests per invocation", self.max_calls))));
         }
         self.calls += 1;
-        let (url, addrs) = match self.admit(&request).await {
-            Ok(ok) => ok,
+        let url = match self.admit(&request) {
+            Ok(url) => url,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(self.send(request, url, &addrs).await)
+        Ok(self.send(request, url).await)
     }
 }
 

@@ -9,6 +9,7 @@
 
 use super::bindings::kv;
 use super::bindings::types::Error;
+use super::usage::Usage;
 use crate::store::Database;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -24,24 +25,27 @@ pub struct KvState {
     pub(super) reads: HashMap<String, i64>,
     /// Pending writes; `None` deletes.
     pub(super) writes: BTreeMap<String, Option<Vec<u8>>>,
+    /// Bytes of keys and values waiting in `writes`.
+    pub(super) pending_bytes: usize,
+    /// Most distinct keys, and bytes, `writes` may hold.
+    pub(super) max_writes: usize,
+    pub(super) max_pending_bytes: usize,
     pub(super) quota: KvQuota,
 }
 
-/// The tenant's kv quota, checked against committed usage plus this
-/// invocation's writes. Concurrent invocations each see committed usage
-/// only, so together they may pass the quota by their own writes.
+/// The tenant's kv quota, checked against its usage (shared by the
+/// invocations on this node, see [`Usage`]) plus this invocation's writes.
 pub struct KvQuota {
-    max_keys: Option<i64>,
-    max_bytes: Option<i64>,
-    /// (keys, bytes) in use, read at the first write when there is a quota.
-    usage: Option<(i64, i64)>,
+    pub(super) max_keys: i64,
+    pub(super) max_bytes: i64,
+    pub(super) usage: Arc<Usage>,
     /// Stored size of each key this invocation wrote (`None`: absent).
     stored: HashMap<String, Option<i64>>,
 }
 
 impl KvQuota {
-    pub fn new(max_keys: Option<i64>, max_bytes: Option<i64>) -> Self {
-        KvQuota { max_keys, max_bytes, usage: None, stored: HashMap::new() }
+    pub fn new(max_keys: i64, max_bytes: i64, usage: Arc<Usage>) -> Self {
+        KvQuota { max_keys, max_bytes, usage, stored: HashMap::new() }
     }
 }
 
@@ -84,25 +88,47 @@ impl KvState {
                 self.value_bytes
             ))));
         }
+        if let Err(e) = self.check_pending(&key, value.len()) {
+            return Ok(Err(e));
+        }
         let size = (key.len() + value.len()) as i64;
         if let Err(e) = self.account(&key, Some(size)).await? {
             return Ok(Err(e));
         }
-        self.writes.insert(key, Some(value));
+        self.buffer(key, Some(value));
         Ok(Ok(()))
+    }
+
+    /// Refuses a write that would take this invocation's buffered writes
+    /// past their caps (they live in host memory until commit).
+    fn check_pending(&self, key: &str, value_len: usize) -> Result<(), Error> {
+        let replaced = self.writes.get(key);
+        if replaced.is_none() && self.writes.len() >= self.max_writes {
+            return Err(Error::QuotaExceeded(format!("at most {} kv writes per invocation", self.max_writes)));
+        }
+        let freed = replaced.map_or(0, |v| key.len() + v.as_ref().map_or(0, Vec::len));
+        if self.pending_bytes - freed + key.len() + value_len > self.max_pending_bytes {
+            return Err(Error::QuotaExceeded(format!(
+                "at most {} bytes of kv writes per invocation",
+                self.max_pending_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    fn buffer(&mut self, key: String, value: Option<Vec<u8>>) {
+        let added = key.len() + value.as_ref().map_or(0, Vec::len);
+        if let Some(old) = self.writes.insert(key.clone(), value) {
+            self.pending_bytes -= key.len() + old.map_or(0, |v| v.len());
+        }
+        self.pending_bytes += added;
     }
 
     /// Moves the quota's usage to `key` having `size` (`None`: deleted),
     /// refusing growth past the quota.
     async fn account(&mut self, key: &str, size: Option<i64>) -> wasmtime::Result<Result<(), Error>> {
-        if self.quota.max_keys.is_none() && self.quota.max_bytes.is_none() {
-            return Ok(Ok(()));
-        }
         let failed = |e: crate::store::StoreError| wasmtime::format_err!("kv usage read failed: {e}");
-        let (keys, bytes) = match self.quota.usage {
-            Some(u) => u,
-            None => self.db.kv_usage(&self.tenant_id).await.map_err(failed)?,
-        };
+        let (keys, bytes) = self.quota.usage.kv(self.db.as_ref(), &self.tenant_id).await.map_err(failed)?;
         let before = match self.quota.stored.get(key) {
             Some(s) => *s,
             None => {
@@ -110,16 +136,18 @@ impl KvState {
                 entry.map(|e| (key.len() + e.value.len()) as i64)
             }
         };
-        let (keys, bytes) =
-            (keys + size.is_some() as i64 - before.is_some() as i64, bytes + size.unwrap_or(0) - before.unwrap_or(0));
-        let grows = size.unwrap_or(0) > before.unwrap_or(0);
-        if grows && let Some(max) = self.quota.max_keys.filter(|m| keys > *m) {
+        let key_delta = size.is_some() as i64 - before.is_some() as i64;
+        let byte_delta = size.unwrap_or(0) - before.unwrap_or(0);
+        let grows = byte_delta > 0 || key_delta > 0;
+        let max = self.quota.max_keys;
+        if grows && keys + key_delta > max {
             return Ok(Err(Error::QuotaExceeded(format!("the tenant's kv quota of {max} keys is used up"))));
         }
-        if grows && let Some(max) = self.quota.max_bytes.filter(|m| bytes > *m) {
+        let max = self.quota.max_bytes;
+        if grows && bytes + byte_delta > max {
             return Ok(Err(Error::QuotaExceeded(format!("the tenant's kv quota of {max} bytes is used up"))));
         }
-        self.quota.usage = Some((keys, bytes));
+        self.quota.usage.admitted_kv(&self.tenant_id, key_delta, byte_delta);
         self.quota.stored.insert(key.to_string(), size);
         Ok(Ok(()))
     }
@@ -144,9 +172,12 @@ impl kv::Host for KvState {
         if let Err(e) = self.check_key(&key) {
             return Ok(Err(e));
         }
+        if let Err(e) = self.check_pending(&key, 0) {
+            return Ok(Err(e));
+        }
         let existed = self.current(&key).await?.is_some();
         self.account(&key, None).await?.expect("a delete never grows usage");
-        self.writes.insert(key, None);
+        self.buffer(key, None);
         Ok(Ok(existed))
     }
 

@@ -13,11 +13,13 @@
 
 use super::bindings::messaging::{self, OutboundMessage};
 use super::bindings::types::Error;
+use super::usage::Usage;
 use crate::billing::Pricing;
 use crate::clock::Clock;
 use crate::directory::TenantProfile;
 use crate::ids;
 use crate::phone;
+use crate::secrets::KeyMode;
 use crate::sms::encoding::{self, EncodingChoice};
 use crate::store::{Direction, MessageStatus, NewMessage};
 use std::sync::Arc;
@@ -26,8 +28,11 @@ pub struct MessagingState {
     pub(super) tenant: Arc<TenantProfile>,
     pub(super) plugin_id: String,
     pub(super) event_id: String,
-    /// The inbound message being answered, when the trigger is one.
-    pub(super) in_reply_to: Option<String>,
+    /// The inbound message being answered and its sender, when the
+    /// trigger is one: a message to that sender is a reply.
+    pub(super) reply_to: Option<(String, String)>,
+    /// Test-mode invocations send free messages through the sandbox only.
+    pub(super) mode: KeyMode,
     pub(super) clock: Clock,
     pub(super) max_sends: usize,
     pub(super) max_chars: usize,
@@ -36,38 +41,9 @@ pub struct MessagingState {
     pub(super) db: Arc<dyn crate::store::Database>,
     /// The balance, read when the first priced message is sent.
     pub(super) balance: Option<i64>,
-    pub(super) balances: Arc<BalanceCache>,
+    pub(super) usage: Arc<Usage>,
     /// The tenant's quota of live sends per UTC day.
-    pub(super) sends_per_day: Option<i64>,
-    /// Sends committed today, read at the first send when there is a quota.
-    pub(super) sent_today: Option<i64>,
-}
-
-/// Balances read recently, per tenant, so that not every invocation reads
-/// its tenant's account. Only ever trusted to *admit* a message: the
-/// commit debits under the real balance, and when that fails the worker
-/// [forgets](BalanceCache::forget) the tenant's entry and re-runs the
-/// invocation, which then reads the real balance. A cached balance too low
-/// for a message is never trusted either (the tenant may have topped up).
-#[derive(Default)]
-pub struct BalanceCache(std::sync::Mutex<std::collections::HashMap<String, (i64, std::time::Instant)>>);
-
-/// How long a read balance is reused.
-const BALANCE_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
-
-impl BalanceCache {
-    fn recent(&self, tenant_id: &str) -> Option<i64> {
-        let map = self.0.lock().expect("balance cache");
-        map.get(tenant_id).filter(|(_, at)| at.elapsed() < BALANCE_FRESH_FOR).map(|(b, _)| *b)
-    }
-
-    fn remember(&self, tenant_id: &str, balance: i64) {
-        self.0.lock().expect("balance cache").insert(tenant_id.to_string(), (balance, std::time::Instant::now()));
-    }
-
-    pub fn forget(&self, tenant_id: &str) {
-        self.0.lock().expect("balance cache").remove(tenant_id);
-    }
+    pub(super) sends_per_day: i64,
 }
 
 impl MessagingState {
@@ -80,7 +56,11 @@ impl MessagingState {
         let spent: i64 = self.sends.iter().map(|m| m.price).sum();
         let balance = match self.balance {
             Some(b) => b,
-            None => match self.balances.recent(&self.tenant.id).filter(|b| spent + price <= *b) {
+            // A cached balance too low for the message is not trusted: the
+            // tenant may have topped up since. The commit debits under the
+            // real balance; when that fails the worker forgets the cached
+            // one and runs the invocation again.
+            None => match self.usage.balances.get(&self.tenant.id).filter(|b| spent + price <= *b) {
                 Some(b) => b,
                 None => {
                     let account = self
@@ -89,7 +69,7 @@ impl MessagingState {
                         .await
                         .map_err(|e| wasmtime::format_err!("balance read failed: {e}"))?;
                     let b = account.map_or(0, |a| a.balance);
-                    self.balances.remember(&self.tenant.id, b);
+                    self.usage.balances.put(&self.tenant.id, b);
                     b
                 }
             },
@@ -115,37 +95,37 @@ impl MessagingState {
         Ok(Err(Error::OptedOut(if messages.len() > 1 { format!("message {i}: {who}") } else { who })))
     }
 
-    /// Refuses sends past the tenant's daily quota.
+    /// Refuses live sends past the tenant's daily quota.
     async fn check_daily_quota(&mut self, adding: usize) -> wasmtime::Result<Result<(), Error>> {
-        let Some(quota) = self.sends_per_day else { return Ok(Ok(())) };
-        let sent = match self.sent_today {
-            Some(n) => n,
-            None => {
-                let since = crate::clock::start_of_utc_day(self.clock.now_ms());
-                let n = self
-                    .db
-                    .sends_since(&self.tenant.id, since)
-                    .await
-                    .map_err(|e| wasmtime::format_err!("send count failed: {e}"))?;
-                self.sent_today = Some(n);
-                n
-            }
-        };
-        if sent + (self.sends.len() + adding) as i64 > quota {
+        let quota = self.sends_per_day;
+        let sent = self
+            .usage
+            .sends_today(self.db.as_ref(), &self.tenant.id, self.clock.now_ms())
+            .await
+            .map_err(|e| wasmtime::format_err!("send count failed: {e}"))?;
+        if sent + adding as i64 > quota {
             return Ok(Err(Error::QuotaExceeded(format!("the tenant's quota of {quota} messages per day is used up"))));
         }
         Ok(Ok(()))
     }
 
-    /// Every check that needs the database, for messages about to be buffered.
+    /// Every check that needs the database, for messages about to be
+    /// buffered; what passes counts against the tenant's usage at once.
     async fn admit(&mut self, messages: &[NewMessage]) -> wasmtime::Result<Result<(), Error>> {
         if let Err(e) = self.check_consent(messages).await? {
             return Ok(Err(e));
         }
+        if self.mode == KeyMode::Test {
+            return Ok(Ok(())); // free, and not the tenant's live traffic
+        }
         if let Err(e) = self.check_daily_quota(messages.len()).await? {
             return Ok(Err(e));
         }
-        self.check_funds(messages.iter().map(|m| m.price).sum()).await
+        if let Err(e) = self.check_funds(messages.iter().map(|m| m.price).sum()).await? {
+            return Ok(Err(e));
+        }
+        self.usage.admitted_sends(&self.tenant.id, messages.len() as i64);
+        Ok(Ok(()))
     }
 
     fn prepare(&self, m: OutboundMessage) -> Result<NewMessage, Error> {
@@ -185,13 +165,22 @@ impl MessagingState {
             }
             other => other,
         };
-        // A reply answers someone who just wrote; anything else waits out
+        // A reply answers the person who just wrote; anything else (a
+        // message to someone else, even from an inbound handler) waits out
         // the recipient's quiet hours.
-        if self.in_reply_to.is_none()
+        let in_reply_to = match &self.reply_to {
+            Some((inbound_id, sender)) if *sender == to => Some(inbound_id.clone()),
+            _ => None,
+        };
+        if in_reply_to.is_none()
             && let Some(release) = self.tenant.settings.compliance.quiet_until(&to, scheduled_at.unwrap_or(now))
         {
             scheduled_at = Some(release);
         }
+        let (connector, price) = match self.mode {
+            KeyMode::Live => (sender.connector.clone(), self.pricing.price(&to_for_price, analysis.segments as u32)),
+            KeyMode::Test => (crate::pipeline::outbound::SANDBOX_CONNECTOR.to_string(), 0),
+        };
         Ok(NewMessage {
             id: ids::message_id(),
             tenant_id: self.tenant.id.clone(),
@@ -203,16 +192,17 @@ impl MessagingState {
             segments: analysis.segments as u32,
             encoding: analysis.encoding.as_str(),
             reference: m.reference,
-            connector: Some(sender.connector.clone()),
+            connector: Some(connector),
             plugin_id: Some(self.plugin_id.clone()),
             event_id: Some(self.event_id.clone()),
-            in_reply_to: self.in_reply_to.clone(),
+            in_reply_to,
             created_at: now,
-            mode: "live",
+            mode: self.mode.as_str(),
             webhook_url: None,
             scheduled_at,
-            price: self.pricing.price(&to_for_price, analysis.segments as u32),
+            price,
             batch_id: None,
+            error_code: None,
         })
     }
 

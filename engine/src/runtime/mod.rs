@@ -16,11 +16,13 @@ pub mod capabilities;
 mod clock;
 mod config;
 mod http;
+mod inspect;
 pub mod invocation;
 mod kv;
 mod log;
 mod messaging;
 mod timers;
+pub mod usage;
 
 pub use capabilities::{Capability, Grants};
 pub use http::host_allowed;
@@ -55,6 +57,12 @@ pub enum RuntimeError {
     NotAComponent(&'static str),
     #[error("component does not compile: {0}")]
     Compile(String),
+    #[error("component is not valid WebAssembly: {0}")]
+    Invalid(String),
+    #[error("component is too complex to compile: {0}")]
+    TooComplex(String),
+    #[error("component did not compile within {0:?}")]
+    CompileTimeout(Duration),
     #[error("{0}")]
     WrongWitVersion(String),
     #[error("component imports capability {capability:?}, which its manifest does not grant")]
@@ -86,15 +94,23 @@ pub struct LoadedPlugin {
 pub struct InvocationContext {
     pub tenant: Arc<TenantProfile>,
     pub event_id: String,
-    pub in_reply_to: Option<String>,
+    /// The inbound message being handled and its sender (sends to that
+    /// sender are replies).
+    pub reply_to: Option<(String, String)>,
+    /// Test mode: the event came from a test key; sends go to the sandbox.
+    pub mode: crate::secrets::KeyMode,
 }
 
 pub struct Runtime {
     engine: Engine,
     engine_hash: String,
     cache_dir: PathBuf,
-    /// Compiled components by content hash.
+    /// Compiled components by content hash (only ones that deployed).
     components: Mutex<HashMap<String, Component>>,
+    /// Compilations running at once (`limits.concurrent_compiles`); a
+    /// permit is held until the compiler thread ends, even after a deploy
+    /// gave up waiting for it.
+    compiles: Arc<tokio::sync::Semaphore>,
     /// Loaded versions by version id.
     loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
     linkers: Mutex<HashMap<Grants, Arc<wasmtime::component::Linker<InvocationState>>>>,
@@ -104,10 +120,13 @@ pub struct Runtime {
     pricing: Arc<crate::billing::Pricing>,
     stop_ticker: Arc<std::sync::atomic::AtomicBool>,
     stats: RuntimeStats,
-    /// Tenants' balances, as plugins' sends check them.
-    pub balances: Arc<messaging::BalanceCache>,
+    /// Tenants' recent usage (balance, sends today, kv, timers), as
+    /// plugins' quota checks read it.
+    pub usage: Arc<usage::Usage>,
     /// Whether `http` may reach private and loopback addresses.
     http_allow_private: bool,
+    /// The client behind every plugin's `http` capability.
+    http_client: reqwest::Client,
 }
 
 /// Counters of how components were obtained.
@@ -130,6 +149,7 @@ impl Runtime {
         db: Arc<dyn Database>,
         clock: Clock,
         pricing: Arc<crate::billing::Pricing>,
+        http_resolver: crate::net::VettedResolver,
         http_allow_private: bool,
     ) -> Result<Self, RuntimeError> {
         let mut pool = PoolingAllocationConfig::default();
@@ -183,6 +203,7 @@ impl Runtime {
             engine_hash,
             cache_dir,
             components: Mutex::default(),
+            compiles: Arc::new(tokio::sync::Semaphore::new(limits.concurrent_compiles.max(1))),
             loaded: Mutex::default(),
             linkers: Mutex::default(),
             limits,
@@ -191,8 +212,9 @@ impl Runtime {
             pricing,
             stop_ticker,
             stats: RuntimeStats::default(),
-            balances: Arc::default(),
+            usage: Arc::default(),
             http_allow_private,
+            http_client: http::client(http_resolver),
         })
     }
 
@@ -210,92 +232,126 @@ impl Runtime {
         Ok(linker)
     }
 
-    /// Compiles (or loads from the disk cache) the component with `hash`.
-    /// `wasm` supplies the bytes if they are needed.
-    async fn component(&self, hash: &str, wasm: Option<&[u8]>) -> Result<Component, RuntimeError> {
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn cache_path(&self, hash: &str) -> PathBuf {
+        self.cache_dir.join(format!("{hash}-{}.cwasm", self.engine_hash))
+    }
+
+    /// The compiled component with `hash`, from memory or the disk cache.
+    async fn cached(&self, hash: &str) -> Option<Component> {
         if let Some(c) = self.components.lock().expect("components lock").get(hash) {
-            return Ok(c.clone());
+            return Some(c.clone());
         }
-        let path = self.cache_dir.join(format!("{hash}-{}.cwasm", self.engine_hash));
-        if path.exists() {
-            let (engine, p) = (self.engine.clone(), path.clone());
-            // SAFETY: the cache directory holds only artifacts this engine
-            // configuration serialized (the file name carries its hash).
-            let loaded = tokio::task::spawn_blocking(move || unsafe { Component::deserialize_file(&engine, &p) }).await;
-            match loaded {
-                Ok(Ok(c)) => {
-                    self.stats.loaded_from_cache.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.components.lock().expect("components lock").insert(hash.to_string(), c.clone());
-                    return Ok(c);
-                }
-                _ => tracing::warn!(path = %path.display(), "unusable compile cache entry; recompiling"),
+        let path = self.cache_path(hash);
+        if !path.exists() {
+            return None;
+        }
+        let (engine, p) = (self.engine.clone(), path.clone());
+        // SAFETY: the cache directory holds only artifacts this engine
+        // configuration serialized (the file name carries its hash).
+        let loaded = tokio::task::spawn_blocking(move || unsafe { Component::deserialize_file(&engine, &p) }).await;
+        match loaded {
+            Ok(Ok(c)) => {
+                self.stats.loaded_from_cache.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.components.lock().expect("components lock").insert(hash.to_string(), c.clone());
+                Some(c)
+            }
+            _ => {
+                tracing::warn!(path = %path.display(), "unusable compile cache entry; removed, recompiling");
+                let _ = std::fs::remove_file(&path);
+                None
             }
         }
-        let bytes = match wasm {
-            Some(b) => b.to_vec(),
-            None => {
-                self.db.get_component(hash).await?.ok_or_else(|| RuntimeError::MissingComponent(hash.to_string()))?
-            }
-        };
-        if !wasmparser::Parser::is_component(&bytes) {
-            return Err(RuntimeError::NotAComponent(if wasmparser::Parser::is_core_wasm(&bytes) {
-                " (this is a core module; build with --target wasm32-wasip2)"
-            } else {
-                ""
-            }));
-        }
-        let engine = self.engine.clone();
-        let (component, serialized) = tokio::task::spawn_blocking(move || -> wasmtime::Result<(Component, Vec<u8>)> {
-            let c = Component::new(&engine, &bytes)?;
-            let serialized = c.serialize()?;
-            Ok((c, serialized))
-        })
-        .await
-        .map_err(|e| RuntimeError::Compile(e.to_string()))?
-        .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
+    }
+
+    /// Compiles `wasm`, at most `limits.concurrent_compiles` at once and
+    /// within `limits.compile_timeout_ms`. Nothing is cached here.
+    async fn compile(&self, wasm: &[u8]) -> Result<Component, RuntimeError> {
+        let timeout = Duration::from_millis(self.limits.compile_timeout_ms);
+        let started = Instant::now();
+        let permit = tokio::time::timeout(timeout, self.compiles.clone().acquire_owned())
+            .await
+            .map_err(|_| RuntimeError::CompileTimeout(timeout))?
+            .expect("the semaphore is never closed");
+        let (engine, bytes) = (self.engine.clone(), wasm.to_vec());
+        let compiling = tokio::task::spawn_blocking(move || {
+            let compiled = Component::new(&engine, &bytes);
+            drop(permit); // the compiler thread is done, whoever still waits
+            compiled
+        });
+        let left = timeout.saturating_sub(started.elapsed());
+        let component = tokio::time::timeout(left, compiling)
+            .await
+            .map_err(|_| RuntimeError::CompileTimeout(timeout))?
+            .map_err(|e| RuntimeError::Compile(e.to_string()))?
+            .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
         self.stats.compiled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&tmp, &serialized).and_then(|()| std::fs::rename(&tmp, &path)).is_err() {
-            tracing::warn!(path = %path.display(), "could not write the compile cache");
-        }
-        self.components.lock().expect("components lock").insert(hash.to_string(), component.clone());
         Ok(component)
     }
 
-    /// Checks a component for deployment: it compiles, targets our WIT
-    /// world, and imports only what `grants` links. Returns its hash.
+    /// Keeps a component that deployed: in memory and in the disk cache.
+    async fn remember(&self, hash: &str, component: &Component, write_to_disk: bool) {
+        if write_to_disk {
+            let path = self.cache_path(hash);
+            let c = component.clone();
+            let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                let serialized = c.serialize().map_err(std::io::Error::other)?;
+                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                std::fs::write(&tmp, &serialized)?;
+                std::fs::rename(&tmp, &path)
+            })
+            .await;
+            if !matches!(written, Ok(Ok(()))) {
+                tracing::warn!(hash, "could not write the compile cache");
+            }
+        }
+        self.components.lock().expect("components lock").insert(hash.to_string(), component.clone());
+    }
+
+    /// The compiled component of a deployed version: cached, or compiled
+    /// again from the stored bytes (another node deployed it, or the cache
+    /// was cleared).
+    async fn component(&self, hash: &str) -> Result<Component, RuntimeError> {
+        if let Some(c) = self.cached(hash).await {
+            return Ok(c);
+        }
+        let bytes = self.db.get_component(hash).await?.ok_or_else(|| RuntimeError::MissingComponent(hash.to_string()))?;
+        let component = self.compile(&bytes).await?;
+        self.remember(hash, &component, true).await;
+        Ok(component)
+    }
+
+    /// Checks a component for deployment: its shape is read and limited
+    /// before anything compiles it; it must target our WIT world and import
+    /// only what `grants` links. Kept (compiled, in memory and on disk)
+    /// only when it passes. Returns its hash.
     pub async fn validate(&self, wasm: &[u8], grants: Grants) -> Result<String, RuntimeError> {
+        if wasm.len() > self.limits.plugin_upload_bytes {
+            return Err(RuntimeError::TooComplex(format!(
+                "{} bytes; the limit is {}",
+                wasm.len(),
+                self.limits.plugin_upload_bytes
+            )));
+        }
+        inspect::check(wasm, grants, &self.limits)?;
         let hash = component_hash(wasm);
-        let component = self.component(&hash, Some(wasm)).await?;
+        let (component, fresh) = match self.cached(&hash).await {
+            Some(c) => (c, false),
+            None => (self.compile(wasm).await?, true),
+        };
         self.check_imports(&component, grants)?;
         self.prepare(&component, grants)?;
+        self.remember(&hash, &component, fresh).await;
         Ok(hash)
     }
 
     fn check_imports(&self, component: &Component, grants: Grants) -> Result<(), RuntimeError> {
         let ty = component.component_type();
         for (name, _) in ty.imports(&self.engine) {
-            if name.starts_with("wasi:") {
-                continue; // resolved (or refused) by the linker below
-            }
-            let Some(rest) = name.strip_prefix(WIT_PACKAGE).and_then(|r| r.strip_prefix('/')) else {
-                return Err(RuntimeError::UnknownImport(name.to_string()));
-            };
-            let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
-            if version != WIT_VERSION {
-                return Err(RuntimeError::WrongWitVersion(format!(
-                    "component targets {WIT_PACKAGE}@{}; this engine provides {WIT_PACKAGE}@{WIT_VERSION}",
-                    if version.is_empty() { "(unversioned)" } else { version }
-                )));
-            }
-            if interface == "types" {
-                continue;
-            }
-            match Capability::from_interface(interface) {
-                Some(cap) if grants.contains(cap) => {}
-                Some(cap) => return Err(RuntimeError::CapabilityNotGranted { capability: cap.name().into() }),
-                None => return Err(RuntimeError::UnknownImport(name.to_string())),
-            }
+            inspect::check_import(name, grants)?;
         }
         Ok(())
     }
@@ -313,7 +369,7 @@ impl Runtime {
         }
         let manifest = crate::deploy::manifest::stored(&row.manifest_json);
         let grants = Grants::from_capabilities(&manifest.capabilities);
-        let component = self.component(&row.component_hash, None).await?;
+        let component = self.component(&row.component_hash).await?;
         let pre = self.prepare(&component, grants)?;
         let plugin = Arc::new(LoadedPlugin {
             version_id: row.version_id.clone(),
@@ -330,8 +386,8 @@ impl Runtime {
     /// Runs one trigger in a fresh instance.
     pub async fn invoke(&self, plugin: &LoadedPlugin, ctx: InvocationContext, trigger: Trigger) -> InvocationOutcome {
         let started = Instant::now();
-        let quotas = &ctx.tenant.settings.quotas;
-        let limits = plugin.limits.capped(quotas);
+        let quotas = ctx.tenant.settings.quotas.resolve(&self.limits);
+        let limits = plugin.limits.capped(&quotas);
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let state = InvocationState {
             wasi: WasiCtxBuilder::new().stderr(stderr.clone()).build(),
@@ -342,7 +398,8 @@ impl Runtime {
                 tenant: ctx.tenant.clone(),
                 plugin_id: plugin.plugin_id.clone(),
                 event_id: ctx.event_id.clone(),
-                in_reply_to: ctx.in_reply_to,
+                reply_to: ctx.reply_to,
+                mode: ctx.mode,
                 clock: self.clock.clone(),
                 max_sends: self.limits.sends_per_invocation,
                 max_chars: self.limits.message_chars,
@@ -350,9 +407,8 @@ impl Runtime {
                 pricing: self.pricing.clone(),
                 db: self.db.clone(),
                 balance: None,
-                balances: self.balances.clone(),
+                usage: self.usage.clone(),
                 sends_per_day: quotas.sends_per_day,
-                sent_today: None,
             },
             kv: kv::KvState {
                 db: self.db.clone(),
@@ -363,7 +419,10 @@ impl Runtime {
                 list_max: self.limits.kv_list_max,
                 reads: HashMap::new(),
                 writes: Default::default(),
-                quota: kv::KvQuota::new(quotas.kv_keys, quotas.kv_bytes),
+                pending_bytes: 0,
+                max_writes: self.limits.kv_writes_per_invocation,
+                max_pending_bytes: self.limits.kv_write_bytes_per_invocation,
+                quota: kv::KvQuota::new(quotas.kv_keys, quotas.kv_bytes, self.usage.clone()),
             },
             timers: timers::TimersState {
                 db: self.db.clone(),
@@ -374,13 +433,15 @@ impl Runtime {
                 payload_bytes: self.limits.timer_payload_bytes,
                 key_bytes: self.limits.kv_key_bytes,
                 ops: Vec::new(),
+                mode: ctx.mode.as_str(),
                 max_pending: quotas.timers_pending,
-                pending: None,
+                usage: self.usage.clone(),
             },
             config: config::ConfigState { json: plugin.config.clone() },
             http: http::HttpState {
                 allow: plugin.http_allow.clone(),
                 allow_private: self.http_allow_private,
+                client: self.http_client.clone(),
                 timeout: Duration::from_millis(self.limits.http_fetch_timeout_ms),
                 max_body: self.limits.http_fetch_bytes,
                 max_calls: self.limits.http_fetches_per_invocation,
@@ -390,6 +451,8 @@ impl Runtime {
                 clock: self.clock.clone(),
                 max_lines: self.limits.log_lines_per_invocation,
                 max_bytes: self.limits.log_line_bytes,
+                max_total_bytes: self.limits.log_bytes_per_invocation,
+                total_bytes: 0,
                 lines: Vec::new(),
                 dropped: 0,
             },

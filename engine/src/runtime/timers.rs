@@ -3,6 +3,7 @@
 use super::bindings::timers;
 use super::bindings::types::Error;
 use crate::clock::Clock;
+use super::usage::Usage;
 use crate::store::{Database, TimerOp};
 use std::sync::Arc;
 
@@ -15,11 +16,12 @@ pub struct TimersState {
     pub(super) payload_bytes: usize,
     pub(super) key_bytes: usize,
     pub(super) ops: Vec<TimerOp>,
+    /// Timers fire in the mode of the invocation that set them.
+    pub(super) mode: &'static str,
     /// The tenant's quota of pending timers.
-    pub(super) max_pending: Option<i64>,
-    /// Timers pending (committed, plus new keys this invocation added),
-    /// read at the first schedule when there is a quota.
-    pub(super) pending: Option<i64>,
+    pub(super) max_pending: i64,
+    /// The tenant's pending timers, shared with the node's other invocations.
+    pub(super) usage: Arc<Usage>,
 }
 
 impl TimersState {
@@ -32,27 +34,24 @@ impl TimersState {
                 self.payload_bytes
             )));
         }
-        self.ops.push(TimerOp::Schedule { key, due_at: at, payload });
+        self.ops.push(TimerOp::Schedule { key, due_at: at, payload, mode: self.mode });
         Ok(())
     }
 
     /// Refuses a timer that would take the tenant past its quota (a key
     /// already pending is replaced, not added).
     async fn check_quota(&mut self, key: &str) -> wasmtime::Result<Result<(), Error>> {
-        let Some(max) = self.max_pending else { return Ok(Ok(())) };
+        let max = self.max_pending;
         let lookup = |e: crate::store::StoreError| wasmtime::format_err!("timer lookup failed: {e}");
         let scheduled_here = self.ops.iter().any(|op| matches!(op, TimerOp::Schedule { key: k, .. } if k == key));
         if scheduled_here || self.db.timer_pending(&self.tenant_id, &self.plugin_id, key).await.map_err(lookup)? {
             return Ok(Ok(()));
         }
-        let pending = match self.pending {
-            Some(n) => n,
-            None => self.db.timers_pending(&self.tenant_id).await.map_err(lookup)?,
-        };
+        let pending = self.usage.timers(self.db.as_ref(), &self.tenant_id).await.map_err(lookup)?;
         if pending >= max {
             return Ok(Err(Error::QuotaExceeded(format!("the tenant's quota of {max} pending timers is used up"))));
         }
-        self.pending = Some(pending + 1);
+        self.usage.admitted_timer(&self.tenant_id);
         Ok(Ok(()))
     }
 

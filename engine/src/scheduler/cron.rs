@@ -75,6 +75,7 @@ async fn fire_schedule(
         message_id: None,
         run_at: now,
         created_at: now,
+        mode: "live",
     };
     let lease = app.pipeline.lease(&app.clock);
     if app.db.fire_cron(&plugin.row.plugin_id, expr, last, fire_at, &event, &lease).await? {

@@ -11,6 +11,7 @@
 //! then work on it here) needs no claim query; the sweeper claims only what
 //! is due for retry or was orphaned by a crash.
 
+pub mod lock;
 mod models;
 pub mod postgres;
 pub mod sqlite;
@@ -118,6 +119,12 @@ pub trait Tenants {
     async fn create_api_key(&self, key: &NewApiKeyRow) -> StoreResult<()>;
     /// Keys that are not revoked.
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRow>>;
+    /// Records (or replaces) a tenant's claim on a number.
+    async fn put_number_claim(&self, claim: &NumberClaim) -> StoreResult<()>;
+    async fn number_claim(&self, tenant_id: &str, number: &str) -> StoreResult<Option<NumberClaim>>;
+    /// Counts a wrong code against a claim.
+    async fn count_claim_attempt(&self, tenant_id: &str, number: &str) -> StoreResult<()>;
+    async fn delete_number_claim(&self, tenant_id: &str, number: &str) -> StoreResult<()>;
 }
 
 /// What a tenant manages through the gateway API: keys, sender IDs,
@@ -130,10 +137,15 @@ pub trait Accounts {
     async fn list_keys(&self, tenant_id: &str) -> StoreResult<Vec<ApiKeyInfo>>;
     /// Revokes a key of the tenant; false if it has no such live key.
     async fn revoke_key(&self, tenant_id: &str, key_id: &str, at: Millis) -> StoreResult<bool>;
-    async fn add_sender_id(&self, tenant_id: &str, sender_id: &str, at: Millis) -> StoreResult<()>;
+    /// Records a sender ID as `pending` or `approved` (an approved name is
+    /// one tenant's: `Conflict` if another holds it).
+    async fn add_sender_id(&self, tenant_id: &str, sender_id: &str, status: &str, at: Millis) -> StoreResult<()>;
+    /// Approves or rejects a sender ID; false if the tenant has no such one.
+    async fn decide_sender_id(&self, tenant_id: &str, sender_id: &str, status: &str, at: Millis)
+    -> StoreResult<bool>;
     async fn delete_sender_id(&self, tenant_id: &str, sender_id: &str) -> StoreResult<bool>;
-    /// Every tenant's sender IDs as (tenant, sender ID).
-    async fn list_sender_ids(&self) -> StoreResult<Vec<(String, String)>>;
+    /// Every tenant's sender IDs, whatever their status.
+    async fn list_sender_ids(&self) -> StoreResult<Vec<SenderIdRow>>;
     async fn put_template(&self, tenant_id: &str, name: &str, body: &str, at: Millis) -> StoreResult<()>;
     async fn get_template(&self, tenant_id: &str, name: &str) -> StoreResult<Option<TemplateRow>>;
     async fn list_templates(&self, tenant_id: &str) -> StoreResult<Vec<TemplateRow>>;
@@ -172,9 +184,9 @@ pub trait Plugins {
 #[async_trait]
 pub trait Events {
     /// Persists accepted inbound messages and the events routed from them,
-    /// all in one transaction (group commit). Per message: whether it was
-    /// inserted (false: its parts were consumed by a copy already).
-    async fn insert_inbound(&self, batch: &[NewInbound]) -> StoreResult<Vec<bool>>;
+    /// all in one transaction (group commit). Per message: what became of
+    /// it (a carrier retry of an id already stored is not stored again).
+    async fn insert_inbound(&self, batch: &[NewInbound]) -> StoreResult<Vec<InboundOutcome>>;
     /// Persists business events, leased to `lease` (one transaction).
     async fn insert_events(&self, events: &[NewEvent], lease: &Lease) -> StoreResult<()>;
     /// Leases up to `limit` events that are due and not leased by a live node.
@@ -220,13 +232,17 @@ pub trait Deliveries {
     async fn record_reports(&self, reports: &[ProviderReport], lease: &Lease) -> StoreResult<Recorded>;
     /// Stores one part of an inbound message; when it completes the
     /// message, returns the whole text (the parts stay until the message
-    /// is inserted, which consumes them).
+    /// is inserted, which consumes them). Parts belong together when they
+    /// share connector, sender, recipient, reference and total.
     async fn store_inbound_part(
         &self,
         connector: &str,
         part: &InboundPart,
         at: Millis,
     ) -> StoreResult<Option<Reassembled>>;
+    /// Messages whose first part arrived before `before` and which are
+    /// still incomplete, as what arrived (connector, message).
+    async fn stale_inbound_parts(&self, before: Millis, limit: u32) -> StoreResult<Vec<(String, Reassembled)>>;
 }
 
 /// Signed status webhooks: claimed, attempted, retried.
@@ -258,8 +274,10 @@ pub trait Governance {
         limit: u32,
         before: Option<i64>,
     ) -> StoreResult<Vec<InvocationRow>>;
-    /// Deletes invocation records and plugin logs older than `before`.
-    async fn prune_records(&self, before: Millis) -> StoreResult<u64>;
+    /// Deletes what has outlived its retention: invocation records and
+    /// plugin logs, remembered carrier ids and early reports, expired
+    /// number claims, closed reply windows. Returns the rows removed.
+    async fn prune(&self, retention: &Retention) -> StoreResult<u64>;
     /// Which of `recipients` opted out of the tenant (tenant-wide, or of `number`).
     async fn opted_out(&self, tenant_id: &str, recipients: &[String], number: &str) -> StoreResult<Vec<String>>;
     async fn list_opt_outs(&self, tenant_id: &str, limit: u32, after: Option<&str>) -> StoreResult<Vec<OptOutRow>>;

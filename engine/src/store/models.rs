@@ -248,6 +248,9 @@ pub struct NewMessage {
     /// What the message cost, debited at acceptance.
     pub price: i64,
     pub batch_id: Option<String>,
+    /// Set at acceptance for messages that are already marked (an inbound
+    /// message delivered `INCOMPLETE`).
+    pub error_code: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,6 +295,9 @@ pub struct NewEvent {
     pub message_id: Option<String>,
     pub run_at: Millis,
     pub created_at: Millis,
+    /// `live`, or `test` for events a test key caused (their plugins' sends
+    /// go to the sandbox).
+    pub mode: &'static str,
 }
 
 /// An event as claimed for processing.
@@ -307,6 +313,12 @@ pub struct EventRow {
     /// Attempts made before this one.
     pub attempts: u32,
     pub created_at: Millis,
+    pub mode: &'static str,
+}
+
+/// The stored name of a mode (`test`, else `live`).
+pub fn mode_of(stored: &str) -> &'static str {
+    if stored == "test" { "test" } else { "live" }
 }
 
 impl NewEvent {
@@ -321,6 +333,7 @@ impl NewEvent {
             message_id: self.message_id.clone(),
             attempts: 0,
             created_at: self.created_at,
+            mode: self.mode,
         }
     }
 }
@@ -335,17 +348,40 @@ pub struct NewInbound {
     /// The stored parts this message was reassembled from, consumed in the
     /// same transaction (if they are gone, another copy won: skip).
     pub consumes_parts: Option<PartsKey>,
-    /// STOP/START: the consent change, and the confirmation to send.
+    /// STOP/START/HELP: the consent change, and the confirmation to send
+    /// (priced; sent only if the balance pays for it and the sender has
+    /// had fewer than `confirmations_per_hour` from this number this hour).
     pub consent: Option<ConsentChange>,
     pub confirmation: Option<NewMessage>,
+    pub confirmations_per_hour: u32,
+    /// The carrier's id of the message: a second message with the same
+    /// (connector, id) is a carrier retry, answered with the first.
+    pub provider_id: Option<String>,
 }
 
+/// What became of one accepted inbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundOutcome {
+    /// Stored; `confirmed` says whether its compliance confirmation (if
+    /// any) was queued.
+    Inserted { confirmed: bool },
+    /// Its parts were consumed by a copy that completed first.
+    PartsTaken,
+    /// The carrier sent this id before: that message, not a new one.
+    Duplicate { message_id: String },
+}
+
+/// The stored parts of one long inbound message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartsKey {
     pub connector: String,
     pub from: String,
+    pub to: String,
     pub reference: String,
     pub total: u8,
+    /// How many part rows the message consumes (all `total` of them, or
+    /// fewer for one delivered incomplete after the timeout).
+    pub parts: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -362,7 +398,8 @@ pub struct KvEntry {
 
 #[derive(Debug, Clone)]
 pub enum TimerOp {
-    Schedule { key: String, due_at: Millis, payload: String },
+    /// `mode`: the timer fires in the mode of the invocation that set it.
+    Schedule { key: String, due_at: Millis, payload: String, mode: &'static str },
     Cancel { key: String },
 }
 
@@ -526,6 +563,79 @@ pub struct Reassembled {
     pub to: String,
     pub text: String,
     pub provider_id: Option<String>,
+    pub reference: String,
+    pub total: u8,
+    /// Parts it was made of (fewer than `total`: delivered incomplete).
+    pub parts: u8,
+}
+
+/// (part number, text, carrier id) of a stored inbound part.
+pub type StoredPart = (i64, String, Option<String>);
+
+impl Reassembled {
+    /// The message stored parts make, in part order.
+    pub fn from_parts(from: String, to: String, reference: String, total: u8, parts: &[StoredPart]) -> Self {
+        Reassembled {
+            from,
+            to,
+            text: parts.iter().map(|(_, text, _)| text.as_str()).collect(),
+            provider_id: parts.first().and_then(|(_, _, id)| id.clone()),
+            reference,
+            total,
+            parts: parts.len() as u8,
+        }
+    }
+}
+
+/// The parts of accepted messages as (result, part number, carrier id),
+/// each carrier id once (a carrier that answers two sends of a batch with
+/// one id: the later send keeps it).
+pub fn unique_parts<'a>(sent: &[(&'a SendResult, &'a [String])]) -> Vec<(&'a SendResult, usize, &'a String)> {
+    let all: Vec<(&SendResult, usize, &String)> =
+        sent.iter().flat_map(|(r, ids)| ids.iter().enumerate().map(move |(i, id)| (*r, i + 1, id))).collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut unique: Vec<_> =
+        all.into_iter().rev().filter(|(r, _, id)| seen.insert((r.connector.as_str(), id.as_str()))).collect();
+    unique.reverse();
+    unique
+}
+
+/// A number a tenant asked for, waiting for the code sent to it.
+#[derive(Debug, Clone)]
+pub struct NumberClaim {
+    pub tenant_id: String,
+    pub number: String,
+    pub connector: String,
+    pub is_default: bool,
+    /// SHA-256 of the code.
+    pub code_hash: Vec<u8>,
+    pub attempts: u32,
+    pub expires_at: Millis,
+    pub created_at: Millis,
+}
+
+/// An alphanumeric sender ID and where its approval stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderIdRow {
+    pub tenant_id: String,
+    pub sender_id: String,
+    /// `pending`, `approved` or `rejected`.
+    pub status: String,
+    pub created_at: Millis,
+}
+
+/// How long a compliance reply window lasts (see `NewInbound`).
+pub const REPLY_WINDOW_MS: Millis = 3_600_000;
+
+/// What retention removes, by age.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Invocation records and plugin logs older than this.
+    pub records_before: Millis,
+    /// Inbound carrier ids and early delivery reports older than this.
+    pub carrier_ids_before: Millis,
+    /// Now: expired number claims and closed reply windows go.
+    pub now: Millis,
 }
 
 #[derive(Debug, Clone, Serialize)]

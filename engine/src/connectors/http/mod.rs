@@ -104,6 +104,9 @@ pub struct HttpGateway {
     name: String,
     settings: HttpSettings,
     ctx: Context,
+    /// The built-in `generic` connector: takes unsigned inbound webhooks
+    /// (for simulator numbers only; see `ingest`) and no reports.
+    unsigned: bool,
 }
 
 impl HttpGateway {
@@ -111,11 +114,20 @@ impl HttpGateway {
         if let Some(url) = &settings.url {
             crate::net::parse_http_url(url).map_err(|e| e.to_string())?;
         }
-        Ok(HttpGateway { name, settings, ctx })
+        Ok(HttpGateway { name, settings, ctx, unsigned: false })
     }
 
+    /// This gateway as the built-in unsigned `generic` webhook.
+    pub fn unsigned_generic(self) -> Self {
+        HttpGateway { unsigned: true, ..self }
+    }
+
+    /// A configured gateway's webhooks must be signed: one without a
+    /// `webhook_secret` takes none.
     fn verify(&self, req: &WebhookRequest<'_>) -> Result<(), WebhookError> {
-        let Some(secret) = &self.settings.webhook_secret else { return Ok(()) };
+        let Some(secret) = &self.settings.webhook_secret else {
+            return if self.unsigned { Ok(()) } else { Err(WebhookError::BadSignature) };
+        };
         let presented = req
             .headers
             .get(SIGNATURE_HEADER)
@@ -259,6 +271,9 @@ impl Connector for HttpGateway {
                 message: "send a JSON body with content-type: application/json".into(),
                 field: None,
             });
+        }
+        if self.unsigned && kind == WebhookKind::Status {
+            return Err(WebhookError::NotSupported(kind));
         }
         self.verify(req)?;
         let doc = json_object(req.body)?;

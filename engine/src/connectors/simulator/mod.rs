@@ -60,6 +60,9 @@ pub struct Simulator {
     name: String,
     settings: SimulatorSettings,
     ctx: Context,
+    /// Ids are `SIM` + this process's start (base 36) + a counter: unique
+    /// across restarts, as a real carrier's are.
+    id_prefix: String,
     next_id: AtomicU64,
     sent: Mutex<Vec<SimulatedSms>>,
     count: watch::Sender<usize>,
@@ -67,10 +70,15 @@ pub struct Simulator {
 
 impl Simulator {
     pub fn new(name: String, settings: SimulatorSettings, ctx: Context) -> Self {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64)
+            ^ u64::from(rand::random::<u16>());
         Simulator {
             name,
             settings,
             ctx,
+            id_prefix: format!("SIM{}-", base36(started)),
             next_id: AtomicU64::new(1),
             sent: Mutex::default(),
             count: watch::channel(0).0,
@@ -88,6 +96,19 @@ impl Simulator {
         let _ = rx.wait_for(|count| *count >= n).await;
         self.sent()
     }
+}
+
+fn base36(mut n: u64) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    String::from_utf8(digits).expect("ascii")
 }
 
 #[async_trait]
@@ -109,7 +130,7 @@ impl Connector for Simulator {
             }
             _ => {}
         }
-        let provider_id = format!("SIM{:010}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let provider_id = format!("{}{:010}", self.id_prefix, self.next_id.fetch_add(1, Ordering::Relaxed));
         self.sent.lock().expect("simulator lock").push(SimulatedSms {
             provider_id: provider_id.clone(),
             message_id: sms.message_id.clone(),

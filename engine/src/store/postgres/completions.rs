@@ -313,11 +313,12 @@ async fn apply_state(conn: &mut PgConnection, c: &EventCompletion, effects: &Eff
     }
     for op in &effects.timer_ops {
         match op {
-            TimerOp::Schedule { key, due_at, payload } => {
+            TimerOp::Schedule { key, due_at, payload, mode } => {
                 sqlx::query(
-                    "INSERT INTO timers (tenant_id, plugin_id, key, due_at, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                    "INSERT INTO timers (tenant_id, plugin_id, key, due_at, payload, created_at, mode) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
                      ON CONFLICT (tenant_id, plugin_id, key) DO UPDATE SET due_at = excluded.due_at, \
-                     payload = excluded.payload, created_at = excluded.created_at",
+                     payload = excluded.payload, created_at = excluded.created_at, mode = excluded.mode",
                 )
                 .bind(&c.tenant_id)
                 .bind(&c.plugin_id)
@@ -325,6 +326,7 @@ async fn apply_state(conn: &mut PgConnection, c: &EventCompletion, effects: &Eff
                 .bind(due_at)
                 .bind(payload)
                 .bind(now)
+                .bind(*mode)
                 .execute(&mut *conn)
                 .await?;
             }

@@ -27,13 +27,28 @@ async fn record_sent(
     );
     q.build().execute(&mut *conn).await?;
 
-    let parts: Vec<(&SendResult, usize, &String)> =
-        sent.iter().flat_map(|(r, ids)| ids.iter().enumerate().map(move |(i, id)| (*r, i + 1, id))).collect();
+    let parts = crate::store::unique_parts(sent);
     // A report for these ids arriving at another node now either waits for
     // this commit (and finds the parts) or is kept first (and found below).
     let keys: Vec<String> = parts.iter().map(|(r, _, id)| report_key(&r.connector, id)).collect();
     super::lock_keys(conn, &keys).await?;
     for chunk in parts.chunks(INSERT_CHUNK) {
+        // A carrier id names one part of one message: a part of another
+        // message that held it loses it (its reports could not be told
+        // apart), and the new part takes it.
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new("WITH v(connector, provider_id, message_id) AS (");
+        q.push_values(chunk, |mut b, (r, _, provider_id)| {
+            b.push_bind(&r.connector).push_bind(*provider_id).push_bind(&r.message_id);
+        });
+        q.push(
+            ") UPDATE message_parts SET provider_id = message_parts.provider_id || '~' || message_parts.message_id \
+             || '.' || message_parts.part FROM v WHERE message_parts.connector = v.connector \
+             AND message_parts.provider_id = v.provider_id AND message_parts.message_id <> v.message_id \
+             RETURNING message_parts.message_id",
+        );
+        for row in q.build().fetch_all(&mut *conn).await? {
+            tracing::warn!(message_id = %row.get::<String, _>(0), "a carrier reused a message id; the older part keeps no id");
+        }
         let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
             "INSERT INTO message_parts (message_id, part, connector, provider_id, status, updated_at) ",
         );
@@ -174,7 +189,7 @@ async fn delivery_event(
 ) -> StoreResult<Option<NewEvent>> {
     let Some(msg) = sqlx::query(
         "SELECT m.tenant_id, m.plugin_id, m.to_addr, m.reference, \
-         EXISTS (SELECT 1 FROM routes WHERE plugin_id = m.plugin_id AND kind = 'delivery') \
+         EXISTS (SELECT 1 FROM routes WHERE plugin_id = m.plugin_id AND kind = 'delivery'), m.mode \
          FROM messages m WHERE m.id = $1",
     )
     .bind(message_id)
@@ -202,6 +217,7 @@ async fn delivery_event(
         message_id: Some(message_id.to_string()),
         run_at: at,
         created_at: at,
+        mode: mode_of(&msg.get::<String, _>(5)),
     }))
 }
 
@@ -351,48 +367,76 @@ impl Deliveries for PgStore {
         let mut tx = self.pool.begin().await?;
         // Parts of one message may arrive at different nodes at once: each
         // must see the others' parts, or none would see the message whole.
-        super::lock_keys(&mut tx, &[format!("{connector}\n{}\n{}", p.from, p.reference)]).await?;
+        let key = format!("{connector}\n{}\n{}\n{}\n{}", p.from, p.to, p.reference, p.total);
+        super::lock_keys(&mut tx, &[key]).await?;
         sqlx::query(
-            "INSERT INTO inbound_parts (connector, from_addr, reference, total, part, to_addr, text, provider_id, \
+            "INSERT INTO inbound_parts (connector, from_addr, to_addr, reference, total, part, text, provider_id, \
              received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (connector, from_addr, reference, part) DO UPDATE SET total = excluded.total, \
-             to_addr = excluded.to_addr, text = excluded.text, provider_id = excluded.provider_id, \
-             received_at = excluded.received_at",
+             ON CONFLICT (connector, from_addr, to_addr, reference, total, part) DO UPDATE SET \
+             text = excluded.text, provider_id = excluded.provider_id",
         )
         .bind(connector)
         .bind(&p.from)
+        .bind(&p.to)
         .bind(&p.reference)
         .bind(p.total as i64)
         .bind(p.part as i64)
-        .bind(&p.to)
         .bind(&p.text)
         .bind(&p.provider_id)
         .bind(at)
         .execute(&mut *tx)
         .await?;
-        let parts = sqlx::query(
-            "SELECT part, text, provider_id FROM inbound_parts WHERE connector = $1 AND from_addr = $2 AND reference = $3 \
-             ORDER BY part",
+        let parts: Vec<StoredPart> = sqlx::query(
+            "SELECT part, text, provider_id FROM inbound_parts WHERE connector = $1 AND from_addr = $2 \
+             AND to_addr = $3 AND reference = $4 AND total = $5 ORDER BY part",
         )
         .bind(connector)
         .bind(&p.from)
+        .bind(&p.to)
         .bind(&p.reference)
+        .bind(p.total as i64)
         .fetch_all(&mut *tx)
-        .await?;
-        let complete = parts.len() == p.total as usize
-            && parts.iter().enumerate().all(|(i, r)| r.get::<i64, _>(0) == i as i64 + 1);
-        let result = if complete {
-            Some(Reassembled {
-                from: p.from.clone(),
-                to: p.to.clone(),
-                text: parts.iter().map(|r| r.get::<String, _>(1)).collect(),
-                provider_id: parts.first().and_then(|r| r.get::<Option<String>, _>(2)),
-            })
-        } else {
-            None
-        };
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
         tx.commit().await?;
-        Ok(result)
+        Ok((parts.len() == p.total as usize)
+            .then(|| Reassembled::from_parts(p.from.clone(), p.to.clone(), p.reference.clone(), p.total, &parts)))
+    }
+
+    async fn stale_inbound_parts(&self, before: Millis, limit: u32) -> StoreResult<Vec<(String, Reassembled)>> {
+        let groups = sqlx::query(
+            "SELECT connector, from_addr, to_addr, reference, total FROM inbound_parts \
+             GROUP BY connector, from_addr, to_addr, reference, total HAVING MIN(received_at) < $1 LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(groups.len());
+        for g in groups {
+            let (connector, from, to, reference, total): (String, String, String, String, i64) =
+                (g.get(0), g.get(1), g.get(2), g.get(3), g.get(4));
+            let parts: Vec<StoredPart> = sqlx::query(
+                "SELECT part, text, provider_id FROM inbound_parts WHERE connector = $1 AND from_addr = $2 \
+                 AND to_addr = $3 AND reference = $4 AND total = $5 ORDER BY part",
+            )
+            .bind(&connector)
+            .bind(&from)
+            .bind(&to)
+            .bind(&reference)
+            .bind(total)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+            if !parts.is_empty() {
+                out.push((connector, Reassembled::from_parts(from, to, reference, total as u8, &parts)));
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -73,15 +73,32 @@ impl Accounts for SqliteStore {
         Ok(n > 0)
     }
 
-    async fn add_sender_id(&self, tenant_id: &str, sender_id: &str, at: Millis) -> StoreResult<()> {
-        sqlx::query("INSERT INTO sender_ids (tenant_id, sender_id, created_at) VALUES (?, ?, ?)")
+    async fn add_sender_id(&self, tenant_id: &str, sender_id: &str, status: &str, at: Millis) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sender_ids (tenant_id, sender_id, created_at, status, decided_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(tenant_id)
+        .bind(sender_id)
+        .bind(at)
+        .bind(status)
+        .bind((status != "pending").then_some(at))
+        .execute(&self.writer)
+        .await
+        .map_err(conflict_as("sender ID"))?;
+        Ok(())
+    }
+
+    async fn decide_sender_id(&self, tenant_id: &str, sender_id: &str, status: &str, at: Millis) -> StoreResult<bool> {
+        let n = sqlx::query("UPDATE sender_ids SET status = ?, decided_at = ? WHERE tenant_id = ? AND sender_id = ?")
+            .bind(status)
+            .bind(at)
             .bind(tenant_id)
             .bind(sender_id)
-            .bind(at)
             .execute(&self.writer)
             .await
-            .map_err(conflict_as("sender ID"))?;
-        Ok(())
+            .map_err(conflict_as("sender ID"))?
+            .rows_affected();
+        Ok(n > 0)
     }
 
     async fn delete_sender_id(&self, tenant_id: &str, sender_id: &str) -> StoreResult<bool> {
@@ -94,11 +111,16 @@ impl Accounts for SqliteStore {
         Ok(n > 0)
     }
 
-    async fn list_sender_ids(&self) -> StoreResult<Vec<(String, String)>> {
-        let rows = sqlx::query("SELECT tenant_id, sender_id FROM sender_ids ORDER BY tenant_id, sender_id")
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    async fn list_sender_ids(&self) -> StoreResult<Vec<SenderIdRow>> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, sender_id, status, created_at FROM sender_ids ORDER BY tenant_id, sender_id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SenderIdRow { tenant_id: r.get(0), sender_id: r.get(1), status: r.get(2), created_at: r.get(3) })
+            .collect())
     }
 
     async fn put_template(&self, tenant_id: &str, name: &str, body: &str, at: Millis) -> StoreResult<()> {

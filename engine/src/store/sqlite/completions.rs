@@ -318,11 +318,12 @@ async fn apply_state(
     }
     for op in &effects.timer_ops {
         match op {
-            TimerOp::Schedule { key, due_at, payload } => {
+            TimerOp::Schedule { key, due_at, payload, mode } => {
                 sqlx::query(
-                    "INSERT INTO timers (tenant_id, plugin_id, key, due_at, payload, created_at) VALUES (?, ?, ?, ?, ?, ?) \
+                    "INSERT INTO timers (tenant_id, plugin_id, key, due_at, payload, created_at, mode) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?) \
                      ON CONFLICT (tenant_id, plugin_id, key) DO UPDATE SET due_at = excluded.due_at, \
-                     payload = excluded.payload, created_at = excluded.created_at",
+                     payload = excluded.payload, created_at = excluded.created_at, mode = excluded.mode",
                 )
                 .bind(&c.tenant_id)
                 .bind(&c.plugin_id)
@@ -330,6 +331,7 @@ async fn apply_state(
                 .bind(due_at)
                 .bind(payload)
                 .bind(now)
+                .bind(*mode)
                 .execute(&mut *conn)
                 .await?;
             }

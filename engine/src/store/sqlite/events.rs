@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{Sqlite, SqliteRow};
 use sqlx::{QueryBuilder, Row, SqliteConnection};
 
-const EVENT_COLUMNS: &str = "id, tenant_id, plugin_id, kind, name, payload, message_id, attempts, created_at";
+const EVENT_COLUMNS: &str = "id, tenant_id, plugin_id, kind, name, payload, message_id, attempts, created_at, mode";
 
 fn event_row(r: SqliteRow) -> StoreResult<EventRow> {
     let kind: String = r.get(3);
@@ -19,6 +19,7 @@ fn event_row(r: SqliteRow) -> StoreResult<EventRow> {
         message_id: r.get(6),
         attempts: r.get::<i64, _>(7) as u32,
         created_at: r.get(8),
+        mode: mode_of(&r.get::<String, _>(9)),
     })
 }
 
@@ -27,7 +28,7 @@ pub(super) async fn insert_messages(conn: &mut SqliteConnection, messages: &[&Ne
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO messages (id, tenant_id, direction, from_addr, to_addr, body, status, status_rank, segments, \
              encoding, reference, connector, plugin_id, event_id, in_reply_to, created_at, updated_at, mode, webhook_url, \
-             scheduled_at, price, batch_id) ",
+             scheduled_at, price, batch_id, error_code) ",
         );
         q.push_values(chunk, |mut b, m| {
             b.push_bind(&m.id)
@@ -51,7 +52,8 @@ pub(super) async fn insert_messages(conn: &mut SqliteConnection, messages: &[&Ne
                 .push_bind(&m.webhook_url)
                 .push_bind(m.scheduled_at)
                 .push_bind(m.price)
-                .push_bind(&m.batch_id);
+                .push_bind(&m.batch_id)
+                .push_bind(m.error_code);
         });
         q.build().execute(&mut *conn).await?;
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO message_status (message_id, status, at) ");
@@ -71,7 +73,7 @@ pub(super) async fn insert_event_rows(
     for chunk in events.chunks(INSERT_CHUNK) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO events (id, tenant_id, plugin_id, kind, name, payload, message_id, status, attempts, run_at, \
-             lease_owner, lease_until, created_at, updated_at) ",
+             lease_owner, lease_until, created_at, updated_at, mode) ",
         );
         q.push_values(chunk, |mut b, e| {
             b.push_bind(&e.id)
@@ -87,7 +89,8 @@ pub(super) async fn insert_event_rows(
                 .push_bind(&lease.owner)
                 .push_bind(lease.until)
                 .push_bind(e.created_at)
-                .push_bind(e.created_at);
+                .push_bind(e.created_at)
+                .push_bind(e.mode);
         });
         q.build().execute(&mut *conn).await?;
     }
@@ -121,37 +124,101 @@ pub(super) async fn insert_outbox(
     Ok(())
 }
 
+/// Whether a compliance confirmation goes out: the sender has had fewer
+/// than the limit from this number in the current hour, and the balance
+/// pays for it (debited here, in the message's transaction).
+async fn may_confirm(conn: &mut SqliteConnection, b: &NewInbound, c: &NewMessage) -> StoreResult<bool> {
+    let now = b.message.created_at;
+    let replies: i64 = sqlx::query_scalar(
+        "INSERT INTO reply_windows (number, sender, window_start, replies) VALUES (?, ?, ?, 1) \
+         ON CONFLICT (number, sender) DO UPDATE SET \
+         replies = CASE WHEN reply_windows.window_start <= ? THEN 1 ELSE reply_windows.replies + 1 END, \
+         window_start = CASE WHEN reply_windows.window_start <= ? THEN excluded.window_start \
+         ELSE reply_windows.window_start END RETURNING replies",
+    )
+    .bind(&b.message.to)
+    .bind(&b.message.from)
+    .bind(now)
+    .bind(now - REPLY_WINDOW_MS)
+    .bind(now - REPLY_WINDOW_MS)
+    .fetch_one(&mut *conn)
+    .await?;
+    if replies > i64::from(b.confirmations_per_hour) {
+        return Ok(false);
+    }
+    if c.price == 0 {
+        return Ok(true);
+    }
+    let entry = super::status::Entry {
+        tenant_id: &c.tenant_id,
+        amount: -c.price,
+        kind: "debit",
+        message_id: Some(&c.id),
+        note: None,
+        at: now,
+    };
+    Ok(super::status::ledger_entry(conn, entry, true).await?.is_some())
+}
+
 #[async_trait]
 impl Events for SqliteStore {
-    async fn insert_inbound(&self, batch: &[NewInbound]) -> StoreResult<Vec<bool>> {
+    async fn insert_inbound(&self, batch: &[NewInbound]) -> StoreResult<Vec<InboundOutcome>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.writer.begin().await?;
-        let mut inserted = Vec::with_capacity(batch.len());
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut accepted: Vec<&NewInbound> = Vec::new();
+        let mut confirmations: Vec<&NewMessage> = Vec::new();
         for b in batch {
-            let fresh = match &b.consumes_parts {
-                None => true,
-                Some(k) => {
-                    let removed = sqlx::query(
-                        "DELETE FROM inbound_parts WHERE connector = ? AND from_addr = ? AND reference = ?",
-                    )
-                    .bind(&k.connector)
-                    .bind(&k.from)
-                    .bind(&k.reference)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    removed == k.total as u64
+            if let Some(k) = &b.consumes_parts {
+                let removed = sqlx::query(
+                    "DELETE FROM inbound_parts WHERE connector = ? AND from_addr = ? AND to_addr = ? \
+                     AND reference = ? AND total = ?",
+                )
+                .bind(&k.connector)
+                .bind(&k.from)
+                .bind(&k.to)
+                .bind(&k.reference)
+                .bind(k.total as i64)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if removed != k.parts as u64 {
+                    outcomes.push(InboundOutcome::PartsTaken);
+                    continue;
                 }
-            };
-            inserted.push(fresh);
+            }
+            if let (Some(provider_id), Some(connector)) = (&b.provider_id, &b.message.connector) {
+                let first: Option<String> = sqlx::query_scalar(
+                    "INSERT INTO inbound_receipts (connector, provider_id, message_id, at) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (connector, provider_id) DO UPDATE SET at = inbound_receipts.at \
+                     RETURNING message_id",
+                )
+                .bind(connector)
+                .bind(provider_id)
+                .bind(&b.message.id)
+                .bind(b.message.created_at)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(first) = first.filter(|id| *id != b.message.id) {
+                    outcomes.push(InboundOutcome::Duplicate { message_id: first });
+                    continue;
+                }
+            }
+            let mut confirmed = false;
+            if let Some(c) = &b.confirmation {
+                confirmed = may_confirm(&mut tx, b, c).await?;
+                if confirmed {
+                    confirmations.push(c);
+                }
+            }
+            outcomes.push(InboundOutcome::Inserted { confirmed });
+            accepted.push(b);
         }
-        let accepted: Vec<&NewInbound> = batch.iter().zip(&inserted).filter(|(_, ok)| **ok).map(|(b, _)| b).collect();
         let mut messages: Vec<&NewMessage> = accepted.iter().map(|b| &b.message).collect();
-        // STOP/START: the consent change and its confirmation commit with the message.
-        let confirmations: Vec<NewMessage> = accepted.iter().filter_map(|b| b.confirmation.clone()).collect();
-        messages.extend(confirmations.iter());
+        // STOP/START: the consent change commits with the message, answered or not.
+        messages.extend(confirmations.iter().copied());
         for b in &accepted {
             match &b.consent {
                 Some(ConsentChange::OptOut(row)) => {
@@ -171,9 +238,10 @@ impl Events for SqliteStore {
                 None => {}
             }
         }
-        insert_messages(&mut tx, &messages).await?;
+        if !messages.is_empty() {
+            insert_messages(&mut tx, &messages).await?;
+        }
         if !confirmations.is_empty() {
-            let confirmations: Vec<&NewMessage> = confirmations.iter().collect();
             insert_outbox(&mut tx, &confirmations, &batch[0].lease).await?;
         }
         // Events of one batch share the accepting node's lease.
@@ -182,7 +250,7 @@ impl Events for SqliteStore {
             insert_event_rows(&mut tx, &events, &batch[0].lease).await?;
         }
         tx.commit().await?;
-        Ok(inserted)
+        Ok(outcomes)
     }
 
     async fn insert_events(&self, events: &[NewEvent], lease: &Lease) -> StoreResult<()> {
@@ -243,7 +311,7 @@ impl Events for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let due = sqlx::query(
             "DELETE FROM timers WHERE rowid IN (SELECT rowid FROM timers WHERE due_at <= ? ORDER BY due_at LIMIT ?)
-             RETURNING tenant_id, plugin_id, key, due_at, payload",
+             RETURNING tenant_id, plugin_id, key, due_at, payload, mode",
         )
         .bind(now)
         .bind(limit as i64)
@@ -261,6 +329,7 @@ impl Events for SqliteStore {
                 payload: r.get(4),
                 message_id: None,
                 created_at: now,
+                mode: mode_of(&r.get::<String, _>(5)),
             })
             .collect();
         let refs: Vec<&NewEvent> = events.iter().collect();

@@ -184,12 +184,21 @@ impl Governance for SqliteStore {
             .collect())
     }
 
-    async fn prune_records(&self, before: Millis) -> StoreResult<u64> {
+    async fn prune(&self, r: &Retention) -> StoreResult<u64> {
         let mut tx = self.writer.begin().await?;
-        let a = sqlx::query("DELETE FROM invocations WHERE started_at < ?").bind(before).execute(&mut *tx).await?;
-        let b = sqlx::query("DELETE FROM plugin_logs WHERE at < ?").bind(before).execute(&mut *tx).await?;
+        let mut removed = 0;
+        for (sql, before) in [
+            ("DELETE FROM invocations WHERE started_at < ?", r.records_before),
+            ("DELETE FROM plugin_logs WHERE at < ?", r.records_before),
+            ("DELETE FROM inbound_receipts WHERE at < ?", r.carrier_ids_before),
+            ("DELETE FROM pending_reports WHERE at < ?", r.carrier_ids_before),
+            ("DELETE FROM number_claims WHERE expires_at < ?", r.now),
+            ("DELETE FROM reply_windows WHERE window_start < ?", r.now - crate::store::REPLY_WINDOW_MS),
+        ] {
+            removed += sqlx::query(sql).bind(before).execute(&mut *tx).await?.rows_affected();
+        }
         tx.commit().await?;
-        Ok(a.rows_affected() + b.rows_affected())
+        Ok(removed)
     }
 
     async fn opted_out(&self, tenant_id: &str, recipients: &[String], number: &str) -> StoreResult<Vec<String>> {

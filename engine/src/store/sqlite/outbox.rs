@@ -27,11 +27,27 @@ async fn record_sent(
     );
     q.build().execute(&mut *conn).await?;
 
-    let parts: Vec<(&SendResult, usize, &String)> =
-        sent.iter().flat_map(|(r, ids)| ids.iter().enumerate().map(move |(i, id)| (*r, i + 1, id))).collect();
+    let parts = crate::store::unique_parts(sent);
     for chunk in parts.chunks(INSERT_CHUNK) {
+        // A carrier id names one part of one message: a part of another
+        // message that held it loses it (its reports could not be told
+        // apart), and the new part takes it.
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("WITH v(connector, provider_id, message_id) AS (");
+        q.push_values(chunk, |mut b, (r, _, provider_id)| {
+            b.push_bind(&r.connector).push_bind(*provider_id).push_bind(&r.message_id);
+        });
+        q.push(
+            ") UPDATE message_parts SET provider_id = message_parts.provider_id || '~' || message_parts.message_id \
+             || '.' || message_parts.part FROM v WHERE message_parts.connector = v.connector \
+             AND message_parts.provider_id = v.provider_id AND message_parts.message_id <> v.message_id \
+             RETURNING message_parts.message_id",
+        );
+        for row in q.build().fetch_all(&mut *conn).await? {
+            tracing::warn!(message_id = %row.get::<String, _>(0), "a carrier reused a message id; the older part keeps no id");
+        }
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT OR REPLACE INTO message_parts (message_id, part, connector, provider_id, status, updated_at) ",
+            "INSERT INTO message_parts (message_id, part, connector, provider_id, status, updated_at) ",
         );
         q.push_values(chunk, |mut b, (r, part, provider_id)| {
             b.push_bind(&r.message_id)
@@ -41,6 +57,10 @@ async fn record_sent(
                 .push("'sent'")
                 .push_bind(r.at);
         });
+        q.push(
+            " ON CONFLICT (message_id, part) DO UPDATE SET connector = excluded.connector, \
+             provider_id = excluded.provider_id, status = excluded.status, updated_at = excluded.updated_at",
+        );
         q.build().execute(&mut *conn).await?;
     }
 
@@ -158,7 +178,7 @@ async fn delivery_event(
 ) -> StoreResult<Option<NewEvent>> {
     let Some(msg) = sqlx::query(
         "SELECT m.tenant_id, m.plugin_id, m.to_addr, m.reference, \
-         EXISTS (SELECT 1 FROM routes WHERE plugin_id = m.plugin_id AND kind = 'delivery') \
+         EXISTS (SELECT 1 FROM routes WHERE plugin_id = m.plugin_id AND kind = 'delivery'), m.mode \
          FROM messages m WHERE m.id = ?",
     )
     .bind(message_id)
@@ -186,6 +206,7 @@ async fn delivery_event(
         message_id: Some(message_id.to_string()),
         run_at: at,
         created_at: at,
+        mode: mode_of(&msg.get::<String, _>(5)),
     }))
 }
 
@@ -403,42 +424,68 @@ impl Deliveries for SqliteStore {
     ) -> StoreResult<Option<Reassembled>> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
-            "INSERT OR REPLACE INTO inbound_parts (connector, from_addr, reference, total, part, to_addr, text, provider_id, \
-             received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO inbound_parts (connector, from_addr, to_addr, reference, total, part, text, provider_id, \
+             received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET text = excluded.text, \
+             provider_id = excluded.provider_id",
         )
         .bind(connector)
         .bind(&p.from)
+        .bind(&p.to)
         .bind(&p.reference)
         .bind(p.total as i64)
         .bind(p.part as i64)
-        .bind(&p.to)
         .bind(&p.text)
         .bind(&p.provider_id)
         .bind(at)
         .execute(&mut *tx)
         .await?;
         let parts = sqlx::query(
-            "SELECT part, text, provider_id FROM inbound_parts WHERE connector = ? AND from_addr = ? AND reference = ? \
-             ORDER BY part",
+            "SELECT part, text, provider_id FROM inbound_parts WHERE connector = ? AND from_addr = ? AND to_addr = ? \
+             AND reference = ? AND total = ? ORDER BY part",
         )
         .bind(connector)
         .bind(&p.from)
+        .bind(&p.to)
         .bind(&p.reference)
+        .bind(p.total as i64)
         .fetch_all(&mut *tx)
         .await?;
-        let complete = parts.len() == p.total as usize
-            && parts.iter().enumerate().all(|(i, r)| r.get::<i64, _>(0) == i as i64 + 1);
-        let result = if complete {
-            Some(Reassembled {
-                from: p.from.clone(),
-                to: p.to.clone(),
-                text: parts.iter().map(|r| r.get::<String, _>(1)).collect(),
-                provider_id: parts.first().and_then(|r| r.get::<Option<String>, _>(2)),
-            })
-        } else {
-            None
-        };
         tx.commit().await?;
-        Ok(result)
+        let parts: Vec<StoredPart> = parts.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        Ok((parts.len() == p.total as usize).then(|| Reassembled::from_parts(p.from.clone(), p.to.clone(), p.reference.clone(), p.total, &parts)))
+    }
+
+    async fn stale_inbound_parts(&self, before: Millis, limit: u32) -> StoreResult<Vec<(String, Reassembled)>> {
+        let groups = sqlx::query(
+            "SELECT connector, from_addr, to_addr, reference, total FROM inbound_parts \
+             GROUP BY connector, from_addr, to_addr, reference, total HAVING MIN(received_at) < ? LIMIT ?",
+        )
+        .bind(before)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut out = Vec::with_capacity(groups.len());
+        for g in groups {
+            let (connector, from, to, reference, total): (String, String, String, String, i64) =
+                (g.get(0), g.get(1), g.get(2), g.get(3), g.get(4));
+            let parts: Vec<StoredPart> = sqlx::query(
+                "SELECT part, text, provider_id FROM inbound_parts WHERE connector = ? AND from_addr = ? \
+                 AND to_addr = ? AND reference = ? AND total = ? ORDER BY part",
+            )
+            .bind(&connector)
+            .bind(&from)
+            .bind(&to)
+            .bind(&reference)
+            .bind(total)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+            if !parts.is_empty() {
+                out.push((connector, Reassembled::from_parts(from, to, reference, total as u8, &parts)));
+            }
+        }
+        Ok(out)
     }
 }

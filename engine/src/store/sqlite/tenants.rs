@@ -94,4 +94,62 @@ impl Tenants for SqliteStore {
             .map(|r| ApiKeyRow { id: r.get(0), tenant_id: r.get(1), hash: r.get(2), mode: r.get(3) })
             .collect())
     }
+
+    async fn put_number_claim(&self, c: &NumberClaim) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO number_claims (tenant_id, number, connector, is_default, code_hash, attempts, expires_at, \
+             created_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (tenant_id, number) DO UPDATE SET \
+             connector = excluded.connector, is_default = excluded.is_default, code_hash = excluded.code_hash, \
+             attempts = 0, expires_at = excluded.expires_at, created_at = excluded.created_at",
+        )
+        .bind(&c.tenant_id)
+        .bind(&c.number)
+        .bind(&c.connector)
+        .bind(c.is_default)
+        .bind(&c.code_hash)
+        .bind(c.expires_at)
+        .bind(c.created_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn number_claim(&self, tenant_id: &str, number: &str) -> StoreResult<Option<NumberClaim>> {
+        let row = sqlx::query(
+            "SELECT connector, is_default, code_hash, attempts, expires_at, created_at FROM number_claims \
+             WHERE tenant_id = ? AND number = ?",
+        )
+        .bind(tenant_id)
+        .bind(number)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(row.map(|r| NumberClaim {
+            tenant_id: tenant_id.to_string(),
+            number: number.to_string(),
+            connector: r.get(0),
+            is_default: r.get(1),
+            code_hash: r.get(2),
+            attempts: r.get::<i64, _>(3) as u32,
+            expires_at: r.get(4),
+            created_at: r.get(5),
+        }))
+    }
+
+    async fn count_claim_attempt(&self, tenant_id: &str, number: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE number_claims SET attempts = attempts + 1 WHERE tenant_id = ? AND number = ?")
+            .bind(tenant_id)
+            .bind(number)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_number_claim(&self, tenant_id: &str, number: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM number_claims WHERE tenant_id = ? AND number = ?")
+            .bind(tenant_id)
+            .bind(number)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
 }

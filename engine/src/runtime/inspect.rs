@@ -1,0 +1,130 @@
+//! What an uploaded component is, read before anything compiles it.
+//!
+//! Compiling costs far more than reading: a 210 KB upload with one
+//! function of 20,000 locals holds a compiler thread for seconds (the cost
+//! grows about with the square of the locals). So a deploy first walks the
+//! binary — top-level imports and exports, and in every core module the
+//! function count, each function's locals and body size — refuses what is
+//! over the limits or not our world, validates the structure, and only
+//! then compiles.
+
+use super::RuntimeError;
+use super::bindings::{WIT_PACKAGE, WIT_VERSION};
+use super::capabilities::{Capability, Grants};
+use crate::limits::Limits;
+use wasmparser::{Parser, Payload, Validator, WasmFeatures};
+
+/// The exports of the `switchboard:plugin/plugin` world.
+pub const WORLD_EXPORTS: [&str; 4] = ["on-inbound", "on-event", "on-timer", "on-delivery"];
+
+/// What the walk found.
+#[derive(Debug, Default)]
+pub struct Shape {
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    pub functions: u64,
+    pub max_locals: u64,
+    pub max_body_bytes: usize,
+}
+
+/// Reads the component's shape; refuses bytes that are not a component.
+pub fn shape(wasm: &[u8]) -> Result<Shape, RuntimeError> {
+    if !Parser::is_component(wasm) {
+        return Err(RuntimeError::NotAComponent(if Parser::is_core_wasm(wasm) {
+            " (this is a core module; build with --target wasm32-wasip2)"
+        } else {
+            ""
+        }));
+    }
+    let invalid = |e: wasmparser::BinaryReaderError| RuntimeError::Invalid(e.message().to_string());
+    let mut shape = Shape::default();
+    // Depth of nesting: 1 is the component itself.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.map_err(invalid)? {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(section) if depth == 1 => {
+                for import in section {
+                    shape.imports.push(import.map_err(invalid)?.name.name.to_string());
+                }
+            }
+            Payload::ComponentExportSection(section) if depth == 1 => {
+                for export in section {
+                    shape.exports.push(export.map_err(invalid)?.name.name.to_string());
+                }
+            }
+            Payload::FunctionSection(section) => shape.functions += u64::from(section.count()),
+            Payload::CodeSectionEntry(body) => {
+                let mut locals = 0u64;
+                for declared in body.get_locals_reader().map_err(invalid)? {
+                    locals += u64::from(declared.map_err(invalid)?.0);
+                }
+                shape.max_locals = shape.max_locals.max(locals);
+                shape.max_body_bytes = shape.max_body_bytes.max(body.range().len());
+            }
+            _ => {}
+        }
+    }
+    Ok(shape)
+}
+
+/// Refuses a component over the limits, outside our world, or importing
+/// what `grants` does not link; then validates its structure. Nothing is
+/// compiled.
+pub fn check(wasm: &[u8], grants: Grants, limits: &Limits) -> Result<(), RuntimeError> {
+    let shape = shape(wasm)?;
+    let too_big = |what: String| Err(RuntimeError::TooComplex(what));
+    if shape.functions > u64::from(limits.component_max_functions) {
+        return too_big(format!("{} functions; the limit is {}", shape.functions, limits.component_max_functions));
+    }
+    if shape.max_locals > u64::from(limits.component_max_locals) {
+        return too_big(format!(
+            "a function declares {} locals; the limit is {}",
+            shape.max_locals, limits.component_max_locals
+        ));
+    }
+    if shape.max_body_bytes > limits.component_max_function_bytes {
+        return too_big(format!(
+            "a function body is {} bytes; the limit is {}",
+            shape.max_body_bytes, limits.component_max_function_bytes
+        ));
+    }
+    for name in &shape.imports {
+        check_import(name, grants)?;
+    }
+    let missing: Vec<&str> = WORLD_EXPORTS.iter().copied().filter(|e| !shape.exports.iter().any(|x| x == e)).collect();
+    if !missing.is_empty() {
+        return Err(RuntimeError::WrongExports(format!("it does not export {}", missing.join(", "))));
+    }
+    Validator::new_with_features(WasmFeatures::default())
+        .validate_all(wasm)
+        .map_err(|e| RuntimeError::Invalid(e.message().to_string()))?;
+    Ok(())
+}
+
+/// An import is WASI (resolved, or refused, when linking) or one of our
+/// interfaces at our version, granted by the manifest.
+pub fn check_import(name: &str, grants: Grants) -> Result<(), RuntimeError> {
+    if name.starts_with("wasi:") {
+        return Ok(());
+    }
+    let Some(rest) = name.strip_prefix(WIT_PACKAGE).and_then(|r| r.strip_prefix('/')) else {
+        return Err(RuntimeError::UnknownImport(name.to_string()));
+    };
+    let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+    if version != WIT_VERSION {
+        return Err(RuntimeError::WrongWitVersion(format!(
+            "component targets {WIT_PACKAGE}@{}; this engine provides {WIT_PACKAGE}@{WIT_VERSION}",
+            if version.is_empty() { "(unversioned)" } else { version }
+        )));
+    }
+    if interface == "types" {
+        return Ok(());
+    }
+    match Capability::from_interface(interface) {
+        Some(cap) if grants.contains(cap) => Ok(()),
+        Some(cap) => Err(RuntimeError::CapabilityNotGranted { capability: cap.name().into() }),
+        None => Err(RuntimeError::UnknownImport(name.to_string())),
+    }
+}
