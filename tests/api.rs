@@ -36,7 +36,7 @@ async fn bad_inbound_webhooks_get_clear_errors_and_persist_nothing() {
     let (s, b) = post(r#"{"from":"hello","to":"+15550000000","message":"HOURS"}"#, "application/json").await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "INVALID_PHONE_NUMBER", Some("from"));
     let (s, b) = post(r#"{"from":"+15551234567","to":"+15559990000","message":"HOURS"}"#, "application/json").await;
-    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "UNKNOWN_NUMBER", Some("to"));
+    assert_error(s, &b, StatusCode::NOT_FOUND, "UNKNOWN_NUMBER", Some("to"));
     let (s, b) = post("from=1", "application/x-www-form-urlencoded").await;
     assert_error(s, &b, StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", None);
 

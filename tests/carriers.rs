@@ -324,8 +324,11 @@ async fn twilio_webhooks_are_verified_and_a_good_one_reaches_the_keyword_plugin(
     let t = twilio_settings("http://127.0.0.1:9");
     let h = harness()
         .plugins(&["keyword-reply"])
+        .number_on("twilio")
         .settings(move |s| {
             s.connectors.insert("twilio".into(), connector(&t));
+            // Replies leave through the simulator, where the test sees them.
+            s.routes = vec![route(&["simulator"])];
             s.public_base_url = Some(PUBLIC.into());
         })
         .start()
@@ -408,11 +411,13 @@ async fn twilio_requests_validate_against_twilios_openapi_description() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vonage_concatenated_inbound_parts_are_reassembled_before_plugins_see_them() {
-    let t = "kind = \"vonage\"\napi_key = \"k\"\napi_secret = \"vonage-secret\"";
+    let t = "kind = \"vonage\"\napi_key = \"k\"\napi_secret = \"vonage-secret\"\nunsigned_webhooks = true";
     let h = harness()
         .plugins(&["keyword-reply"])
+        .number_on("vonage")
         .settings(move |s| {
             s.connectors.insert("vonage".into(), connector(t));
+            s.routes = vec![route(&["simulator"])];
         })
         .start()
         .await;
@@ -430,16 +435,21 @@ async fn vonage_concatenated_inbound_parts_are_reassembled_before_plugins_see_th
     let id = whole["id"].as_str().unwrap();
     assert_eq!(message(&h, id).await["message"], "HOURS please tell me");
     assert_eq!(h.sent(1).await[0].body, "Demo Store is open Mon-Fri 9am-6pm and Sat 10am-4pm.");
-    // The same part again (a carrier retry) does not make a second message.
+    // The same part again (a carrier retry) does not make a second message:
+    // it is answered as the message it was part of.
     let (s, again) = h.call(Method::GET, &part("1", "HOURS plea"), None, None).await;
-    assert_eq!((s, again["status"].as_str()), (StatusCode::OK, Some("part_stored")));
+    assert_eq!((s, again["status"].as_str(), again["id"].as_str()), (StatusCode::OK, Some("duplicate"), Some(id)));
     assert_eq!(h.get("/v1/messages?direction=inbound").await["data"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_that_overtakes_the_carriers_answer_is_applied() {
     let early = common::carrier::EarlyReporter::start().await;
-    let t = format!("kind = \"http\"\nurl = \"{}/sms\"", early.url);
+    let t = format!(
+        "kind = \"http\"\nurl = \"{}/sms\"\nwebhook_secret = \"{}\"",
+        early.url,
+        common::carrier::GATEWAY_SECRET
+    );
     let h = harness()
         .plugins(&[])
         .settings(move |s| {

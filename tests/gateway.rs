@@ -171,8 +171,11 @@ async fn from_must_be_one_of_the_tenants_numbers_or_sender_ids() {
         let e = h.post("/v1/sender-ids", json!({"sender_id": bad}), StatusCode::BAD_REQUEST).await;
         assert_eq!(error_of(&e), ("INVALID_SENDER_ID", Some("sender_id")), "{bad:?}");
     }
-    h.post("/v1/sender-ids", json!({"sender_id": "ACME"}), StatusCode::CREATED).await;
+    // Asked for, then approved by the operator.
+    h.post("/v1/sender-ids", json!({"sender_id": "ACME"}), StatusCode::ACCEPTED).await;
     h.post("/v1/sender-ids", json!({"sender_id": "ACME"}), StatusCode::CONFLICT).await;
+    let (s, _) = h.admin(Method::POST, &format!("/admin/v1/tenants/{}/sender-ids/ACME/approve", h.tenant), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
     h.post("/v1/messages", json!({"to": CUSTOMER, "from": "ACME", "message": "From a name"}), StatusCode::ACCEPTED)
         .await;
     assert_eq!(h.sent(1).await[0].from, "ACME");

@@ -310,7 +310,7 @@ async fn the_http_capability_refuses_loopback_and_hosts_outside_the_allow_list()
     h.inbound(CUSTOMER, &format!("FETCH http://{server}/hello")).await;
     let reply = &h.sent(1).await[0].body;
     assert!(
-        reply.starts_with("access-denied: 127.0.0.1 resolves to a private, loopback or link-local address"),
+        reply.starts_with("access-denied: 127.0.0.1 resolves to a private, local or special-purpose address"),
         "{reply}"
     );
 

@@ -163,7 +163,10 @@ async fn webhooks_to_private_addresses_are_refused_by_default() {
     })
     .await
     .unwrap();
-    assert!(failed[0]["attempts"][0]["error"].as_str().unwrap().contains("private or local address"), "{failed:?}");
+    assert!(
+        failed[0]["attempts"][0]["error"].as_str().unwrap().contains("private, local or special-purpose address"),
+        "{failed:?}"
+    );
     assert!(receiver.got.lock().unwrap().is_empty());
 }
 
@@ -217,7 +220,10 @@ async fn the_openapi_document_describes_every_route() {
         ("get", "/v1/numbers"),
         ("post", "/v1/numbers"),
         ("get", "/v1/numbers/{number}"),
+        ("post", "/v1/numbers/{number}/verify"),
+        ("get", "/v1/sender-ids"),
         ("post", "/v1/sender-ids"),
+        ("post", "/v1/sandbox/inbound"),
         ("delete", "/v1/sender-ids/{sender_id}"),
         ("get", "/v1/templates"),
         ("post", "/v1/templates"),
@@ -262,6 +268,8 @@ async fn the_openapi_document_describes_every_route() {
         ("delete", "/admin/v1/tenants/{id}/keys/{key_id}"),
         ("post", "/admin/v1/tenants/{id}/numbers"),
         ("post", "/admin/v1/tenants/{id}/sender-ids"),
+        ("post", "/admin/v1/tenants/{id}/sender-ids/{sender_id}/approve"),
+        ("post", "/admin/v1/tenants/{id}/sender-ids/{sender_id}/reject"),
         ("get", "/admin/v1/connectors"),
         ("get", "/admin/v1/audit"),
     ];

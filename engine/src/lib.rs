@@ -65,3 +65,6 @@ pub mod senders;
 pub mod sms;
 pub mod store;
 pub mod tenancy;
+
+#[cfg(test)]
+mod properties;

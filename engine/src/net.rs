@@ -26,24 +26,24 @@ use std::sync::{Arc, LazyLock};
 /// IPv4-compatible ::/96 (RFC 4291 §2.5.5.1).
 pub const SPECIAL_PURPOSE: &[&str] = &[
     // IPv4
-    "0.0.0.0/8",         // "this network" (RFC 791)
-    "10.0.0.0/8",        // private (RFC 1918)
-    "100.64.0.0/10",     // shared address space, carrier-grade NAT (RFC 6598)
-    "127.0.0.0/8",       // loopback (RFC 1122)
-    "169.254.0.0/16",    // link local, cloud metadata services (RFC 3927)
-    "172.16.0.0/12",     // private (RFC 1918)
-    "192.0.0.0/24",      // IETF protocol assignments (RFC 6890)
-    "192.0.2.0/24",      // documentation TEST-NET-1 (RFC 5737)
-    "192.31.196.0/24",   // AS112-v4 (RFC 7535)
-    "192.52.193.0/24",   // AMT (RFC 7450)
-    "192.88.99.0/24",    // deprecated 6to4 relay anycast (RFC 7526)
-    "192.168.0.0/16",    // private (RFC 1918)
-    "192.175.48.0/24",   // direct delegation AS112 service (RFC 7534)
-    "198.18.0.0/15",     // benchmarking (RFC 2544)
-    "198.51.100.0/24",   // documentation TEST-NET-2 (RFC 5737)
-    "203.0.113.0/24",    // documentation TEST-NET-3 (RFC 5737)
-    "224.0.0.0/4",       // multicast (RFC 5771)
-    "240.0.0.0/4",       // reserved (RFC 1112), includes the broadcast address
+    "0.0.0.0/8",       // "this network" (RFC 791)
+    "10.0.0.0/8",      // private (RFC 1918)
+    "100.64.0.0/10",   // shared address space, carrier-grade NAT (RFC 6598)
+    "127.0.0.0/8",     // loopback (RFC 1122)
+    "169.254.0.0/16",  // link local, cloud metadata services (RFC 3927)
+    "172.16.0.0/12",   // private (RFC 1918)
+    "192.0.0.0/24",    // IETF protocol assignments (RFC 6890)
+    "192.0.2.0/24",    // documentation TEST-NET-1 (RFC 5737)
+    "192.31.196.0/24", // AS112-v4 (RFC 7535)
+    "192.52.193.0/24", // AMT (RFC 7450)
+    "192.88.99.0/24",  // deprecated 6to4 relay anycast (RFC 7526)
+    "192.168.0.0/16",  // private (RFC 1918)
+    "192.175.48.0/24", // direct delegation AS112 service (RFC 7534)
+    "198.18.0.0/15",   // benchmarking (RFC 2544)
+    "198.51.100.0/24", // documentation TEST-NET-2 (RFC 5737)
+    "203.0.113.0/24",  // documentation TEST-NET-3 (RFC 5737)
+    "224.0.0.0/4",     // multicast (RFC 5771)
+    "240.0.0.0/4",     // reserved (RFC 1112), includes the broadcast address
     // IPv6
     "::/128",            // unspecified (RFC 4291)
     "::1/128",           // loopback (RFC 4291)
@@ -168,10 +168,7 @@ impl reqwest::dns::Resolve for VettedResolver {
 /// the resolver, no proxy, no redirects (a redirect could point inside).
 /// Callers check IP-literal URLs with [`check_literal`].
 pub fn guarded_client(resolver: VettedResolver) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .dns_resolver(Arc::new(resolver))
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
+    reqwest::Client::builder().dns_resolver(Arc::new(resolver)).no_proxy().redirect(reqwest::redirect::Policy::none())
 }
 
 /// Whether a request failed because the resolver refused the destination.

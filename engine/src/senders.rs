@@ -29,10 +29,44 @@ pub enum NumberRegistration {
 /// Brand names refused as tenants' sender IDs unless the operator assigns
 /// them (`sender_id_brands` replaces the list).
 pub const DEFAULT_BRANDS: &[&str] = &[
-    "PAYPAL", "AMAZON", "APPLE", "GOOGLE", "MICROSOFT", "NETFLIX", "FACEBOOK", "META", "WHATSAPP", "INSTAGRAM",
-    "TELEGRAM", "VISA", "MASTERCARD", "AMEX", "CHASE", "HSBC", "BARCLAYS", "WELLSFARGO", "CITIBANK", "SANTANDER",
-    "REVOLUT", "COINBASE", "BINANCE", "DHL", "FEDEX", "UPS", "USPS", "ROYALMAIL", "IRS", "HMRC", "GOVUK", "POLICE",
-    "BANK", "VERIFY", "SECURITY", "SUPPORT", "ADMIN", "SWITCHBOARD",
+    "PAYPAL",
+    "AMAZON",
+    "APPLE",
+    "GOOGLE",
+    "MICROSOFT",
+    "NETFLIX",
+    "FACEBOOK",
+    "META",
+    "WHATSAPP",
+    "INSTAGRAM",
+    "TELEGRAM",
+    "VISA",
+    "MASTERCARD",
+    "AMEX",
+    "CHASE",
+    "HSBC",
+    "BARCLAYS",
+    "WELLSFARGO",
+    "CITIBANK",
+    "SANTANDER",
+    "REVOLUT",
+    "COINBASE",
+    "BINANCE",
+    "DHL",
+    "FEDEX",
+    "UPS",
+    "USPS",
+    "ROYALMAIL",
+    "IRS",
+    "HMRC",
+    "GOVUK",
+    "POLICE",
+    "BANK",
+    "VERIFY",
+    "SECURITY",
+    "SUPPORT",
+    "ADMIN",
+    "SWITCHBOARD",
 ];
 
 /// The brand `sender_id` imitates, if any: the name matches a brand
@@ -56,7 +90,10 @@ impl App {
         let number = phone::normalize(number, None)
             .map_err(|e| AdminError::Invalid { field: "number", message: e.to_string() })?;
         if self.connectors.get(connector).is_none() {
-            return Err(AdminError::Invalid { field: "connector", message: format!("no connector named {connector:?}") });
+            return Err(AdminError::Invalid {
+                field: "connector",
+                message: format!("no connector named {connector:?}"),
+            });
         }
         if !self.connectors.allows(connector, tenant_id) {
             return Err(AdminError::Refused {
@@ -102,9 +139,9 @@ impl App {
         let normalized = self.check_number_target(tenant_id, number, connector)?;
         let registered = self.connectors.get(connector).expect("checked above");
         match registered.registration {
-            Registration::Open => {
-                Ok(NumberRegistration::Active { number: self.add_number(tenant_id, number, connector, is_default).await? })
-            }
+            Registration::Open => Ok(NumberRegistration::Active {
+                number: self.add_number(tenant_id, number, connector, is_default).await?,
+            }),
             Registration::Operator => Err(AdminError::Refused {
                 code: "NUMBER_ASSIGNED_BY_OPERATOR",
                 message: format!("numbers on connector {connector:?} are assigned by the operator"),
@@ -141,7 +178,8 @@ impl App {
             created_at: now,
         };
         self.db.put_number_claim(&claim).await?;
-        let body = format!("Your verification code is {code}. It expires in {} minutes.", limits.number_claim_ttl_s / 60);
+        let body =
+            format!("Your verification code is {code}. It expires in {} minutes.", limits.number_claim_ttl_s / 60);
         let analysis = encoding::analyze(&body, EncodingChoice::Auto).expect("auto encoding always succeeds");
         let message = NewMessage {
             id: ids::message_id(),
@@ -233,9 +271,10 @@ impl App {
                 message: format!("{sender_id:?} looks like the brand {brand}; ask the operator to assign it"),
             });
         }
-        let taken = self.db.list_sender_ids().await?.into_iter().any(|r| {
-            r.status == "approved" && r.tenant_id != tenant_id && r.sender_id.eq_ignore_ascii_case(sender_id)
-        });
+        let taken =
+            self.db.list_sender_ids().await?.into_iter().any(|r| {
+                r.status == "approved" && r.tenant_id != tenant_id && r.sender_id.eq_ignore_ascii_case(sender_id)
+            });
         if taken {
             return Err(AdminError::Conflict("sender ID".into()));
         }

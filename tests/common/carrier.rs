@@ -11,6 +11,14 @@ use std::time::Instant;
 use switchboard::clock::Clock;
 use tokio::sync::Notify;
 
+/// The secret gateways sign their webhooks with (`webhook_secret`).
+pub const GATEWAY_SECRET: &str = "gateway-webhook-secret";
+
+/// `X-SMS-Signature` of a webhook body, as a gateway signs it.
+pub fn gateway_signature(body: &[u8]) -> String {
+    switchboard::connectors::http::signature(GATEWAY_SECRET, body)
+}
+
 /// What the gateway answers to its n-th request (counting from 0).
 #[derive(Clone, Debug)]
 pub enum Answer {
@@ -112,7 +120,10 @@ impl FakeGateway {
 
     /// The connector settings (TOML) that point at this gateway.
     pub fn connector_toml(&self, extra: &str) -> String {
-        format!("kind = \"http\"\nurl = \"{}/sms\"\nauth = {{ bearer = \"gateway-token\" }}\n{extra}", self.url)
+        format!(
+            "kind = \"http\"\nurl = \"{}/sms\"\nauth = {{ bearer = \"gateway-token\" }}\nwebhook_secret = \"{GATEWAY_SECRET}\"\n{extra}",
+            self.url
+        )
     }
 }
 
@@ -179,8 +190,15 @@ impl EarlyReporter {
                 async move {
                     let id = format!("early-{}", counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1);
                     let url = target.lock().unwrap().clone().expect("report_to set");
-                    let report = serde_json::json!({"id": id, "status": "delivered"});
-                    let answer = reqwest::Client::new().post(url).json(&report).send().await.unwrap();
+                    let report = serde_json::json!({"id": id, "status": "delivered"}).to_string();
+                    let answer = reqwest::Client::new()
+                        .post(url)
+                        .header("content-type", "application/json")
+                        .header("x-sms-signature", gateway_signature(report.as_bytes()))
+                        .body(report)
+                        .send()
+                        .await
+                        .unwrap();
                     assert_eq!(answer.status(), 200, "the engine accepted the early report");
                     (StatusCode::OK, [("content-type", "application/json")], serde_json::json!({"id": id}).to_string())
                 }

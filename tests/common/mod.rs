@@ -131,6 +131,8 @@ pub struct Builder {
     plugins: Vec<&'static str>,
     tweak: Box<dyn FnOnce(&mut Settings)>,
     clock: Clock,
+    /// The connector the tenant's number is on (assigned as the operator does).
+    number_connector: &'static str,
 }
 
 impl Builder {
@@ -150,6 +152,12 @@ impl Builder {
         self
     }
 
+    /// Puts the tenant's number on `connector` (default: the simulator).
+    pub fn number_on(mut self, connector: &'static str) -> Self {
+        self.number_connector = connector;
+        self
+    }
+
     pub async fn start(self) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = test_settings(dir.path());
@@ -158,7 +166,7 @@ impl Builder {
         let clock = self.clock;
         let app = App::start(settings.clone(), clock.clone()).await.expect("engine starts");
         let tenant = app.create_tenant("Test tenant").await.expect("tenant");
-        app.add_number(&tenant, NUMBER, "simulator", true).await.expect("number");
+        app.add_number(&tenant, NUMBER, self.number_connector, true).await.expect("number");
         let key = app.create_api_key(&tenant, KeyMode::Live, None).await.expect("key");
         for plugin in self.plugins {
             let (manifest, wasm) = load_plugin(plugin);
@@ -173,6 +181,7 @@ pub fn harness() -> Builder {
         plugins: vec!["keyword-reply", "appointment-reminders", "order-notifications"],
         tweak: Box::new(|_| {}),
         clock: Clock::system(),
+        number_connector: "simulator",
     }
 }
 
@@ -193,6 +202,11 @@ impl Harness {
         let app = self.app.clone();
         tokio::spawn(async move { switchboard::api::run(app, listener, std::future::pending()).await.unwrap() });
         url
+    }
+
+    /// The database this engine runs on (SQLite file or PostgreSQL).
+    pub fn database_url(&self) -> String {
+        self.settings.database_url()
     }
 
     pub fn plugin_id(&self, name: &str) -> String {

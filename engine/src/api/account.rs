@@ -4,11 +4,11 @@
 use super::auth::{AuthTenant, LiveTenant};
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
+use super::json::Query;
 use crate::app::App;
 use crate::billing::format_amount;
 use crate::clock::to_rfc3339;
 use crate::secrets::KeyMode;
-use super::json::Query;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};

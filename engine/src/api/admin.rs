@@ -9,12 +9,12 @@
 
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
+use super::json::Query;
 use crate::app::{AdminError, App};
 use crate::billing::{format_amount, parse_amount};
 use crate::clock::to_rfc3339;
 use crate::secrets::{self, KeyMode};
 use crate::tenancy::Quotas;
-use super::json::Query;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -142,8 +142,28 @@ pub struct TenantJson {
     status: String,
     numbers: Vec<String>,
     sender_ids: Vec<String>,
+    /// What the operator set for this tenant.
     limits: TenantLimits,
+    /// The quotas in force: the tenant's own, else the engine's defaults.
+    effective_quotas: EffectiveQuotas,
     plugins: usize,
+}
+
+/// A tenant's quotas as enforced (see `limits.tenant_*` for the defaults).
+#[derive(Serialize, ToSchema)]
+pub struct EffectiveQuotas {
+    /// Fuel per invocation, when the tenant has its own cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fuel: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_bytes: Option<usize>,
+    invocations_per_minute: u32,
+    kv_bytes: i64,
+    kv_keys: i64,
+    sends_per_day: i64,
+    timers_pending: i64,
+    requests_per_second: u32,
+    requests_per_day: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -165,6 +185,21 @@ fn tenant_json(app: &App, t: &crate::directory::TenantProfile) -> TenantJson {
         numbers,
         sender_ids,
         limits: TenantLimits::of(&t.settings),
+        effective_quotas: {
+            let limits = &app.settings.limits;
+            let q = t.settings.quotas.resolve(limits);
+            EffectiveQuotas {
+                fuel: q.fuel,
+                memory_bytes: q.memory_bytes,
+                invocations_per_minute: q.invocations_per_minute,
+                kv_bytes: q.kv_bytes,
+                kv_keys: q.kv_keys,
+                sends_per_day: q.sends_per_day,
+                timers_pending: q.timers_pending,
+                requests_per_second: t.settings.requests_per_second.unwrap_or(limits.api_requests_per_second),
+                requests_per_day: t.settings.requests_per_day.unwrap_or(limits.api_requests_per_day),
+            }
+        },
         plugins: snapshot.plugins.values().filter(|p| p.row.tenant_id == t.id).count(),
     }
 }

@@ -5,12 +5,12 @@
 use super::auth::{AuthTenant, LiveTenant};
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
+use super::json::Query;
 use crate::app::App;
 use crate::clock::to_rfc3339;
 use crate::phone;
 use crate::store::OptOutRow;
 use crate::tenancy::{Compliance, OPT_OUT_REFUSALS, valid_quiet_hours};
-use super::json::Query;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -5,10 +5,10 @@
 use super::auth::AuthTenant;
 use super::error::ApiError;
 use super::error::ErrorBody;
+use super::json::Query;
 use crate::app::App;
 use crate::clock::to_rfc3339;
 use crate::store::{Direction, EventView, MessageFilter, MessageStatus, MessageView};
-use super::json::Query;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -207,8 +207,13 @@ pub async fn register(
             (StatusCode::ACCEPTED, number, "pending_verification", Some(crate::clock::to_rfc3339(expires_at)))
         }
     };
-    app.audit(&auth.actor(), "number.register", &auth.tenant_id, serde_json::json!({ "number": number, "connector": connector, "status": state }))
-        .await;
+    app.audit(
+        &auth.actor(),
+        "number.register",
+        &auth.tenant_id,
+        serde_json::json!({ "number": number, "connector": connector, "status": state }),
+    )
+    .await;
     Ok((status, axum::Json(RegisteredNumber { number, connector, default: body.default, status: state, expires_at })))
 }
 
@@ -286,7 +291,10 @@ pub fn valid_sender_id(s: &str) -> bool {
 /// The tenant's sender IDs and where their approval stands.
 #[utoipa::path(get, path = "/v1/sender-ids", tag = "numbers",
     responses((status = 200, body = SenderIdList)), security(("api_key" = [])))]
-pub async fn list_sender_ids(State(app): State<Arc<App>>, auth: AuthTenant) -> Result<axum::Json<SenderIdList>, ApiError> {
+pub async fn list_sender_ids(
+    State(app): State<Arc<App>>,
+    auth: AuthTenant,
+) -> Result<axum::Json<SenderIdList>, ApiError> {
     let data = app
         .db
         .list_sender_ids()

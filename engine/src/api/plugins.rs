@@ -4,11 +4,11 @@
 
 use super::auth::AuthTenant;
 use super::error::{ApiError, ErrorBody};
+use super::json::Query;
 use crate::app::App;
 use crate::clock::to_rfc3339;
 use crate::deploy::{self, LifecycleError};
 use crate::directory::PluginEntry;
-use super::json::Query;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -9,7 +9,7 @@
 
 use super::carrier::FakeCarrier;
 use super::load::{self, MakeRequestFn};
-use super::{Figure, NUMBER, Options, customer, scratch_dir};
+use super::{Figure, NUMBER, Options, WEBHOOK_SECRET, customer, scratch_dir};
 use crate::store::postgres::scratch::ScratchDatabase;
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -87,7 +87,8 @@ impl Cluster {
         };
         let config = format!(
             "{cache}webhooks_allow_private_addresses = true\n\n[limits]\nwork_lease_ms = {}\nconcurrent_invocations = 32\n\n\
-             [connectors.fake]\nkind = \"http\"\nurl = \"{}\"\n\n[connectors.fake.gate]\nmax_concurrency = 256\n{rate}",
+             [connectors.fake]\nkind = \"http\"\nurl = \"{}\"\nwebhook_secret = \"{WEBHOOK_SECRET}\"\n\n\
+             [connectors.fake.gate]\nmax_concurrency = 256\n{rate}",
             o.work_lease_ms, carrier.url
         );
         let config_path = dir.join("switchboard.toml");
@@ -131,7 +132,8 @@ impl Cluster {
         self.http
             .put(admin(&format!("/tenants/{}/limits", self.tenant)))
             .bearer_auth(ADMIN_TOKEN)
-            .json(&serde_json::json!({ "requests_per_second": 10_000_000, "requests_per_day": 1_000_000_000_000u64 }))
+            .json(&serde_json::json!({ "requests_per_second": 10_000_000, "requests_per_day": 1_000_000_000_000u64,
+                "quotas": super::unlimited_quotas() }))
             .send()
             .await?
             .error_for_status()?;
@@ -163,24 +165,16 @@ impl Cluster {
 
     /// Posts an inbound SMS to node `i`; returns the engine's answer.
     pub async fn inbound(&self, i: usize, from: &str, text: &str) -> anyhow::Result<serde_json::Value> {
-        Ok(self
-            .http
-            .post(format!("{}/v1/inbound/generic", self.base(i)))
-            .json(&serde_json::json!({ "from": from, "to": NUMBER, "message": text }))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
+        let body = serde_json::json!({ "from": from, "to": NUMBER, "message": text });
+        Ok(super::signed_inbound(&self.http, self.base(i), &body).send().await?.error_for_status()?.json().await?)
     }
 
     /// Inbound `HOURS` from customer `i + offset`, spread over `nodes`.
     pub fn keyword_load(&self, nodes: &[usize], offset: usize) -> MakeRequestFn {
         let bases: Vec<String> = nodes.iter().map(|&n| self.base(n).to_string()).collect();
         Arc::new(move |client: &reqwest::Client, i: usize| {
-            client
-                .post(format!("{}/v1/inbound/generic", bases[i % bases.len()]))
-                .json(&serde_json::json!({ "from": customer(i + offset), "to": NUMBER, "message": "HOURS" }))
+            let body = serde_json::json!({ "from": customer(i + offset), "to": NUMBER, "message": "HOURS" });
+            super::signed_inbound(client, &bases[i % bases.len()], &body)
         })
     }
 

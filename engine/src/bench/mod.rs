@@ -30,6 +30,35 @@ use std::sync::Arc;
 
 /// The number every benchmark tenant receives on (the first one's).
 pub const NUMBER: &str = "+15550000000";
+/// The fake carrier's webhook secret: it signs inbound webhooks as a real
+/// gateway would (`X-SMS-Signature`).
+pub const WEBHOOK_SECRET: &str = "bench-webhook-secret";
+
+/// An inbound webhook as the fake carrier delivers it: JSON, signed,
+/// to the `fake` connector.
+pub fn signed_inbound(client: &reqwest::Client, base: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {
+    let bytes = body.to_string();
+    client
+        .post(format!("{base}/v1/inbound/fake"))
+        .header("content-type", "application/json")
+        .header(
+            crate::connectors::http::SIGNATURE_HEADER,
+            crate::connectors::http::signature(WEBHOOK_SECRET, bytes.as_bytes()),
+        )
+        .body(bytes)
+}
+
+/// Quotas out of a benchmark's way (the defaults are a tenant's safe ones).
+pub fn unlimited_quotas() -> crate::tenancy::Quotas {
+    crate::tenancy::Quotas {
+        invocations_per_minute: Some(u32::MAX),
+        kv_bytes: Some(i64::MAX / 2),
+        kv_keys: Some(i64::MAX / 2),
+        sends_per_day: Some(i64::MAX / 2),
+        timers_pending: Some(i64::MAX / 2),
+        ..Default::default()
+    }
+}
 
 /// One measured figure.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -92,8 +121,9 @@ pub fn scratch_dir() -> PathBuf {
 /// `fake`, rate limits out of the way.
 pub fn settings(dir: &Path, carrier_url: &str) -> anyhow::Result<Settings> {
     let mut settings = Settings { data_dir: dir.to_path_buf(), ..Default::default() };
-    let fake: crate::connectors::ConnectorSettings =
-        toml::from_str(&format!("kind = \"http\"\nurl = \"{carrier_url}\"\n[gate]\nmax_concurrency = 256\n"))?;
+    let fake: crate::connectors::ConnectorSettings = toml::from_str(&format!(
+        "kind = \"http\"\nurl = \"{carrier_url}\"\nwebhook_secret = \"{WEBHOOK_SECRET}\"\n[gate]\nmax_concurrency = 256\n"
+    ))?;
     settings.connectors.insert("fake".into(), fake);
     settings.webhooks_allow_private_addresses = true;
     Ok(settings)
@@ -115,6 +145,7 @@ impl Env {
         let unlimited = crate::tenancy::TenantSettings {
             requests_per_second: Some(10_000_000),
             requests_per_day: Some(u64::MAX / 2),
+            quotas: unlimited_quotas(),
             ..profile
         };
         app.update_tenant_settings(&tenant, &unlimited).await?;

@@ -39,9 +39,11 @@ pub fn request(
 ) -> load::MakeRequestFn {
     let (base, key) = (base.to_string(), key.to_string());
     Arc::new(move |client: &reqwest::Client, i: usize| match kind {
-        Kind::Keyword => client
-            .post(format!("{base}/v1/inbound/generic"))
-            .json(&serde_json::json!({ "from": customer(i), "to": to_number(i), "message": "HOURS" })),
+        Kind::Keyword => super::signed_inbound(
+            client,
+            &base,
+            &serde_json::json!({ "from": customer(i), "to": to_number(i), "message": "HOURS" }),
+        ),
         Kind::Send => client
             .post(format!("{base}/v1/messages"))
             .bearer_auth(&key)

@@ -146,3 +146,56 @@ pub async fn number(args: NumberArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct SenderIdArgs {
+    #[command(subcommand)]
+    command: SenderIdCommand,
+    #[command(flatten)]
+    server: Server,
+    #[command(flatten)]
+    auth: AdminAuth,
+}
+
+#[derive(Subcommand)]
+enum SenderIdCommand {
+    /// Assign a sender ID to a tenant, approved at once.
+    Add {
+        #[arg(long)]
+        tenant: String,
+        sender_id: String,
+    },
+    /// Approve a sender ID the tenant asked for.
+    Approve {
+        #[arg(long)]
+        tenant: String,
+        sender_id: String,
+    },
+    /// Reject a sender ID the tenant asked for.
+    Reject {
+        #[arg(long)]
+        tenant: String,
+        sender_id: String,
+    },
+}
+
+pub async fn sender_id(args: SenderIdArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.server, args.auth.token()?);
+    match args.command {
+        SenderIdCommand::Add { tenant, sender_id } => {
+            let path = format!("/admin/v1/tenants/{}/sender-ids", segment(&tenant));
+            client.post(&path, json!({ "sender_id": sender_id })).await?;
+            println!("sender ID {sender_id:?} assigned to {tenant}");
+        }
+        SenderIdCommand::Approve { tenant, sender_id } => decide(&client, &tenant, &sender_id, "approve").await?,
+        SenderIdCommand::Reject { tenant, sender_id } => decide(&client, &tenant, &sender_id, "reject").await?,
+    }
+    Ok(())
+}
+
+async fn decide(client: &Client, tenant: &str, sender_id: &str, verb: &str) -> anyhow::Result<()> {
+    let path = format!("/admin/v1/tenants/{}/sender-ids/{}/{verb}", segment(tenant), segment(sender_id));
+    client.post(&path, json!({})).await?;
+    println!("sender ID {sender_id:?} of {tenant}: {verb}d");
+    Ok(())
+}

@@ -30,6 +30,8 @@ enum Command {
     Key(admin::KeyArgs),
     /// Assign numbers to tenants (admin token).
     Number(admin::NumberArgs),
+    /// Assign, approve and reject tenants' sender IDs (admin token).
+    SenderId(admin::SenderIdArgs),
     /// Run a benchmark scenario on loopback; prints JSON lines per figure.
     Bench(bench::BenchArgs),
 }
@@ -44,6 +46,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Tenant(args) => admin::tenant(args).await,
         Command::Key(args) => admin::key(args).await,
         Command::Number(args) => admin::number(args).await,
+        Command::SenderId(args) => admin::sender_id(args).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

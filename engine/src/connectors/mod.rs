@@ -256,8 +256,8 @@ pub const GENERIC: &str = "generic";
 
 pub struct Connectors {
     by_name: HashMap<String, Arc<Registered>>,
-    simulator: Option<Arc<simulator::Simulator>>,
-    sandbox: Option<Arc<simulator::Simulator>>,
+    /// Every simulator by name (`simulator` and `sandbox` among them).
+    simulators: HashMap<String, Arc<simulator::Simulator>>,
 }
 
 impl Connectors {
@@ -287,12 +287,17 @@ impl Connectors {
 
     /// The simulator named `simulator` (always configured).
     pub fn simulator(&self) -> Option<Arc<simulator::Simulator>> {
-        self.simulator.clone()
+        self.simulator_named("simulator")
     }
 
     /// The sandbox that test-mode messages go to.
     pub fn sandbox(&self) -> Option<Arc<simulator::Simulator>> {
-        self.sandbox.clone()
+        self.simulator_named(crate::pipeline::outbound::SANDBOX_CONNECTOR)
+    }
+
+    /// A simulator connector by name (tests read what it "sent").
+    pub fn simulator_named(&self, name: &str) -> Option<Arc<simulator::Simulator>> {
+        self.simulators.get(name).cloned()
     }
 }
 
@@ -319,7 +324,7 @@ pub fn build(
         crate::pipeline::outbound::SANDBOX_CONNECTOR.to_string(),
         ConnectorSettings::Simulator(simulator::SimulatorSettings::sandbox()),
     );
-    let (mut default_simulator, mut sandbox) = (None, None);
+    let mut simulators = HashMap::new();
     for (name, s) in all {
         let invalid = |message: String| ConnectorSetupError::Invalid { name: name.clone(), message };
         let shared = ctx.cluster.clone().map(|db| (db, format!("connector:{name}")));
@@ -337,11 +342,7 @@ pub fn build(
         let connector: Arc<dyn Connector> = match s {
             ConnectorSettings::Simulator(cfg) => {
                 let sim = Arc::new(simulator::Simulator::new(name.clone(), cfg, ctx.clone()));
-                match name.as_str() {
-                    "simulator" => default_simulator = Some(sim.clone()),
-                    crate::pipeline::outbound::SANDBOX_CONNECTOR => sandbox = Some(sim.clone()),
-                    _ => {}
-                }
+                simulators.insert(name.clone(), sim.clone());
                 sim
             }
             ConnectorSettings::Twilio(cfg) => {
@@ -360,7 +361,7 @@ pub fn build(
         };
         by_name.insert(name, Arc::new(Registered { connector, gate, kind, registration, verify_from }));
     }
-    Ok(Connectors { by_name, simulator: default_simulator, sandbox })
+    Ok(Connectors { by_name, simulators })
 }
 
 /// Maps an HTTP status to the usual error class.

@@ -54,6 +54,7 @@ pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>)
             };
             app.pipeline.outbox.run(&item.message_id, async { app.pipeline.sends.send(result) }).await;
             app.pipeline.sweeper.now();
+            app.pipeline.notify(Notification::SendHeld { message_id: item.message_id, reason: "consent unchecked" });
         }
         if batch.is_empty() {
             continue;
@@ -80,6 +81,8 @@ pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>)
                 tracing::error!(error = %e, "could not mark messages as sending; they wait");
                 for item in batch.drain(..) {
                     app.pipeline.outbox.run(&item.message_id, async {}).await;
+                    app.pipeline
+                        .notify(Notification::SendHeld { message_id: item.message_id, reason: "not marked sending" });
                 }
                 continue;
             }
@@ -124,7 +127,12 @@ async fn send(app: &App, item: &OutboxItem) -> SendResult {
             error_code: "NO_ALLOWED_CONNECTOR".into(),
             error: "no connector this tenant may use carries this message".into(),
         };
-        return SendResult { message_id: item.message_id.clone(), connector: item.connector.clone(), outcome, at: app.clock.now_ms() };
+        return SendResult {
+            message_id: item.message_id.clone(),
+            connector: item.connector.clone(),
+            outcome,
+            at: app.clock.now_ms(),
+        };
     }
     for name in candidates {
         let Some(reg) = app.connectors.get(&name) else {

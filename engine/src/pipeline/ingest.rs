@@ -86,15 +86,24 @@ pub async fn accept_part(app: &App, connector: &str, part: InboundPart) -> Resul
     let from = normalized(&part.from, "from")?;
     let to = normalized(&part.to, "to")?;
     owner_of(app, &to, connector)?;
+    if part.provider_id.as_ref().is_some_and(|id| id.len() > MAX_PROVIDER_ID_BYTES) {
+        return Err(IngestError::Invalid {
+            field: "id",
+            message: format!("a carrier message id is at most {MAX_PROVIDER_ID_BYTES} bytes"),
+        });
+    }
     if part.total == 1 {
-        let sms = InboundSms {
-            from,
-            to,
-            body: part.text,
-            connector: connector.to_string(),
-            provider_id: part.provider_id,
-        };
+        let sms =
+            InboundSms { from, to, body: part.text, connector: connector.to_string(), provider_id: part.provider_id };
         return accept_consuming(app, sms, None, None).await;
+    }
+    // A retry of a part of a message already accepted answers as that message.
+    if let Some(id) = &part.provider_id {
+        let seen = app.db.inbound_receipt(connector, id).await;
+        if let Some(message_id) = seen.map_err(|e| IngestError::Store(BatchError::Store(std::sync::Arc::new(e))))? {
+            let tenant_id = owner_of(app, &to, connector)?;
+            return Ok(Some(Accepted { message_id, tenant_id, event_ids: Vec::new(), duplicate: true }));
+        }
     }
     let part = InboundPart { from, to, ..part };
     let stored = app

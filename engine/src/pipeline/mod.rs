@@ -55,6 +55,12 @@ pub enum Notification {
     MessageStatus { message_id: String, status: String },
     /// No connector took a message; it is offered again at `at`.
     SendRetry { message_id: String, at: Millis },
+    /// A message was held back before any connector saw it (its consent
+    /// could not be re-checked, or it could not be marked `sending`); it
+    /// is offered again later.
+    SendHeld { message_id: String, reason: &'static str },
+    /// Housekeeping deleted `rows` past their retention.
+    Pruned { rows: u64 },
 }
 
 /// A queue of leased rows with de-duplication: a row already queued or in

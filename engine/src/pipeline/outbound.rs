@@ -263,10 +263,9 @@ pub async fn prepare(
             field: fields[i].clone(),
         });
     }
-    if mode == KeyMode::Live
-        && let Some(quota) = tenant.settings.quotas.sends_per_day
-    {
-        let sent = app.db.sends_since(&tenant.id, crate::clock::start_of_utc_day(now)).await?;
+    if mode == KeyMode::Live {
+        let quota = tenant.settings.quotas.resolve(&app.settings.limits).sends_per_day;
+        let sent = app.runtime.usage.sends_today(app.db.as_ref(), &tenant.id, now).await?;
         if sent + messages.len() as i64 > quota {
             return Err(SendError::DailyQuotaExceeded { quota });
         }
@@ -292,6 +291,8 @@ pub async fn commit(
     };
     match app.pipeline.outbound.submit(request).await? {
         OutboundResult::Accepted { due_now } => {
+            let live = prepared.messages.iter().filter(|m| m.mode == "live").count();
+            app.runtime.usage.admitted_sends(tenant_id, live as i64);
             for item in due_now {
                 app.pipeline.outbox.push(&item.message_id.clone(), item);
             }

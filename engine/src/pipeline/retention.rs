@@ -28,7 +28,10 @@ pub async fn run(app: Arc<App>) {
         };
         match app.db.prune(&retention).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "pruned rows past their retention"),
+            Ok(n) => {
+                tracing::info!(deleted = n, "pruned rows past their retention");
+                app.pipeline.notify(super::Notification::Pruned { rows: n });
+            }
             Err(e) => tracing::error!(error = %e, "could not prune old rows"),
         }
         app.clock.sleep_until(now + PRUNE_EVERY_MS).await;

@@ -46,7 +46,12 @@ pub fn shape(wasm: &[u8]) -> Result<Shape, RuntimeError> {
             Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::ComponentImportSection(section) if depth == 1 => {
                 for import in section {
-                    shape.imports.push(import.map_err(invalid)?.name.name.to_string());
+                    let import = import.map_err(invalid)?;
+                    // Type imports (`inbound-message`, ...) name shapes, not
+                    // capabilities: instances and functions are what link.
+                    if !matches!(import.ty, wasmparser::ComponentTypeRef::Type(_)) {
+                        shape.imports.push(import.name.name.to_string());
+                    }
                 }
             }
             Payload::ComponentExportSection(section) if depth == 1 => {

@@ -318,7 +318,8 @@ impl Runtime {
         if let Some(c) = self.cached(hash).await {
             return Ok(c);
         }
-        let bytes = self.db.get_component(hash).await?.ok_or_else(|| RuntimeError::MissingComponent(hash.to_string()))?;
+        let bytes =
+            self.db.get_component(hash).await?.ok_or_else(|| RuntimeError::MissingComponent(hash.to_string()))?;
         let component = self.compile(&bytes).await?;
         self.remember(hash, &component, true).await;
         Ok(component)

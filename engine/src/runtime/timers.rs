@@ -2,8 +2,8 @@
 
 use super::bindings::timers;
 use super::bindings::types::Error;
-use crate::clock::Clock;
 use super::usage::Usage;
+use crate::clock::Clock;
 use crate::store::{Database, TimerOp};
 use std::sync::Arc;
 

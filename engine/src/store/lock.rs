@@ -38,7 +38,8 @@ pub fn lock(database: &Path, node_id: &str) -> Result<DatabaseLock, LockError> {
         database.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "switchboard".into())
     ));
     let io = |e: std::io::Error| LockError::Io { path: path.display().to_string(), error: e.to_string() };
-    let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+    let mut file =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {

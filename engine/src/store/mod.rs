@@ -141,8 +141,7 @@ pub trait Accounts {
     /// one tenant's: `Conflict` if another holds it).
     async fn add_sender_id(&self, tenant_id: &str, sender_id: &str, status: &str, at: Millis) -> StoreResult<()>;
     /// Approves or rejects a sender ID; false if the tenant has no such one.
-    async fn decide_sender_id(&self, tenant_id: &str, sender_id: &str, status: &str, at: Millis)
-    -> StoreResult<bool>;
+    async fn decide_sender_id(&self, tenant_id: &str, sender_id: &str, status: &str, at: Millis) -> StoreResult<bool>;
     async fn delete_sender_id(&self, tenant_id: &str, sender_id: &str) -> StoreResult<bool>;
     /// Every tenant's sender IDs, whatever their status.
     async fn list_sender_ids(&self) -> StoreResult<Vec<SenderIdRow>>;
@@ -240,6 +239,9 @@ pub trait Deliveries {
         part: &InboundPart,
         at: Millis,
     ) -> StoreResult<Option<Reassembled>>;
+    /// The message a carrier id of this connector was accepted as (ids of
+    /// whole messages and of the parts of long ones are remembered).
+    async fn inbound_receipt(&self, connector: &str, provider_id: &str) -> StoreResult<Option<String>>;
     /// Messages whose first part arrived before `before` and which are
     /// still incomplete, as what arrived (connector, message).
     async fn stale_inbound_parts(&self, before: Millis, limit: u32) -> StoreResult<Vec<(String, Reassembled)>>;

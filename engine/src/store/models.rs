@@ -399,8 +399,15 @@ pub struct KvEntry {
 #[derive(Debug, Clone)]
 pub enum TimerOp {
     /// `mode`: the timer fires in the mode of the invocation that set it.
-    Schedule { key: String, due_at: Millis, payload: String, mode: &'static str },
-    Cancel { key: String },
+    Schedule {
+        key: String,
+        due_at: Millis,
+        payload: String,
+        mode: &'static str,
+    },
+    Cancel {
+        key: String,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -27,6 +27,12 @@
 //!   with how many it wrote and the error.
 //! - `TIMERS`: schedules timers until the tenant's quota refuses one.
 //!
+//! - `FORK`: a timer fork bomb: schedules 16 timers due at once, and each
+//!   of them, firing, schedules 16 more (until the tenant's limits stop it).
+//! - `KVFLOOD`: writes 60 KB kv values under new keys until something
+//!   refuses one; replies with how many it wrote and the error.
+//! - `LOGFLOOD`: writes 10,000 log lines of 2 KB; replies `logged`.
+//!
 //! The `count` event increments the counter without replying. Cron fires
 //! (`on-timer` with a `cron` payload) increment the `cron` counter and log
 //! the fire.
@@ -139,6 +145,34 @@ impl Plugin for Chaos {
                 message.reply(format!("scheduled {scheduled}: {outcome}"))?;
                 Ok(())
             }
+            "FORK" => {
+                fork(0)?;
+                message.reply("forked")?;
+                Ok(())
+            }
+            "KVFLOOD" => {
+                let value = vec![b'x'; 60_000];
+                let mut written = 0u32;
+                let outcome = loop {
+                    match kv::set(format!("flood-{written}"), &value) {
+                        Ok(()) => written += 1,
+                        Err(e) => break describe(&e),
+                    }
+                    if written == 100_000 {
+                        break "no limit".to_string();
+                    }
+                };
+                message.reply(format!("flooded {written}: {outcome}"))?;
+                Ok(())
+            }
+            "LOGFLOOD" => {
+                let line = "y".repeat(2048);
+                for _ in 0..10_000 {
+                    switchboard_sdk::log::info(&line);
+                }
+                message.reply("logged")?;
+                Ok(())
+            }
             "COUNT" => {
                 let n = kv::increment("count", 1)?;
                 message.reply(format!("count {n}"))?;
@@ -184,6 +218,9 @@ impl Plugin for Chaos {
     }
 
     fn on_timer(payload: String) -> Result<()> {
+        if let Some(generation) = payload.strip_prefix("fork:") {
+            return fork(generation.parse().unwrap_or(0));
+        }
         let fire: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
         if let Some(schedule) = fire["cron"].as_str() {
             let n = kv::increment("cron", 1)?;
@@ -201,6 +238,20 @@ impl Plugin for Chaos {
         }
         Ok(())
     }
+}
+
+/// Schedules the next generation of the fork bomb: 16 timers due now,
+/// each with a key of its own.
+fn fork(generation: u64) -> Result<()> {
+    for i in 1..=16u64 {
+        let child = generation.wrapping_mul(16).wrapping_add(i);
+        switchboard_sdk::timers::schedule_after(
+            format!("fork-{child}"),
+            std::time::Duration::ZERO,
+            format!("fork:{child}"),
+        )?;
+    }
+    Ok(())
 }
 
 export_plugin!(Chaos);

@@ -70,10 +70,9 @@ pub struct Simulator {
 
 impl Simulator {
     pub fn new(name: String, settings: SimulatorSettings, ctx: Context) -> Self {
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64)
-            ^ u64::from(rand::random::<u16>());
+        let started =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+                ^ u64::from(rand::random::<u16>());
         Simulator {
             name,
             settings,

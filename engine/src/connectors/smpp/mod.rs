@@ -18,7 +18,7 @@
 //!   once); other error statuses are permanent.
 //! - On shutdown, `unbind`.
 
-mod pdu;
+pub mod pdu;
 pub mod receipt;
 
 use super::gate::GateSettings;

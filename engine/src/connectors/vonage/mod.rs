@@ -37,6 +37,11 @@ pub struct VonageSettings {
     pub signature_method: SignatureMethod,
     #[serde(default = "default_base_url")]
     pub base_url: String,
+    /// Take webhooks without a signature. Off by default: without a
+    /// `signature_secret`, webhooks are refused (anyone could post a STOP
+    /// for a real recipient otherwise).
+    #[serde(default)]
+    pub unsigned_webhooks: bool,
     #[serde(default)]
     pub gate: GateSettings,
 }
@@ -156,7 +161,9 @@ impl Vonage {
     }
 
     fn verify(&self, params: &[(String, String)]) -> Result<(), WebhookError> {
-        let Some(secret) = &self.settings.signature_secret else { return Ok(()) };
+        let Some(secret) = &self.settings.signature_secret else {
+            return if self.settings.unsigned_webhooks { Ok(()) } else { Err(WebhookError::BadSignature) };
+        };
         let sig = form_value(params, "sig").ok_or(WebhookError::BadSignature)?;
         let expected = signature(self.settings.signature_method, secret.expose(), params);
         if !secrets::constant_time_eq(expected.to_ascii_lowercase().as_bytes(), sig.to_ascii_lowercase().as_bytes()) {

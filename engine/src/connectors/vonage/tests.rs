@@ -14,6 +14,7 @@ fn settings(base: &str, api_secret: bool) -> VonageSettings {
         signature_secret: Some(Secret::new(SIG_SECRET)),
         signature_method: SignatureMethod::Sha256,
         base_url: base.into(),
+        unsigned_webhooks: false,
         gate: GateSettings::default(),
     }
 }

@@ -405,6 +405,14 @@ impl Deliveries for PgStore {
             .then(|| Reassembled::from_parts(p.from.clone(), p.to.clone(), p.reference.clone(), p.total, &parts)))
     }
 
+    async fn inbound_receipt(&self, connector: &str, provider_id: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT message_id FROM inbound_receipts WHERE connector = $1 AND provider_id = $2")
+            .bind(connector)
+            .bind(provider_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     async fn stale_inbound_parts(&self, before: Millis, limit: u32) -> StoreResult<Vec<(String, Reassembled)>> {
         let groups = sqlx::query(
             "SELECT connector, from_addr, to_addr, reference, total FROM inbound_parts \

@@ -172,21 +172,33 @@ impl Events for SqliteStore {
         let mut confirmations: Vec<&NewMessage> = Vec::new();
         for b in batch {
             if let Some(k) = &b.consumes_parts {
-                let removed = sqlx::query(
+                let removed: Vec<Option<String>> = sqlx::query_scalar(
                     "DELETE FROM inbound_parts WHERE connector = ? AND from_addr = ? AND to_addr = ? \
-                     AND reference = ? AND total = ?",
+                     AND reference = ? AND total = ? RETURNING provider_id",
                 )
                 .bind(&k.connector)
                 .bind(&k.from)
                 .bind(&k.to)
                 .bind(&k.reference)
                 .bind(k.total as i64)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if removed != k.parts as u64 {
+                .fetch_all(&mut *tx)
+                .await?;
+                if removed.len() != k.parts as usize {
                     outcomes.push(InboundOutcome::PartsTaken);
                     continue;
+                }
+                // A carrier's retry of one of the parts is then a duplicate.
+                for id in removed.iter().flatten() {
+                    sqlx::query(
+                        "INSERT INTO inbound_receipts (connector, provider_id, message_id, at) VALUES (?, ?, ?, ?) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&k.connector)
+                    .bind(id)
+                    .bind(&b.message.id)
+                    .bind(b.message.created_at)
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
             if let (Some(provider_id), Some(connector)) = (&b.provider_id, &b.message.connector) {

@@ -32,8 +32,7 @@ async fn record_sent(
         // A carrier id names one part of one message: a part of another
         // message that held it loses it (its reports could not be told
         // apart), and the new part takes it.
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("WITH v(connector, provider_id, message_id) AS (");
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(connector, provider_id, message_id) AS (");
         q.push_values(chunk, |mut b, (r, _, provider_id)| {
             b.push_bind(&r.connector).push_bind(*provider_id).push_bind(&r.message_id);
         });
@@ -452,7 +451,16 @@ impl Deliveries for SqliteStore {
         .await?;
         tx.commit().await?;
         let parts: Vec<StoredPart> = parts.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
-        Ok((parts.len() == p.total as usize).then(|| Reassembled::from_parts(p.from.clone(), p.to.clone(), p.reference.clone(), p.total, &parts)))
+        Ok((parts.len() == p.total as usize)
+            .then(|| Reassembled::from_parts(p.from.clone(), p.to.clone(), p.reference.clone(), p.total, &parts)))
+    }
+
+    async fn inbound_receipt(&self, connector: &str, provider_id: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT message_id FROM inbound_receipts WHERE connector = ? AND provider_id = ?")
+            .bind(connector)
+            .bind(provider_id)
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     async fn stale_inbound_parts(&self, before: Millis, limit: u32) -> StoreResult<Vec<(String, Reassembled)>> {
