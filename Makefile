@@ -32,7 +32,7 @@ $(PRISM):
 # (each test in a database of its own, dropped afterwards). The second run
 # selects the same packages (--workspace), so nothing is built again.
 TEST_DATABASE ?= postgres://postgres@127.0.0.1:5432/test
-E2E_TESTS := $(foreach t,$(basename $(notdir $(wildcard tests/*.rs))),--test $(t))
+E2E_TESTS := $(foreach t,$(basename $(notdir $(wildcard tests/*.rs))),--test $(t)) --test abuse
 
 test: plugins tools
 	cargo test --release --workspace --no-fail-fast
