@@ -189,12 +189,13 @@ async fn rate_limits_show_in_headers_and_answer_429() {
     assert!(headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
     assert_eq!(headers["x-ratelimit-remaining"], "0");
 
-    // A daily allowance too, per key.
-    let other = h.app.create_api_key(&h.tenant, switchboard::secrets::KeyMode::Live, None).await.unwrap();
+    // A daily allowance too, shared by all of a tenant's keys.
+    let (tenant, first) = h.tenant("Daily", "+15550008888").await;
+    let second = h.app.create_api_key(&tenant, switchboard::secrets::KeyMode::Live, None).await.unwrap();
     let daily = switchboard::directory::TenantSettings { requests_per_day: Some(2), ..Default::default() };
-    h.app.update_tenant_settings(&h.tenant, &daily).await.unwrap();
-    for want in [StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS] {
-        let (s, headers, _) = h.call_with(Method::GET, "/v1/account", None, &other, &[]).await;
+    h.app.update_tenant_settings(&tenant, &daily).await.unwrap();
+    for (key, want) in [(&first, StatusCode::OK), (&second, StatusCode::OK), (&first, StatusCode::TOO_MANY_REQUESTS)] {
+        let (s, headers, _) = h.call_with(Method::GET, "/v1/account", None, key, &[]).await;
         assert_eq!(s, want);
         if s == StatusCode::TOO_MANY_REQUESTS {
             assert_eq!(headers["x-ratelimit-limit"], "2");
