@@ -19,9 +19,16 @@ use std::time::{Duration, Instant};
 /// How long a figure read from the database is trusted.
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
 
-/// Per-tenant figures of one kind, each with when it was read.
+/// Per-tenant figures of one kind, each with when it was read and whether
+/// a read of it is under way.
 pub struct Recent<V> {
-    entries: Mutex<HashMap<String, (V, Instant)>>,
+    entries: Mutex<HashMap<String, Entry<V>>>,
+}
+
+struct Entry<V> {
+    value: V,
+    read_at: Instant,
+    refreshing: bool,
 }
 
 impl<V> Default for Recent<V> {
@@ -30,25 +37,78 @@ impl<V> Default for Recent<V> {
     }
 }
 
+/// What [`Recent::lookup`] found.
+pub enum Lookup<V> {
+    /// Fresh, or stale while another caller reads it again: use it.
+    Use(V),
+    /// Read it from the database (this caller is the one reading).
+    Read,
+}
+
 impl<V: Clone> Recent<V> {
     pub fn get(&self, tenant_id: &str) -> Option<V> {
         let entries = self.entries.lock().expect("usage lock");
-        entries.get(tenant_id).filter(|(_, at)| at.elapsed() < FRESH_FOR).map(|(v, _)| v.clone())
+        entries.get(tenant_id).filter(|e| e.read_at.elapsed() < FRESH_FOR).map(|e| e.value.clone())
+    }
+
+    /// The figure, or the news that this caller is to read it. When it is
+    /// stale, one caller reads it while the others go on with the stale
+    /// figure (moved by what they admit): no stampede of counting queries
+    /// every second.
+    pub fn lookup(&self, tenant_id: &str) -> Lookup<V> {
+        let mut entries = self.entries.lock().expect("usage lock");
+        match entries.get_mut(tenant_id) {
+            Some(e) if e.read_at.elapsed() < FRESH_FOR || e.refreshing => Lookup::Use(e.value.clone()),
+            Some(e) => {
+                e.refreshing = true;
+                Lookup::Read
+            }
+            None => Lookup::Read,
+        }
     }
 
     pub fn put(&self, tenant_id: &str, value: V) {
-        self.entries.lock().expect("usage lock").insert(tenant_id.to_string(), (value, Instant::now()));
+        let entry = Entry { value, read_at: Instant::now(), refreshing: false };
+        self.entries.lock().expect("usage lock").insert(tenant_id.to_string(), entry);
     }
 
-    /// Moves a fresh figure by what this node just admitted.
+    /// A read that failed: the next caller tries again.
+    pub fn read_failed(&self, tenant_id: &str) {
+        if let Some(e) = self.entries.lock().expect("usage lock").get_mut(tenant_id) {
+            e.refreshing = false;
+        }
+    }
+
+    /// Moves a figure by what this node just admitted.
     pub fn update(&self, tenant_id: &str, f: impl FnOnce(&mut V)) {
-        if let Some((v, _)) = self.entries.lock().expect("usage lock").get_mut(tenant_id) {
-            f(v);
+        if let Some(e) = self.entries.lock().expect("usage lock").get_mut(tenant_id) {
+            f(&mut e.value);
         }
     }
 
     pub fn forget(&self, tenant_id: &str) {
         self.entries.lock().expect("usage lock").remove(tenant_id);
+    }
+
+    /// The figure, read through `read` when this caller is the one to.
+    async fn through<F, Fut>(&self, tenant_id: &str, read: F) -> StoreResult<V>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = StoreResult<V>>,
+    {
+        if let Lookup::Use(v) = self.lookup(tenant_id) {
+            return Ok(v);
+        }
+        match read().await {
+            Ok(v) => {
+                self.put(tenant_id, v.clone());
+                Ok(v)
+            }
+            Err(e) => {
+                self.read_failed(tenant_id);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -68,12 +128,18 @@ impl Usage {
     /// Live sends of the tenant today, admitted ones included.
     pub async fn sends_today(&self, db: &dyn Database, tenant_id: &str, now: Millis) -> StoreResult<i64> {
         let day = crate::clock::start_of_utc_day(now);
-        if let Some((d, n)) = self.sends.get(tenant_id)
+        if let Lookup::Use((d, n)) = self.sends.lookup(tenant_id)
             && d == day
         {
             return Ok(n);
         }
-        let n = db.sends_since(tenant_id, day).await?;
+        let n = match db.sends_since(tenant_id, day).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.sends.read_failed(tenant_id);
+                return Err(e);
+            }
+        };
         self.sends.put(tenant_id, (day, n));
         Ok(n)
     }
@@ -84,12 +150,7 @@ impl Usage {
 
     /// (keys, bytes) the tenant keeps in kv, admitted writes included.
     pub async fn kv(&self, db: &dyn Database, tenant_id: &str) -> StoreResult<(i64, i64)> {
-        if let Some(u) = self.kv.get(tenant_id) {
-            return Ok(u);
-        }
-        let u = db.kv_usage(tenant_id).await?;
-        self.kv.put(tenant_id, u);
-        Ok(u)
+        self.kv.through(tenant_id, || db.kv_usage(tenant_id)).await
     }
 
     pub fn admitted_kv(&self, tenant_id: &str, keys: i64, bytes: i64) {
@@ -101,12 +162,7 @@ impl Usage {
 
     /// Timers the tenant has pending, admitted ones included.
     pub async fn timers(&self, db: &dyn Database, tenant_id: &str) -> StoreResult<i64> {
-        if let Some(n) = self.timers.get(tenant_id) {
-            return Ok(n);
-        }
-        let n = db.timers_pending(tenant_id).await?;
-        self.timers.put(tenant_id, n);
-        Ok(n)
+        self.timers.through(tenant_id, || db.timers_pending(tenant_id)).await
     }
 
     pub fn admitted_timer(&self, tenant_id: &str) {
