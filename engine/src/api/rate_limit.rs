@@ -39,7 +39,7 @@ struct KeyLimits {
     used_today: u64,
 }
 
-/// The limiters of every tenant seen on this node, the admin API's, and
+/// The limiters of every tenant seen on this node (by tenant id), the admin API's, and
 /// the failed authentications per source address.
 #[derive(Default)]
 pub struct RateLimits {
@@ -66,20 +66,20 @@ impl RateLimits {
     /// The cluster-wide check: the same verdicts, from the database.
     async fn check_shared(
         db: &dyn crate::store::Database,
-        key_id: &str,
+        tenant_id: &str,
         per_second: u32,
         per_day: u64,
         now_ms: i64,
     ) -> Result<Verdict, crate::store::StoreError> {
         let now_s = now_ms / 1000;
         let per_second = per_second.max(1);
-        let tokens = db.take_tokens(&format!("api:{key_id}"), per_second, per_second, 1).await?;
+        let tokens = db.take_tokens(&format!("api:{tenant_id}"), per_second, per_second, 1).await?;
         if tokens.granted == 0 {
             let retry_after = ((1.0 - tokens.left).max(0.0) / f64::from(per_second)).ceil().max(1.0) as u64;
             return Ok(Verdict::Refused { limit: per_second as u64, reset: now_s + retry_after as i64, retry_after });
         }
         let today = now_ms / 86_400_000;
-        if db.count_within(&format!("api-day:{key_id}"), today, 1, per_day).await?.is_none() {
+        if db.count_within(&format!("api-day:{tenant_id}"), today, 1, per_day).await?.is_none() {
             let midnight = (today + 1) * 86_400;
             return Ok(Verdict::Refused {
                 limit: per_day,
@@ -128,7 +128,7 @@ impl RateLimits {
         })
     }
 
-    fn check(&self, key_id: &str, per_second: u32, per_day: u64, now_ms: i64) -> Verdict {
+    fn check(&self, tenant_id: &str, per_second: u32, per_day: u64, now_ms: i64) -> Verdict {
         let mut keys = self.keys.lock().expect("rate limit lock");
         let fresh = || KeyLimits {
             per_second,
@@ -138,7 +138,7 @@ impl RateLimits {
             day: now_ms / 86_400_000,
             used_today: 0,
         };
-        let k = keys.entry(key_id.to_string()).or_insert_with(fresh);
+        let k = keys.entry(tenant_id.to_string()).or_insert_with(fresh);
         if k.per_second != per_second || k.per_day != per_day {
             *k = fresh(); // the tenant's limits changed
         }
@@ -191,19 +191,19 @@ pub async fn limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
     let settings = snapshot.tenants.get(&found.tenant_id).map(|t| t.settings.clone()).unwrap_or_default();
     let per_second = settings.requests_per_second.unwrap_or(app.settings.limits.api_requests_per_second);
     let per_day = settings.requests_per_day.unwrap_or(app.settings.limits.api_requests_per_day);
-    let key_id = found.tenant_id.clone();
+    let tenant_id = found.tenant_id.clone();
     drop(snapshot);
     let now_ms = app.clock.now_ms();
     let verdict = if app.db.shared() {
-        match RateLimits::check_shared(app.db.as_ref(), &key_id, per_second, per_day, now_ms).await {
+        match RateLimits::check_shared(app.db.as_ref(), &tenant_id, per_second, per_day, now_ms).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "shared rate limit unavailable; limiting on this node alone");
-                app.rate_limits.check(&key_id, per_second, per_day, now_ms)
+                app.rate_limits.check(&tenant_id, per_second, per_day, now_ms)
             }
         }
     } else {
-        app.rate_limits.check(&key_id, per_second, per_day, now_ms)
+        app.rate_limits.check(&tenant_id, per_second, per_day, now_ms)
     };
     match verdict {
         Verdict::Allowed { limit, remaining, reset } => {

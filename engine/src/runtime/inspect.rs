@@ -102,7 +102,9 @@ pub fn check(wasm: &[u8], grants: Grants, limits: &Limits) -> Result<(), Runtime
     if !missing.is_empty() {
         return Err(RuntimeError::WrongExports(format!("it does not export {}", missing.join(", "))));
     }
-    Validator::new_with_features(WasmFeatures::default())
+    // Every feature the parser knows: this pass refuses malformed bytes;
+    // which features the engine runs is the compiler's call.
+    Validator::new_with_features(WasmFeatures::all())
         .validate_all(wasm)
         .map_err(|e| RuntimeError::Invalid(e.message().to_string()))?;
     Ok(())

@@ -121,7 +121,7 @@ impl Tenants for SqliteStore {
         )
         .bind(tenant_id)
         .bind(number)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&self.reader)
         .await?;
         Ok(row.map(|r| NumberClaim {
             tenant_id: tenant_id.to_string(),
