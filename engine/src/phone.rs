@@ -118,6 +118,118 @@ fn is_plausible(number: &phonenumber::PhoneNumber) -> bool {
     possible_length(number.code().value(), length)
 }
 
+/// What libphonenumber says of a parsed number: `isValidNumber`,
+/// `getRegionCodeForNumber` and `getNumberType`, computed from the metadata
+/// the `phonenumber` crate carries (libphonenumber 9.0.33). The crate's own
+/// answers drop the leading zeros of national numbers that keep them
+/// (Italy's fixed lines, `+39 06 …`: no region, type unknown) and match
+/// patterns only at their start; these follow libphonenumber: the national
+/// significant number with its zeros, patterns matched whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description {
+    pub valid: bool,
+    /// ISO 3166 region, or `001` for non-geographic numbers (`+800`).
+    pub region: Option<String>,
+    pub kind: phonenumber::Type,
+}
+
+pub fn describe(number: &phonenumber::PhoneNumber) -> Description {
+    let code = number.code().value();
+    let nsn = number.national().to_string(); // with its leading zeros
+    let unknown = Description { valid: false, region: None, kind: phonenumber::Type::Unknown };
+    let Some((region, meta)) = region_of(code, &nsn) else { return unknown };
+    let kind = number_type(meta, &nsn);
+    let valid = meta.country_code() == code && kind != phonenumber::Type::Unknown;
+    Description { valid, region: valid.then(|| region.to_string()), kind: if valid { kind } else { phonenumber::Type::Unknown } }
+}
+
+/// Whether `value` matches `pattern` entirely (anchored; compiled once).
+fn matches_whole(pattern: &str, value: &str) -> bool {
+    anchored(pattern, true).is_some_and(|r| r.is_match(value))
+}
+
+fn matches_start(pattern: &str, value: &str) -> bool {
+    anchored(pattern, false).is_some_and(|r| r.is_match(value))
+}
+
+fn anchored(pattern: &str, whole: bool) -> Option<regex::Regex> {
+    type Compiled = std::collections::HashMap<(String, bool), Option<regex::Regex>>;
+    // The metadata's patterns are a fixed set: the map stays bounded.
+    static COMPILED: std::sync::LazyLock<std::sync::Mutex<Compiled>> = std::sync::LazyLock::new(Default::default);
+    let mut compiled = COMPILED.lock().expect("regex cache");
+    compiled
+        .entry((pattern.to_string(), whole))
+        .or_insert_with(|| {
+            let source = if whole { format!("^(?:{pattern})$") } else { format!("^(?:{pattern})") };
+            // The metadata's patterns are laid out over lines: white space
+            // in them is not part of the pattern.
+            regex::RegexBuilder::new(&source).ignore_whitespace(true).build().ok()
+        })
+        .clone()
+}
+
+/// libphonenumber's `isNumberMatchingDesc`: a possible length, and the
+/// whole pattern.
+fn matching(desc: Option<&phonenumber::metadata::Descriptor>, nsn: &str) -> bool {
+    let Some(desc) = desc else { return false };
+    let lengths = desc.possible_length();
+    if !lengths.is_empty() && !lengths.contains(&(nsn.len() as u16)) {
+        return false;
+    }
+    matches_whole(desc.national_number().as_str(), nsn)
+}
+
+/// libphonenumber's `getNumberTypeHelper`.
+fn number_type(meta: &phonenumber::Metadata, nsn: &str) -> phonenumber::Type {
+    use phonenumber::Type;
+    let d = meta.descriptors();
+    if !matching(Some(d.general()), nsn) {
+        return Type::Unknown;
+    }
+    let ordered = [
+        (d.premium_rate(), Type::PremiumRate),
+        (d.toll_free(), Type::TollFree),
+        (d.shared_cost(), Type::SharedCost),
+        (d.voip(), Type::Voip),
+        (d.personal_number(), Type::PersonalNumber),
+        (d.pager(), Type::Pager),
+        (d.uan(), Type::Uan),
+        (d.voicemail(), Type::Voicemail),
+    ];
+    if let Some((_, kind)) = ordered.into_iter().find(|(desc, _)| matching(*desc, nsn)) {
+        return kind;
+    }
+    let same = match (d.fixed_line(), d.mobile()) {
+        (Some(f), Some(m)) => f.national_number().as_str() == m.national_number().as_str(),
+        _ => false,
+    };
+    if matching(d.fixed_line(), nsn) {
+        return if same || matching(d.mobile(), nsn) { Type::FixedLineOrMobile } else { Type::FixedLine };
+    }
+    if !same && matching(d.mobile(), nsn) {
+        return Type::Mobile;
+    }
+    Type::Unknown
+}
+
+/// libphonenumber's `getRegionCodeForNumber`, with the region's metadata.
+fn region_of(code: u16, nsn: &str) -> Option<(&'static str, &'static phonenumber::Metadata)> {
+    let db = &*phonenumber::metadata::DATABASE;
+    let regions = db.region(&code)?;
+    if let [only] = regions[..] {
+        let meta = if only == "001" { db.by_code(&code)?.into_iter().next()? } else { db.by_id(only)? };
+        return Some((only, meta));
+    }
+    regions.into_iter().find_map(|region| {
+        let meta = db.by_id(region)?;
+        let found = match meta.leading_digits() {
+            Some(leading) => matches_start(leading.as_str(), nsn),
+            None => number_type(meta, nsn) != phonenumber::Type::Unknown,
+        };
+        found.then_some((region, meta))
+    })
+}
+
 /// A number for logs: country code and last two digits only.
 pub struct Masked<'a>(pub &'a str);
 

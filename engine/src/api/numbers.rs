@@ -3,7 +3,7 @@
 
 use super::auth::{AuthTenant, LiveTenant};
 use super::error::{ApiError, ErrorBody};
-use super::json::Json;
+use super::json::{Json, Query};
 use crate::app::{AdminError, App};
 use crate::senders::NumberRegistration;
 use axum::extract::{Path, State};
@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use phonenumber::{Mode, Type};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 #[derive(Serialize, ToSchema)]
 pub struct NumberLookup {
@@ -23,7 +23,8 @@ pub struct NumberLookup {
     possible: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     e164: Option<String>,
-    /// ISO 3166 alpha-2 region.
+    /// ISO 3166 alpha-2 region (`001` for non-geographic numbers such as
+    /// `+800`); absent when the number is not valid.
     #[serde(skip_serializing_if = "Option::is_none")]
     country: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -32,10 +33,21 @@ pub struct NumberLookup {
     national_format: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     international_format: Option<String>,
-    /// mobile, fixed_line, fixed_line_or_mobile, toll_free, premium_rate,
-    /// shared_cost, voip, personal_number, pager, uan, voicemail, unknown
+    /// libphonenumber's number type (`unknown` when the number is not valid).
     #[serde(skip_serializing_if = "Option::is_none")]
-    r#type: Option<String>,
+    #[schema(value_type = Option<String>, example = "mobile")]
+    r#type: Option<&'static str>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LookupQuery {
+    /// The region national-format numbers (`020 7031 3000`) and numbers
+    /// with an international prefix (`0044 …`, `011 44 …`) are read in:
+    /// ISO 3166 alpha-2. Default: the tenant's default region.
+    #[param(pattern = "^[A-Za-z]{2}$", example = "GB")]
+    country: Option<String>,
 }
 
 fn type_name(t: Type) -> &'static str {
@@ -55,18 +67,31 @@ fn type_name(t: Type) -> &'static str {
     }
 }
 
-/// Validate and describe a phone number.
+/// Validate and describe a phone number, as libphonenumber does.
 #[utoipa::path(get, path = "/v1/numbers/{number}", tag = "numbers",
-    params(("number" = String, Path, description = "The number, ideally E.164 (+ may be written %2B)")),
-    responses((status = 200, body = NumberLookup), (status = 401, body = ErrorBody)),
+    params(("number" = String, Path, description = "The number: E.164 (+ may be written %2B), or national or with an international prefix, read in `country`", max_length = 64),
+        LookupQuery),
+    responses((status = 200, body = NumberLookup), (status = 400, description = "INVALID_PARAMETER: an unknown country", body = ErrorBody),
+        (status = 401, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn lookup(
     State(app): State<Arc<App>>,
     auth: AuthTenant,
     Path(number): Path<String>,
-) -> axum::Json<NumberLookup> {
-    let region = app.directory.snapshot().tenants.get(&auth.tenant_id).and_then(|t| t.default_region.clone());
-    let parsed = phonenumber::parse(region.as_deref().and_then(|r| r.parse().ok()), &number).ok();
+    Query(q): Query<LookupQuery>,
+) -> Result<axum::Json<NumberLookup>, ApiError> {
+    let region = match q.country {
+        Some(c) => Some(c.to_ascii_uppercase()),
+        None => app.directory.snapshot().tenants.get(&auth.tenant_id).and_then(|t| t.default_region.clone()),
+    };
+    let region_id = match &region {
+        None => None,
+        Some(r) => Some(r.parse::<phonenumber::country::Id>().map_err(|_| {
+            ApiError::bad_request("INVALID_PARAMETER", format!("{r:?} is not an ISO 3166 region")).with_field("country")
+        })?),
+    };
+    let within = number.len() <= crate::phone::MAX_INPUT_BYTES;
+    let parsed = within.then(|| phonenumber::parse(region_id, &number).ok()).flatten();
     let possible = crate::phone::normalize(&number, region.as_deref()).is_ok();
     let mut out = NumberLookup {
         input: number,
@@ -79,16 +104,17 @@ pub async fn lookup(
         international_format: None,
         r#type: None,
     };
-    if let Some(n) = parsed.filter(|_| possible) {
-        out.valid = phonenumber::is_valid(&n);
+    if let Some(n) = parsed {
+        let described = crate::phone::describe(&n);
+        out.valid = described.valid;
+        out.country = described.region;
+        out.r#type = Some(type_name(described.kind));
         out.e164 = Some(n.format().mode(Mode::E164).to_string());
-        out.country = n.country().id().map(|id| id.as_ref().to_string());
         out.country_code = Some(n.code().value());
         out.national_format = Some(n.format().mode(Mode::National).to_string());
         out.international_format = Some(n.format().mode(Mode::International).to_string());
-        out.r#type = Some(type_name(n.number_type(&phonenumber::metadata::DATABASE)).to_string());
     }
-    axum::Json(out)
+    Ok(axum::Json(out))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -3,13 +3,19 @@
 //!
 //! Single-part limits: 160 septets (GSM-7) or 70 UTF-16 units (UCS-2).
 //! Concatenated parts carry a 6-byte user data header, leaving 153 septets
-//! or 67 units each. Splitting never separates an escape sequence (GSM-7
-//! extension characters take two septets) or a surrogate pair (UCS-2).
+//! or 67 units each. These are Twilio's published rules (its segment
+//! calculator): a part never separates an escape sequence (GSM-7 extension
+//! characters take two septets), nor, in UCS-2, a character as the reader
+//! sees it — an extended grapheme cluster: a flag, a skin-toned or ZWJ
+//! emoji, a keycap, a letter with its combining accents (CR LF counts as
+//! two). Only a cluster longer than a whole part is cut, between code
+//! points, as no part could carry it.
 //!
 //! No maintained crate covers segmentation with these rules, so the tables
-//! live here.
+//! live here; grapheme boundaries come from `unicode-segmentation`.
 
 use serde::{Deserialize, Serialize};
+use unicode_segmentation::UnicodeSegmentation;
 
 /// The GSM 03.38 default alphabet, indexed by code (0x1B is the escape).
 const BASIC: [char; 128] = [
@@ -172,27 +178,68 @@ pub fn analyze(text: &str, choice: EncodingChoice) -> Result<Analysis, NotGsm7> 
 
 /// Splits `text` into the parts it is sent as (one part if it fits).
 pub fn split(text: &str, encoding: Encoding) -> Vec<&str> {
-    let (single, part) = match encoding {
-        Encoding::Gsm7 => (GSM7_SINGLE, GSM7_PART),
-        Encoding::Ucs2 => (UCS2_SINGLE, UCS2_PART),
-    };
-    let cost = |c: char| match encoding {
-        Encoding::Gsm7 => gsm7_septets(c).unwrap_or(1),
-        Encoding::Ucs2 => c.len_utf16(),
-    };
-    let total: usize = text.chars().map(cost).sum();
-    if total <= single {
+    match encoding {
+        Encoding::Gsm7 => split_gsm7(text),
+        Encoding::Ucs2 => split_ucs2(text),
+    }
+}
+
+/// GSM-7 parts: characters (an extension character's two septets stay
+/// together); every GSM-7 grapheme is one character, CR LF aside.
+fn split_gsm7(text: &str) -> Vec<&str> {
+    let cost = |c: char| gsm7_septets(c).unwrap_or(1);
+    if text.chars().map(cost).sum::<usize>() <= GSM7_SINGLE {
         return vec![text];
     }
     let mut parts = Vec::new();
-    let mut start = 0;
-    let mut used = 0;
+    let (mut start, mut used) = (0, 0);
     for (i, c) in text.char_indices() {
         let n = cost(c);
-        if used + n > part {
+        if used + n > GSM7_PART {
             parts.push(&text[start..i]);
-            start = i;
-            used = 0;
+            (start, used) = (i, 0);
+        }
+        used += n;
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// The pieces UCS-2 parts never cut: extended grapheme clusters, with CR
+/// LF as two (as Twilio counts it), and each with its byte offset.
+fn clusters(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.grapheme_indices(true).flat_map(|(i, g)| {
+        let (first, rest) = if g == "\r\n" { (&g[..1], Some((i + 1, &g[1..]))) } else { (g, None) };
+        std::iter::once((i, first)).chain(rest)
+    })
+}
+
+fn utf16_len(s: &str) -> usize {
+    s.chars().map(char::len_utf16).sum()
+}
+
+fn split_ucs2(text: &str) -> Vec<&str> {
+    if utf16_len(text) <= UCS2_SINGLE {
+        return vec![text];
+    }
+    let mut parts = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (i, cluster) in clusters(text) {
+        let n = utf16_len(cluster);
+        if n > UCS2_PART {
+            // Longer than any part can carry: cut between its code points.
+            for (j, c) in cluster.char_indices() {
+                if used + c.len_utf16() > UCS2_PART {
+                    parts.push(&text[start..i + j]);
+                    (start, used) = (i + j, 0);
+                }
+                used += c.len_utf16();
+            }
+            continue;
+        }
+        if used + n > UCS2_PART {
+            parts.push(&text[start..i]);
+            (start, used) = (i, 0);
         }
         used += n;
     }
@@ -316,6 +363,108 @@ mod tests {
         assert_eq!(parts[0].encode_utf16().count(), 66);
         assert!(parts[1].starts_with('😀'));
         assert_eq!(parts.concat(), text);
+    }
+
+    /// Twilio's segment calculator, transcribed: graphemes (CR LF as two)
+    /// cost 7 bits per septet (GSM-7) or 16 per UTF-16 unit (UCS-2) and are
+    /// packed into 1,120-bit segments; once a second segment is needed,
+    /// every segment carries a 48-bit header, and what no longer fits in the
+    /// one before moves on with it.
+    fn twilio_segments(text: &str) -> usize {
+        let graphemes: Vec<&str> = text
+            .graphemes(true)
+            .flat_map(|g| if g == "\r\n" { vec!["\r", "\n"] } else { vec![g] })
+            .collect();
+        let gsm = graphemes.iter().all(|g| {
+            g.encode_utf16().count() == 1 && gsm7_septets(g.chars().next().unwrap()).is_some()
+        });
+        let bits = |g: &str| match gsm {
+            true => 7 * gsm7_septets(g.chars().next().unwrap()).unwrap(),
+            false => 16 * g.encode_utf16().count(),
+        };
+        const SEGMENT: usize = 1120;
+        const HEADER: usize = 48;
+        // (has a header, sizes of what it holds)
+        let mut segments: Vec<(bool, Vec<usize>)> = vec![(false, Vec::new())];
+        for g in graphemes {
+            let b = bits(g);
+            let current = segments.last().unwrap();
+            let used = current.1.iter().sum::<usize>() + if current.0 { HEADER } else { 0 };
+            if SEGMENT - used < b {
+                let mut next: (bool, Vec<usize>) = (true, Vec::new());
+                let previous = segments.last_mut().unwrap();
+                if !previous.0 {
+                    previous.0 = true;
+                    while previous.1.iter().sum::<usize>() + HEADER > SEGMENT {
+                        next.1.insert(0, previous.1.pop().unwrap());
+                    }
+                }
+                segments.push(next);
+            }
+            segments.last_mut().unwrap().1.push(b);
+        }
+        segments.len()
+    }
+
+    #[test]
+    fn segment_counts_and_parts_follow_twilios_rules() {
+        let mut texts: Vec<String> = Vec::new();
+        for n in [0, 1, 70, 153, 154, 159, 160, 161, 200, 305, 306, 307, 458, 459, 460, 612, 613] {
+            texts.push("a".repeat(n));
+        }
+        // Extension characters (two septets) on every side of the boundaries.
+        for k in 148..=161 {
+            for tail in [0, 10, 150] {
+                texts.push(format!("{}€{}", "a".repeat(k), "b".repeat(tail)));
+            }
+        }
+        texts.push("[".repeat(80));
+        texts.push("[".repeat(81));
+        texts.push(format!("{}{}", "a".repeat(151), "[]".repeat(20)));
+        texts.push("a\r\nb".repeat(60));
+        for n in [1, 69, 70, 71, 134, 135, 136, 201, 202] {
+            texts.push("я".repeat(n));
+        }
+        // Every kind of multi-code-point character on the UCS-2 boundaries.
+        let clusters = ["🇺🇸", "👍🏽", "1️⃣", "❤️", "e\u{301}", "👨‍👩‍👧‍👦", "😀", "\r\n", "a\u{301}\u{302}\u{303}"];
+        for cluster in clusters {
+            for k in 60..=70 {
+                for tail in [0, 5, 70] {
+                    texts.push(format!("{}{cluster}{}", "я".repeat(k), "я".repeat(tail)));
+                }
+            }
+        }
+        assert!(texts.len() >= 80, "{} strings", texts.len());
+        for text in &texts {
+            let analysis = analyze(text, EncodingChoice::Auto).unwrap();
+            assert_eq!(analysis.segments, twilio_segments(text), "{:?}", text.escape_debug().to_string());
+            // The parts are what is counted, put back together, and cut only
+            // at grapheme boundaries (CR LF aside).
+            let parts = split(text, analysis.encoding);
+            assert_eq!(parts.len().max(1), analysis.segments);
+            assert_eq!(parts.concat(), *text);
+            let boundaries: std::collections::HashSet<usize> = clusters_of(text);
+            let mut at = 0;
+            for p in &parts[..parts.len() - 1] {
+                at += p.len();
+                assert!(boundaries.contains(&at), "cut inside a character in {:?}", text.escape_debug().to_string());
+            }
+        }
+        // The case a code-unit split gets wrong: a flag at the 67-unit edge.
+        let flag = format!("{}🇺🇸{}", "я".repeat(66), "я".repeat(64));
+        assert_eq!(analyze(&flag, EncodingChoice::Auto).unwrap().segments, 3);
+    }
+
+    fn clusters_of(text: &str) -> std::collections::HashSet<usize> {
+        super::clusters(text).map(|(i, _)| i).collect()
+    }
+
+    #[test]
+    fn a_cluster_longer_than_a_part_is_cut_between_code_points() {
+        let zalgo = format!("a{}", "\u{301}".repeat(100));
+        let parts = split(&zalgo, Encoding::Ucs2);
+        assert!(parts.iter().all(|p| p.encode_utf16().count() <= UCS2_PART));
+        assert_eq!(parts.concat(), zalgo);
     }
 
     #[test]
