@@ -317,8 +317,11 @@ impl App {
     }
 
     pub async fn create_tenant(&self, name: &str) -> Result<String, AdminError> {
+        if name.chars().count() > 100 {
+            return Err(AdminError::Invalid { field: "name", message: "1 to 100 characters".into() });
+        }
         let name = name.trim();
-        if name.is_empty() || name.len() > 100 {
+        if name.is_empty() {
             return Err(AdminError::Invalid { field: "name", message: "1 to 100 characters".into() });
         }
         let id = ids::new_id("tnt");

@@ -83,8 +83,14 @@ pub enum UrlRefused {
     Unresolvable(String, String),
 }
 
+/// The longest URL accepted (webhook URLs, plugins' requests).
+pub const MAX_URL_BYTES: usize = 2048;
+
 /// Parses an http(s) URL.
 pub fn parse_http_url(text: &str) -> Result<url::Url, UrlRefused> {
+    if text.len() > MAX_URL_BYTES {
+        return Err(UrlRefused::NotHttp(format!("{}…", &text[..text.floor_char_boundary(64)])));
+    }
     let url = url::Url::parse(text).map_err(|_| UrlRefused::NotHttp(text.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(UrlRefused::NotHttp(text.to_string()));

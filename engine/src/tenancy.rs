@@ -45,18 +45,25 @@ pub struct TenantSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct Quotas {
     /// Fuel per invocation (caps the engine limit and the manifest's).
+    #[schema(minimum = 1)]
     pub fuel: Option<u64>,
     /// Linear memory per invocation, in bytes.
+    #[schema(minimum = 1)]
     pub memory_bytes: Option<usize>,
     /// Plugin invocations per minute; more wait for the next minute.
+    #[schema(minimum = 1)]
     pub invocations_per_minute: Option<u32>,
     /// Bytes the tenant's plugins keep in kv (keys and values).
+    #[schema(minimum = 1)]
     pub kv_bytes: Option<i64>,
     /// Keys the tenant's plugins keep in kv.
+    #[schema(minimum = 1)]
     pub kv_keys: Option<i64>,
     /// Live messages sent per UTC day (API and plugins).
+    #[schema(minimum = 1)]
     pub sends_per_day: Option<i64>,
     /// Timers pending at once.
+    #[schema(minimum = 1)]
     pub timers_pending: Option<i64>,
 }
 
@@ -90,15 +97,27 @@ pub struct Compliance {
     /// Handle the keywords below before plugins (on by default).
     pub enabled: bool,
     pub scope: OptOutScope,
+    /// Single words of 1 to 32 characters; at least one.
+    #[schema(min_items = 1, inline, value_type = Vec<Keyword32>)]
     pub stop_keywords: Vec<String>,
+    #[schema(inline, value_type = Vec<Keyword32>)]
     pub start_keywords: Vec<String>,
+    #[schema(inline, value_type = Vec<Keyword32>)]
     pub help_keywords: Vec<String>,
-    /// `{tenant}` is replaced by the tenant's name.
+    /// `{tenant}` is replaced by the tenant's name. 1 to 480 characters.
+    #[schema(min_length = 1, max_length = 480, pattern = "\\S")]
     pub stop_reply: String,
+    #[schema(min_length = 1, max_length = 480, pattern = "\\S")]
     pub start_reply: String,
+    #[schema(min_length = 1, max_length = 480, pattern = "\\S")]
     pub help_reply: String,
     pub quiet_hours: Option<QuietHours>,
 }
+
+/// A compliance keyword: one word of 1 to 32 characters.
+#[derive(ToSchema)]
+#[schema(value_type = String, min_length = 1, max_length = 32, pattern = "^\\S+$")]
+pub struct Keyword32(#[allow(dead_code)] String);
 
 impl Default for Compliance {
     fn default() -> Self {
@@ -124,10 +143,13 @@ impl Default for Compliance {
 #[serde(deny_unknown_fields)]
 pub struct QuietHours {
     /// `HH:MM`, local time.
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub start: String,
     /// `HH:MM`, local time (before `start`: the window spans midnight).
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub end: String,
-    /// IANA zone for numbers whose country does not say.
+    /// IANA zone for numbers whose country does not say (`Europe/Paris`).
+    #[schema(max_length = 64)]
     pub timezone: Option<String>,
 }
 
@@ -195,7 +217,11 @@ fn first_valid_instant(zone: &Tz, local: chrono::NaiveDateTime) -> Option<chrono
     (0..=24 * 60).find_map(|m| zone.from_local_datetime(&(local + chrono::Duration::minutes(m))).earliest())
 }
 
+/// `HH:MM`, two digits each.
 fn parse_hhmm(s: &str) -> Option<NaiveTime> {
+    if s.len() != 5 || s.as_bytes()[2] != b':' {
+        return None;
+    }
     NaiveTime::parse_from_str(s, "%H:%M").ok()
 }
 

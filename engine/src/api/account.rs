@@ -39,8 +39,10 @@ pub struct AccountJson {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// Days of usage to report (1 to 366, default 30).
+    #[param(minimum = 1, maximum = 366)]
     days: Option<u32>,
 }
 
@@ -103,8 +105,10 @@ pub struct LedgerJson {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct LedgerQuery {
-    /// Newest entries first, at most this many (default 100, max 1000).
+    /// Newest entries first, at most this many (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -116,7 +120,7 @@ pub async fn ledger(
     auth: AuthTenant,
     Query(q): Query<LedgerQuery>,
 ) -> Result<axum::Json<LedgerJson>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = super::params::page_limit(q.limit, 100, 1000)?;
     let data = app
         .db
         .ledger(&auth.tenant_id, limit)
@@ -135,8 +139,11 @@ pub async fn ledger(
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// Receives status changes of messages that have no webhook_url of their own.
+    /// Receives status changes of messages that have no webhook_url of
+    /// their own: an http(s) URL.
+    #[schema(pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+", max_length = 2048)]
     url: Option<String>,
 }
 
@@ -223,8 +230,10 @@ pub async fn list_keys(State(app): State<Arc<App>>, auth: AuthTenant) -> Result<
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    #[schema(max_length = 100)]
     label: Option<String>,
-    /// live (default) or test. Test keys may only create test keys.
+    /// live (default) or test.
+    #[schema(value_type = Option<super::params::ModeFilter>)]
     mode: Option<String>,
 }
 

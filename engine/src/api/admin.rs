@@ -48,9 +48,21 @@ impl FromRequestParts<Arc<App>> for Admin {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credit {
-    /// Decimal amount; negative to debit.
+    /// Decimal amount, up to six decimals; negative to debit.
+    #[schema(pattern = "^-?[0-9]{1,12}(\\.[0-9]{1,6})?$", example = "10.00")]
     amount: String,
+    #[schema(max_length = 500)]
     note: Option<String>,
+}
+
+/// What `Credit.amount` may look like (the schema's pattern).
+fn amount_shaped(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    (1..=12).contains(&whole.len())
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && (!digits.contains('.') || (1..=6).contains(&fraction.len()))
+        && fraction.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -71,6 +83,13 @@ pub async fn credit(
     Path(tenant_id): Path<String>,
     Json(body): Json<Credit>,
 ) -> Result<axum::Json<BalanceJson>, ApiError> {
+    if !amount_shaped(&body.amount) {
+        return Err(ApiError::bad_request("INVALID_AMOUNT", "a decimal amount with up to six decimals")
+            .with_field("amount"));
+    }
+    if body.note.as_ref().is_some_and(|n| n.chars().count() > 500) {
+        return Err(ApiError::bad_request("INVALID_FIELD", "note is at most 500 characters").with_field("note"));
+    }
     let amount = parse_amount(&body.amount)
         .map_err(|e| ApiError::bad_request("INVALID_AMOUNT", e.to_string()).with_field("amount"))?;
     let balance = app.credit(&tenant_id, amount, body.note.as_deref().unwrap_or("")).await.map_err(|e| match e {
@@ -107,6 +126,8 @@ fn tenant_profile(app: &App, id: &str) -> Result<Arc<crate::directory::TenantPro
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
+    /// 1 to 100 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     name: String,
 }
 
@@ -266,9 +287,11 @@ pub async fn enable_tenant(
 pub struct TenantLimits {
     #[serde(default)]
     quotas: Quotas,
-    /// API requests per second per key.
+    /// API requests per second, all the tenant's keys together.
+    #[schema(minimum = 1)]
     requests_per_second: Option<u32>,
-    /// API requests per UTC day per key.
+    /// API requests per UTC day, all the tenant's keys together.
+    #[schema(minimum = 1)]
     requests_per_day: Option<u64>,
 }
 
@@ -323,7 +346,9 @@ pub async fn put_limits(
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     /// live (default) or test.
+    #[schema(value_type = Option<super::params::ModeFilter>)]
     mode: Option<String>,
+    #[schema(max_length = 100)]
     label: Option<String>,
 }
 
@@ -381,8 +406,10 @@ pub async fn revoke_key(
 #[serde(deny_unknown_fields)]
 pub struct NewNumber {
     /// E.164.
+    #[schema(min_length = 1, max_length = 64)]
     number: String,
     /// The connector that sends from and receives on it.
+    #[schema(min_length = 1, max_length = 64)]
     connector: String,
     /// Make it the tenant's default sender.
     #[serde(default)]
@@ -418,7 +445,8 @@ pub async fn add_number(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSenderId {
-    /// Alphanumeric sender ID, 1 to 11 characters.
+    /// 1 to 11 letters, digits or inner spaces, with at least one letter.
+    #[schema(min_length = 1, max_length = 11, pattern = "^([A-Za-z0-9][A-Za-z0-9 ]*)?[A-Za-z]([A-Za-z0-9 ]*[A-Za-z0-9])?$")]
     sender_id: String,
 }
 
@@ -531,7 +559,8 @@ pub async fn connectors(State(app): State<Arc<App>>, _admin: Admin) -> axum::Jso
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
-    /// At most this many entries (default 100, max 1000).
+    /// At most this many entries (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// Entries older than this id (the previous page's `next_before`).
     before: Option<i64>,
@@ -565,7 +594,7 @@ pub async fn audit(
     _admin: Admin,
     Query(q): Query<AuditQuery>,
 ) -> Result<axum::Json<AuditList>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = super::params::page_limit(q.limit, 100, 1000)?;
     let rows = app.db.audit_log(limit, q.before).await?;
     let next_before = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.id)).flatten();
     let data = rows

@@ -101,12 +101,21 @@ async fn webhook(
         }
         WebhookEvent::Ignored => None,
     };
-    if reply.body.is_empty()
-        && let Some(accepted) = accepted
-    {
-        return Ok(axum::Json(accepted).into_response());
+    if !reply.body.is_empty() {
+        // The carrier's own answer (TwiML for Twilio).
+        return Ok((StatusCode::OK, [("content-type", reply.content_type)], reply.body).into_response());
     }
-    Ok((StatusCode::OK, [("content-type", reply.content_type)], reply.body).into_response())
+    Ok(match accepted {
+        Some(accepted) => axum::Json(accepted).into_response(),
+        None => axum::Json(ReportRecorded { status: "recorded" }).into_response(),
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReportRecorded {
+    /// `recorded` (a report for a status this engine does not track is
+    /// acknowledged the same way).
+    status: &'static str,
 }
 
 /// An inbound SMS from a carrier, in the carrier's format (for `generic`:
@@ -114,7 +123,8 @@ async fn webhook(
 #[utoipa::path(post, path = "/v1/inbound/{connector}", tag = "inbound",
     params(("connector" = String, Path, description = "Connector name (`generic`, or one from the settings)")),
     request_body(content = String, description = "The carrier's own format", content_type = "application/json"),
-    responses((status = 200, description = "Durably accepted (TwiML for Twilio)", body = InboundAccepted),
+    responses((status = 200, description = "Durably accepted (TwiML for Twilio)", content(
+            (InboundAccepted = "application/json"), (String = "text/xml"))),
         (status = 400, body = ErrorBody), (status = 403, description = "INVALID_SIGNATURE", body = ErrorBody),
         (status = 404, description = "CONNECTOR_NOT_FOUND, or UNKNOWN_NUMBER: no number on this connector", body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 429, description = "too many failed signatures from this address", body = ErrorBody)))]
@@ -132,7 +142,9 @@ pub async fn inbound_post(
 /// The same, for carriers that call with GET (Vonage).
 #[utoipa::path(get, path = "/v1/inbound/{connector}", tag = "inbound",
     params(("connector" = String, Path, description = "Connector name")),
-    responses((status = 200, body = InboundAccepted), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "Durably accepted (TwiML for Twilio)", content(
+            (InboundAccepted = "application/json"), (String = "text/xml"))),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn inbound_get(
     State(app): State<Arc<App>>,
     Path(connector): Path<String>,
@@ -147,7 +159,8 @@ pub async fn inbound_get(
 #[utoipa::path(post, path = "/v1/status/{connector}", tag = "inbound",
     params(("connector" = String, Path, description = "Connector name")),
     request_body(content = String, description = "The carrier's own format", content_type = "application/json"),
-    responses((status = 200, description = "Recorded"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "Recorded", body = ReportRecorded), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn status_post(
     State(app): State<Arc<App>>,
     Path(connector): Path<String>,
@@ -162,7 +175,8 @@ pub async fn status_post(
 /// The same, for carriers that call with GET (Vonage).
 #[utoipa::path(get, path = "/v1/status/{connector}", tag = "inbound",
     params(("connector" = String, Path, description = "Connector name")),
-    responses((status = 200, description = "Recorded"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "Recorded", body = ReportRecorded), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn status_get(
     State(app): State<Arc<App>>,
     Path(connector): Path<String>,

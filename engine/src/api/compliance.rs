@@ -42,7 +42,8 @@ pub struct OptOutList {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OptOutQuery {
-    /// At most this many (default 100, max 1000).
+    /// At most this many (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// Recipients after this one (the previous page's `next_after`).
     after: Option<String>,
@@ -56,7 +57,7 @@ pub async fn list(
     auth: AuthTenant,
     Query(q): Query<OptOutQuery>,
 ) -> Result<axum::Json<OptOutList>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = super::params::page_limit(q.limit, 100, 1000)?;
     let rows = app.db.list_opt_outs(&auth.tenant_id, limit, q.after.as_deref()).await?;
     let next_after = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.recipient.clone())).flatten();
     let data = rows
@@ -75,10 +76,13 @@ pub async fn list(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportedOptOut {
+    #[schema(min_length = 1, max_length = 64)]
     recipient: String,
     /// Opt out of this one of your numbers only (default: all of them).
+    #[schema(max_length = 64)]
     number: Option<String>,
     /// When they opted out (RFC 3339; default now).
+    #[schema(format = DateTime)]
     opted_out_at: Option<String>,
 }
 
@@ -86,6 +90,7 @@ pub struct ImportedOptOut {
 #[serde(deny_unknown_fields)]
 pub struct ImportOptOuts {
     /// Up to 10,000 recipients, e.g. from another platform's suppression list.
+    #[schema(max_items = 10000)]
     opt_outs: Vec<ImportedOptOut>,
 }
 
@@ -174,12 +179,12 @@ fn validate(c: &Compliance) -> Result<(), ApiError> {
         ("help_keywords", &c.help_keywords),
     ];
     for (name, words) in lists {
-        if words.iter().any(|w| w.is_empty() || w.len() > 32 || w.chars().any(char::is_whitespace)) {
+        if words.iter().any(|w| w.is_empty() || w.chars().count() > 32 || w.chars().any(char::is_whitespace)) {
             return Err(ApiError::bad_request("INVALID_FIELD", "each keyword is one word of 1 to 32 characters")
                 .with_field(name));
         }
     }
-    if c.enabled && c.stop_keywords.is_empty() {
+    if c.stop_keywords.is_empty() {
         return Err(
             ApiError::bad_request("INVALID_FIELD", "at least one stop keyword is required").with_field("stop_keywords")
         );

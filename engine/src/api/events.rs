@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct PostEvent {
     /// An event name the plugin subscribes to (`triggers.events`).
+    #[schema(min_length = 1, max_length = 128)]
     name: String,
     /// Any JSON document; the plugin receives it as text.
     #[serde(default)]

@@ -6,6 +6,7 @@ use super::auth::AuthTenant;
 use super::error::ApiError;
 use super::error::ErrorBody;
 use super::json::Query;
+use super::params::{DirectionFilter, ModeFilter, page_limit};
 use crate::app::App;
 use crate::clock::to_rfc3339;
 use crate::store::{Direction, EventView, MessageFilter, MessageStatus, MessageView};
@@ -159,21 +160,30 @@ impl From<MessageView> for MessageJson {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    direction: Option<String>,
+    #[param(inline)]
+    direction: Option<DirectionFilter>,
+    #[param(schema_with = super::params::status_schema)]
     status: Option<String>,
+    /// Messages to this number.
+    #[param(schema_with = super::params::number_schema)]
     to: Option<String>,
+    /// Messages from this number (or sender ID).
+    #[param(schema_with = super::params::number_schema)]
     from: Option<String>,
     /// RFC 3339; messages created at or after.
+    #[param(schema_with = super::params::date_time_schema)]
     since: Option<String>,
     /// RFC 3339; messages created before.
+    #[param(schema_with = super::params::date_time_schema)]
     until: Option<String>,
     /// Replies to this inbound message.
     in_reply_to: Option<String>,
-    /// live or test
-    mode: Option<String>,
+    #[param(inline)]
+    mode: Option<ModeFilter>,
     /// Messages of one bulk or batch send.
     batch_id: Option<String>,
     /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -218,21 +228,11 @@ pub async fn list(
     auth: AuthTenant,
     Query(q): Query<ListQuery>,
 ) -> Result<axum::Json<Page>, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(
-            ApiError::bad_request("INVALID_PARAMETER", format!("limit must be 1 to {MAX_PAGE}")).with_field("limit")
-        );
-    }
-    let direction = q
-        .direction
-        .as_deref()
-        .map(|d| {
-            Direction::parse(d).ok_or_else(|| {
-                ApiError::bad_request("INVALID_PARAMETER", "direction is inbound or outbound").with_field("direction")
-            })
-        })
-        .transpose()?;
+    let limit = page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let direction = q.direction.map(|d| match d {
+        DirectionFilter::Inbound => Direction::Inbound,
+        DirectionFilter::Outbound => Direction::Outbound,
+    });
     let status = q
         .status
         .as_deref()
@@ -250,7 +250,7 @@ pub async fn list(
         since: time_param(&q.since, "since")?,
         until: time_param(&q.until, "until")?,
         in_reply_to: q.in_reply_to,
-        mode: q.mode,
+        mode: q.mode.map(|m| m.as_str().to_string()),
         batch_id: q.batch_id,
         before_id: q.cursor,
         limit: limit + 1,

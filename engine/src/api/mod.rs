@@ -11,11 +11,13 @@ mod admin;
 mod auth;
 mod carriers;
 mod compliance;
+mod contract;
 mod error;
 mod events;
 mod json;
 mod messages;
 mod numbers;
+mod params;
 mod plugin_lifecycle;
 mod plugins;
 mod rate_limit;
@@ -138,14 +140,25 @@ fn admin_api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(admin::audit))
 }
 
-/// The routes and the OpenAPI document describing them.
-pub fn routes_and_spec(app: &Arc<App>) -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The routes and the OpenAPI document describing them, completed with
+/// what the layers around the handlers answer (see `contract`).
+pub fn routes_and_spec(app: &Arc<App>) -> (Router<Arc<App>>, serde_json::Value) {
+    let (routes, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenant_api(app).layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit)))
         .routes(routes!(carriers::inbound_post, carriers::inbound_get))
         .routes(routes!(carriers::status_post, carriers::status_get))
         .merge(admin_api().layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit_admin)))
-        .split_for_parts()
+        .split_for_parts();
+    let mut spec = serde_json::to_value(spec).expect("the OpenAPI document serializes");
+    contract::complete(&mut spec, &app.settings.limits);
+    (routes, spec)
+}
+
+/// A handler that panics answers 500 in our error form (the panic is a
+/// bug: logged, never shown).
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ApiError::internal("a request handler panicked").into_response()
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -156,6 +169,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/openapi.json", get(move || async move { axum::Json(spec.as_ref().clone()) }))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") })
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit_failures))

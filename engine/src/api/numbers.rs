@@ -90,8 +90,14 @@ pub async fn lookup(
             ApiError::bad_request("INVALID_PARAMETER", format!("{r:?} is not an ISO 3166 region")).with_field("country")
         })?),
     };
-    let within = number.len() <= crate::phone::MAX_INPUT_BYTES;
-    let parsed = within.then(|| phonenumber::parse(region_id, &number).ok()).flatten();
+    if number.chars().count() > crate::phone::MAX_INPUT_BYTES {
+        return Err(ApiError::bad_request(
+            "INVALID_PARAMETER",
+            format!("a number is at most {} characters", crate::phone::MAX_INPUT_BYTES),
+        )
+        .with_field("number"));
+    }
+    let parsed = phonenumber::parse(region_id, &number).ok();
     let possible = crate::phone::normalize(&number, region.as_deref()).is_ok();
     let mut out = NumberLookup {
         input: number,
@@ -155,8 +161,10 @@ pub async fn list(State(app): State<Arc<App>>, auth: AuthTenant) -> axum::Json<S
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterNumber {
+    #[schema(min_length = 1, max_length = 64)]
     number: String,
     /// The connector that sends from and receives on it (default `simulator`).
+    #[schema(min_length = 1, max_length = 64)]
     connector: Option<String>,
     /// Make it the default sender.
     #[serde(default)]
@@ -247,6 +255,7 @@ pub async fn register(
 #[serde(deny_unknown_fields)]
 pub struct VerifyNumber {
     /// The code sent to the number.
+    #[schema(min_length = 1, max_length = 16)]
     code: String,
 }
 
@@ -278,7 +287,8 @@ pub async fn verify(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterSenderId {
-    /// 1 to 11 letters, digits or spaces, not all digits.
+    /// 1 to 11 letters, digits or inner spaces, with at least one letter.
+    #[schema(min_length = 1, max_length = 11, pattern = "^([A-Za-z0-9][A-Za-z0-9 ]*)?[A-Za-z]([A-Za-z0-9 ]*[A-Za-z0-9])?$")]
     sender_id: String,
 }
 

@@ -136,6 +136,7 @@ pub async fn deploy(
 #[serde(deny_unknown_fields)]
 pub struct Rollback {
     /// The version to switch to (default: the one before the active one).
+    #[schema(min_length = 1, max_length = 32)]
     version: Option<String>,
 }
 

@@ -141,7 +141,8 @@ pub async fn get(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogsQuery {
-    /// At most this many lines (default 100, max 1000).
+    /// At most this many lines (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// Only lines after this id, oldest first (for following the log);
     /// without it, the newest lines, newest first.
@@ -172,7 +173,7 @@ pub async fn logs(
     Query(q): Query<LogsQuery>,
 ) -> Result<axum::Json<LogList>, ApiError> {
     let plugin = entry(&app, &auth.tenant_id, &name)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = super::params::page_limit(q.limit, 100, 1000)?;
     let rows = app.db.plugin_logs(&auth.tenant_id, &plugin.row.plugin_id, limit, q.after).await?;
     let data: Vec<LogJson> = rows
         .into_iter()
@@ -185,7 +186,8 @@ pub async fn logs(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct InvocationsQuery {
-    /// At most this many records (default 100, max 1000).
+    /// At most this many records (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// Records older than this id (the previous page's `next_before`).
     before: Option<i64>,
@@ -230,7 +232,7 @@ pub async fn invocations(
     Query(q): Query<InvocationsQuery>,
 ) -> Result<axum::Json<InvocationList>, ApiError> {
     let plugin = entry(&app, &auth.tenant_id, &name)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = super::params::page_limit(q.limit, 100, 1000)?;
     let history = deploy::history(app.db.as_ref(), &auth.tenant_id, &name).await.map_err(lifecycle_error)?;
     let version_of =
         |id: &str| history.iter().find(|v| v.version_id == id).map(|v| v.version.clone()).unwrap_or_default();

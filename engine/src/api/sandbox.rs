@@ -18,9 +18,13 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct SandboxInbound {
     /// Who the made-up message is from.
+    #[schema(min_length = 1, max_length = 64)]
     from: String,
     /// One of the tenant's numbers.
+    #[schema(min_length = 1, max_length = 64)]
     to: String,
+    /// At most `limits.message_chars`.
+    #[schema(max_length = 1600)]
     message: String,
 }
 

@@ -34,6 +34,7 @@ pub enum Recipients {
 #[serde(deny_unknown_fields)]
 pub struct TemplateRef {
     /// A template created with `POST /v1/templates`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
     name: String,
     /// Values of its `{{placeholders}}` (strings, numbers or booleans).
     #[serde(default)]
@@ -45,19 +46,27 @@ pub struct TemplateRef {
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
     /// E.164 recipient, or up to 1,000 of them.
+    #[schema(schema_with = recipients_schema)]
     to: Recipients,
     /// One of your numbers or sender IDs (default: your default number).
+    #[schema(max_length = 64)]
     from: Option<String>,
-    /// The text (or give `template`).
+    /// The text (or give `template`); at most `limits.message_chars`.
+    #[schema(min_length = 1, max_length = 1600)]
     message: Option<String>,
     template: Option<TemplateRef>,
     #[serde(default)]
     encoding: EncodingChoice,
     /// RFC 3339; between now and a year ahead.
+    #[schema(format = DateTime)]
     schedule_time: Option<String>,
-    /// Receives this message's status changes (else your account's URL).
+    /// Receives this message's status changes (else your account's URL):
+    /// an http(s) URL.
+    #[schema(pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+", max_length = 2048)]
     webhook_url: Option<String>,
-    /// Yours; echoed in status webhooks.
+    /// Yours; echoed in status webhooks. References starting with
+    /// `compliance:` are the engine's own.
+    #[schema(max_length = 128)]
     reference: Option<String>,
     /// Send even during the recipient's quiet hours (one-time codes,
     /// alerts). Other messages falling in quiet hours are scheduled for
@@ -70,8 +79,44 @@ pub struct SendMessage {
 #[serde(deny_unknown_fields)]
 pub struct SendBatch {
     /// Individually personalised messages, each with a single `to`.
+    #[schema(value_type = Vec<BatchMessage>, min_items = 1, max_items = 1000)]
     messages: Vec<SendMessage>,
 }
+
+/// One message of a batch: as a single send, with exactly one `to`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes batch items for the OpenAPI document
+pub struct BatchMessage {
+    #[schema(min_length = 1, max_length = 64)]
+    to: String,
+    #[schema(max_length = 64)]
+    from: Option<String>,
+    #[schema(min_length = 1, max_length = 1600)]
+    message: Option<String>,
+    template: Option<TemplateRef>,
+    encoding: Option<EncodingChoice>,
+    #[schema(format = DateTime)]
+    schedule_time: Option<String>,
+    #[schema(pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+", max_length = 2048)]
+    webhook_url: Option<String>,
+    #[schema(max_length = 128)]
+    reference: Option<String>,
+    urgent: Option<bool>,
+}
+
+/// One number, or a list of 1 to 1,000.
+fn recipients_schema() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaType, Type};
+    let number = || ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).min_length(Some(1)).max_length(Some(64));
+    OneOfBuilder::new()
+        .item(number())
+        .item(ArrayBuilder::new().items(number()).min_items(Some(1)).max_items(Some(MAX_RECIPIENTS)))
+        .build()
+        .into()
+}
+
+/// The longest reference a sender may give.
+const MAX_REFERENCE_BYTES: usize = 128;
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct QueuedMessage {
@@ -131,6 +176,14 @@ fn draft(m: SendMessage, prefix: String, single_only: bool) -> Result<Draft, Api
         }
         Recipients::Many(list) => list,
     };
+    if m.reference.as_ref().is_some_and(|r| r.chars().count() > MAX_REFERENCE_BYTES) {
+        return Err(ApiError::bad_request("INVALID_FIELD", format!("reference is at most {MAX_REFERENCE_BYTES} characters"))
+            .with_field(format!("{prefix}reference")));
+    }
+    if m.from.as_ref().is_some_and(|f| f.chars().count() > 64) {
+        return Err(ApiError::bad_request("INVALID_FIELD", "from is at most 64 characters")
+            .with_field(format!("{prefix}from")));
+    }
     if to.len() > MAX_RECIPIENTS {
         return Err(ApiError::bad_request(
             "TOO_MANY_RECIPIENTS",

@@ -17,8 +17,10 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct PutTemplate {
     /// 1 to 64 letters, digits, `-` or `_`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
     name: String,
-    /// Text with `{{name}}` placeholders.
+    /// Text with `{{name}}` placeholders; at most `limits.message_chars`.
+    #[schema(min_length = 1, max_length = 1600)]
     body: String,
 }
 

@@ -28,8 +28,10 @@ pub enum Strategy {
 pub struct Route {
     /// Destination prefix, e.g. `+44`; empty matches every destination.
     #[serde(default)]
+    #[schema(pattern = "^(\\+[0-9]{0,15})?$")]
     pub prefix: String,
     /// Connector names, in failover order.
+    #[schema(min_items = 1)]
     pub connectors: Vec<String>,
     #[serde(default)]
     pub strategy: Strategy,
