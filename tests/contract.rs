@@ -15,7 +15,8 @@ use serde_json::Value;
 async fn number_lookups_agree_with_libphonenumber() {
     let h = harness().plugins(&[]).start().await;
     let fixture: Value =
-        serde_json::from_str(&std::fs::read_to_string(workspace().join("tests/fixtures/numbers.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(workspace().join("tests/fixtures/numbers.json")).unwrap())
+            .unwrap();
     let cases = fixture["cases"].as_array().unwrap();
     assert!(cases.len() >= 60);
     let mut regions = std::collections::BTreeSet::new();
@@ -56,4 +57,42 @@ async fn number_lookups_agree_with_libphonenumber() {
     // An unknown region is a clear error, not silently ignored.
     let (status, answer) = h.call(Method::GET, "/v1/numbers/0207031300?country=XX", None, Some(&h.key)).await;
     assert_eq!((status, answer["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("country")), "{answer}");
+}
+
+/// Without `?country=`, national numbers are read in the tenant's default
+/// region, which the tenant sets; sends read them the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn national_numbers_are_read_in_the_tenants_default_region() {
+    let h = harness().plugins(&[]).start().await;
+    let lookup = h.get("/v1/numbers/020%207031%203000").await;
+    assert_eq!(lookup["valid"], false, "no default region yet: {lookup}");
+    assert_eq!(h.get("/v1/account/region").await["default_region"], Value::Null);
+
+    let (status, answer) = h
+        .call(Method::PUT, "/v1/account/region", Some(serde_json::json!({"default_region": "XX"})), Some(&h.key))
+        .await;
+    assert_eq!((status, answer["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("default_region")));
+    let (status, answer) = h
+        .call(Method::PUT, "/v1/account/region", Some(serde_json::json!({"default_region": "gb"})), Some(&h.key))
+        .await;
+    assert_eq!((status, &answer["default_region"]), (StatusCode::OK, &Value::from("GB")), "{answer}");
+    assert_eq!(h.get("/v1/account/region").await["default_region"], "GB");
+
+    let lookup = h.get("/v1/numbers/020%207031%203000").await;
+    assert_eq!(
+        (&lookup["valid"], &lookup["e164"], &lookup["country"]),
+        (&Value::Bool(true), &Value::from("+442070313000"), &Value::from("GB"))
+    );
+    // ?country= still wins.
+    let lookup = h.get("/v1/numbers/6502530000?country=US").await;
+    assert_eq!(lookup["e164"], "+16502530000");
+    let sent =
+        h.post("/v1/messages", serde_json::json!({"to": "07400 123456", "message": "hi"}), StatusCode::ACCEPTED).await;
+    assert_eq!(sent["messages"][0]["to"], "+447400123456", "{sent}");
+
+    let (status, _) = h
+        .call(Method::PUT, "/v1/account/region", Some(serde_json::json!({"default_region": null})), Some(&h.key))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.get("/v1/numbers/020%207031%203000").await["valid"], false);
 }

@@ -13,6 +13,13 @@ pub struct InvalidNumber(pub String);
 /// longer is refused before it reaches the parser.
 pub const MAX_INPUT_BYTES: usize = 64;
 
+/// The region `code` names (ISO 3166 alpha-2, any case), upper-cased, if
+/// libphonenumber has metadata for it.
+pub fn region(code: &str) -> Option<String> {
+    let upper = code.to_ascii_uppercase();
+    (upper.len() == 2 && upper.parse::<country::Id>().is_ok()).then_some(upper)
+}
+
 /// Parses `raw` into E.164 (`+15551234567`). Numbers without a leading `+`
 /// are read in `default_region` (ISO 3166 alpha-2) when one is given.
 ///
@@ -140,7 +147,11 @@ pub fn describe(number: &phonenumber::PhoneNumber) -> Description {
     let Some((region, meta)) = region_of(code, &nsn) else { return unknown };
     let kind = number_type(meta, &nsn);
     let valid = meta.country_code() == code && kind != phonenumber::Type::Unknown;
-    Description { valid, region: valid.then(|| region.to_string()), kind: if valid { kind } else { phonenumber::Type::Unknown } }
+    Description {
+        valid,
+        region: valid.then(|| region.to_string()),
+        kind: if valid { kind } else { phonenumber::Type::Unknown },
+    }
 }
 
 /// Whether `value` matches `pattern` entirely (anchored; compiled once).

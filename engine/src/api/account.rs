@@ -171,6 +171,55 @@ pub async fn put_webhook(
     Ok(axum::Json(body))
 }
 
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    /// The ISO 3166 region (two letters) numbers written without a country
+    /// code are read in: sends, opt-outs, lookups. `null`: none (such
+    /// numbers are refused).
+    #[schema(pattern = "^[A-Za-z]{2}$")]
+    default_region: Option<String>,
+}
+
+/// The default region for numbers without a country code.
+#[utoipa::path(get, path = "/v1/account/region", tag = "account",
+    responses((status = 200, body = RegionConfig)), security(("api_key" = [])))]
+pub async fn get_region(State(app): State<Arc<App>>, auth: AuthTenant) -> axum::Json<RegionConfig> {
+    let default_region = app.directory.snapshot().tenants.get(&auth.tenant_id).and_then(|t| t.default_region.clone());
+    axum::Json(RegionConfig { default_region })
+}
+
+/// Set (or, with `null`, clear) the default region.
+#[utoipa::path(put, path = "/v1/account/region", tag = "account", request_body = RegionConfig,
+    responses((status = 200, body = RegionConfig), (status = 400, body = ErrorBody)), security(("api_key" = [])))]
+pub async fn put_region(
+    State(app): State<Arc<App>>,
+    LiveTenant(auth): LiveTenant,
+    Json(body): Json<RegionConfig>,
+) -> Result<axum::Json<RegionConfig>, ApiError> {
+    let default_region = match &body.default_region {
+        None => None,
+        Some(code) => Some(crate::phone::region(code).ok_or_else(|| {
+            ApiError::bad_request(
+                "INVALID_FIELD",
+                format!("{code:?} is not an ISO 3166 region with numbering metadata"),
+            )
+            .with_field("default_region")
+        })?),
+    };
+    let tenant = app
+        .directory
+        .snapshot()
+        .tenants
+        .get(&auth.tenant_id)
+        .cloned()
+        .ok_or_else(|| ApiError::internal("tenant vanished"))?;
+    let mut settings = tenant.settings.clone();
+    settings.default_region = default_region.clone();
+    app.update_tenant_settings(&auth.tenant_id, &settings).await.map_err(ApiError::internal)?;
+    Ok(axum::Json(RegionConfig { default_region }))
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct WebhookSecretJson {
     /// Shown once: verify `X-Switchboard-Signature` with it.

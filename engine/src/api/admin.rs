@@ -84,8 +84,9 @@ pub async fn credit(
     Json(body): Json<Credit>,
 ) -> Result<axum::Json<BalanceJson>, ApiError> {
     if !amount_shaped(&body.amount) {
-        return Err(ApiError::bad_request("INVALID_AMOUNT", "a decimal amount with up to six decimals")
-            .with_field("amount"));
+        return Err(
+            ApiError::bad_request("INVALID_AMOUNT", "a decimal amount with up to six decimals").with_field("amount")
+        );
     }
     if body.note.as_ref().is_some_and(|n| n.chars().count() > 500) {
         return Err(ApiError::bad_request("INVALID_FIELD", "note is at most 500 characters").with_field("note"));
@@ -446,7 +447,11 @@ pub async fn add_number(
 #[serde(deny_unknown_fields)]
 pub struct NewSenderId {
     /// 1 to 11 letters, digits or inner spaces, with at least one letter.
-    #[schema(min_length = 1, max_length = 11, pattern = "^([A-Za-z0-9][A-Za-z0-9 ]*)?[A-Za-z]([A-Za-z0-9 ]*[A-Za-z0-9])?$")]
+    #[schema(
+        min_length = 1,
+        max_length = 11,
+        pattern = "^([A-Za-z0-9][A-Za-z0-9 ]*)?[A-Za-z]([A-Za-z0-9 ]*[A-Za-z0-9])?$"
+    )]
     sender_id: String,
 }
 

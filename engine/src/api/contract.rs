@@ -13,6 +13,8 @@
 //!
 //! Limits the operator configures (the longest text) are written in from
 //! the running settings, so the schema says what this engine enforces.
+//! Unsigned integers get their real upper bound (the generator calls a
+//! `u32` an `int32`, which would refuse values the handler takes).
 
 use crate::limits::Limits;
 use serde_json::{Value, json};
@@ -97,6 +99,7 @@ pub fn complete(spec: &mut Value, limits: &Limits) {
             ensure(responses, "503", "UNAVAILABLE: storage is unavailable; retry");
         }
     }
+    unsigned_bounds(spec);
     // What the operator configured, not the defaults.
     let chars = json!(limits.message_chars);
     for pointer in [
@@ -108,5 +111,29 @@ pub fn complete(spec: &mut Value, limits: &Limits) {
         if let Some(text) = spec.pointer_mut(pointer) {
             text["maxLength"] = chars.clone();
         }
+    }
+}
+
+/// An integer schema with a lower bound of zero or more and no upper bound
+/// is an unsigned Rust integer: its format's signed range is replaced by the
+/// unsigned one the handler accepts.
+fn unsigned_bounds(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let unsigned =
+                map.get("minimum").and_then(Value::as_f64).is_some_and(|m| m >= 0.0) && !map.contains_key("maximum");
+            let max = match map.get("format").and_then(Value::as_str) {
+                Some("int32") => Some(json!(u32::MAX)),
+                Some("int64") => Some(json!(u64::MAX)),
+                _ => None,
+            };
+            if let (true, Some(max)) = (unsigned, max) {
+                map.remove("format");
+                map.insert("maximum".into(), max);
+            }
+            map.values_mut().for_each(unsigned_bounds);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unsigned_bounds),
+        _ => {}
     }
 }

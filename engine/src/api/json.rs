@@ -42,30 +42,42 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
+/// Every request body the API takes is a JSON object, and so is every record
+/// inside one (serde_json alone would read an array into a struct field by
+/// field, see `objects_only`).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n')) {
+        return Err(ApiError::bad_request("INVALID_BODY", "the request body must be a JSON object"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let inner_is_syntax = e.inner().is_syntax() || e.inner().is_eof();
-        // A syntax error has no meaningful path ("?").
-        let path = if inner_is_syntax { String::new() } else { e.path().to_string() };
-        let inner = e.into_inner();
-        let message = inner.to_string();
-        // serde names missing and unknown fields in its message only.
-        let named = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.starts_with("missing field") || message.starts_with("unknown field"));
-        let field = match (named, path.as_str()) {
-            (Some(name), "." | "") => Some(name.to_string()),
-            (Some(name), p) => Some(format!("{p}.{name}")),
-            (None, "." | "") => None,
-            (None, p) => Some(p.to_string()),
-        };
-        let code = if inner_is_syntax { "INVALID_JSON" } else { "INVALID_FIELD" };
-        let mut err = ApiError::bad_request(code, format!("invalid request body: {message}"));
-        err.field = field;
-        err
-    })
+    let value = serde_path_to_error::deserialize(super::objects_only::ObjectsOnly(&mut *de)).map_err(field_error)?;
+    // Nothing but whitespace may follow the value.
+    de.end().map_err(|e| ApiError::bad_request("INVALID_JSON", format!("invalid request body: {e}")))?;
+    Ok(value)
+}
+
+fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let inner_is_syntax = e.inner().is_syntax() || e.inner().is_eof();
+    // A syntax error has no meaningful path ("?").
+    let path = if inner_is_syntax { String::new() } else { e.path().to_string() };
+    let inner = e.into_inner();
+    let message = inner.to_string();
+    // serde names missing and unknown fields in its message only.
+    let named = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.starts_with("missing field") || message.starts_with("unknown field"));
+    let field = match (named, path.as_str()) {
+        (Some(name), "." | "") => Some(name.to_string()),
+        (Some(name), p) => Some(format!("{p}.{name}")),
+        (None, "." | "") => None,
+        (None, p) => Some(p.to_string()),
+    };
+    let code = if inner_is_syntax { "INVALID_JSON" } else { "INVALID_FIELD" };
+    let mut err = ApiError::bad_request(code, format!("invalid request body: {message}"));
+    err.field = field;
+    err
 }
 
 /// A query-string extractor whose rejections use our error body

@@ -17,6 +17,7 @@ mod events;
 mod json;
 mod messages;
 mod numbers;
+mod objects_only;
 mod params;
 mod plugin_lifecycle;
 mod plugins;
@@ -105,6 +106,7 @@ fn tenant_api(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(account::get))
         .routes(routes!(account::ledger))
         .routes(routes!(account::get_webhook, account::put_webhook))
+        .routes(routes!(account::get_region, account::put_region))
         .routes(routes!(account::rotate_webhook_secret))
         .routes(routes!(account::list_keys, account::create_key))
         .routes(routes!(account::revoke_key))

@@ -81,15 +81,12 @@ pub async fn lookup(
     Query(q): Query<LookupQuery>,
 ) -> Result<axum::Json<NumberLookup>, ApiError> {
     let region = match q.country {
-        Some(c) => Some(c.to_ascii_uppercase()),
+        Some(c) => Some(crate::phone::region(&c).ok_or_else(|| {
+            ApiError::bad_request("INVALID_PARAMETER", format!("{c:?} is not an ISO 3166 region")).with_field("country")
+        })?),
         None => app.directory.snapshot().tenants.get(&auth.tenant_id).and_then(|t| t.default_region.clone()),
     };
-    let region_id = match &region {
-        None => None,
-        Some(r) => Some(r.parse::<phonenumber::country::Id>().map_err(|_| {
-            ApiError::bad_request("INVALID_PARAMETER", format!("{r:?} is not an ISO 3166 region")).with_field("country")
-        })?),
-    };
+    let region_id = region.as_deref().and_then(|r| r.parse::<phonenumber::country::Id>().ok());
     if number.chars().count() > crate::phone::MAX_INPUT_BYTES {
         return Err(ApiError::bad_request(
             "INVALID_PARAMETER",
@@ -288,7 +285,11 @@ pub async fn verify(
 #[serde(deny_unknown_fields)]
 pub struct RegisterSenderId {
     /// 1 to 11 letters, digits or inner spaces, with at least one letter.
-    #[schema(min_length = 1, max_length = 11, pattern = "^([A-Za-z0-9][A-Za-z0-9 ]*)?[A-Za-z]([A-Za-z0-9 ]*[A-Za-z0-9])?$")]
+    #[schema(
+        min_length = 1,
+        max_length = 11,
+        pattern = "^([A-Za-z0-9][A-Za-z0-9 ]*)?[A-Za-z]([A-Za-z0-9 ]*[A-Za-z0-9])?$"
+    )]
     sender_id: String,
 }
 

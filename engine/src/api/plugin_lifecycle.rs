@@ -152,11 +152,8 @@ pub async fn rollback(
     body: bytes::Bytes,
 ) -> Result<axum::Json<PluginDetail>, ApiError> {
     // The body is optional: none rolls back one version.
-    let body: Rollback = if body.iter().all(u8::is_ascii_whitespace) {
-        Rollback::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("INVALID_BODY", e.to_string()))?
-    };
+    let body: Rollback =
+        if body.iter().all(u8::is_ascii_whitespace) { Rollback::default() } else { super::json::parse(&body)? };
     let row = app.rollback_plugin(&auth.tenant_id, &name, body.version.as_deref()).await.map_err(lifecycle_error)?;
     app.audit(&auth.actor(), "plugin.rollback", &name, serde_json::json!({ "version": row.version })).await;
     Ok(axum::Json(detail(&app, &auth.tenant_id, &name).await?))

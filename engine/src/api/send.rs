@@ -94,20 +94,23 @@ pub struct BatchMessage {
     #[schema(min_length = 1, max_length = 1600)]
     message: Option<String>,
     template: Option<TemplateRef>,
-    encoding: Option<EncodingChoice>,
+    #[schema(required = false)]
+    encoding: EncodingChoice,
     #[schema(format = DateTime)]
     schedule_time: Option<String>,
     #[schema(pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+", max_length = 2048)]
     webhook_url: Option<String>,
     #[schema(max_length = 128)]
     reference: Option<String>,
-    urgent: Option<bool>,
+    #[schema(required = false)]
+    urgent: bool,
 }
 
 /// One number, or a list of 1 to 1,000.
 fn recipients_schema() -> utoipa::openapi::Schema {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaType, Type};
-    let number = || ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).min_length(Some(1)).max_length(Some(64));
+    let number =
+        || ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).min_length(Some(1)).max_length(Some(64));
     OneOfBuilder::new()
         .item(number())
         .item(ArrayBuilder::new().items(number()).min_items(Some(1)).max_items(Some(MAX_RECIPIENTS)))
@@ -177,12 +180,16 @@ fn draft(m: SendMessage, prefix: String, single_only: bool) -> Result<Draft, Api
         Recipients::Many(list) => list,
     };
     if m.reference.as_ref().is_some_and(|r| r.chars().count() > MAX_REFERENCE_BYTES) {
-        return Err(ApiError::bad_request("INVALID_FIELD", format!("reference is at most {MAX_REFERENCE_BYTES} characters"))
-            .with_field(format!("{prefix}reference")));
+        return Err(ApiError::bad_request(
+            "INVALID_FIELD",
+            format!("reference is at most {MAX_REFERENCE_BYTES} characters"),
+        )
+        .with_field(format!("{prefix}reference")));
     }
     if m.from.as_ref().is_some_and(|f| f.chars().count() > 64) {
-        return Err(ApiError::bad_request("INVALID_FIELD", "from is at most 64 characters")
-            .with_field(format!("{prefix}from")));
+        return Err(
+            ApiError::bad_request("INVALID_FIELD", "from is at most 64 characters").with_field(format!("{prefix}from"))
+        );
     }
     if to.len() > MAX_RECIPIENTS {
         return Err(ApiError::bad_request(
@@ -276,9 +283,15 @@ fn response_of(app: &App, prepared: &Prepared, bulk: bool) -> SendResponse {
     }
 }
 
+/// Printable ASCII, 1 to 255 characters, no space at either end (the
+/// pattern the OpenAPI document gives the header).
+const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]([ -~]{0,253}[!-~])?$";
+static IDEMPOTENCY_KEY: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(IDEMPOTENCY_KEY_PATTERN).expect("idempotency key pattern"));
+
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
-    let key = v.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(|| {
+    let key = v.to_str().ok().filter(|k| IDEMPOTENCY_KEY.is_match(k)).ok_or_else(|| {
         ApiError::bad_request("INVALID_PARAMETER", "Idempotency-Key must be 1 to 255 visible characters")
             .with_field("Idempotency-Key")
     })?;
@@ -344,7 +357,7 @@ async fn accept(
 
 /// Send one message, or the same message to many recipients.
 #[utoipa::path(post, path = "/v1/messages", tag = "messages", request_body = SendMessage,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the first result")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the first result", pattern = "^[!-~]([ -~]{0,253}[!-~])?$", min_length = 1, max_length = 255)),
     responses(
         (status = 202, description = "Queued or scheduled", body = SendResponse),
         (status = 400, description = "Invalid request (bad number, encoding, schedule time, template...)", body = ErrorBody),
@@ -372,7 +385,7 @@ pub async fn send(
 
 /// Send individually personalised messages in one request.
 #[utoipa::path(post, path = "/v1/messages/batch", tag = "messages", request_body = SendBatch,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the first result")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the first result", pattern = "^[!-~]([ -~]{0,253}[!-~])?$", min_length = 1, max_length = 255)),
     responses(
         (status = 202, description = "Queued or scheduled", body = SendResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 402, body = ErrorBody),

@@ -371,13 +371,11 @@ mod tests {
     /// every segment carries a 48-bit header, and what no longer fits in the
     /// one before moves on with it.
     fn twilio_segments(text: &str) -> usize {
-        let graphemes: Vec<&str> = text
-            .graphemes(true)
-            .flat_map(|g| if g == "\r\n" { vec!["\r", "\n"] } else { vec![g] })
-            .collect();
-        let gsm = graphemes.iter().all(|g| {
-            g.encode_utf16().count() == 1 && gsm7_septets(g.chars().next().unwrap()).is_some()
-        });
+        let graphemes: Vec<&str> =
+            text.graphemes(true).flat_map(|g| if g == "\r\n" { vec!["\r", "\n"] } else { vec![g] }).collect();
+        let gsm = graphemes
+            .iter()
+            .all(|g| g.encode_utf16().count() == 1 && gsm7_septets(g.chars().next().unwrap()).is_some());
         let bits = |g: &str| match gsm {
             true => 7 * gsm7_septets(g.chars().next().unwrap()).unwrap(),
             false => 16 * g.encode_utf16().count(),
