@@ -6,6 +6,8 @@ PLUGINS := -p keyword-reply -p appointment-reminders -p order-notifications -p c
 
 PRISM_VERSION := 5.16.0
 PRISM := target/tools/node_modules/.bin/prism
+# schemathesis and its dependencies, pinned in tests/tools/schemathesis.txt.
+SCHEMATHESIS := target/tools/venv/bin/schemathesis
 
 .PHONY: plugins demo test engine tools
 
@@ -21,12 +23,18 @@ engine:
 demo: plugins engine
 	./target/release/switchboard serve
 
-# Test tools from the npm registry: Prism checks the Twilio connector's
-# requests against Twilio's OpenAPI description.
-tools: $(PRISM)
+# Test tools from the registries: Prism (npm) checks the Twilio connector's
+# requests against Twilio's OpenAPI description; schemathesis (PyPI) fuzzes
+# the API from its own OpenAPI document.
+tools: $(PRISM) $(SCHEMATHESIS)
 
 $(PRISM):
 	npm install --prefix target/tools --no-audit --no-fund --loglevel=error @stoplight/prism-cli@$(PRISM_VERSION)
+
+$(SCHEMATHESIS): tests/tools/schemathesis.txt
+	python3 -m venv target/tools/venv
+	target/tools/venv/bin/pip install --quiet --disable-pip-version-check -r tests/tools/schemathesis.txt
+	touch $@
 
 # The suite runs on SQLite, then the end-to-end tests again on PostgreSQL
 # (each test in a database of its own, dropped afterwards). The second run

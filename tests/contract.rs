@@ -96,3 +96,217 @@ async fn national_numbers_are_read_in_the_tenants_default_region() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(h.get("/v1/numbers/020%207031%203000").await["valid"], false);
 }
+
+/// Examples per operation and the seed of the fuzzer's run; raise or vary
+/// them to search harder (`SWITCHBOARD_FUZZ_EXAMPLES`, `SWITCHBOARD_FUZZ_SEED`).
+fn fuzz_setting(var: &str, default: &str) -> String {
+    std::env::var(var).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
+}
+
+/// schemathesis (PyPI, installed by `make tools`) reads `/openapi.json` from
+/// the real server and sends what the document allows and what it forbids,
+/// then follows the links between operations (stateful phase). Every check
+/// but "valid data must be accepted" must pass: no 5xx, no status the
+/// operation does not list, every body matching its schema and content
+/// type, every forbidden request refused, authentication never ignored,
+/// 405 for methods a path does not have, with an `Allow` header. (Valid data
+/// is not always accepted: a string can be shaped like a number and still
+/// not be one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openapi_driven_fuzzer_finds_no_failure() {
+    let bin = workspace().join("target/tools/venv/bin/schemathesis");
+    assert!(bin.exists(), "{} is missing: run `make tools`", bin.display());
+    // Fuzzing is not abuse: the request and failed-authentication limits
+    // would otherwise answer most requests with 429 (documented, but
+    // leaving the handlers untested).
+    let h = harness()
+        .settings(|s| {
+            s.limits.api_requests_per_second = 1_000_000;
+            s.limits.admin_requests_per_second = 1_000_000;
+            s.limits.failed_auth_per_minute = 1_000_000;
+        })
+        .start()
+        .await;
+    let url = h.serve().await;
+    let examples = fuzz_setting("SWITCHBOARD_FUZZ_EXAMPLES", "25");
+    // Where the fuzzer may leave reports, not the source tree.
+    let scratch = tempfile::tempdir().unwrap();
+    let seed = fuzz_setting("SWITCHBOARD_FUZZ_SEED", "20261128");
+    // The tenant's operations first, with its key; revoking keys next (the
+    // fuzzer learns key ids, its own included); the operator's last (it
+    // disables tenants).
+    let passes = [
+        ("tenant operations", format!("Bearer {}", h.key), "--exclude-path-regex", r"^(/admin/|/v1/keys/\{id\}$)"),
+        ("key revocation", format!("Bearer {}", h.key), "--include-path-regex", r"^/v1/keys/\{id\}$"),
+        ("operator operations", format!("Bearer {ADMIN_TOKEN}"), "--include-path-regex", r"^/admin/"),
+    ];
+    for (name, auth, filter, paths) in passes {
+        let output = tokio::process::Command::new(&bin)
+            .arg("--config-file")
+            .arg(workspace().join("tests/tools/schemathesis.toml"))
+            .args(["--no-color", "run", &format!("{url}/openapi.json"), "--url", &url])
+            .args(["-H", &format!("Authorization: {auth}"), filter, paths])
+            .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
+            .args(["--phases", "examples,coverage,fuzzing,stateful", "--generation-database", "none"])
+            .args(["--max-examples", &examples, "--seed", &seed, "--request-timeout", "30", "--workers", "2"])
+            .current_dir(scratch.path())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("schemathesis runs");
+        let report = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "schemathesis found failures in the {name} (seed {seed}):\n{report}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // It ran: operations were selected and requests were made.
+        assert!(report.contains(" passed"), "{name}: {report}");
+        println!("{name}: {}", report.lines().filter(|l| l.contains("generated")).collect::<String>().trim());
+    }
+}
+
+/// One probe of the contract walk: what was sent, what came back.
+struct Probe {
+    what: &'static str,
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+async fn probe(
+    h: &Harness,
+    what: &'static str,
+    method: &Method,
+    uri: &str,
+    auth: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> Probe {
+    let mut req = axum::http::Request::builder().method(method.clone()).uri(uri);
+    if let Some(auth) = auth {
+        req = req.header("authorization", format!("Bearer {auth}"));
+    }
+    let req = match body {
+        Some((content_type, bytes)) => req.header("content-type", content_type).body(axum::body::Body::from(bytes)),
+        None => req.body(axum::body::Body::empty()),
+    }
+    .unwrap();
+    let (status, headers, body) = raw_with_headers(&h.app, req).await;
+    Probe { what, status, headers, body }
+}
+
+/// Every operation of `/openapi.json` is sent what clients get wrong: no
+/// credentials, an unknown query parameter, a body of the wrong type, a
+/// body over the limit, a request target over the limit, a method its path
+/// does not take. Each answer's status is one the operation documents (405
+/// aside: it belongs to no operation, and carries `Allow`), and each error
+/// is our JSON body with a code and a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_answers_only_what_it_documents() {
+    let body_limit = 4096;
+    let h = harness()
+        .settings(move |s| {
+            s.limits.http_body_bytes = body_limit;
+            // Dozens of probes without credentials from one address.
+            s.limits.failed_auth_per_minute = 1_000_000;
+        })
+        .start()
+        .await;
+    let (_, spec) = h.call(Method::GET, "/openapi.json", None, None).await;
+    let (mut probes_made, mut operations) = (0, 0);
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        // Path parameters get a value that names nothing.
+        let uri = path.split('/').map(|s| if s.starts_with('{') { "unknown-1" } else { s }).collect::<Vec<_>>().join("/");
+        let methods: Vec<&String> =
+            item.as_object().unwrap().keys().filter(|m| ["get", "post", "put", "delete", "patch"].contains(&m.as_str())).collect();
+        for method_name in &methods {
+            let op = &item[method_name.as_str()];
+            operations += 1;
+            let method = Method::from_bytes(method_name.to_uppercase().as_bytes()).unwrap();
+            let schemes: Vec<String> = op["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object)
+                .flat_map(|s| s.keys().cloned())
+                .collect();
+            let auth = if schemes.iter().any(|s| s == "api_key") {
+                Some(h.key.as_str())
+            } else if schemes.is_empty() {
+                None
+            } else {
+                Some(ADMIN_TOKEN)
+            };
+            let takes_body = op.get("requestBody").is_some();
+            let content_type = op["requestBody"]["content"]
+                .as_object()
+                .and_then(|c| c.keys().next().cloned())
+                .unwrap_or_else(|| "application/json".into());
+            let mut probes = vec![
+                probe(&h, "an unknown query parameter", &method, &format!("{uri}?zz_unknown=1"), auth, None).await,
+                probe(&h, "an overlong request target", &method, &format!("{uri}?q={}", "q".repeat(5000)), auth, None)
+                    .await,
+            ];
+            if auth.is_some() {
+                probes.push(probe(&h, "no credentials", &method, &uri, None, None).await);
+                probes.push(probe(&h, "an invalid credential", &method, &uri, Some("sk_live_not_a_key"), None).await);
+            }
+            if takes_body {
+                let wrong = if content_type == "application/json" { "text/plain" } else { "application/json" };
+                probes.push(probe(&h, "a body of the wrong type", &method, &uri, auth, Some((wrong, b"x".to_vec()))).await);
+                let big = vec![b' '; body_limit + 1];
+                probes.push(
+                    probe(&h, "a body over the limit", &method, &uri, auth, Some((content_type.as_str(), big))).await,
+                );
+            }
+            for p in &probes {
+                probes_made += 1;
+                let status = p.status.as_str();
+                assert!(
+                    op["responses"].get(status).is_some(),
+                    "{method} {path} with {}: {status} is not documented ({})",
+                    p.what,
+                    p.body
+                );
+                if p.status.is_client_error() || p.status.is_server_error() {
+                    assert!(p.status.is_client_error(), "{method} {path} with {}: {status} {}", p.what, p.body);
+                    assert_eq!(
+                        p.headers.get("content-type").and_then(|v| v.to_str().ok()),
+                        Some("application/json"),
+                        "{method} {path} with {}",
+                        p.what
+                    );
+                    assert!(
+                        p.body["error"]["code"].is_string() && p.body["error"]["message"].is_string(),
+                        "{method} {path} with {}: {}",
+                        p.what,
+                        p.body
+                    );
+                }
+            }
+            // The error statuses every operation shares are documented.
+            for status in ["414", "429", "500", "503"] {
+                assert!(op["responses"].get(status).is_some(), "{method} {path} does not list {status}");
+            }
+        }
+        // A method the path does not take.
+        let other = ["PATCH", "PUT", "DELETE", "POST", "GET"]
+            .into_iter()
+            .find(|m| !methods.iter().any(|n| n.eq_ignore_ascii_case(m)))
+            .expect("no path takes every method");
+        let p = probe(&h, "another method", &Method::from_bytes(other.as_bytes()).unwrap(), &uri, Some(&h.key), None).await;
+        assert_eq!(p.status, StatusCode::METHOD_NOT_ALLOWED, "{other} {path}: {}", p.body);
+        assert_eq!(p.body["error"]["code"], "METHOD_NOT_ALLOWED", "{other} {path}");
+        let allow = p.headers.get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        for m in &methods {
+            assert!(allow.to_lowercase().contains(m.as_str()), "{other} {path}: Allow `{allow}` lacks {m}");
+        }
+    }
+    // Every operation was probed, most of them with credentials and bodies.
+    assert!(operations >= 63 && probes_made > 4 * operations, "{probes_made} probes of {operations} operations");
+    // And paths nobody serves.
+    for uri in ["/v1/nowhere", "/v1/plugins/a/b/c/d", "/", "/v2/messages"] {
+        let p = probe(&h, "an unknown path", &Method::GET, uri, Some(&h.key), None).await;
+        assert_eq!((p.status, p.body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("NOT_FOUND")), "{uri}");
+    }
+}

@@ -234,6 +234,8 @@ async fn the_openapi_document_describes_every_route() {
         ("delete", "/v1/templates/{name}"),
         ("get", "/v1/account"),
         ("get", "/v1/account/ledger"),
+        ("get", "/v1/account/region"),
+        ("put", "/v1/account/region"),
         ("get", "/v1/account/webhook"),
         ("put", "/v1/account/webhook"),
         ("post", "/v1/account/webhook/secret"),

@@ -163,17 +163,26 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response:
     ApiError::internal("a request handler panicked").into_response()
 }
 
+/// What makes every answer, the framework's included, our JSON error form:
+/// panics become 500, the body limit 413, and the extractors' plain-text
+/// rejections (405, 415, unreadable queries...) are rewritten by
+/// `error::json_errors`.
+fn json_error_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>, body_limit: usize) -> Router<S> {
+    routes
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(error::json_errors))
+}
+
 pub fn router(app: Arc<App>) -> Router {
     let body_limit = app.settings.limits.http_body_bytes;
     let (routes, spec) = routes_and_spec(&app);
     let spec = Arc::new(spec);
-    routes
+    let routes = routes
         .route("/openapi.json", get(move || async move { axum::Json(spec.as_ref().clone()) }))
         .route("/healthz", get(|| async { "ok" }))
-        .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") })
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(error::json_errors))
+        .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") });
+    json_error_layers(routes, body_limit)
         .layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit_failures))
         // Spans name the route template, never the raw path or query, which
         // can carry phone numbers.
@@ -194,4 +203,47 @@ pub async fn run(
     // The peer's address counts failed authentications (see `rate_limit`).
     let service = router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use tower::ServiceExt;
+
+    async fn answer(routes: Router, req: Request<Body>) -> (StatusCode, String, serde_json::Value) {
+        let response = json_error_layers(routes, 16).oneshot(req).await.expect("the router answers");
+        let status = response.status();
+        let content_type =
+            response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("a body");
+        (status, content_type, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_in_the_error_form_without_the_panic() {
+        async fn boom() -> &'static str {
+            panic!("secret detail +15551234567")
+        }
+        let routes = Router::new().route("/boom", get(boom));
+        let (status, content_type, body) = answer(routes, Request::get("/boom").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(content_type, "application/json");
+        assert_eq!(body["error"]["code"], "INTERNAL", "{body}");
+        assert!(!body.to_string().contains("secret"), "the panic's message is not shown: {body}");
+    }
+
+    #[tokio::test]
+    async fn the_frameworks_rejections_answer_in_the_error_form() {
+        let routes = || Router::new().route("/echo", axum::routing::post(|body: String| async move { body }));
+        let (status, _, body) =
+            answer(routes(), Request::post("/echo").body(Body::from("x".repeat(17))).unwrap()).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("PAYLOAD_TOO_LARGE")));
+        let (status, _, body) = answer(routes(), Request::get("/echo").body(Body::empty()).unwrap()).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::METHOD_NOT_ALLOWED, Some("METHOD_NOT_ALLOWED"))
+        );
+    }
 }
