@@ -230,6 +230,9 @@ async fn every_operation_answers_only_what_it_documents() {
                 .filter_map(Value::as_object)
                 .flat_map(|s| s.keys().cloned())
                 .collect();
+            for scheme in &schemes {
+                assert!(spec["components"]["securitySchemes"][scheme].is_object(), "{method} {path}: {scheme}");
+            }
             let auth = if schemes.iter().any(|s| s == "api_key") {
                 Some(h.key.as_str())
             } else if schemes.is_empty() {
