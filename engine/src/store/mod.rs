@@ -1,9 +1,10 @@
-//! Durable state: one [`Database`] trait, one implementation per backend.
+//! Durable state: one [`Database`] trait, one implementation for both backends.
 //!
-//! Callers hold an `Arc<dyn Database>` and never see SQL. Each backend keeps
-//! its own migrations and typed SQL (`sqlite/` for one node, `postgres/`
-//! for several); [`open`] picks the backend from the URL scheme, in one
-//! `match`.
+//! Callers hold an `Arc<dyn Database>` and never see SQL. The SQL is
+//! written once, in `sql/`, for both databases; `sqlite/` (one node) and
+//! `postgres/` (several) keep their migrations, pools and the few dialect
+//! fragments that differ; [`open`] picks the backend from the URL scheme, in
+//! one `match`.
 //!
 //! Work items (events, outbox rows) carry a lease: `lease_owner` names the
 //! node working on them and `lease_until` when others may take them over.
@@ -14,6 +15,7 @@
 pub mod lock;
 mod models;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 pub use models::*;

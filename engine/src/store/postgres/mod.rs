@@ -14,20 +14,11 @@
 //! nodes × (pool + 1) under the server's `max_connections` (100 by default).
 //! sqlx prepares each statement once per connection and caches it.
 
-mod accounts;
 pub(crate) mod cluster;
-mod completions;
-mod events;
-mod governance;
-mod outbound;
-mod outbox;
-mod plugins;
-mod queries;
 pub mod scratch;
-mod status;
-mod tenants;
 
-use super::{StoreError, StoreResult};
+use super::StoreResult;
+use futures::future::BoxFuture;
 use sqlx::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
@@ -58,55 +49,37 @@ impl PgStore {
     }
 }
 
-/// Maps a unique-constraint violation to [`StoreError::Conflict`].
-fn conflict_as(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
-    move |e| match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.to_string()),
-        _ => StoreError::Database(e),
+
+/// One pool for reads and writes: PostgreSQL takes many writers.
+impl super::sql::Backend for PgStore {
+    type Db = sqlx::Postgres;
+    fn writer(&self) -> &PgPool {
+        &self.pool
     }
 }
 
-/// Takes transaction-scoped advisory locks on `keys`, in one order for
-/// every caller (no deadlocks). Serialises read-then-write steps on the
-/// same thing across nodes.
-pub(super) async fn lock_keys(conn: &mut PgConnection, keys: &[String]) -> StoreResult<()> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(h) FROM \
-         (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS ordered",
-    )
-    .bind(keys)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
+/// Claims skip what other nodes hold; read-then-write steps lock rows or
+/// take transaction-scoped advisory locks, in one order for every caller
+/// (no deadlocks).
+impl super::sql::Dialect for sqlx::Postgres {
+    const STATUS_RECORD_ORDER: &str = "id";
+    const LOCK_ROWS: &str = "FOR UPDATE";
+    const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
 
-/// Rows per multi-row INSERT: keeps statements well under PostgreSQL's
-/// bound parameter limit (65,535) whatever the column count.
-const INSERT_CHUNK: usize = 500;
-
-/// Runs a transaction again when PostgreSQL aborted it to break a deadlock
-/// or a serialization conflict with another node's (its work was undone,
-/// so running it again is safe). Batches from several nodes can touch the
-/// same rows (a tenant's balance) in different orders.
-pub(super) async fn retrying<T, F, Fut>(mut transaction: F) -> StoreResult<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = StoreResult<T>>,
-{
-    let mut tries = 0u64;
-    loop {
-        tries += 1;
-        match transaction().await {
-            Err(StoreError::Database(sqlx::Error::Database(e)))
-                if tries < 5 && matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
-            {
-                tracing::debug!(error = %e, "transaction aborted by a conflict with another node; retrying");
-                tokio::time::sleep(Duration::from_millis(5 * tries)).await;
+    fn lock_keys<'c>(conn: &'c mut PgConnection, keys: &'c [String]) -> BoxFuture<'c, StoreResult<()>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(());
             }
-            other => return other,
-        }
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(h) FROM \
+                 (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS ordered",
+            )
+            .bind(keys)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        })
     }
 }
+

@@ -6,18 +6,10 @@
 //! pool of others. Callers batch writes into few transactions (group
 //! commit): one fsync costs far more than the rows it carries.
 
-mod accounts;
-mod completions;
-mod events;
-mod governance;
-mod outbound;
-mod outbox;
-mod plugins;
-mod queries;
-mod status;
-mod tenants;
 
-use super::{StoreError, StoreResult};
+use super::StoreResult;
+use futures::future::BoxFuture;
+use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
 use std::time::Duration;
@@ -27,7 +19,7 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    opt_outs: governance::OptOutIndex,
+    opt_outs: OptOutIndex,
 }
 
 impl SqliteStore {
@@ -57,22 +49,39 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options.read_only(true))
             .await?;
-        let opt_outs = governance::OptOutIndex::load(&reader).await?;
+        let opt_outs = OptOutIndex::default();
+        for r in sqlx::query("SELECT tenant_id, recipient FROM opt_outs").fetch_all(&reader).await? {
+            opt_outs.add(r.get(0), r.get(1));
+        }
         Ok(SqliteStore { writer, reader, opt_outs })
     }
 }
 
-/// Maps a unique-constraint violation to [`StoreError::Conflict`].
-fn conflict_as(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
-    move |e| match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.to_string()),
-        _ => StoreError::Database(e),
+use super::sql::governance::OptOutIndex;
+
+/// One writer: nothing to lock against, nothing to skip.
+impl super::sql::Dialect for sqlx::Sqlite {
+    const STATUS_RECORD_ORDER: &str = "rowid";
+    const LOCK_ROWS: &str = "";
+    const SKIP_LOCKED: &str = "";
+
+    fn lock_keys<'c>(_: &'c mut sqlx::SqliteConnection, _: &'c [String]) -> BoxFuture<'c, StoreResult<()>> {
+        Box::pin(async { Ok(()) })
     }
 }
 
-/// Rows per multi-row INSERT: keeps statements well under SQLite's bound
-/// parameter limit whatever the column count.
-const INSERT_CHUNK: usize = 500;
+impl super::sql::Backend for SqliteStore {
+    type Db = sqlx::Sqlite;
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+    fn opt_out_index(&self) -> Option<&OptOutIndex> {
+        Some(&self.opt_outs)
+    }
+}
 
 /// One process owns a SQLite database: there is no one to coordinate with.
 #[async_trait::async_trait]

@@ -1,15 +1,44 @@
+//! Audit records, plugin status and invocation records, retention, consent (opt-outs), counters and kv usage, cron fires.
+
+use super::RowsAffected;
+use super::{Conn, DbRow, for_every_backend};
+use super::conflict_as;
 use super::events::insert_event_rows;
-use super::{PgStore, conflict_as};
 use crate::clock::Millis;
 use crate::store::*;
-use async_trait::async_trait;
-use sqlx::postgres::Postgres;
 use sqlx::{QueryBuilder, Row};
 
-pub(super) const PLUGIN_VERSION_SELECT: &str = "SELECT p.id, p.tenant_id, p.name, p.status, v.id, v.version, \
+/// Which (tenant, recipient) pairs have any opt-out, in memory, so that the
+/// check every send makes needs no query for the many recipients who never
+/// opted out. Pairs are added before the transaction that stores them
+/// commits and never removed (an opt-in leaves a stale entry, which only
+/// costs a query): the index may over-report, never under-report. Only a
+/// backend one process owns (SQLite) keeps one: every opt-out passes
+/// through it.
+#[derive(Default)]
+pub struct OptOutIndex(std::sync::RwLock<std::collections::HashSet<u64>>);
+
+impl OptOutIndex {
+    fn key(tenant_id: &str, recipient: &str) -> u64 {
+        use std::hash::BuildHasher;
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one((tenant_id, recipient))
+    }
+
+    pub(in crate::store) fn add(&self, tenant_id: &str, recipient: &str) {
+        self.0.write().expect("opt-out index").insert(Self::key(tenant_id, recipient));
+    }
+
+    fn may_have(&self, tenant_id: &str, recipient: &str) -> bool {
+        self.0.read().expect("opt-out index").contains(&Self::key(tenant_id, recipient))
+    }
+}
+
+pub(in crate::store) const PLUGIN_VERSION_SELECT: &str = "SELECT p.id, p.tenant_id, p.name, p.status, v.id, v.version, \
     v.component_hash, v.manifest, v.config, p.status_reason, v.created_at FROM plugins p JOIN plugin_versions v";
 
-pub(super) fn plugin_version_row(r: &sqlx::postgres::PgRow) -> PluginVersionRow {
+for_every_backend! {
+pub(in crate::store) fn plugin_version_row(r: &DbRow<DB>) -> PluginVersionRow {
     PluginVersionRow {
         plugin_id: r.get(0),
         tenant_id: r.get(1),
@@ -24,9 +53,10 @@ pub(super) fn plugin_version_row(r: &sqlx::postgres::PgRow) -> PluginVersionRow 
         created_at: r.get(10),
     }
 }
+}
 
-#[async_trait]
-impl Governance for PgStore {
+for_every_backend! {
+impl Governance {
     async fn audit(&self, e: &AuditEntry) -> StoreResult<()> {
         sqlx::query("INSERT INTO audit_log (actor, action, target, detail, at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&e.actor)
@@ -34,7 +64,7 @@ impl Governance for PgStore {
             .bind(&e.target)
             .bind(&e.detail)
             .bind(e.at)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -45,7 +75,7 @@ impl Governance for PgStore {
         )
         .bind(before.unwrap_or(i64::MAX))
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         Ok(rows
             .into_iter()
@@ -64,7 +94,7 @@ impl Governance for PgStore {
         let n = sqlx::query("UPDATE tenants SET status = $1 WHERE id = $2")
             .bind(status)
             .bind(tenant_id)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?
             .rows_affected();
         Ok(n > 0)
@@ -76,13 +106,13 @@ impl Governance for PgStore {
         )))
         .bind(tenant_id)
         .bind(name)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
-        Ok(rows.iter().map(plugin_version_row).collect())
+        Ok(rows.iter().map(plugin_version_row::<B::Db>).collect())
     }
 
     async fn activate_version(&self, plugin_id: &str, version_id: &str, routes: &[RouteRow]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         let tenant_id: String = sqlx::query_scalar("SELECT tenant_id FROM plugins WHERE id = $1")
             .bind(plugin_id)
             .fetch_one(&mut *tx)
@@ -111,7 +141,7 @@ impl Governance for PgStore {
             .bind(status)
             .bind(reason)
             .bind(plugin_id)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -131,7 +161,7 @@ impl Governance for PgStore {
         .bind(plugin_id)
         .bind(before.unwrap_or(i64::MAX))
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         Ok(rows
             .into_iter()
@@ -151,7 +181,7 @@ impl Governance for PgStore {
     }
 
     async fn prune(&self, r: &Retention) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         let mut removed = 0;
         for (sql, before) in [
             ("DELETE FROM invocations WHERE started_at < $1", r.records_before),
@@ -169,8 +199,14 @@ impl Governance for PgStore {
 
     async fn opted_out(&self, tenant_id: &str, recipients: &[String], number: &str) -> StoreResult<Vec<String>> {
         let mut found = Vec::new();
+        // The index (where the backend keeps one) rules out most recipients
+        // without a query.
+        let recipients: Vec<&String> = match self.opt_out_index() {
+            Some(index) => recipients.iter().filter(|r| index.may_have(tenant_id, r)).collect(),
+            None => recipients.iter().collect(),
+        };
         for chunk in recipients.chunks(500) {
-            let mut q: QueryBuilder<Postgres> =
+            let mut q: QueryBuilder<B::Db> =
                 QueryBuilder::new("SELECT DISTINCT recipient FROM opt_outs WHERE tenant_id = ");
             q.push_bind(tenant_id).push(" AND (scope = '' OR scope = ").push_bind(number).push(") AND recipient IN (");
             let mut list = q.separated(", ");
@@ -178,7 +214,7 @@ impl Governance for PgStore {
                 list.push_bind(r);
             }
             q.push(")");
-            for row in q.build().fetch_all(&self.pool).await? {
+            for row in q.build().fetch_all(self.reader()).await? {
                 found.push(row.get(0));
             }
         }
@@ -193,7 +229,7 @@ impl Governance for PgStore {
         .bind(tenant_id)
         .bind(after.unwrap_or(""))
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         Ok(rows
             .into_iter()
@@ -208,10 +244,13 @@ impl Governance for PgStore {
     }
 
     async fn import_opt_outs(&self, tenant_id: &str, rows: &[OptOutRow]) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         let mut added = 0;
         for r in rows {
-            added += insert_opt_out(&mut tx, tenant_id, r).await?;
+            if let Some(index) = self.opt_out_index() {
+                index.add(tenant_id, &r.recipient);
+            }
+            added += insert_opt_out::<B::Db>(&mut tx, tenant_id, r).await?;
         }
         tx.commit().await?;
         Ok(added)
@@ -225,7 +264,7 @@ impl Governance for PgStore {
         .bind(tenant_id)
         .bind(name)
         .bind(by)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -233,17 +272,17 @@ impl Governance for PgStore {
     async fn counters(&self, tenant_id: &str) -> StoreResult<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT name, value FROM tenant_counters WHERE tenant_id = $1 ORDER BY name")
             .bind(tenant_id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     async fn kv_usage(&self, tenant_id: &str) -> StoreResult<(i64, i64)> {
         let r = sqlx::query(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(key) + OCTET_LENGTH(value)), 0)::BIGINT FROM kv WHERE tenant_id = $1",
+            "SELECT COUNT(*), CAST(COALESCE(SUM(LENGTH(key) + LENGTH(value)), 0) AS BIGINT) FROM kv WHERE tenant_id = $1",
         )
         .bind(tenant_id)
-        .fetch_one(&self.pool)
+        .fetch_one(self.reader())
         .await?;
         Ok((r.get(0), r.get(1)))
     }
@@ -251,7 +290,7 @@ impl Governance for PgStore {
     async fn timers_pending(&self, tenant_id: &str) -> StoreResult<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM timers WHERE tenant_id = $1")
             .bind(tenant_id)
-            .fetch_one(&self.pool)
+            .fetch_one(self.reader())
             .await?)
     }
 
@@ -261,7 +300,7 @@ impl Governance for PgStore {
         )
         .bind(tenant_id)
         .bind(since)
-        .fetch_one(&self.pool)
+        .fetch_one(self.reader())
         .await?)
     }
 
@@ -269,7 +308,7 @@ impl Governance for PgStore {
         Ok(sqlx::query_scalar("SELECT last_fire_at FROM cron_state WHERE plugin_id = $1 AND schedule = $2")
             .bind(plugin_id)
             .bind(schedule)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.writer())
             .await?)
     }
 
@@ -282,7 +321,7 @@ impl Governance for PgStore {
         event: &NewEvent,
         lease: &Lease,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         let claimed = match previous {
             None => sqlx::query(
                 "INSERT INTO cron_state (plugin_id, schedule, last_fire_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -307,13 +346,16 @@ impl Governance for PgStore {
         if claimed == 0 {
             return Ok(false);
         }
-        insert_event_rows(&mut tx, &[event], lease).await?;
+        insert_event_rows::<B::Db>(&mut tx, &[event], lease).await?;
         tx.commit().await?;
         Ok(true)
     }
 }
+}
 
-pub(super) async fn insert_opt_out(conn: &mut sqlx::PgConnection, tenant_id: &str, r: &OptOutRow) -> StoreResult<u64> {
+for_every_backend! {
+/// Records an opt-out (a repeat changes nothing); 1 if it is new.
+pub(in crate::store) async fn insert_opt_out(conn: &mut Conn<DB>, tenant_id: &str, r: &OptOutRow) -> StoreResult<u64> {
     Ok(sqlx::query(
         "INSERT INTO opt_outs (tenant_id, recipient, scope, source, keyword, at) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT DO NOTHING",
@@ -328,4 +370,5 @@ pub(super) async fn insert_opt_out(conn: &mut sqlx::PgConnection, tenant_id: &st
     .await
     .map_err(conflict_as("opt-out"))?
     .rows_affected())
+}
 }

@@ -1,31 +1,34 @@
-use super::SqliteStore;
+//! Plugins, their versions and routes, components, kv reads, timers and logs.
+
+use super::for_every_backend;
 use crate::ids;
 use crate::store::*;
-use async_trait::async_trait;
 use sqlx::Row;
 
-#[async_trait]
-impl Plugins for SqliteStore {
+for_every_backend! {
+impl Plugins {
     async fn put_component(&self, hash: &str, wasm: &[u8]) -> StoreResult<()> {
-        sqlx::query("INSERT INTO components (hash, wasm, created_at) VALUES (?, ?, ?) ON CONFLICT (hash) DO NOTHING")
-            .bind(hash)
-            .bind(wasm)
-            .bind(chrono::Utc::now().timestamp_millis())
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(
+            "INSERT INTO components (hash, wasm, created_at) VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING",
+        )
+        .bind(hash)
+        .bind(wasm)
+        .bind(chrono::Utc::now().timestamp_millis())
+        .execute(self.writer())
+        .await?;
         Ok(())
     }
 
     async fn get_component(&self, hash: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(sqlx::query_scalar("SELECT wasm FROM components WHERE hash = ?")
+        Ok(sqlx::query_scalar("SELECT wasm FROM components WHERE hash = $1")
             .bind(hash)
-            .fetch_optional(&self.reader)
+            .fetch_optional(self.reader())
             .await?)
     }
 
     async fn deploy_plugin_version(&self, v: &NewPluginVersion) -> StoreResult<DeployedVersion> {
-        let mut tx = self.writer.begin().await?;
-        let existing: Option<String> = sqlx::query_scalar("SELECT id FROM plugins WHERE tenant_id = ? AND name = ?")
+        let mut tx = self.writer().begin().await?;
+        let existing: Option<String> = sqlx::query_scalar("SELECT id FROM plugins WHERE tenant_id = $1 AND name = $2")
             .bind(&v.tenant_id)
             .bind(&v.name)
             .fetch_optional(&mut *tx)
@@ -34,7 +37,7 @@ impl Plugins for SqliteStore {
             Some(id) => id,
             None => {
                 let id = ids::new_id("plg");
-                sqlx::query("INSERT INTO plugins (id, tenant_id, name, created_at) VALUES (?, ?, ?, ?)")
+                sqlx::query("INSERT INTO plugins (id, tenant_id, name, created_at) VALUES ($1, $2, $3, $4)")
                     .bind(&id)
                     .bind(&v.tenant_id)
                     .bind(&v.name)
@@ -47,7 +50,7 @@ impl Plugins for SqliteStore {
         let version_id = ids::new_id("ver");
         sqlx::query(
             "INSERT INTO plugin_versions (id, plugin_id, version, component_hash, manifest, config, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&version_id)
         .bind(&plugin_id)
@@ -59,14 +62,14 @@ impl Plugins for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(super::conflict_as("plugin version"))?;
-        sqlx::query("UPDATE plugins SET active_version_id = ?, status = 'active', status_reason = NULL, consecutive_failures = 0 WHERE id = ?")
+        sqlx::query("UPDATE plugins SET active_version_id = $1, status = 'active', status_reason = NULL, consecutive_failures = 0 WHERE id = $2")
             .bind(&version_id)
             .bind(&plugin_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM routes WHERE plugin_id = ?").bind(&plugin_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM routes WHERE plugin_id = $1").bind(&plugin_id).execute(&mut *tx).await?;
         for route in &v.routes {
-            sqlx::query("INSERT OR IGNORE INTO routes (tenant_id, plugin_id, kind, pattern) VALUES (?, ?, ?, ?)")
+            sqlx::query("INSERT INTO routes (tenant_id, plugin_id, kind, pattern) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
                 .bind(&v.tenant_id)
                 .bind(&plugin_id)
                 .bind(route.kind.as_str())
@@ -83,17 +86,17 @@ impl Plugins for SqliteStore {
             "{} ON v.id = p.active_version_id",
             super::governance::PLUGIN_VERSION_SELECT
         )))
-        .fetch_all(&self.reader)
+        .fetch_all(self.reader())
         .await?;
-        Ok(rows.iter().map(super::governance::plugin_version_row).collect())
+        Ok(rows.iter().map(super::governance::plugin_version_row::<B::Db>).collect())
     }
 
     async fn kv_get(&self, tenant_id: &str, plugin_id: &str, key: &str) -> StoreResult<Option<KvEntry>> {
-        let row = sqlx::query("SELECT value, version FROM kv WHERE tenant_id = ? AND plugin_id = ? AND key = ?")
+        let row = sqlx::query("SELECT value, version FROM kv WHERE tenant_id = $1 AND plugin_id = $2 AND key = $3")
             .bind(tenant_id)
             .bind(plugin_id)
             .bind(key)
-            .fetch_optional(&self.reader)
+            .fetch_optional(self.reader())
             .await?;
         Ok(row.map(|r| KvEntry { value: r.get(0), version: r.get(1) }))
     }
@@ -102,24 +105,26 @@ impl Plugins for SqliteStore {
         // Range scan on the primary key: [prefix, prefix + U+10FFFF).
         let upper = format!("{prefix}\u{10FFFF}");
         Ok(sqlx::query_scalar(
-            "SELECT key FROM kv WHERE tenant_id = ? AND plugin_id = ? AND key >= ? AND key < ? ORDER BY key LIMIT ?",
+            "SELECT key FROM kv WHERE tenant_id = $1 AND plugin_id = $2 AND key >= $3 AND key < $4 ORDER BY key LIMIT $5",
         )
         .bind(tenant_id)
         .bind(plugin_id)
         .bind(prefix)
         .bind(upper)
         .bind(limit as i64)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reader())
         .await?)
     }
 
     async fn timer_pending(&self, tenant_id: &str, plugin_id: &str, key: &str) -> StoreResult<bool> {
-        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM timers WHERE tenant_id = ? AND plugin_id = ? AND key = ?)")
-            .bind(tenant_id)
-            .bind(plugin_id)
-            .bind(key)
-            .fetch_one(&self.reader)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM timers WHERE tenant_id = $1 AND plugin_id = $2 AND key = $3)",
+        )
+        .bind(tenant_id)
+        .bind(plugin_id)
+        .bind(key)
+        .fetch_one(self.reader())
+        .await?)
     }
 
     async fn plugin_logs(
@@ -131,12 +136,12 @@ impl Plugins for SqliteStore {
     ) -> StoreResult<Vec<LogRow>> {
         let sql = match after {
             None => {
-                "SELECT id, event_id, level, message, at FROM plugin_logs WHERE tenant_id = ? AND plugin_id = ? \
-                 AND id > ? ORDER BY id DESC LIMIT ?"
+                "SELECT id, event_id, level, message, at FROM plugin_logs WHERE tenant_id = $1 AND plugin_id = $2 \
+                 AND id > $3 ORDER BY id DESC LIMIT $4"
             }
             Some(_) => {
-                "SELECT id, event_id, level, message, at FROM plugin_logs WHERE tenant_id = ? AND plugin_id = ? \
-                 AND id > ? ORDER BY id LIMIT ?"
+                "SELECT id, event_id, level, message, at FROM plugin_logs WHERE tenant_id = $1 AND plugin_id = $2 \
+                 AND id > $3 ORDER BY id LIMIT $4"
             }
         };
         let rows = sqlx::query(sql)
@@ -144,11 +149,12 @@ impl Plugins for SqliteStore {
             .bind(plugin_id)
             .bind(after.unwrap_or(0))
             .bind(limit as i64)
-            .fetch_all(&self.reader)
+            .fetch_all(self.reader())
             .await?;
         Ok(rows
             .into_iter()
             .map(|r| LogRow { id: r.get(0), event_id: r.get(1), level: r.get(2), message: r.get(3), at: r.get(4) })
             .collect())
     }
+}
 }

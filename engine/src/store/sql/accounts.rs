@@ -1,17 +1,20 @@
+//! What tenants manage through the API (keys, sender IDs, templates, balance, ledger, usage, idempotency records) and the webhook deliveries their messages owe.
+
+use super::RowsAffected;
+use super::for_every_backend;
 use super::status::{Entry, ledger_entry};
-use super::{SqliteStore, conflict_as};
+use super::conflict_as;
 use crate::clock::Millis;
 use crate::store::*;
-use async_trait::async_trait;
 use sqlx::Row;
 
-#[async_trait]
-impl Accounts for SqliteStore {
+for_every_backend! {
+impl Accounts {
     async fn account(&self, tenant_id: &str) -> StoreResult<Option<AccountRow>> {
         let row =
-            sqlx::query("SELECT id, name, balance, webhook_url, webhook_secret, settings FROM tenants WHERE id = ?")
+            sqlx::query("SELECT id, name, balance, webhook_url, webhook_secret, settings FROM tenants WHERE id = $1")
                 .bind(tenant_id)
-                .fetch_optional(&self.reader)
+                .fetch_optional(self.reader())
                 .await?;
         Ok(row.map(|r| AccountRow {
             tenant_id: r.get(0),
@@ -24,30 +27,30 @@ impl Accounts for SqliteStore {
     }
 
     async fn set_webhook(&self, tenant_id: &str, url: Option<&str>, sealed_secret: Option<&[u8]>) -> StoreResult<()> {
-        sqlx::query("UPDATE tenants SET webhook_url = ?, webhook_secret = COALESCE(?, webhook_secret) WHERE id = ?")
+        sqlx::query("UPDATE tenants SET webhook_url = $1, webhook_secret = COALESCE($2, webhook_secret) WHERE id = $3")
             .bind(url)
             .bind(sealed_secret)
             .bind(tenant_id)
-            .execute(&self.writer)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
 
     async fn set_tenant_settings(&self, tenant_id: &str, settings_json: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE tenants SET settings = ? WHERE id = ?")
+        sqlx::query("UPDATE tenants SET settings = $1 WHERE id = $2")
             .bind(settings_json)
             .bind(tenant_id)
-            .execute(&self.writer)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
 
     async fn list_keys(&self, tenant_id: &str) -> StoreResult<Vec<ApiKeyInfo>> {
         let rows = sqlx::query(
-            "SELECT id, prefix, mode, label, created_at, revoked_at FROM api_keys WHERE tenant_id = ? ORDER BY created_at, id",
+            "SELECT id, prefix, mode, label, created_at, revoked_at FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id",
         )
         .bind(tenant_id)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reader())
         .await?;
         Ok(rows
             .into_iter()
@@ -63,49 +66,51 @@ impl Accounts for SqliteStore {
     }
 
     async fn revoke_key(&self, tenant_id: &str, key_id: &str, at: Millis) -> StoreResult<bool> {
-        let n = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND tenant_id = ? AND revoked_at IS NULL")
-            .bind(at)
-            .bind(key_id)
-            .bind(tenant_id)
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
+        let n =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL")
+                .bind(at)
+                .bind(key_id)
+                .bind(tenant_id)
+                .execute(self.writer())
+                .await?
+                .rows_affected();
         Ok(n > 0)
     }
 
     async fn add_sender_id(&self, tenant_id: &str, sender_id: &str, status: &str, at: Millis) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO sender_ids (tenant_id, sender_id, created_at, status, decided_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO sender_ids (tenant_id, sender_id, created_at, status, decided_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(tenant_id)
         .bind(sender_id)
         .bind(at)
         .bind(status)
         .bind((status != "pending").then_some(at))
-        .execute(&self.writer)
+        .execute(self.writer())
         .await
         .map_err(conflict_as("sender ID"))?;
         Ok(())
     }
 
     async fn decide_sender_id(&self, tenant_id: &str, sender_id: &str, status: &str, at: Millis) -> StoreResult<bool> {
-        let n = sqlx::query("UPDATE sender_ids SET status = ?, decided_at = ? WHERE tenant_id = ? AND sender_id = ?")
-            .bind(status)
-            .bind(at)
-            .bind(tenant_id)
-            .bind(sender_id)
-            .execute(&self.writer)
-            .await
-            .map_err(conflict_as("sender ID"))?
-            .rows_affected();
+        let n =
+            sqlx::query("UPDATE sender_ids SET status = $1, decided_at = $2 WHERE tenant_id = $3 AND sender_id = $4")
+                .bind(status)
+                .bind(at)
+                .bind(tenant_id)
+                .bind(sender_id)
+                .execute(self.writer())
+                .await
+                .map_err(conflict_as("sender ID"))?
+                .rows_affected();
         Ok(n > 0)
     }
 
     async fn delete_sender_id(&self, tenant_id: &str, sender_id: &str) -> StoreResult<bool> {
-        let n = sqlx::query("DELETE FROM sender_ids WHERE tenant_id = ? AND sender_id = ?")
+        let n = sqlx::query("DELETE FROM sender_ids WHERE tenant_id = $1 AND sender_id = $2")
             .bind(tenant_id)
             .bind(sender_id)
-            .execute(&self.writer)
+            .execute(self.writer())
             .await?
             .rows_affected();
         Ok(n > 0)
@@ -115,7 +120,7 @@ impl Accounts for SqliteStore {
         let rows = sqlx::query(
             "SELECT tenant_id, sender_id, status, created_at FROM sender_ids ORDER BY tenant_id, sender_id",
         )
-        .fetch_all(&self.reader)
+        .fetch_all(self.reader())
         .await?;
         Ok(rows
             .into_iter()
@@ -125,7 +130,7 @@ impl Accounts for SqliteStore {
 
     async fn put_template(&self, tenant_id: &str, name: &str, body: &str, at: Millis) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO templates (tenant_id, name, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?) \
+            "INSERT INTO templates (tenant_id, name, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (tenant_id, name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
         )
         .bind(tenant_id)
@@ -133,26 +138,26 @@ impl Accounts for SqliteStore {
         .bind(body)
         .bind(at)
         .bind(at)
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
 
     async fn get_template(&self, tenant_id: &str, name: &str) -> StoreResult<Option<TemplateRow>> {
         let row =
-            sqlx::query("SELECT name, body, created_at, updated_at FROM templates WHERE tenant_id = ? AND name = ?")
+            sqlx::query("SELECT name, body, created_at, updated_at FROM templates WHERE tenant_id = $1 AND name = $2")
                 .bind(tenant_id)
                 .bind(name)
-                .fetch_optional(&self.reader)
+                .fetch_optional(self.reader())
                 .await?;
         Ok(row.map(|r| TemplateRow { name: r.get(0), body: r.get(1), created_at: r.get(2), updated_at: r.get(3) }))
     }
 
     async fn list_templates(&self, tenant_id: &str) -> StoreResult<Vec<TemplateRow>> {
         let rows =
-            sqlx::query("SELECT name, body, created_at, updated_at FROM templates WHERE tenant_id = ? ORDER BY name")
+            sqlx::query("SELECT name, body, created_at, updated_at FROM templates WHERE tenant_id = $1 ORDER BY name")
                 .bind(tenant_id)
-                .fetch_all(&self.reader)
+                .fetch_all(self.reader())
                 .await?;
         Ok(rows
             .into_iter()
@@ -161,20 +166,20 @@ impl Accounts for SqliteStore {
     }
 
     async fn delete_template(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
-        let n = sqlx::query("DELETE FROM templates WHERE tenant_id = ? AND name = ?")
+        let n = sqlx::query("DELETE FROM templates WHERE tenant_id = $1 AND name = $2")
             .bind(tenant_id)
             .bind(name)
-            .execute(&self.writer)
+            .execute(self.writer())
             .await?
             .rows_affected();
         Ok(n > 0)
     }
 
     async fn credit(&self, tenant_id: &str, amount: i64, note: &str, at: Millis) -> StoreResult<i64> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer().begin().await?;
         let kind = if amount >= 0 { "credit" } else { "adjustment" };
         let balance =
-            ledger_entry(&mut tx, Entry { tenant_id, amount, kind, message_id: None, note: Some(note), at }, false)
+            ledger_entry::<B::Db>(&mut tx, Entry { tenant_id, amount, kind, message_id: None, note: Some(note), at }, false)
                 .await?
                 .ok_or_else(|| StoreError::NotFound("tenant".into()))?;
         tx.commit().await?;
@@ -183,11 +188,11 @@ impl Accounts for SqliteStore {
 
     async fn ledger(&self, tenant_id: &str, limit: u32) -> StoreResult<Vec<LedgerRow>> {
         let rows = sqlx::query(
-            "SELECT amount, balance_after, kind, message_id, note, at FROM ledger WHERE tenant_id = ? ORDER BY id DESC LIMIT ?",
+            "SELECT amount, balance_after, kind, message_id, note, at FROM ledger WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(tenant_id)
         .bind(limit as i64)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reader())
         .await?;
         Ok(rows
             .into_iter()
@@ -204,12 +209,12 @@ impl Accounts for SqliteStore {
 
     async fn usage(&self, tenant_id: &str, since: Millis) -> StoreResult<Vec<UsageRow>> {
         let rows = sqlx::query(
-            "SELECT created_at / 86400000 AS day, direction, status, COUNT(*), SUM(segments) FROM messages \
-             WHERE tenant_id = ? AND created_at >= ? GROUP BY day, direction, status ORDER BY day, direction, status",
+            "SELECT created_at / 86400000 AS day, direction, status, COUNT(*), CAST(SUM(segments) AS BIGINT) FROM messages \
+             WHERE tenant_id = $1 AND created_at >= $2 GROUP BY day, direction, status ORDER BY day, direction, status",
         )
         .bind(tenant_id)
         .bind(since)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reader())
         .await?;
         Ok(rows
             .into_iter()
@@ -224,12 +229,13 @@ impl Accounts for SqliteStore {
     }
 
     async fn idempotency(&self, tenant_id: &str, key: &str) -> StoreResult<Option<StoredIdempotency>> {
-        let row =
-            sqlx::query("SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = ? AND key = ?")
-                .bind(tenant_id)
-                .bind(key)
-                .fetch_optional(&self.writer)
-                .await?;
+        let row = sqlx::query(
+            "SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+        )
+        .bind(tenant_id)
+        .bind(key)
+        .fetch_optional(self.writer())
+        .await?;
         Ok(row.map(|r| StoredIdempotency {
             request_hash: r.get(0),
             status: r.get::<i64, _>(1) as u16,
@@ -237,27 +243,28 @@ impl Accounts for SqliteStore {
         }))
     }
 }
+}
 
-#[async_trait]
-impl Webhooks for SqliteStore {
+for_every_backend! {
+impl Webhooks {
     async fn claim_webhooks(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<WebhookDelivery>> {
-        super::outbound::claim_webhooks(self, lease, now, limit).await
+        super::outbound::claim_webhooks::<B::Db>(self.writer(), lease, now, limit).await
     }
 
     async fn next_webhook_due(&self) -> StoreResult<Option<Millis>> {
         Ok(sqlx::query_scalar(
-            "SELECT MIN(MAX(run_at, COALESCE(lease_until, 0))) FROM webhook_deliveries WHERE status = 'pending'",
+            "SELECT MIN(CASE WHEN lease_until > run_at THEN lease_until ELSE run_at END) FROM webhook_deliveries WHERE status = 'pending'",
         )
-        .fetch_one(&self.reader)
+        .fetch_one(self.reader())
         .await?)
     }
 
     async fn record_webhook_attempts(&self, attempts: &[WebhookAttempt]) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer().begin().await?;
         for a in attempts {
             let attempt: i64 = sqlx::query_scalar(
-                "UPDATE webhook_deliveries SET attempts = attempts + 1, status = ?, run_at = COALESCE(?, run_at), \
-                 lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ? RETURNING attempts",
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, status = $1, run_at = COALESCE($2, run_at), \
+                 lease_owner = NULL, lease_until = NULL, updated_at = $3 WHERE id = $4 RETURNING attempts",
             )
             .bind(match (a.delivered, a.retry_at) {
                 (true, _) => "delivered",
@@ -270,7 +277,7 @@ impl Webhooks for SqliteStore {
             .fetch_one(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, error, duration_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, error, duration_ms) VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(&a.delivery_id)
             .bind(attempt)
@@ -287,22 +294,22 @@ impl Webhooks for SqliteStore {
 
     async fn webhooks_for_message(&self, tenant_id: &str, message_id: &str) -> StoreResult<Vec<WebhookDeliveryView>> {
         let rows = sqlx::query(
-            "SELECT id, url, payload, status, run_at FROM webhook_deliveries WHERE tenant_id = ? AND message_id = ? \
+            "SELECT id, url, payload, status, run_at FROM webhook_deliveries WHERE tenant_id = $1 AND message_id = $2 \
              ORDER BY created_at, id",
         )
         .bind(tenant_id)
         .bind(message_id)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reader())
         .await?;
         let mut views = Vec::with_capacity(rows.len());
         for r in rows {
             let id: String = r.get(0);
             let status: String = r.get(3);
             let attempts = sqlx::query(
-                "SELECT at, status_code, error, duration_ms FROM webhook_attempts WHERE delivery_id = ? ORDER BY attempt",
+                "SELECT at, status_code, error, duration_ms FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt",
             )
             .bind(&id)
-            .fetch_all(&self.reader)
+            .fetch_all(self.reader())
             .await?
             .into_iter()
             .map(|a| WebhookAttemptView {
@@ -323,4 +330,5 @@ impl Webhooks for SqliteStore {
         }
         Ok(views)
     }
+}
 }

@@ -1,15 +1,16 @@
-use super::PgStore;
+//! Reads for the API: messages with their history, events.
+
+use super::{DbRow, for_every_backend};
 use crate::store::*;
-use async_trait::async_trait;
-use sqlx::postgres::{PgRow, Postgres};
-use sqlx::{QueryBuilder, Row};
+use sqlx::{Pool, QueryBuilder, Row};
 use std::collections::HashMap;
 
 const MESSAGE_SELECT: &str = "SELECT m.id, m.direction, m.from_addr, m.to_addr, m.body, m.status, m.segments, \
     m.encoding, m.reference, m.error_code, m.connector, m.provider_id, p.name, m.in_reply_to, m.created_at, m.updated_at, \
     m.mode, m.scheduled_at, m.price, m.batch_id FROM messages m LEFT JOIN plugins p ON p.id = m.plugin_id";
 
-fn message_view(r: &PgRow) -> MessageView {
+for_every_backend! {
+fn message_view(r: &DbRow<DB>) -> MessageView {
     MessageView {
         id: r.get(0),
         direction: r.get(1),
@@ -35,11 +36,13 @@ fn message_view(r: &PgRow) -> MessageView {
         parts: Vec::new(),
     }
 }
+}
 
 const EVENT_SELECT: &str = "SELECT e.id, p.name, e.kind, e.name, e.status, e.attempts, e.last_error, e.message_id, \
     e.created_at, e.updated_at FROM events e JOIN plugins p ON p.id = e.plugin_id";
 
-fn event_view(r: &PgRow) -> EventView {
+for_every_backend! {
+fn event_view(r: &DbRow<DB>) -> EventView {
     EventView {
         id: r.get(0),
         plugin: r.get(1),
@@ -53,52 +56,54 @@ fn event_view(r: &PgRow) -> EventView {
         updated_at: r.get(9),
     }
 }
-
-impl PgStore {
-    async fn attach_history(&self, messages: &mut [MessageView]) -> StoreResult<()> {
-        if messages.is_empty() {
-            return Ok(());
-        }
-        let mut q: QueryBuilder<Postgres> =
-            QueryBuilder::new("SELECT message_id, status, at, error_code FROM message_status WHERE message_id IN (");
-        let mut ids = q.separated(", ");
-        for m in messages.iter() {
-            ids.push_bind(&m.id);
-        }
-        // Record order is causal order; carriers' own timestamps need not agree.
-        q.push(") ORDER BY id");
-        let mut by_id: HashMap<String, Vec<StatusEntry>> = HashMap::new();
-        for r in q.build().fetch_all(&self.pool).await? {
-            by_id.entry(r.get(0)).or_default().push(StatusEntry {
-                status: r.get(1),
-                at: r.get(2),
-                error_code: r.get(3),
-            });
-        }
-        for m in messages.iter_mut() {
-            m.history = by_id.remove(&m.id).unwrap_or_default();
-        }
-        Ok(())
-    }
 }
 
-#[async_trait]
-impl Queries for PgStore {
+for_every_backend! {
+/// Adds each message's status history, in the order it was recorded.
+async fn attach_history(pool: &Pool<DB>, messages: &mut [MessageView]) -> StoreResult<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut q: QueryBuilder<DB> =
+        QueryBuilder::new("SELECT message_id, status, at, error_code FROM message_status WHERE message_id IN (");
+    let mut ids = q.separated(", ");
+    for m in messages.iter() {
+        ids.push_bind(&m.id);
+    }
+    // Record order is causal order; carriers' own timestamps need not agree.
+    q.push(") ORDER BY ").push(DB::STATUS_RECORD_ORDER);
+    let mut by_id: HashMap<String, Vec<StatusEntry>> = HashMap::new();
+    for r in q.build().fetch_all(pool).await? {
+        by_id.entry(r.get(0)).or_default().push(StatusEntry {
+            status: r.get(1),
+            at: r.get(2),
+            error_code: r.get(3),
+        });
+    }
+    for m in messages.iter_mut() {
+        m.history = by_id.remove(&m.id).unwrap_or_default();
+    }
+    Ok(())
+}
+}
+
+for_every_backend! {
+impl Queries {
     async fn get_message(&self, tenant_id: &str, id: &str) -> StoreResult<Option<MessageView>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("{MESSAGE_SELECT} WHERE m.tenant_id = $1 AND m.id = $2")))
             .bind(tenant_id)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let mut views = [message_view(&row)];
-        self.attach_history(&mut views).await?;
+        let mut views = [message_view::<B::Db>(&row)];
+        attach_history::<B::Db>(self.reader(), &mut views).await?;
         let [mut view] = views;
         view.parts = sqlx::query(
             "SELECT part, provider_id, status, error_code FROM message_parts WHERE message_id = $1 ORDER BY part",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?
         .into_iter()
         .map(|r| PartView { part: r.get(0), provider_id: r.get(1), status: r.get(2), error_code: r.get(3) })
@@ -107,7 +112,7 @@ impl Queries for PgStore {
     }
 
     async fn list_messages(&self, tenant_id: &str, f: &MessageFilter) -> StoreResult<Vec<MessageView>> {
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(MESSAGE_SELECT);
+        let mut q: QueryBuilder<B::Db> = QueryBuilder::new(MESSAGE_SELECT);
         q.push(" WHERE m.tenant_id = ").push_bind(tenant_id);
         if let Some(d) = f.direction {
             q.push(" AND m.direction = ").push_bind(d.as_str());
@@ -140,9 +145,9 @@ impl Queries for PgStore {
             q.push(" AND m.id < ").push_bind(before);
         }
         q.push(" ORDER BY m.id DESC LIMIT ").push_bind(f.limit as i64);
-        let rows = q.build().fetch_all(&self.pool).await?;
-        let mut views: Vec<MessageView> = rows.iter().map(message_view).collect();
-        self.attach_history(&mut views).await?;
+        let rows = q.build().fetch_all(self.reader()).await?;
+        let mut views: Vec<MessageView> = rows.iter().map(message_view::<B::Db>).collect();
+        attach_history::<B::Db>(self.reader(), &mut views).await?;
         Ok(views)
     }
 
@@ -150,9 +155,9 @@ impl Queries for PgStore {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("{EVENT_SELECT} WHERE e.tenant_id = $1 AND e.id = $2")))
             .bind(tenant_id)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await?;
-        Ok(row.as_ref().map(event_view))
+        Ok(row.as_ref().map(event_view::<B::Db>))
     }
 
     async fn events_for_message(&self, tenant_id: &str, message_id: &str) -> StoreResult<Vec<EventView>> {
@@ -161,8 +166,9 @@ impl Queries for PgStore {
         )))
         .bind(tenant_id)
         .bind(message_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
-        Ok(rows.iter().map(event_view).collect())
+        Ok(rows.iter().map(event_view::<B::Db>).collect())
     }
+}
 }

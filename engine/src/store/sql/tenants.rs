@@ -1,28 +1,29 @@
-use super::{SqliteStore, conflict_as};
+//! Tenants, their numbers, API keys and number claims.
+
+use super::{conflict_as, for_every_backend};
 use crate::store::*;
-use async_trait::async_trait;
 use sqlx::Row;
 
-#[async_trait]
-impl Tenants for SqliteStore {
+for_every_backend! {
+impl Tenants {
     async fn create_tenant(&self, t: &NewTenant) -> StoreResult<()> {
-        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(&t.id)
             .bind(&t.name)
             .bind(t.created_at)
-            .execute(&self.writer)
+            .execute(self.writer())
             .await
             .map_err(conflict_as("tenant"))?;
         Ok(())
     }
 
     async fn count_tenants(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tenants").fetch_one(&self.reader).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tenants").fetch_one(self.reader()).await?)
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
         let rows = sqlx::query("SELECT id, name, status, created_at, settings FROM tenants ORDER BY created_at, id")
-            .fetch_all(&self.reader)
+            .fetch_all(self.reader())
             .await?;
         Ok(rows
             .into_iter()
@@ -37,15 +38,15 @@ impl Tenants for SqliteStore {
     }
 
     async fn add_number(&self, n: &NewNumber) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer().begin().await?;
         if n.is_default {
-            sqlx::query("UPDATE numbers SET is_default = 0 WHERE tenant_id = ?")
+            sqlx::query("UPDATE numbers SET is_default = false WHERE tenant_id = $1")
                 .bind(&n.tenant_id)
                 .execute(&mut *tx)
                 .await?;
         }
         sqlx::query(
-            "INSERT INTO numbers (number, tenant_id, connector, is_default, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO numbers (number, tenant_id, connector, is_default, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&n.number)
         .bind(&n.tenant_id)
@@ -61,7 +62,7 @@ impl Tenants for SqliteStore {
 
     async fn list_numbers(&self) -> StoreResult<Vec<NumberRow>> {
         let rows =
-            sqlx::query("SELECT number, tenant_id, connector, is_default FROM numbers").fetch_all(&self.reader).await?;
+            sqlx::query("SELECT number, tenant_id, connector, is_default FROM numbers").fetch_all(self.reader()).await?;
         Ok(rows
             .into_iter()
             .map(|r| NumberRow { number: r.get(0), tenant_id: r.get(1), connector: r.get(2), is_default: r.get(3) })
@@ -70,7 +71,7 @@ impl Tenants for SqliteStore {
 
     async fn create_api_key(&self, k: &NewApiKeyRow) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, mode, label, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, mode, label, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&k.id)
         .bind(&k.tenant_id)
@@ -79,7 +80,7 @@ impl Tenants for SqliteStore {
         .bind(&k.mode)
         .bind(&k.label)
         .bind(k.created_at)
-        .execute(&self.writer)
+        .execute(self.writer())
         .await
         .map_err(conflict_as("api key"))?;
         Ok(())
@@ -87,7 +88,7 @@ impl Tenants for SqliteStore {
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRow>> {
         let rows = sqlx::query("SELECT id, tenant_id, key_hash, mode FROM api_keys WHERE revoked_at IS NULL")
-            .fetch_all(&self.reader)
+            .fetch_all(self.reader())
             .await?;
         Ok(rows
             .into_iter()
@@ -98,7 +99,7 @@ impl Tenants for SqliteStore {
     async fn put_number_claim(&self, c: &NumberClaim) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO number_claims (tenant_id, number, connector, is_default, code_hash, attempts, expires_at, \
-             created_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (tenant_id, number) DO UPDATE SET \
+             created_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $7) ON CONFLICT (tenant_id, number) DO UPDATE SET \
              connector = excluded.connector, is_default = excluded.is_default, code_hash = excluded.code_hash, \
              attempts = 0, expires_at = excluded.expires_at, created_at = excluded.created_at",
         )
@@ -109,7 +110,7 @@ impl Tenants for SqliteStore {
         .bind(&c.code_hash)
         .bind(c.expires_at)
         .bind(c.created_at)
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -117,11 +118,11 @@ impl Tenants for SqliteStore {
     async fn number_claim(&self, tenant_id: &str, number: &str) -> StoreResult<Option<NumberClaim>> {
         let row = sqlx::query(
             "SELECT connector, is_default, code_hash, attempts, expires_at, created_at FROM number_claims \
-             WHERE tenant_id = ? AND number = ?",
+             WHERE tenant_id = $1 AND number = $2",
         )
         .bind(tenant_id)
         .bind(number)
-        .fetch_optional(&self.reader)
+        .fetch_optional(self.reader())
         .await?;
         Ok(row.map(|r| NumberClaim {
             tenant_id: tenant_id.to_string(),
@@ -136,20 +137,21 @@ impl Tenants for SqliteStore {
     }
 
     async fn count_claim_attempt(&self, tenant_id: &str, number: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE number_claims SET attempts = attempts + 1 WHERE tenant_id = ? AND number = ?")
+        sqlx::query("UPDATE number_claims SET attempts = attempts + 1 WHERE tenant_id = $1 AND number = $2")
             .bind(tenant_id)
             .bind(number)
-            .execute(&self.writer)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
 
     async fn delete_number_claim(&self, tenant_id: &str, number: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM number_claims WHERE tenant_id = ? AND number = ?")
+        sqlx::query("DELETE FROM number_claims WHERE tenant_id = $1 AND number = $2")
             .bind(tenant_id)
             .bind(number)
-            .execute(&self.writer)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
+}
 }

@@ -7,20 +7,21 @@
 //! as multi-row statements: every statement is a round trip to SQLite's
 //! thread, and per-completion statements were what bounded throughput.
 
-use super::INSERT_CHUNK;
+use super::RowsAffected;
 use super::events::{insert_messages, insert_outbox};
+use super::{Conn, INSERT_CHUNK, for_every_backend};
 use crate::clock::Millis;
 use crate::store::*;
-use sqlx::sqlite::Sqlite;
-use sqlx::{Acquire, QueryBuilder, Row, SqliteConnection};
+use sqlx::{Connection, QueryBuilder, Row};
 use std::collections::{HashMap, HashSet};
 
+for_every_backend! {
 /// Applies `completions` in order inside the caller's transaction.
-pub(super) async fn complete(
-    tx: &mut SqliteConnection,
+pub(in crate::store) async fn complete(
+    tx: &mut Conn<DB>,
     completions: &[EventCompletion],
 ) -> StoreResult<Vec<CompletionResult>> {
-    let ours = still_ours(tx, completions).await?;
+    let ours = still_ours::<DB>(tx, completions).await?;
     let mut results = Vec::with_capacity(completions.len());
     // Written after the loop, for the whole batch.
     let mut sends: Vec<&NewMessage> = Vec::new();
@@ -37,21 +38,21 @@ pub(super) async fn complete(
         }
         match &c.completion {
             Completion::Succeeded(effects) => {
-                if !reads_still_valid(tx, c, effects).await? {
+                if !reads_still_valid::<DB>(tx, c, effects).await? {
                     results.push(CompletionResult::Conflict);
                     continue;
                 }
                 if effects.sends.iter().any(|m| m.price > 0) {
                     // A savepoint, so an unpayable completion undoes only itself.
                     let mut sp = (&mut *tx).begin().await?;
-                    if !debit(&mut sp, c, effects, now).await? {
+                    if !debit::<DB>(&mut sp, c, effects, now).await? {
                         drop(sp);
                         results.push(CompletionResult::Conflict);
                         continue;
                     }
                     sp.commit().await?;
                 }
-                apply_state(tx, c, effects, now).await?;
+                apply_state::<DB>(tx, c, effects, now).await?;
                 sends.extend(effects.sends.iter());
                 let lease = outbox.entry(c.outbox_lease.owner.as_str()).or_insert((c.outbox_lease.until, Vec::new()));
                 lease.0 = lease.0.max(c.outbox_lease.until);
@@ -68,8 +69,8 @@ pub(super) async fn complete(
             }
             Completion::Failed { error, retry_at } => {
                 sqlx::query(
-                    "UPDATE events SET status = ?, attempts = attempts + 1, run_at = COALESCE(?, run_at), \
-                     lease_owner = NULL, lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?",
+                    "UPDATE events SET status = $1, attempts = attempts + 1, run_at = COALESCE($2, run_at), \
+                     lease_owner = NULL, lease_until = NULL, last_error = $3, updated_at = $4 WHERE id = $5",
                 )
                 .bind(if retry_at.is_some() { "pending" } else { "dead" })
                 .bind(retry_at)
@@ -80,15 +81,15 @@ pub(super) async fn complete(
                 .await?;
                 // A success earlier in the batch reset the count before this failure.
                 if succeeded.remove(c.plugin_id.as_str()) {
-                    reset_failures(tx, &[c.plugin_id.as_str()]).await?;
+                    reset_failures::<DB>(tx, &[c.plugin_id.as_str()]).await?;
                 }
-                let suspended = c.record.outcome != "not_run" && count_failure(tx, c).await?;
+                let suspended = c.record.outcome != "not_run" && count_failure::<DB>(tx, c).await?;
                 results.push(CompletionResult::Committed { outbox: Vec::new(), timers_changed: false, suspended });
             }
             Completion::Deferred { until, reason } => {
                 sqlx::query(
-                    "UPDATE events SET run_at = ?, lease_owner = NULL, lease_until = NULL, last_error = ?, \
-                     updated_at = ? WHERE id = ?",
+                    "UPDATE events SET run_at = $1, lease_owner = NULL, lease_until = NULL, last_error = $2, \
+                     updated_at = $3 WHERE id = $4",
                 )
                 .bind(until)
                 .bind(reason)
@@ -106,12 +107,12 @@ pub(super) async fn complete(
         }
         records.push(&c.record);
     }
-    insert_messages(tx, &sends).await?;
+    insert_messages::<DB>(tx, &sends).await?;
     for (owner, (until, messages)) in outbox {
-        insert_outbox(tx, &messages, &Lease { owner: owner.to_string(), until }).await?;
+        insert_outbox::<DB>(tx, &messages, &Lease { owner: owner.to_string(), until }).await?;
     }
     for chunk in done.chunks(INSERT_CHUNK) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH d(id, at) AS (");
+        let mut q: QueryBuilder<DB> = QueryBuilder::new("WITH d(id, at) AS (");
         q.push_values(chunk, |mut b, (id, at)| {
             b.push_bind(*id).push_bind(*at);
         });
@@ -122,16 +123,18 @@ pub(super) async fn complete(
         q.build().execute(&mut *tx).await?;
     }
     let succeeded: Vec<&str> = succeeded.into_iter().collect();
-    reset_failures(tx, &succeeded).await?;
-    record_invocations(tx, &records).await?;
+    reset_failures::<DB>(tx, &succeeded).await?;
+    record_invocations::<DB>(tx, &records).await?;
     Ok(results)
 }
+}
 
-async fn reset_failures(conn: &mut SqliteConnection, plugin_ids: &[&str]) -> StoreResult<()> {
+for_every_backend! {
+async fn reset_failures(conn: &mut Conn<DB>, plugin_ids: &[&str]) -> StoreResult<()> {
     if plugin_ids.is_empty() {
         return Ok(());
     }
-    let mut q: QueryBuilder<Sqlite> =
+    let mut q: QueryBuilder<DB> =
         QueryBuilder::new("UPDATE plugins SET consecutive_failures = 0 WHERE consecutive_failures > 0 AND id IN (");
     let mut ids = q.separated(", ");
     for id in plugin_ids {
@@ -141,11 +144,13 @@ async fn reset_failures(conn: &mut SqliteConnection, plugin_ids: &[&str]) -> Sto
     q.build().execute(&mut *conn).await?;
     Ok(())
 }
+}
 
+for_every_backend! {
 /// Invocation records and their log lines, a statement or two per batch.
-async fn record_invocations(conn: &mut SqliteConnection, records: &[&InvocationRecord]) -> StoreResult<()> {
+async fn record_invocations(conn: &mut Conn<DB>, records: &[&InvocationRecord]) -> StoreResult<()> {
     for chunk in records.chunks(INSERT_CHUNK) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        let mut q: QueryBuilder<DB> = QueryBuilder::new(
             "INSERT INTO invocations (tenant_id, plugin_id, version_id, event_id, trigger, started_at, duration_us, \
              fuel_used, memory_peak, outcome, error) ",
         );
@@ -167,7 +172,7 @@ async fn record_invocations(conn: &mut SqliteConnection, records: &[&InvocationR
     let logs: Vec<(&InvocationRecord, &LogLine)> =
         records.iter().flat_map(|r| r.logs.iter().map(move |l| (*r, l))).collect();
     for chunk in logs.chunks(INSERT_CHUNK) {
-        let mut q: QueryBuilder<Sqlite> =
+        let mut q: QueryBuilder<DB> =
             QueryBuilder::new("INSERT INTO plugin_logs (tenant_id, plugin_id, event_id, level, message, at) ");
         q.push_values(chunk, |mut b, (r, l)| {
             b.push_bind(&r.tenant_id)
@@ -181,12 +186,14 @@ async fn record_invocations(conn: &mut SqliteConnection, records: &[&InvocationR
     }
     Ok(())
 }
+}
 
+for_every_backend! {
 /// Counts a failed invocation; suspends the plugin (returning true) when
 /// it failed `suspend_after` times in a row.
-async fn count_failure(conn: &mut SqliteConnection, c: &EventCompletion) -> StoreResult<bool> {
+async fn count_failure(conn: &mut Conn<DB>, c: &EventCompletion) -> StoreResult<bool> {
     let failures: i64 = sqlx::query_scalar(
-        "UPDATE plugins SET consecutive_failures = consecutive_failures + 1 WHERE id = ? RETURNING consecutive_failures",
+        "UPDATE plugins SET consecutive_failures = consecutive_failures + 1 WHERE id = $1 RETURNING consecutive_failures",
     )
     .bind(&c.plugin_id)
     .fetch_one(&mut *conn)
@@ -199,7 +206,7 @@ async fn count_failure(conn: &mut SqliteConnection, c: &EventCompletion) -> Stor
         c.record.error.as_deref().unwrap_or("unknown")
     );
     let n =
-        sqlx::query("UPDATE plugins SET status = 'suspended', status_reason = ? WHERE id = ? AND status = 'active'")
+        sqlx::query("UPDATE plugins SET status = 'suspended', status_reason = $1 WHERE id = $2 AND status = 'active'")
             .bind(&reason)
             .bind(&c.plugin_id)
             .execute(&mut *conn)
@@ -207,23 +214,28 @@ async fn count_failure(conn: &mut SqliteConnection, c: &EventCompletion) -> Stor
             .rows_affected();
     Ok(n > 0)
 }
+}
 
+for_every_backend! {
 /// The events of `completions` still ours to complete: pending, leased to
 /// us, and at the attempt we ran (a re-claimed copy of the same attempt
-/// loses). One query for the batch.
+/// loses). One query for the batch, locking the rows where other nodes
+/// could claim them before this commit (in one order, by id).
 async fn still_ours<'a>(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<DB>,
     completions: &'a [EventCompletion],
 ) -> StoreResult<HashSet<&'a str>> {
     let mut current: HashMap<String, (String, Option<String>, i64)> = HashMap::new();
     for chunk in completions.chunks(INSERT_CHUNK) {
-        let mut q: QueryBuilder<Sqlite> =
+        let mut q: QueryBuilder<DB> =
             QueryBuilder::new("SELECT id, status, lease_owner, attempts FROM events WHERE id IN (");
         let mut ids = q.separated(", ");
         for c in chunk {
             ids.push_bind(&c.event_id);
         }
-        q.push(")");
+        // Locked until commit: a node claiming an expired lease now skips
+        // these rows instead of taking them from under this completion.
+        q.push(") ORDER BY id ").push(DB::LOCK_ROWS);
         for r in q.build().fetch_all(&mut *conn).await? {
             current.insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
         }
@@ -238,13 +250,15 @@ async fn still_ours<'a>(
         .map(|c| c.event_id.as_str())
         .collect())
 }
+}
 
+for_every_backend! {
 /// Optimistic concurrency check: every key the invocation read still has
 /// the version it saw.
-async fn reads_still_valid(conn: &mut SqliteConnection, c: &EventCompletion, effects: &Effects) -> StoreResult<bool> {
+async fn reads_still_valid(conn: &mut Conn<DB>, c: &EventCompletion, effects: &Effects) -> StoreResult<bool> {
     for (key, seen) in &effects.kv_reads {
         let current: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM kv WHERE tenant_id = ? AND plugin_id = ? AND key = ?")
+            sqlx::query_scalar("SELECT version FROM kv WHERE tenant_id = $1 AND plugin_id = $2 AND key = $3")
                 .bind(&c.tenant_id)
                 .bind(&c.plugin_id)
                 .bind(key)
@@ -256,13 +270,15 @@ async fn reads_still_valid(conn: &mut SqliteConnection, c: &EventCompletion, eff
     }
     Ok(true)
 }
+}
 
+for_every_backend! {
 /// Debits an invocation's priced messages; `false` if the tenant's balance
 /// cannot pay for them (the caller rolls back and re-runs the invocation,
 /// which then sees the balance and is refused).
-async fn debit(conn: &mut SqliteConnection, c: &EventCompletion, effects: &Effects, now: Millis) -> StoreResult<bool> {
+async fn debit(conn: &mut Conn<DB>, c: &EventCompletion, effects: &Effects, now: Millis) -> StoreResult<bool> {
     for m in effects.sends.iter().filter(|m| m.price > 0) {
-        let debited = super::status::ledger_entry(
+        let debited = super::status::ledger_entry::<DB>(
             conn,
             super::status::Entry {
                 tenant_id: &c.tenant_id,
@@ -281,20 +297,17 @@ async fn debit(conn: &mut SqliteConnection, c: &EventCompletion, effects: &Effec
     }
     Ok(true)
 }
+}
 
+for_every_backend! {
 /// An invocation's kv writes and timers (its messages are inserted with
 /// the whole batch's).
-async fn apply_state(
-    conn: &mut SqliteConnection,
-    c: &EventCompletion,
-    effects: &Effects,
-    now: Millis,
-) -> StoreResult<()> {
+async fn apply_state(conn: &mut Conn<DB>, c: &EventCompletion, effects: &Effects, now: Millis) -> StoreResult<()> {
     for (key, value) in &effects.kv_writes {
         match value {
             Some(value) => {
                 sqlx::query(
-                    "INSERT INTO kv (tenant_id, plugin_id, key, value, version, updated_at) VALUES (?, ?, ?, ?, 1, ?) \
+                    "INSERT INTO kv (tenant_id, plugin_id, key, value, version, updated_at) VALUES ($1, $2, $3, $4, 1, $5) \
                      ON CONFLICT (tenant_id, plugin_id, key) DO UPDATE SET value = excluded.value, \
                      version = kv.version + 1, updated_at = excluded.updated_at",
                 )
@@ -307,7 +320,7 @@ async fn apply_state(
                 .await?;
             }
             None => {
-                sqlx::query("DELETE FROM kv WHERE tenant_id = ? AND plugin_id = ? AND key = ?")
+                sqlx::query("DELETE FROM kv WHERE tenant_id = $1 AND plugin_id = $2 AND key = $3")
                     .bind(&c.tenant_id)
                     .bind(&c.plugin_id)
                     .bind(key)
@@ -321,7 +334,7 @@ async fn apply_state(
             TimerOp::Schedule { key, due_at, payload, mode } => {
                 sqlx::query(
                     "INSERT INTO timers (tenant_id, plugin_id, key, due_at, payload, created_at, mode) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
                      ON CONFLICT (tenant_id, plugin_id, key) DO UPDATE SET due_at = excluded.due_at, \
                      payload = excluded.payload, created_at = excluded.created_at, mode = excluded.mode",
                 )
@@ -336,7 +349,7 @@ async fn apply_state(
                 .await?;
             }
             TimerOp::Cancel { key } => {
-                sqlx::query("DELETE FROM timers WHERE tenant_id = ? AND plugin_id = ? AND key = ?")
+                sqlx::query("DELETE FROM timers WHERE tenant_id = $1 AND plugin_id = $2 AND key = $3")
                     .bind(&c.tenant_id)
                     .bind(&c.plugin_id)
                     .bind(key)
@@ -346,4 +359,5 @@ async fn apply_state(
         }
     }
     Ok(())
+}
 }

@@ -2,44 +2,46 @@
 //! change owes its tenant (when the message or tenant has a webhook URL),
 //! written in the caller's transaction.
 
-use super::INSERT_CHUNK;
+use super::{Conn, DbRow, INSERT_CHUNK, for_every_backend};
 use crate::clock::{Millis, to_rfc3339};
 use crate::store::{MessageStatus, StoreResult};
-use sqlx::postgres::Postgres;
-use sqlx::{PgConnection, QueryBuilder, Row};
+use sqlx::{QueryBuilder, Row};
 
+for_every_backend! {
 /// A message reached a new status: history, and the webhook it owes.
-pub(super) async fn status_changed(
-    conn: &mut PgConnection,
+pub(in crate::store) async fn status_changed(
+    conn: &mut Conn<DB>,
     message_id: &str,
     status: MessageStatus,
     error_code: Option<&str>,
     at: Millis,
 ) -> StoreResult<()> {
-    statuses_changed(conn, &[StatusChange { message_id, status, error_code, at }]).await
+    statuses_changed::<DB>(conn, &[StatusChange { message_id, status, error_code, at }]).await
+}
 }
 
 /// One message's new status, for [`statuses_changed`].
-pub(super) struct StatusChange<'a> {
+pub(in crate::store) struct StatusChange<'a> {
     pub message_id: &'a str,
     pub status: MessageStatus,
     pub error_code: Option<&'a str>,
     pub at: Millis,
 }
 
+for_every_backend! {
 /// Many messages reached new statuses: the history rows and the webhooks
 /// they owe, in three statements however many there are (each statement
 /// is a round trip to the database thread).
-pub(super) async fn statuses_changed(conn: &mut PgConnection, changes: &[StatusChange<'_>]) -> StoreResult<()> {
+pub(in crate::store) async fn statuses_changed(conn: &mut Conn<DB>, changes: &[StatusChange<'_>]) -> StoreResult<()> {
     for chunk in changes.chunks(INSERT_CHUNK) {
-        let mut q: QueryBuilder<Postgres> =
+        let mut q: QueryBuilder<DB> =
             QueryBuilder::new("INSERT INTO message_status (message_id, status, error_code, at) ");
         q.push_values(chunk, |mut b, c| {
             b.push_bind(c.message_id).push_bind(c.status.as_str()).push_bind(c.error_code).push_bind(c.at);
         });
         q.build().execute(&mut *conn).await?;
 
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+        let mut q: QueryBuilder<DB> = QueryBuilder::new(
             "SELECT m.id, m.tenant_id, m.reference, m.to_addr, COALESCE(m.webhook_url, t.webhook_url) \
              FROM messages m JOIN tenants t ON t.id = m.tenant_id WHERE m.direction = 'outbound' \
              AND COALESCE(m.webhook_url, t.webhook_url) IS NOT NULL AND m.id IN (",
@@ -53,11 +55,11 @@ pub(super) async fn statuses_changed(conn: &mut PgConnection, changes: &[StatusC
         if targets.is_empty() {
             continue;
         }
-        let by_id: std::collections::HashMap<String, &sqlx::postgres::PgRow> =
+        let by_id: std::collections::HashMap<String, &DbRow<DB>> =
             targets.iter().map(|r| (r.get::<String, _>(0), r)).collect();
-        let owed: Vec<(&StatusChange, &sqlx::postgres::PgRow)> =
+        let owed: Vec<(&StatusChange, &DbRow<DB>)> =
             chunk.iter().filter_map(|c| by_id.get(c.message_id).map(|r| (c, *r))).collect();
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+        let mut q: QueryBuilder<DB> = QueryBuilder::new(
             "INSERT INTO webhook_deliveries (id, tenant_id, message_id, url, payload, status, attempts, run_at, \
              created_at, updated_at) ",
         );
@@ -85,9 +87,10 @@ pub(super) async fn statuses_changed(conn: &mut PgConnection, changes: &[StatusC
     }
     Ok(())
 }
+}
 
 /// One change of a balance.
-pub(super) struct Entry<'a> {
+pub(in crate::store) struct Entry<'a> {
     pub tenant_id: &'a str,
     /// Signed micros: credits positive.
     pub amount: i64,
@@ -98,10 +101,11 @@ pub(super) struct Entry<'a> {
     pub at: Millis,
 }
 
+for_every_backend! {
 /// Applies an entry to the tenant's balance with a ledger row. With
 /// `require_funds`, a debit that would overdraw is refused (`None`).
-pub(super) async fn ledger_entry(
-    conn: &mut PgConnection,
+pub(in crate::store) async fn ledger_entry(
+    conn: &mut Conn<DB>,
     e: Entry<'_>,
     require_funds: bool,
 ) -> StoreResult<Option<i64>> {
@@ -130,10 +134,12 @@ pub(super) async fn ledger_entry(
     .await?;
     Ok(Some(balance))
 }
+}
 
+for_every_backend! {
 /// Credits back what a message cost (it was cancelled or refused before a
 /// carrier took it).
-pub(super) async fn refund(conn: &mut PgConnection, message_id: &str, at: Millis) -> StoreResult<()> {
+pub(in crate::store) async fn refund(conn: &mut Conn<DB>, message_id: &str, at: Millis) -> StoreResult<()> {
     let row = sqlx::query("SELECT tenant_id, price FROM messages WHERE id = $1")
         .bind(message_id)
         .fetch_optional(&mut *conn)
@@ -150,8 +156,9 @@ pub(super) async fn refund(conn: &mut PgConnection, message_id: &str, at: Millis
                 note: None,
                 at,
             };
-            ledger_entry(conn, entry, false).await?;
+            ledger_entry::<DB>(conn, entry, false).await?;
         }
     }
     Ok(())
+}
 }

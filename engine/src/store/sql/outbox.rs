@@ -1,29 +1,32 @@
-use super::INSERT_CHUNK;
+//! The outbox and what follows a send: claims, the carrier's answers,
+//! delivery reports, and inbound parts waiting for the rest.
+
+use super::events::insert_event_rows;
+use super::outbound::{cancel, outbound_one};
 use super::status::{StatusChange, refund, status_changed, statuses_changed};
-use super::{PgStore, events::insert_event_rows};
+use super::{Conn, Dialect, INSERT_CHUNK, RowsAffected, for_every_backend, retrying};
 use crate::clock::Millis;
 use crate::store::*;
-use async_trait::async_trait;
-use sqlx::postgres::Postgres;
-use sqlx::{PgConnection, QueryBuilder, Row};
+use sqlx::{QueryBuilder, Row};
 
+for_every_backend! {
 /// Messages the carrier accepted: their status, parts and history, their
 /// outbox rows gone, and any reports that overtook the answer applied —
 /// a handful of statements for the whole batch.
 async fn record_sent(
-    conn: &mut PgConnection,
+    conn: &mut Conn<DB>,
     sent: &[(&SendResult, &[String])],
     events: &mut Vec<NewEvent>,
     changes: &mut Vec<(String, MessageStatus)>,
 ) -> StoreResult<()> {
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("WITH v(id, provider_id, connector, at) AS (");
+    let mut q: QueryBuilder<DB> = QueryBuilder::new("WITH v(id, provider_id, connector, at) AS (");
     q.push_values(sent, |mut b, (r, provider_ids)| {
-        b.push_bind(&r.message_id).push_bind(provider_ids.first()).push_bind(&r.connector).push_bind(r.at);
+        b.push_bind(&r.message_id).push_bind(provider_ids.first().map(String::as_str)).push_bind(&r.connector).push_bind(r.at);
     });
     q.push(
         ") UPDATE messages SET provider_id = v.provider_id, connector = v.connector, \
          status = CASE WHEN messages.status_rank < 2 THEN 'sent' ELSE messages.status END, \
-         status_rank = GREATEST(messages.status_rank, 2), updated_at = v.at FROM v WHERE messages.id = v.id",
+         status_rank = CASE WHEN messages.status_rank > 2 THEN messages.status_rank ELSE 2 END, updated_at = v.at FROM v WHERE messages.id = v.id",
     );
     q.build().execute(&mut *conn).await?;
 
@@ -31,12 +34,12 @@ async fn record_sent(
     // A report for these ids arriving at another node now either waits for
     // this commit (and finds the parts) or is kept first (and found below).
     let keys: Vec<String> = parts.iter().map(|(r, _, id)| report_key(&r.connector, id)).collect();
-    super::lock_keys(conn, &keys).await?;
+    DB::lock_keys(conn, &keys).await?;
     for chunk in parts.chunks(INSERT_CHUNK) {
         // A carrier id names one part of one message: a part of another
         // message that held it loses it (its reports could not be told
         // apart), and the new part takes it.
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new("WITH v(connector, provider_id, message_id) AS (");
+        let mut q: QueryBuilder<DB> = QueryBuilder::new("WITH v(connector, provider_id, message_id) AS (");
         q.push_values(chunk, |mut b, (r, _, provider_id)| {
             b.push_bind(&r.connector).push_bind(*provider_id).push_bind(&r.message_id);
         });
@@ -49,7 +52,7 @@ async fn record_sent(
         for row in q.build().fetch_all(&mut *conn).await? {
             tracing::warn!(message_id = %row.get::<String, _>(0), "a carrier reused a message id; the older part keeps no id");
         }
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+        let mut q: QueryBuilder<DB> = QueryBuilder::new(
             "INSERT INTO message_parts (message_id, part, connector, provider_id, status, updated_at) ",
         );
         q.push_values(chunk, |mut b, (r, part, provider_id)| {
@@ -77,10 +80,10 @@ async fn record_sent(
             at: r.at,
         })
         .collect();
-    statuses_changed(conn, &statuses).await?;
+    statuses_changed::<DB>(conn, &statuses).await?;
     changes.extend(sent.iter().map(|(r, _)| (r.message_id.clone(), MessageStatus::Sent)));
 
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("DELETE FROM outbox WHERE message_id IN (");
+    let mut q: QueryBuilder<DB> = QueryBuilder::new("DELETE FROM outbox WHERE message_id IN (");
     let mut ids = q.separated(", ");
     for (r, _) in sent {
         ids.push_bind(&r.message_id);
@@ -90,7 +93,7 @@ async fn record_sent(
 
     // Reports that overtook these answers.
     for chunk in parts.chunks(INSERT_CHUNK) {
-        let mut q: QueryBuilder<Postgres> =
+        let mut q: QueryBuilder<DB> =
             QueryBuilder::new("DELETE FROM pending_reports WHERE (connector, provider_id) IN (");
         q.push_values(chunk, |mut b, (r, _, provider_id)| {
             b.push_bind(&r.connector).push_bind(*provider_id);
@@ -111,9 +114,10 @@ async fn record_sent(
                 })
             })
             .collect();
-        apply_reports(conn, &early, events, changes).await?;
+        apply_reports::<DB>(conn, &early, events, changes).await?;
     }
     Ok(())
+}
 }
 
 /// The lock that orders a carrier's report against the record of the send
@@ -122,15 +126,17 @@ fn report_key(connector: &str, provider_id: &str) -> String {
     format!("report\n{connector}\n{provider_id}")
 }
 
+for_every_backend! {
 /// Applies one report to the part it names. Returns the message id and,
 /// when the message's status moved forward, its new status.
 async fn apply_report(
-    conn: &mut PgConnection,
+    conn: &mut Conn<DB>,
     r: &ProviderReport,
 ) -> StoreResult<Option<(String, Option<MessageStatus>)>> {
-    let part = sqlx::query(
-        "SELECT message_id, part, status FROM message_parts WHERE connector = $1 AND provider_id = $2 FOR UPDATE",
-    )
+    let part = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT message_id, part, status FROM message_parts WHERE connector = $1 AND provider_id = $2 {}",
+        DB::LOCK_ROWS
+    )))
     .bind(&r.connector)
     .bind(&r.provider_id)
     .fetch_optional(&mut *conn)
@@ -174,14 +180,16 @@ async fn apply_report(
     .rows_affected()
         > 0;
     if changed {
-        status_changed(conn, &message_id, status, r.error_code.as_deref(), r.at).await?;
+        status_changed::<DB>(conn, &message_id, status, r.error_code.as_deref(), r.at).await?;
     }
     Ok(Some((message_id, changed.then_some(status))))
 }
+}
 
+for_every_backend! {
 /// The delivery event a plugin that sent the message asked for.
 async fn delivery_event(
-    conn: &mut PgConnection,
+    conn: &mut Conn<DB>,
     message_id: &str,
     status: MessageStatus,
     error_code: Option<&str>,
@@ -220,17 +228,19 @@ async fn delivery_event(
         mode: mode_of(&msg.get::<String, _>(5)),
     }))
 }
+}
 
+for_every_backend! {
 async fn apply_reports(
-    conn: &mut PgConnection,
+    conn: &mut Conn<DB>,
     reports: &[ProviderReport],
     events: &mut Vec<NewEvent>,
     changes: &mut Vec<(String, MessageStatus)>,
 ) -> StoreResult<()> {
     let keys: Vec<String> = reports.iter().map(|r| report_key(&r.connector, &r.provider_id)).collect();
-    super::lock_keys(conn, &keys).await?;
+    DB::lock_keys(conn, &keys).await?;
     for r in reports {
-        match apply_report(conn, r).await? {
+        match apply_report::<DB>(conn, r).await? {
             None => {
                 // The carrier reported before its answer to the send was
                 // recorded: keep the report for then.
@@ -244,7 +254,7 @@ async fn apply_reports(
                     .await?;
             }
             Some((message_id, Some(status))) => {
-                if let Some(e) = delivery_event(conn, &message_id, status, r.error_code.as_deref(), r.at).await? {
+                if let Some(e) = delivery_event::<DB>(conn, &message_id, status, r.error_code.as_deref(), r.at).await? {
                     events.push(e);
                 }
                 changes.push((message_id, status));
@@ -254,35 +264,45 @@ async fn apply_reports(
     }
     Ok(())
 }
+}
 
-#[async_trait]
-impl Deliveries for PgStore {
+for_every_backend! {
+impl Deliveries {
     async fn insert_outbound(&self, requests: &[OutboundRequest]) -> StoreResult<Vec<OutboundResult>> {
-        super::retrying(|| self.insert_outbound_once(requests)).await
+        retrying(|| async {
+            let mut tx = self.writer().begin().await?;
+            let mut results = Vec::with_capacity(requests.len());
+            for req in requests {
+                results.push(outbound_one::<B::Db>(&mut tx, req).await?);
+            }
+            tx.commit().await?;
+            Ok(results)
+        })
+        .await
     }
 
     async fn cancel_scheduled(&self, tenant_id: &str, message_id: &str, at: Millis) -> StoreResult<CancelResult> {
-        super::outbound::cancel(self, tenant_id, message_id, at).await
+        cancel::<B::Db>(self.writer(), tenant_id, message_id, at).await
     }
 
     async fn claim_outbox(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<OutboxItem>> {
-        let mut tx = self.pool.begin().await?;
-        let claimed: Vec<String> = sqlx::query_scalar(
+        let mut tx = self.writer().begin().await?;
+        let claimed: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE message_id IN (
-                SELECT message_id FROM outbox WHERE run_at <= $3 AND (lease_until IS NULL OR lease_until < $4)
-                ORDER BY run_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+                SELECT message_id FROM outbox WHERE run_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
+                ORDER BY run_at LIMIT $4 {})
              RETURNING message_id",
-        )
+            <B::Db as Dialect>::SKIP_LOCKED
+        )))
         .bind(&lease.owner)
         .bind(lease.until)
-        .bind(now)
         .bind(now)
         .bind(limit as i64)
         .fetch_all(&mut *tx)
         .await?;
         let mut items = Vec::with_capacity(claimed.len());
         if !claimed.is_empty() {
-            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            let mut q: QueryBuilder<B::Db> = QueryBuilder::new(
                 "SELECT o.message_id, m.tenant_id, m.from_addr, m.to_addr, m.body, m.reference, m.connector, o.attempts, \
                  m.encoding, COALESCE(m.scheduled_at, m.created_at), m.mode \
                  FROM outbox o JOIN messages m ON m.id = o.message_id WHERE o.message_id IN (",
@@ -313,16 +333,16 @@ impl Deliveries for PgStore {
     }
 
     async fn next_outbox_due(&self) -> StoreResult<Option<Millis>> {
-        Ok(sqlx::query_scalar("SELECT MIN(GREATEST(run_at, COALESCE(lease_until, 0))) FROM outbox")
-            .fetch_one(&self.pool)
+        Ok(sqlx::query_scalar("SELECT MIN(CASE WHEN lease_until > run_at THEN lease_until ELSE run_at END) FROM outbox")
+            .fetch_one(self.reader())
             .await?)
     }
 
     async fn mark_sending(&self, message_ids: &[String], at: Millis, lease: &Lease) -> StoreResult<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         let mut ours = Vec::with_capacity(message_ids.len());
         for chunk in message_ids.chunks(INSERT_CHUNK) {
-            let mut q: QueryBuilder<Postgres> = QueryBuilder::new("UPDATE outbox SET lease_until = ");
+            let mut q: QueryBuilder<B::Db> = QueryBuilder::new("UPDATE outbox SET lease_until = ");
             q.push_bind(lease.until).push(" WHERE lease_owner = ").push_bind(&lease.owner).push(" AND message_id IN (");
             let mut ids = q.separated(", ");
             for id in chunk {
@@ -330,7 +350,7 @@ impl Deliveries for PgStore {
             }
             q.push(") RETURNING message_id");
             let chunk: Vec<String> = q.build().fetch_all(&mut *tx).await?.iter().map(|r| r.get(0)).collect();
-            let mut q: QueryBuilder<Postgres> =
+            let mut q: QueryBuilder<B::Db> =
                 QueryBuilder::new("UPDATE messages SET status = 'sending', status_rank = 1, updated_at = ");
             q.push_bind(at).push(" WHERE status_rank < 1 AND id IN (");
             let mut ids = q.separated(", ");
@@ -343,7 +363,7 @@ impl Deliveries for PgStore {
                 .iter()
                 .map(|id| StatusChange { message_id: id, status: MessageStatus::Sending, error_code: None, at })
                 .collect();
-            statuses_changed(&mut tx, &changes).await?;
+            statuses_changed::<B::Db>(&mut tx, &changes).await?;
             ours.extend(chunk);
         }
         tx.commit().await?;
@@ -351,11 +371,82 @@ impl Deliveries for PgStore {
     }
 
     async fn record_send_results(&self, results: &[SendResult], lease: &Lease) -> StoreResult<Recorded> {
-        super::retrying(|| self.record_send_results_once(results, lease)).await
+        retrying(|| async {
+            let mut tx = self.writer().begin().await?;
+            let mut events = Vec::new();
+            let mut changes = Vec::new();
+            let sent: Vec<(&SendResult, &[String])> = results
+                .iter()
+                .filter_map(|r| match &r.outcome {
+                    SendOutcome::Sent { provider_ids } => Some((r, provider_ids.as_slice())),
+                    _ => None,
+                })
+                .collect();
+            for chunk in sent.chunks(INSERT_CHUNK) {
+                record_sent::<B::Db>(&mut tx, chunk, &mut events, &mut changes).await?;
+            }
+            for r in results {
+                match &r.outcome {
+                    // Recorded above, all at once.
+                    SendOutcome::Sent { .. } => {}
+                    SendOutcome::Retry { at, .. } => {
+                        sqlx::query(
+                            "UPDATE outbox SET attempts = attempts + 1, run_at = $1, lease_owner = NULL, lease_until = NULL \
+                             WHERE message_id = $2",
+                        )
+                        .bind(at)
+                        .bind(&r.message_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    SendOutcome::Failed { error_code, .. } => {
+                        let changed = sqlx::query(
+                            "UPDATE messages SET status = 'failed', status_rank = 3, error_code = $1, updated_at = $2 \
+                             WHERE id = $3 AND status_rank < 3",
+                        )
+                        .bind(error_code)
+                        .bind(r.at)
+                        .bind(&r.message_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        if changed > 0 {
+                            status_changed::<B::Db>(&mut tx, &r.message_id, MessageStatus::Failed, Some(error_code), r.at).await?;
+                            refund::<B::Db>(&mut tx, &r.message_id, r.at).await?;
+                            changes.push((r.message_id.clone(), MessageStatus::Failed));
+                            if let Some(e) =
+                                delivery_event::<B::Db>(&mut tx, &r.message_id, MessageStatus::Failed, Some(error_code), r.at)
+                                    .await?
+                            {
+                                events.push(e);
+                            }
+                        }
+                        sqlx::query("DELETE FROM outbox WHERE message_id = $1")
+                            .bind(&r.message_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
+            let refs: Vec<&NewEvent> = events.iter().collect();
+            insert_event_rows::<B::Db>(&mut tx, &refs, lease).await?;
+            tx.commit().await?;
+            Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
+        })
+        .await
     }
 
     async fn record_reports(&self, reports: &[ProviderReport], lease: &Lease) -> StoreResult<Recorded> {
-        super::retrying(|| self.record_reports_once(reports, lease)).await
+        retrying(|| async {
+            let mut tx = self.writer().begin().await?;
+            let (mut events, mut changes) = (Vec::new(), Vec::new());
+            apply_reports::<B::Db>(&mut tx, reports, &mut events, &mut changes).await?;
+            let refs: Vec<&NewEvent> = events.iter().collect();
+            insert_event_rows::<B::Db>(&mut tx, &refs, lease).await?;
+            tx.commit().await?;
+            Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
+        })
+        .await
     }
 
     async fn store_inbound_part(
@@ -364,11 +455,11 @@ impl Deliveries for PgStore {
         p: &InboundPart,
         at: Millis,
     ) -> StoreResult<Option<Reassembled>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         // Parts of one message may arrive at different nodes at once: each
         // must see the others' parts, or none would see the message whole.
         let key = format!("{connector}\n{}\n{}\n{}\n{}", p.from, p.to, p.reference, p.total);
-        super::lock_keys(&mut tx, &[key]).await?;
+        <B::Db as Dialect>::lock_keys(&mut tx, &[key]).await?;
         sqlx::query(
             "INSERT INTO inbound_parts (connector, from_addr, to_addr, reference, total, part, text, provider_id, \
              received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -409,7 +500,7 @@ impl Deliveries for PgStore {
         Ok(sqlx::query_scalar("SELECT message_id FROM inbound_receipts WHERE connector = $1 AND provider_id = $2")
             .bind(connector)
             .bind(provider_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await?)
     }
 
@@ -420,7 +511,7 @@ impl Deliveries for PgStore {
         )
         .bind(before)
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         let mut out = Vec::with_capacity(groups.len());
         for g in groups {
@@ -435,7 +526,7 @@ impl Deliveries for PgStore {
             .bind(&to)
             .bind(&reference)
             .bind(total)
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await?
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
@@ -447,88 +538,4 @@ impl Deliveries for PgStore {
         Ok(out)
     }
 }
-
-impl PgStore {
-    async fn insert_outbound_once(&self, requests: &[OutboundRequest]) -> StoreResult<Vec<OutboundResult>> {
-        let mut tx = self.pool.begin().await?;
-        let mut results = Vec::with_capacity(requests.len());
-        for req in requests {
-            results.push(PgStore::outbound_one(&mut tx, req).await?);
-        }
-        tx.commit().await?;
-        Ok(results)
-    }
-
-    async fn record_send_results_once(&self, results: &[SendResult], lease: &Lease) -> StoreResult<Recorded> {
-        let mut tx = self.pool.begin().await?;
-        let mut events = Vec::new();
-        let mut changes = Vec::new();
-        let sent: Vec<(&SendResult, &[String])> = results
-            .iter()
-            .filter_map(|r| match &r.outcome {
-                SendOutcome::Sent { provider_ids } => Some((r, provider_ids.as_slice())),
-                _ => None,
-            })
-            .collect();
-        for chunk in sent.chunks(INSERT_CHUNK) {
-            record_sent(&mut tx, chunk, &mut events, &mut changes).await?;
-        }
-        for r in results {
-            match &r.outcome {
-                // Recorded above, all at once.
-                SendOutcome::Sent { .. } => {}
-                SendOutcome::Retry { at, .. } => {
-                    sqlx::query(
-                        "UPDATE outbox SET attempts = attempts + 1, run_at = $1, lease_owner = NULL, lease_until = NULL \
-                         WHERE message_id = $2",
-                    )
-                    .bind(at)
-                    .bind(&r.message_id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                SendOutcome::Failed { error_code, .. } => {
-                    let changed = sqlx::query(
-                        "UPDATE messages SET status = 'failed', status_rank = 3, error_code = $1, updated_at = $2 \
-                         WHERE id = $3 AND status_rank < 3",
-                    )
-                    .bind(error_code)
-                    .bind(r.at)
-                    .bind(&r.message_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if changed > 0 {
-                        status_changed(&mut tx, &r.message_id, MessageStatus::Failed, Some(error_code), r.at).await?;
-                        refund(&mut tx, &r.message_id, r.at).await?;
-                        changes.push((r.message_id.clone(), MessageStatus::Failed));
-                        if let Some(e) =
-                            delivery_event(&mut tx, &r.message_id, MessageStatus::Failed, Some(error_code), r.at)
-                                .await?
-                        {
-                            events.push(e);
-                        }
-                    }
-                    sqlx::query("DELETE FROM outbox WHERE message_id = $1")
-                        .bind(&r.message_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-        }
-        let refs: Vec<&NewEvent> = events.iter().collect();
-        insert_event_rows(&mut tx, &refs, lease).await?;
-        tx.commit().await?;
-        Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
-    }
-
-    async fn record_reports_once(&self, reports: &[ProviderReport], lease: &Lease) -> StoreResult<Recorded> {
-        let mut tx = self.pool.begin().await?;
-        let (mut events, mut changes) = (Vec::new(), Vec::new());
-        apply_reports(&mut tx, reports, &mut events, &mut changes).await?;
-        let refs: Vec<&NewEvent> = events.iter().collect();
-        insert_event_rows(&mut tx, &refs, lease).await?;
-        tx.commit().await?;
-        Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
-    }
 }
