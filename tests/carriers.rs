@@ -16,7 +16,7 @@ use std::time::Duration;
 use switchboard::clock::Clock;
 use switchboard::connectors::ConnectorSettings;
 use switchboard::pipeline::Notification;
-use switchboard::pipeline::routing::{Route, Strategy};
+use switchboard::tenancy::{Route, Strategy};
 
 fn connector(toml_text: &str) -> ConnectorSettings {
     toml::from_str(toml_text).expect("connector settings")

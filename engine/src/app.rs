@@ -5,7 +5,8 @@
 use crate::billing::{Pricing, PricingSettings};
 use crate::clock::Clock;
 use crate::connectors::{self, ConnectorSettings, Connectors};
-use crate::deploy::{self, DeployError, LifecycleError, Manifest};
+use crate::deploy::{self, DeployError, LifecycleError};
+use crate::manifest::Manifest;
 use crate::directory::Directory;
 use crate::ids;
 use crate::limits::Limits;
@@ -67,7 +68,7 @@ pub struct Settings {
     /// can still assign them). Default: `senders::DEFAULT_BRANDS`.
     pub sender_id_brands: Vec<String>,
     /// Outbound routes for every tenant (a tenant's own routes win).
-    pub routes: Vec<crate::pipeline::routing::Route>,
+    pub routes: Vec<crate::tenancy::Route>,
     /// The URL carriers use to reach this engine (`https://sms.example.com`):
     /// callback URLs are built from it, and carrier signatures are checked
     /// against it (behind a proxy the request's own URL differs).

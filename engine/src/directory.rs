@@ -182,7 +182,7 @@ fn build(
 
 /// A plugin version's triggers, read from its stored manifest.
 fn entry_of(row: PluginVersionRow) -> PluginEntry {
-    let manifest = crate::deploy::manifest::stored(&row.manifest_json);
+    let manifest = crate::manifest::stored(&row.manifest_json);
     let mut entry = PluginEntry {
         row,
         keywords: vec![],

@@ -307,3 +307,6 @@ impl InvocationLimits {
         }
     }
 }
+
+/// How far ahead a message may be scheduled.
+pub const MAX_SCHEDULE_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;

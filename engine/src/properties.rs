@@ -242,12 +242,12 @@ proptest! {
         cron in "[0-9*/,\\- A-Za-z?#LW]{0,40}",
         zone in "[A-Za-z/_]{0,20}",
     ) {
-        let _ = crate::deploy::Manifest::from_toml(&text);
+        let _ = crate::manifest::Manifest::from_toml(&text);
         let manifest = format!(
             "name = \"p\"\nversion = \"1\"\n[triggers]\ncron = [{:?}]\ntimezone = {:?}\n",
             cron, zone
         );
-        if let Ok(m) = crate::deploy::Manifest::from_toml(&manifest) {
+        if let Ok(m) = crate::manifest::Manifest::from_toml(&manifest) {
             prop_assert_eq!(m.triggers.schedules().len(), 1, "a manifest that validates has a usable schedule");
         }
     }

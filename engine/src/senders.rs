@@ -191,7 +191,7 @@ impl App {
             status: MessageStatus::Queued,
             segments: analysis.segments as u32,
             encoding: analysis.encoding.as_str(),
-            reference: Some(format!("{}number-verification", crate::tenancy::RESERVED_REFERENCE_PREFIX)),
+            reference: Some(format!("{}number-verification", crate::compliance::RESERVED_REFERENCE_PREFIX)),
             connector: Some(connector.to_string()),
             plugin_id: None,
             event_id: None,

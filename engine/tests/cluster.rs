@@ -124,7 +124,7 @@ async fn a_cron_trigger_fires_once_per_fire_with_three_nodes_up() {
     let manifest = std::fs::read_to_string(&path)
         .unwrap()
         .replace("[triggers]\n", "[triggers]\ncron = [\"* * * * * *\"]\ntimezone = \"UTC\"\n");
-    let component = switchboard::deploy::Manifest::from_file(&path).unwrap().component_path(&path).unwrap();
+    let component = switchboard::manifest::Manifest::from_file(&path).unwrap().component_path(&path).unwrap();
     let wasm = std::fs::read(component).expect("the chaos plugin is built");
     cluster.deploy(1, &manifest, &wasm).await.expect("deploy");
 

@@ -8,7 +8,7 @@
 use super::*;
 use serde_json::json;
 use switchboard::connectors::ConnectorSettings;
-use switchboard::pipeline::routing::{Route, Strategy};
+use switchboard::tenancy::{Route, Strategy};
 
 fn connector(text: &str) -> ConnectorSettings {
     toml::from_str(text).expect("connector settings")

@@ -7,7 +7,7 @@
 use super::*;
 use serde_json::json;
 use switchboard::connectors::ConnectorSettings;
-use switchboard::pipeline::routing::{Route, Strategy};
+use switchboard::tenancy::{Route, Strategy};
 use switchboard::store::NewNumber;
 
 fn connector(text: &str) -> ConnectorSettings {

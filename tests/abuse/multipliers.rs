@@ -9,7 +9,7 @@ use super::*;
 use serde_json::json;
 use switchboard::connectors::ConnectorSettings;
 use switchboard::pipeline::Notification;
-use switchboard::pipeline::routing::{Route, Strategy};
+use switchboard::tenancy::{Route, Strategy};
 use switchboard::secrets::KeyMode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

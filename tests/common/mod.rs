@@ -21,7 +21,7 @@ use std::time::Duration;
 use switchboard::app::{App, Settings};
 use switchboard::clock::Clock;
 use switchboard::connectors::simulator::{SimulatedSms, Simulator};
-use switchboard::deploy::Manifest;
+use switchboard::manifest::Manifest;
 use switchboard::pipeline::Notification;
 use switchboard::secrets::KeyMode;
 use switchboard::store::postgres::scratch::ScratchDatabase;

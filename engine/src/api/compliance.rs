@@ -10,7 +10,7 @@ use crate::app::App;
 use crate::clock::to_rfc3339;
 use crate::phone;
 use crate::store::OptOutRow;
-use crate::tenancy::{Compliance, OPT_OUT_REFUSALS, valid_quiet_hours};
+use crate::compliance::{Compliance, OPT_OUT_REFUSALS, valid_quiet_hours};
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -33,7 +33,7 @@ pub struct PluginJson {
 
 impl PluginJson {
     fn of(p: &PluginEntry) -> Self {
-        let manifest = deploy::manifest::stored(&p.row.manifest_json);
+        let manifest = crate::manifest::stored(&p.row.manifest_json);
         PluginJson {
             name: p.row.name.clone(),
             version: p.row.version.clone(),
@@ -109,7 +109,7 @@ pub(super) fn entry(app: &App, tenant_id: &str, name: &str) -> Result<Arc<Plugin
 pub(super) async fn detail(app: &App, tenant_id: &str, name: &str) -> Result<PluginDetail, ApiError> {
     let p = entry(app, tenant_id, name)?;
     let history = deploy::history(app.db.as_ref(), tenant_id, name).await.map_err(lifecycle_error)?;
-    let manifest = deploy::manifest::stored(&p.row.manifest_json);
+    let manifest = crate::manifest::stored(&p.row.manifest_json);
     Ok(PluginDetail {
         plugin: PluginJson::of(&p),
         capabilities: manifest.capabilities.iter().map(|c| c.name().to_string()).collect(),

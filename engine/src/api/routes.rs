@@ -5,7 +5,7 @@ use super::auth::{AuthTenant, LiveTenant};
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
 use crate::app::App;
-use crate::pipeline::routing::Route;
+use crate::tenancy::Route;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -55,7 +55,7 @@ pub async fn put(
         }
         for (j, name) in r.connectors.iter().enumerate() {
             let usable = app.connectors.get(name).is_some_and(|c| c.gate.allows(&auth.tenant_id));
-            if !usable || name == crate::pipeline::outbound::SANDBOX_CONNECTOR {
+            if !usable || name == crate::connectors::SANDBOX_CONNECTOR {
                 return Err(ApiError::bad_request(
                     "UNKNOWN_CONNECTOR",
                     format!("no connector {name:?} is available to this tenant"),

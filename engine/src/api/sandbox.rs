@@ -8,7 +8,8 @@ use super::carriers::ingest_error;
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
 use crate::app::App;
-use crate::pipeline::ingest::{self, InboundSms};
+use crate::connectors::InboundSms;
+use crate::pipeline::ingest;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -52,7 +53,7 @@ pub async fn inbound(
         from: body.from,
         to: body.to,
         body: body.message,
-        connector: crate::pipeline::outbound::SANDBOX_CONNECTOR.to_string(),
+        connector: crate::connectors::SANDBOX_CONNECTOR.to_string(),
         provider_id: None,
     };
     let accepted = ingest::accept_sandbox(&app, &auth.tenant_id, sms).await.map_err(ingest_error)?;

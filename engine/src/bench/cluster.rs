@@ -291,7 +291,7 @@ async fn spawn_node(binary: &Path, dir: &Path, config: &Path, database_url: &str
 pub fn keyword_plugin(plugins_dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
     let path = plugins_dir.join("keyword-reply/plugin.toml");
     let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    let manifest = crate::deploy::Manifest::from_file(&path)?;
+    let manifest = crate::manifest::Manifest::from_file(&path)?;
     let component = manifest.component_path(&path).context("component path")?;
     let wasm =
         std::fs::read(&component).with_context(|| format!("{}: build the plugins first", component.display()))?;

@@ -23,7 +23,7 @@ struct Config {
 /// read the configuration, pick the reply, validate and measure it.
 fn native_keyword_reply(config_json: &str, message: &InboundMessage) -> Option<(String, String, usize)> {
     let config: Config = serde_json::from_str(config_json).ok()?;
-    let word = crate::pipeline::router::keyword_of(&message.body);
+    let word = crate::sms::keyword_of(&message.body);
     let reply = config
         .replies
         .iter()

@@ -21,7 +21,7 @@ pub mod traffic;
 
 use crate::app::{App, Settings};
 use crate::clock::Clock;
-use crate::deploy::demo::read_plugins;
+use crate::cli::demo::read_plugins;
 use crate::secrets::KeyMode;
 use anyhow::Context;
 use carrier::FakeCarrier;

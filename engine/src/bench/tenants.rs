@@ -6,7 +6,8 @@
 use super::traffic::{self, Kind};
 use super::{Env, Figure, Options, load, resident_bytes, serve};
 use crate::app::App;
-use crate::deploy::{self, demo::read_plugins};
+use crate::deploy;
+use crate::cli::demo::read_plugins;
 use crate::store::{NewNumber, NewTenant};
 use std::time::Instant;
 

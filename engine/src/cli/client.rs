@@ -1,7 +1,7 @@
 //! The HTTP client the CLI's management commands share: where the engine
 //! is, which credential to present, and API errors as one readable line.
 
-use crate::deploy::demo::DEMO_KEY_FILE;
+use crate::cli::demo::DEMO_KEY_FILE;
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use serde_json::Value;

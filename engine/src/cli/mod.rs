@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod client;
+pub mod demo;
 mod plugin;
 mod serve;
 mod simulate;

@@ -2,7 +2,7 @@
 //! `list`, `rollback`, `disable`, `enable`, `logs [--follow]`.
 
 use super::client::{Client, Server, TenantAuth, segment};
-use crate::deploy::Manifest;
+use crate::manifest::Manifest;
 use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};

@@ -1,6 +1,6 @@
 use crate::app::{App, Settings};
 use crate::clock::Clock;
-use crate::deploy::demo::{self, DEMO_NUMBER};
+use crate::cli::demo::{self, DEMO_NUMBER};
 use anyhow::Context;
 use clap::Args;
 use std::net::SocketAddr;

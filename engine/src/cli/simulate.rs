@@ -1,4 +1,4 @@
-use crate::deploy::demo::DEMO_KEY_FILE;
+use crate::cli::demo::DEMO_KEY_FILE;
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use std::path::PathBuf;

@@ -19,15 +19,77 @@ pub mod twilio;
 pub mod vonage;
 
 use crate::clock::Clock;
-use crate::pipeline::Tracked;
-use crate::pipeline::ingest::InboundSms;
 use crate::sms::encoding::Encoding;
 use async_trait::async_trait;
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::mpsc;
 use std::time::Duration;
+
+/// The name of the connector that test-mode messages always go to.
+pub const SANDBOX_CONNECTOR: &str = "sandbox";
+
+/// An SMS as a connector received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundSms {
+    pub from: String,
+    pub to: String,
+    pub body: String,
+    pub connector: String,
+    pub provider_id: Option<String>,
+}
+
+/// A channel whose items count as pending until the receiver has
+/// committed them (so shutdown can wait for them).
+pub struct Tracked<T> {
+    tx: mpsc::UnboundedSender<T>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl<T> Clone for Tracked<T> {
+    fn clone(&self) -> Self {
+        Tracked { tx: self.tx.clone(), pending: self.pending.clone() }
+    }
+}
+
+impl<T> Tracked<T> {
+    pub fn new() -> (Self, TrackedReceiver<T>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        (Tracked { tx, pending: pending.clone() }, TrackedReceiver { rx, pending })
+    }
+
+    pub fn send(&self, item: T) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if self.tx.send(item).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+}
+
+pub struct TrackedReceiver<T> {
+    rx: mpsc::UnboundedReceiver<T>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl<T> TrackedReceiver<T> {
+    /// Waits for at least one item and takes up to `limit`.
+    pub async fn recv_many(&mut self, buf: &mut Vec<T>, limit: usize) -> usize {
+        self.rx.recv_many(buf, limit).await
+    }
+
+    /// Marks `n` received items as committed.
+    pub fn committed(&self, n: usize) {
+        self.pending.fetch_sub(n, Ordering::SeqCst);
+    }
+}
 
 /// A message as a connector sends it.
 #[derive(Debug, Clone)]
@@ -292,7 +354,7 @@ impl Connectors {
 
     /// The sandbox that test-mode messages go to.
     pub fn sandbox(&self) -> Option<Arc<simulator::Simulator>> {
-        self.simulator_named(crate::pipeline::outbound::SANDBOX_CONNECTOR)
+        self.simulator_named(SANDBOX_CONNECTOR)
     }
 
     /// A simulator connector by name (tests read what it "sent").
@@ -321,7 +383,7 @@ pub fn build(
     }
     // Test-mode keys send here and only here.
     all.insert(
-        crate::pipeline::outbound::SANDBOX_CONNECTOR.to_string(),
+        SANDBOX_CONNECTOR.to_string(),
         ConnectorSettings::Simulator(simulator::SimulatorSettings::sandbox()),
     );
     let mut simulators = HashMap::new();

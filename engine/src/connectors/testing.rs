@@ -171,9 +171,9 @@ pub const NOW: i64 = 1_800_000_000_000;
 
 /// A connector context for tests: a frozen clock and sinks nobody reads.
 pub fn context(public_base_url: Option<&str>) -> super::Context {
-    let (reports, _) = crate::pipeline::Tracked::new();
-    let (inbound, _) = crate::pipeline::Tracked::new();
-    let (parts, _) = crate::pipeline::Tracked::new();
+    let (reports, _) = crate::connectors::Tracked::new();
+    let (inbound, _) = crate::connectors::Tracked::new();
+    let (parts, _) = crate::connectors::Tracked::new();
     super::Context {
         http: reqwest::Client::new(),
         clock: crate::clock::Clock::frozen(NOW),

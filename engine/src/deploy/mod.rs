@@ -1,12 +1,10 @@
-//! Deploying plugins: the manifest, validation, and the demo tenant.
+//! Deploying plugins: validation against the manifest, versions and rollback.
 
-pub mod demo;
-pub mod manifest;
 
 use crate::clock::Clock;
 use crate::runtime::{Grants, Runtime, RuntimeError};
 use crate::store::{Database, DeployedVersion, NewPluginVersion, PluginVersionRow, StoreError};
-pub use manifest::{Manifest, ManifestError};
+use crate::manifest::{Manifest, ManifestError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -111,7 +109,7 @@ pub async fn rollback(
                 .ok_or_else(|| LifecycleError::NothingToRollBack(name.to_string()))?
         }
     };
-    let routes = manifest::routes_from_json(&target.manifest_json);
+    let routes = crate::manifest::routes_from_json(&target.manifest_json);
     db.activate_version(&target.plugin_id, &target.version_id, &routes).await?;
     Ok(target.clone())
 }

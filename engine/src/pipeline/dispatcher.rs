@@ -29,7 +29,7 @@ pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>)
     let mut batch = Vec::new();
     while outbox.recv_many(&mut batch, 256).await > 0 {
         // Recipients who opted out after their message was accepted.
-        let refused = super::compliance::refused(&app, &batch).await;
+        let refused = crate::compliance::refused(app.db.as_ref(), &batch).await;
         for item in batch.extract_if(.., |i| refused.opted_out.contains(&i.message_id)) {
             tracing::info!(message_id = %item.message_id, to = %Masked(&item.to), "recipient opted out; message not sent");
             let result = SendResult {

@@ -4,7 +4,9 @@
 
 use super::TrackedReceiver;
 use super::batch::BatchError;
-use super::{compliance, router};
+use super::router;
+use crate::compliance;
+use crate::connectors::InboundSms;
 use crate::app::App;
 use crate::connectors::Acked;
 use crate::phone;
@@ -14,16 +16,6 @@ use crate::store::{
     Reassembled,
 };
 use crate::{ids, phone::Masked};
-
-/// An SMS as a connector received it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboundSms {
-    pub from: String,
-    pub to: String,
-    pub body: String,
-    pub connector: String,
-    pub provider_id: Option<String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -283,7 +275,13 @@ async fn accept_consuming(
     // STOP, START and HELP are the host's to answer; plugins never see them.
     let compliance = snapshot.tenants.get(&tenant_id).and_then(|tenant| {
         let keyword = tenant.settings.compliance.keyword(&message.body)?;
-        Some(compliance::answer(tenant, keyword, &message, &app.pricing))
+        let answerer = compliance::Answerer {
+            id: &tenant.id,
+            name: &tenant.name,
+            settings: &tenant.settings.compliance,
+            connector: tenant.sender(&message.to).map(|s| s.connector.clone()),
+        };
+        Some(compliance::answer(&answerer, keyword, &message, &app.pricing))
     });
     let tenant_active = snapshot.tenants.get(&tenant_id).is_some_and(|t| t.active);
     let plugins = match compliance {
@@ -296,7 +294,7 @@ async fn accept_consuming(
         // Made-up traffic changes no one's consent; its answer is a test message.
         consent = None;
         if let Some(reply) = confirmation.as_mut() {
-            reply.connector = Some(super::outbound::SANDBOX_CONNECTOR.to_string());
+            reply.connector = Some(crate::connectors::SANDBOX_CONNECTOR.to_string());
             reply.mode = "test";
             reply.price = 0;
         }

@@ -15,7 +15,6 @@
 //! sweeper claims the rows again).
 
 pub mod batch;
-pub mod compliance;
 pub mod delivery;
 pub mod dispatcher;
 pub mod fair;
@@ -29,6 +28,7 @@ pub mod webhooks;
 pub mod worker;
 
 use crate::clock::{Clock, Millis};
+use crate::connectors::{InboundSms, Tracked, TrackedReceiver};
 use crate::store::{
     CompletionResult, Database, EventCompletion, EventRow, Lease, NewInbound, OutboundRequest, OutboundResult,
     OutboxItem,
@@ -122,55 +122,6 @@ impl<T> WorkQueue<T> {
     }
 }
 
-/// A channel whose items count as pending until the receiver has
-/// committed them (so shutdown can wait for them).
-pub struct Tracked<T> {
-    tx: mpsc::UnboundedSender<T>,
-    pending: Arc<AtomicUsize>,
-}
-
-impl<T> Clone for Tracked<T> {
-    fn clone(&self) -> Self {
-        Tracked { tx: self.tx.clone(), pending: self.pending.clone() }
-    }
-}
-
-impl<T> Tracked<T> {
-    pub fn new() -> (Self, TrackedReceiver<T>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let pending = Arc::new(AtomicUsize::new(0));
-        (Tracked { tx, pending: pending.clone() }, TrackedReceiver { rx, pending })
-    }
-
-    pub fn send(&self, item: T) {
-        self.pending.fetch_add(1, Ordering::SeqCst);
-        if self.tx.send(item).is_err() {
-            self.pending.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-
-    pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::SeqCst)
-    }
-}
-
-pub struct TrackedReceiver<T> {
-    rx: mpsc::UnboundedReceiver<T>,
-    pending: Arc<AtomicUsize>,
-}
-
-impl<T> TrackedReceiver<T> {
-    /// Waits for at least one item and takes up to `limit`.
-    pub async fn recv_many(&mut self, buf: &mut Vec<T>, limit: usize) -> usize {
-        self.rx.recv_many(buf, limit).await
-    }
-
-    /// Marks `n` received items as committed.
-    pub fn committed(&self, n: usize) {
-        self.pending.fetch_sub(n, Ordering::SeqCst);
-    }
-}
-
 /// Wakes a loop that sleeps until its next due time.
 #[derive(Default)]
 pub struct Wake {
@@ -221,7 +172,7 @@ pub struct Receivers {
     outbox: mpsc::UnboundedReceiver<OutboxItem>,
     sends: TrackedReceiver<crate::store::SendResult>,
     reports: TrackedReceiver<crate::connectors::Acked<crate::store::ProviderReport>>,
-    inbound: TrackedReceiver<crate::connectors::Acked<ingest::InboundSms>>,
+    inbound: TrackedReceiver<crate::connectors::Acked<InboundSms>>,
     parts: TrackedReceiver<crate::connectors::Acked<(String, crate::store::InboundPart)>>,
 }
 

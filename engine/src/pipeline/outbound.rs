@@ -18,10 +18,6 @@ use crate::{ids, net};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The name of the connector that test-mode messages always go to.
-pub const SANDBOX_CONNECTOR: &str = "sandbox";
-/// How far ahead a message may be scheduled.
-pub const MAX_SCHEDULE_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;
 
 /// One message as the API describes it, before validation.
 #[derive(Debug, Clone, Default)]
@@ -176,7 +172,7 @@ pub async fn prepare(
                         format!("{p}schedule_time"),
                     ));
                 }
-                if at > now + MAX_SCHEDULE_AHEAD_MS {
+                if at > now + crate::limits::MAX_SCHEDULE_AHEAD_MS {
                     return Err(invalid(
                         "INVALID_SCHEDULE_TIME",
                         "schedule_time is more than a year ahead",
@@ -186,10 +182,10 @@ pub async fn prepare(
                 Some(at)
             }
         };
-        if d.reference.as_deref().is_some_and(crate::tenancy::is_reserved_reference) {
+        if d.reference.as_deref().is_some_and(crate::compliance::is_reserved_reference) {
             return Err(invalid(
                 "INVALID_FIELD",
-                format!("references starting with {:?} are reserved", crate::tenancy::RESERVED_REFERENCE_PREFIX),
+                format!("references starting with {:?} are reserved", crate::compliance::RESERVED_REFERENCE_PREFIX),
                 format!("{p}reference"),
             ));
         }
@@ -216,7 +212,7 @@ pub async fn prepare(
             let status = if scheduled_at.is_some() { MessageStatus::Scheduled } else { MessageStatus::Queued };
             let connector = match mode {
                 KeyMode::Live => sender.connector.clone(),
-                KeyMode::Test => SANDBOX_CONNECTOR.to_string(),
+                KeyMode::Test => crate::connectors::SANDBOX_CONNECTOR.to_string(),
             };
             let m = NewMessage {
                 id: ids::message_id(),
@@ -254,7 +250,7 @@ pub async fn prepare(
             messages.push(m);
         }
     }
-    if let Some(i) = super::compliance::first_opted_out(app.db.as_ref(), &tenant.id, &messages).await? {
+    if let Some(i) = crate::compliance::first_opted_out(app.db.as_ref(), &tenant.id, &messages).await? {
         return Err(SendError::OptedOut {
             message: format!(
                 "{} opted out of your messages (they texted STOP, or were imported as opted out)",

@@ -4,17 +4,10 @@
 
 use crate::directory::Snapshot;
 
-/// The first word of a message, upper-cased: what keywords match against.
-/// Trailing punctuation is ignored, so "Hours?" matches HOURS.
-pub fn keyword_of(body: &str) -> String {
-    let word = body.split_whitespace().next().unwrap_or("");
-    word.trim_end_matches(|c: char| c.is_ascii_punctuation()).to_uppercase()
-}
-
 /// Plugin ids that receive an inbound message: every active plugin with
 /// the keyword, or, when none has it, the tenant's catch-all plugins.
 pub fn plugins_for_inbound(snapshot: &Snapshot, tenant_id: &str, body: &str) -> Vec<String> {
-    let keyword = keyword_of(body);
+    let keyword = crate::sms::keyword_of(body);
     if let Some(ids) = snapshot.keywords.get(&(tenant_id.to_string(), keyword)) {
         return ids.clone();
     }
@@ -24,14 +17,6 @@ pub fn plugins_for_inbound(snapshot: &Snapshot, tenant_id: &str, body: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keyword_is_first_word_case_insensitive() {
-        assert_eq!(keyword_of("  hours please"), "HOURS");
-        assert_eq!(keyword_of("Stop"), "STOP");
-        assert_eq!(keyword_of("Hours?!"), "HOURS");
-        assert_eq!(keyword_of(""), "");
-    }
 
     #[test]
     fn keyword_wins_over_catch_all() {

@@ -8,34 +8,10 @@
 //! Without a route, a message goes through its sender's connector.
 //! Test-mode messages only ever go to the sandbox.
 
-use super::outbound::SANDBOX_CONNECTOR;
+use crate::connectors::SANDBOX_CONNECTOR;
 use crate::app::App;
 use crate::store::OutboxItem;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    /// In the order listed.
-    #[default]
-    Priority,
-    /// Cheapest per segment first (connectors without a price last).
-    LeastCost,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Route {
-    /// Destination prefix, e.g. `+44`; empty matches every destination.
-    #[serde(default)]
-    #[schema(pattern = "^(\\+[0-9]{0,15})?$")]
-    pub prefix: String,
-    /// Connector names, in failover order.
-    #[schema(min_items = 1)]
-    pub connectors: Vec<String>,
-    #[serde(default)]
-    pub strategy: Strategy,
-}
+use crate::tenancy::{Route, Strategy};
 
 fn best<'a>(routes: &'a [Route], to: &str) -> Option<&'a Route> {
     routes.iter().filter(|r| to.starts_with(r.prefix.as_str())).max_by_key(|r| r.prefix.len())

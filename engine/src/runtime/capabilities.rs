@@ -8,20 +8,9 @@
 //! always linked.
 
 use super::bindings;
+use crate::manifest::Capability;
 use super::invocation::InvocationState;
 use wasmtime::component::{HasSelf, Linker};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Capability {
-    Messaging,
-    Kv,
-    Timers,
-    Config,
-    Http,
-    Log,
-    Clock,
-}
 
 pub struct CapabilityDef {
     pub capability: Capability,

@@ -10,7 +10,8 @@
 
 use super::RuntimeError;
 use super::bindings::{WIT_PACKAGE, WIT_VERSION};
-use super::capabilities::{Capability, Grants};
+use super::capabilities::Grants;
+use crate::manifest::Capability;
 use crate::limits::Limits;
 use wasmparser::{Parser, Payload, Validator, WasmFeatures};
 

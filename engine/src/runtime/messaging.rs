@@ -87,7 +87,7 @@ impl MessagingState {
 
     /// Refuses recipients who opted out (and counts the refusals).
     async fn check_consent(&self, messages: &[NewMessage]) -> wasmtime::Result<Result<(), Error>> {
-        let refused = crate::pipeline::compliance::first_opted_out(self.db.as_ref(), &self.tenant.id, messages)
+        let refused = crate::compliance::first_opted_out(self.db.as_ref(), &self.tenant.id, messages)
             .await
             .map_err(|e| wasmtime::format_err!("opt-out check failed: {e}"))?;
         let Some(i) = refused else { return Ok(Ok(())) };
@@ -150,17 +150,17 @@ impl MessagingState {
         }
         let analysis =
             encoding::analyze(&m.body, EncodingChoice::Auto).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        if m.reference.as_deref().is_some_and(crate::tenancy::is_reserved_reference) {
+        if m.reference.as_deref().is_some_and(crate::compliance::is_reserved_reference) {
             return Err(Error::InvalidArgument(format!(
                 "references starting with {:?} are reserved",
-                crate::tenancy::RESERVED_REFERENCE_PREFIX
+                crate::compliance::RESERVED_REFERENCE_PREFIX
             )));
         }
         let to_for_price = to.clone();
         let now = self.clock.now_ms();
         let mut scheduled_at = match m.schedule_at {
             Some(at) if at <= now => None, // due already: send now
-            Some(at) if at > now + crate::pipeline::outbound::MAX_SCHEDULE_AHEAD_MS => {
+            Some(at) if at > now + crate::limits::MAX_SCHEDULE_AHEAD_MS => {
                 return Err(Error::InvalidArgument("schedule-at is more than a year ahead".into()));
             }
             other => other,
@@ -179,7 +179,7 @@ impl MessagingState {
         }
         let (connector, price) = match self.mode {
             KeyMode::Live => (sender.connector.clone(), self.pricing.price(&to_for_price, analysis.segments as u32)),
-            KeyMode::Test => (crate::pipeline::outbound::SANDBOX_CONNECTOR.to_string(), 0),
+            KeyMode::Test => (crate::connectors::SANDBOX_CONNECTOR.to_string(), 0),
         };
         Ok(NewMessage {
             id: ids::message_id(),

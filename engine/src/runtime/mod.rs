@@ -24,7 +24,8 @@ mod messaging;
 mod timers;
 pub mod usage;
 
-pub use capabilities::{Capability, Grants};
+pub use capabilities::Grants;
+pub use crate::manifest::Capability;
 pub use http::host_allowed;
 pub use invocation::{InvocationFailure, InvocationOutcome, Trigger};
 
@@ -368,7 +369,7 @@ impl Runtime {
         if let Some(p) = self.loaded.lock().expect("loaded lock").get(&row.version_id) {
             return Ok(p.clone());
         }
-        let manifest = crate::deploy::manifest::stored(&row.manifest_json);
+        let manifest = crate::manifest::stored(&row.manifest_json);
         let grants = Grants::from_capabilities(&manifest.capabilities);
         let component = self.component(&row.component_hash).await?;
         let pre = self.prepare(&component, grants)?;

@@ -13,7 +13,7 @@ use super::{
     Accepted, Connector, ConnectorError, Context, OutboundSms, ProviderReport, WebhookError, WebhookEvent, WebhookKind,
     WebhookReply, WebhookRequest, classify_http, retry_after,
 };
-use crate::pipeline::ingest::InboundSms;
+use crate::connectors::InboundSms;
 use crate::secrets::{self, Secret};
 use crate::store::MessageStatus;
 use async_trait::async_trait;

@@ -3,7 +3,7 @@
 use super::SmppSettings;
 use super::receipt;
 use crate::connectors::{ConnectorError, InboundPart, OutboundSms, ProviderReport};
-use crate::pipeline::ingest::InboundSms;
+use crate::connectors::InboundSms;
 use crate::sms::encoding::{self, Encoding};
 use rusmpp::pdus::{BindTransceiver, DeliverSm, SubmitSm};
 use rusmpp::types::{COctetString, OctetString};

@@ -16,7 +16,7 @@ use super::{
     Accepted, Connector, ConnectorError, Context, OutboundSms, ProviderReport, WebhookError, WebhookEvent, WebhookKind,
     WebhookReply, WebhookRequest, classify_http, form_pairs, form_value, retry_after,
 };
-use crate::pipeline::ingest::InboundSms;
+use crate::connectors::InboundSms;
 use crate::secrets::{self, Secret};
 use crate::store::MessageStatus;
 use async_trait::async_trait;

@@ -16,7 +16,7 @@ use super::{
     Accepted, Connector, ConnectorError, Context, InboundPart, OutboundSms, ProviderReport, WebhookError, WebhookEvent,
     WebhookKind, WebhookReply, WebhookRequest, classify_http, form_pairs, form_value, retry_after,
 };
-use crate::pipeline::ingest::InboundSms;
+use crate::connectors::InboundSms;
 use crate::secrets::{self, Secret};
 use crate::sms::encoding::Encoding;
 use crate::store::MessageStatus;

@@ -3,10 +3,23 @@
 //! the README's plugin guide for every field.
 
 use crate::limits::PluginLimits;
-use crate::runtime::Capability;
 use crate::store::{RouteKind, RouteRow};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// A host capability a manifest grants (the runtime links each one;
+/// `runtime::capabilities` lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Capability {
+    Messaging,
+    Kv,
+    Timers,
+    Config,
+    Http,
+    Log,
+    Clock,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -3,7 +3,8 @@
 //! deployed with their example configuration, and an API key saved to
 //! `<data-dir>/demo-api-key`.
 
-use super::{DeployError, Manifest, ManifestError};
+use crate::deploy::DeployError;
+use crate::manifest::{Manifest, ManifestError};
 use crate::app::{AdminError, App};
 use crate::secrets::KeyMode;
 use std::path::{Path, PathBuf};

@@ -3,34 +3,45 @@
 //! - Inbound: STOP/START/HELP keywords (configurable per tenant) change the
 //!   sender's consent and get one confirmation, committed with the inbound
 //!   message; they are not routed to plugins ([`answer`]).
-//! - Outbound: the API ([`super::outbound`]), plugins
+//! - Outbound: the API (`pipeline::outbound`), plugins
 //!   (`runtime::messaging`) and the dispatcher ([`refused`], for messages
 //!   that were scheduled before the recipient opted out) all refuse
 //!   recipients who opted out, and count the refusals.
+//! - Settings: what a tenant configures ([`settings`]).
 
-use crate::app::App;
-use crate::directory::TenantProfile;
+pub mod settings;
+pub use settings::*;
+
 use crate::ids;
 use crate::sms::encoding::{self, EncodingChoice};
 use crate::store::{ConsentChange, Direction, MessageStatus, NewMessage, OptOutRow, OutboxItem, StoreResult};
-use crate::tenancy::{Keyword, OptOutScope, RESERVED_REFERENCE_PREFIX};
+use crate::store::Database;
 use std::collections::{BTreeMap, HashSet};
+
+/// The tenant whose number received a compliance keyword.
+pub struct Answerer<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub settings: &'a Compliance,
+    /// The connector of the number the keyword came to (the reply's).
+    pub connector: Option<String>,
+}
 
 /// The consent change (STOP, START) and the confirmation for an inbound
 /// compliance keyword, answering `inbound`.
 pub fn answer(
-    tenant: &TenantProfile,
+    tenant: &Answerer<'_>,
     keyword: Keyword,
     inbound: &NewMessage,
     pricing: &crate::billing::Pricing,
 ) -> (Option<ConsentChange>, NewMessage) {
     let (body, from, to, now) = (&inbound.body, &inbound.from, &inbound.to, inbound.created_at);
-    let settings = &tenant.settings.compliance;
+    let settings = tenant.settings;
     let scope = match settings.scope {
         OptOutScope::Tenant => String::new(),
         OptOutScope::Number => to.to_string(),
     };
-    let word = crate::pipeline::router::keyword_of(body);
+    let word = crate::sms::keyword_of(body);
     let consent = match keyword {
         Keyword::Stop => Some(ConsentChange::OptOut(OptOutRow {
             recipient: from.to_string(),
@@ -42,12 +53,12 @@ pub fn answer(
         Keyword::Start => Some(ConsentChange::OptIn { recipient: from.to_string(), scope }),
         Keyword::Help => None,
     };
-    let text = settings.reply(keyword, &tenant.name);
+    let text = settings.reply(keyword, tenant.name);
     let analysis = encoding::analyze(&text, EncodingChoice::Auto).expect("auto encoding always succeeds");
-    let connector = tenant.sender(to).map(|s| s.connector.clone());
+    let connector = tenant.connector.clone();
     let reply = NewMessage {
         id: ids::message_id(),
-        tenant_id: tenant.id.clone(),
+        tenant_id: tenant.id.to_string(),
         direction: Direction::Outbound,
         from: to.to_string(),
         to: from.to_string(),
@@ -76,7 +87,7 @@ pub fn answer(
 /// The index of the first of `messages` whose recipient opted out of its
 /// sender (tenant-wide or of that number), counted as a refusal.
 pub async fn first_opted_out(
-    db: &dyn crate::store::Database,
+    db: &dyn Database,
     tenant_id: &str,
     messages: &[NewMessage],
 ) -> StoreResult<Option<usize>> {
@@ -87,7 +98,7 @@ pub async fn first_opted_out(
     for (from, recipients) in by_sender {
         let refused = db.opted_out(tenant_id, &recipients, from).await?;
         if let Some(first) = messages.iter().position(|m| m.from == from && refused.contains(&m.to)) {
-            db.bump_counter(tenant_id, crate::tenancy::OPT_OUT_REFUSALS, 1).await?;
+            db.bump_counter(tenant_id, OPT_OUT_REFUSALS, 1).await?;
             return Ok(Some(first));
         }
     }
@@ -107,10 +118,10 @@ pub struct Refusals {
 /// Messages of `items` whose recipient has opted out since they were
 /// accepted (compliance replies excepted), counted as refusals, and those
 /// that could not be checked.
-pub async fn refused(app: &App, items: &[OutboxItem]) -> Refusals {
+pub async fn refused(db: &dyn Database, items: &[OutboxItem]) -> Refusals {
     let mut groups: BTreeMap<(&str, &str), Vec<&OutboxItem>> = BTreeMap::new();
     for item in items {
-        if item.reference.as_deref().is_some_and(crate::tenancy::is_reserved_reference) {
+        if item.reference.as_deref().is_some_and(is_reserved_reference) {
             continue;
         }
         groups.entry((&item.tenant_id, &item.from)).or_default().push(item);
@@ -118,7 +129,7 @@ pub async fn refused(app: &App, items: &[OutboxItem]) -> Refusals {
     let mut refused = Refusals::default();
     for ((tenant, from), group) in groups {
         let recipients: Vec<String> = group.iter().map(|i| i.to.clone()).collect();
-        let opted_out: HashSet<String> = match app.db.opted_out(tenant, &recipients, from).await {
+        let opted_out: HashSet<String> = match db.opted_out(tenant, &recipients, from).await {
             Ok(list) => list.into_iter().collect(),
             Err(e) => {
                 // Fail closed: a recipient may have opted out since.
@@ -135,7 +146,7 @@ pub async fn refused(app: &App, items: &[OutboxItem]) -> Refusals {
             refused.opted_out.insert(item.message_id.clone());
             count += 1;
         }
-        if let Err(e) = app.db.bump_counter(tenant, crate::tenancy::OPT_OUT_REFUSALS, count).await {
+        if let Err(e) = db.bump_counter(tenant, OPT_OUT_REFUSALS, count).await {
             tracing::warn!(error = %e, "could not count opt-out refusals");
         }
     }
