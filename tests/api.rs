@@ -78,9 +78,9 @@ async fn events_name_a_deployed_plugin_and_a_subscribed_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenant_cannot_read_another_tenants_messages_or_events() {
     let h = harness().start().await;
-    let other = h.app.create_tenant("Other").await.unwrap();
-    h.app.add_number(&other, "+15550001111", "simulator", true).await.unwrap();
-    let other_key = h.app.create_api_key(&other, KeyMode::Live, None).await.unwrap();
+    let other = h.app.control.create_tenant("Other").await.unwrap();
+    h.app.control.add_number(&other, "+15550001111", "simulator", true).await.unwrap();
+    let other_key = h.app.control.create_api_key(&other, KeyMode::Live, None).await.unwrap();
 
     let mut watch = h.watch();
     let inbound = h.inbound(CUSTOMER, "HOURS").await;

@@ -279,7 +279,7 @@ async fn smpp_mo_messages_reach_plugins_and_replies_go_back_over_smpp() {
         .settings(move |s| s.connectors.insert("smsc".into(), connector(&t)).map(|_| ()).unwrap_or(()))
         .start()
         .await;
-    h.app.add_number(&h.tenant, "+15550004444", "smsc", false).await.unwrap();
+    h.app.control.add_number(&h.tenant, "+15550004444", "smsc", false).await.unwrap();
     smsc.wait_bound().await;
     smsc.deliver_mo("15557654321", "15550004444", "HOURS");
     let replies = smsc.wait_accepted(1).await;

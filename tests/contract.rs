@@ -219,9 +219,14 @@ async fn every_operation_answers_only_what_it_documents() {
     let (mut probes_made, mut operations) = (0, 0);
     for (path, item) in spec["paths"].as_object().unwrap() {
         // Path parameters get a value that names nothing.
-        let uri = path.split('/').map(|s| if s.starts_with('{') { "unknown-1" } else { s }).collect::<Vec<_>>().join("/");
-        let methods: Vec<&String> =
-            item.as_object().unwrap().keys().filter(|m| ["get", "post", "put", "delete", "patch"].contains(&m.as_str())).collect();
+        let uri =
+            path.split('/').map(|s| if s.starts_with('{') { "unknown-1" } else { s }).collect::<Vec<_>>().join("/");
+        let methods: Vec<&String> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|m| ["get", "post", "put", "delete", "patch"].contains(&m.as_str()))
+            .collect();
         for method_name in &methods {
             let op = &item[method_name.as_str()];
             operations += 1;
@@ -259,7 +264,9 @@ async fn every_operation_answers_only_what_it_documents() {
             }
             if takes_body {
                 let wrong = if content_type == "application/json" { "text/plain" } else { "application/json" };
-                probes.push(probe(&h, "a body of the wrong type", &method, &uri, auth, Some((wrong, b"x".to_vec()))).await);
+                probes.push(
+                    probe(&h, "a body of the wrong type", &method, &uri, auth, Some((wrong, b"x".to_vec()))).await,
+                );
                 let big = vec![b' '; body_limit + 1];
                 probes.push(
                     probe(&h, "a body over the limit", &method, &uri, auth, Some((content_type.as_str(), big))).await,
@@ -300,7 +307,8 @@ async fn every_operation_answers_only_what_it_documents() {
             .into_iter()
             .find(|m| !methods.iter().any(|n| n.eq_ignore_ascii_case(m)))
             .expect("no path takes every method");
-        let p = probe(&h, "another method", &Method::from_bytes(other.as_bytes()).unwrap(), &uri, Some(&h.key), None).await;
+        let p =
+            probe(&h, "another method", &Method::from_bytes(other.as_bytes()).unwrap(), &uri, Some(&h.key), None).await;
         assert_eq!(p.status, StatusCode::METHOD_NOT_ALLOWED, "{other} {path}: {}", p.body);
         assert_eq!(p.body["error"]["code"], "METHOD_NOT_ALLOWED", "{other} {path}");
         let allow = p.headers.get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();

@@ -398,7 +398,7 @@ async fn cancelling_a_scheduled_message_refunds_it() {
         .settings(|s| s.pricing = PricingSettings { per_segment: "0.10".into(), ..Default::default() })
         .start()
         .await;
-    h.app.credit(&h.tenant, 1_000_000, "start").await.unwrap();
+    h.app.control.credit(&h.tenant, 1_000_000, "start").await.unwrap();
     let at = (h.clock.now() + chrono::Duration::hours(2)).to_rfc3339();
     let a = h
         .post("/v1/messages", json!({"to": CUSTOMER, "message": "later", "schedule_time": at}), StatusCode::ACCEPTED)
@@ -424,7 +424,7 @@ async fn test_keys_send_only_to_the_sandbox_whose_magic_numbers_simulate_outcome
         .settings(|s| s.pricing = PricingSettings { per_segment: "0.01".into(), ..Default::default() })
         .start()
         .await;
-    let test_key = h.app.create_api_key(&h.tenant, KeyMode::Test, Some("ci")).await.unwrap();
+    let test_key = h.app.control.create_api_key(&h.tenant, KeyMode::Test, Some("ci")).await.unwrap();
     assert!(test_key.starts_with("sk_test_"));
     let mut watch = h.watch();
     let send = |to: &'static str| {
@@ -504,9 +504,9 @@ async fn the_account_reports_usage_per_day() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenant_cannot_see_or_cancel_another_tenants_messages() {
     let h = gateway().await;
-    let other = h.app.create_tenant("Other").await.unwrap();
-    h.app.add_number(&other, "+15550003333", "simulator", true).await.unwrap();
-    let other_key = h.app.create_api_key(&other, KeyMode::Live, None).await.unwrap();
+    let other = h.app.control.create_tenant("Other").await.unwrap();
+    h.app.control.add_number(&other, "+15550003333", "simulator", true).await.unwrap();
+    let other_key = h.app.control.create_api_key(&other, KeyMode::Live, None).await.unwrap();
     let at = (h.clock.now() + chrono::Duration::hours(1)).to_rfc3339();
     let mine = h
         .post("/v1/messages", json!({"to": CUSTOMER, "message": "mine", "schedule_time": at}), StatusCode::ACCEPTED)

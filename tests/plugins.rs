@@ -170,7 +170,7 @@ async fn appointment_cancellation_cancels_its_reminders() {
     watch.events_settled("done", 2).await;
     let plugin_id = h.plugin_id("appointment-reminders");
     let pending = |key: &'static str| {
-        let (db, tenant, plugin) = (h.app.db.clone(), h.tenant.clone(), plugin_id.clone());
+        let (db, tenant, plugin) = (h.app.engine.db.clone(), h.tenant.clone(), plugin_id.clone());
         async move { db.timer_pending(&tenant, &plugin, key).await.unwrap() }
     };
     assert!(pending("reminder:gone:24h").await && pending("reminder:gone:2h").await);

@@ -162,10 +162,10 @@ async fn components_are_compiled_once_and_loaded_from_the_disk_cache_after_a_res
         .settings(|s| s.compile_cache_dir = Some(s.data_dir.join("compiled")))
         .start()
         .await;
-    assert_eq!(h.app.runtime.stats().compiled.load(Relaxed), 1);
+    assert_eq!(h.app.engine.runtime.stats().compiled.load(Relaxed), 1);
     let h = h.restart().await;
     h.inbound(CUSTOMER, "HOURS").await;
     h.sent(1).await;
-    assert_eq!(h.app.runtime.stats().compiled.load(Relaxed), 0, "no recompilation after a restart");
-    assert_eq!(h.app.runtime.stats().loaded_from_cache.load(Relaxed), 1);
+    assert_eq!(h.app.engine.runtime.stats().compiled.load(Relaxed), 0, "no recompilation after a restart");
+    assert_eq!(h.app.engine.runtime.stats().loaded_from_cache.load(Relaxed), 1);
 }

@@ -174,7 +174,7 @@ async fn webhooks_to_private_addresses_are_refused_by_default() {
 async fn rate_limits_show_in_headers_and_answer_429() {
     let h = harness().plugins(&[]).start().await;
     let settings = switchboard::directory::TenantSettings { requests_per_second: Some(3), ..Default::default() };
-    h.app.update_tenant_settings(&h.tenant, &settings).await.unwrap();
+    h.app.control.update_tenant_settings(&h.tenant, &settings).await.unwrap();
     let mut remaining = Vec::new();
     for _ in 0..3 {
         let (s, headers, _) = h.call_with(Method::GET, "/v1/messages", None, &h.key, &[]).await;
@@ -191,9 +191,9 @@ async fn rate_limits_show_in_headers_and_answer_429() {
 
     // A daily allowance too, shared by all of a tenant's keys.
     let (tenant, first) = h.tenant("Daily", "+15550008888").await;
-    let second = h.app.create_api_key(&tenant, switchboard::secrets::KeyMode::Live, None).await.unwrap();
+    let second = h.app.control.create_api_key(&tenant, switchboard::secrets::KeyMode::Live, None).await.unwrap();
     let daily = switchboard::directory::TenantSettings { requests_per_day: Some(2), ..Default::default() };
-    h.app.update_tenant_settings(&tenant, &daily).await.unwrap();
+    h.app.control.update_tenant_settings(&tenant, &daily).await.unwrap();
     for (key, want) in [(&first, StatusCode::OK), (&second, StatusCode::OK), (&first, StatusCode::TOO_MANY_REQUESTS)] {
         let (s, headers, _) = h.call_with(Method::GET, "/v1/account", None, key, &[]).await;
         assert_eq!(s, want);

@@ -10,7 +10,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::path::PathBuf;
 use switchboard::directory::Snapshot;
-use switchboard::pipeline::router;
+use switchboard::pipeline::inbound_routing;
 use switchboard::sms::encoding::{self, EncodingChoice};
 
 fn encoding(c: &mut Criterion) {
@@ -43,10 +43,12 @@ fn routing(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("routing");
     group.bench_function("keyword_hit", |b| {
-        b.iter(|| router::plugins_for_inbound(&snapshot, black_box("tnt_517"), black_box("hours please")))
+        b.iter(|| inbound_routing::plugins_for_inbound(&snapshot, black_box("tnt_517"), black_box("hours please")))
     });
     group.bench_function("catch_all", |b| {
-        b.iter(|| router::plugins_for_inbound(&snapshot, black_box("tnt_517"), black_box("where is my parcel?")))
+        b.iter(|| {
+            inbound_routing::plugins_for_inbound(&snapshot, black_box("tnt_517"), black_box("where is my parcel?"))
+        })
     });
     group.finish();
 }

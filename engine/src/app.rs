@@ -1,19 +1,19 @@
-//! Wiring: settings, the shared [`App`] every task and handler holds, and
-//! the operations that change tenants and plugins (each reloads the
-//! directory so the change is in force at once).
+//! Wiring, the top layer: the settings, and [`App::start`], which builds
+//! every part from them and hands each what it uses (the pipeline's
+//! context, the scheduler's, the control operations, the API's).
 
+use crate::api;
 use crate::billing::{Pricing, PricingSettings};
 use crate::clock::Clock;
-use crate::connectors::{self, ConnectorSettings, Connectors};
-use crate::deploy::{self, DeployError, LifecycleError};
-use crate::manifest::Manifest;
+use crate::connectors::{self, ConnectorSettings};
+use crate::control::Control;
 use crate::directory::Directory;
-use crate::ids;
 use crate::limits::Limits;
 use crate::pipeline::{self, Pipeline};
 use crate::runtime::{Runtime, RuntimeError};
-use crate::secrets::{self, KeyMode, Sealer, Secret};
-use crate::store::{self, Database, DeployedVersion, NewApiKeyRow, NewTenant, StoreError};
+use crate::scheduler;
+use crate::secrets::{Sealer, Secret};
+use crate::store::{self, StoreError};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -76,26 +76,7 @@ pub struct Settings {
     /// Where outgoing requests made for tenants resolve names (tests
     /// script it; default: the system resolver).
     #[serde(skip)]
-    pub dns: Dns,
-}
-
-/// The name lookup behind tenant-facing HTTP clients.
-#[derive(Clone, Default)]
-pub struct Dns(pub Option<Arc<dyn crate::net::Lookup>>);
-
-impl std::fmt::Debug for Dns {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "Dns(scripted)" } else { "Dns(system)" })
-    }
-}
-
-impl Dns {
-    pub fn resolver(&self, allow_private: bool) -> crate::net::VettedResolver {
-        match &self.0 {
-            Some(lookup) => crate::net::VettedResolver::new(lookup.clone(), allow_private),
-            None => crate::net::VettedResolver::system(allow_private),
-        }
-    }
+    pub dns: crate::net::Dns,
 }
 
 impl Default for Settings {
@@ -119,7 +100,7 @@ impl Default for Settings {
             sender_id_brands: crate::senders::DEFAULT_BRANDS.iter().map(|b| b.to_string()).collect(),
             routes: Vec::new(),
             public_base_url: None,
-            dns: Dns::default(),
+            dns: Default::default(),
         }
     }
 }
@@ -171,49 +152,24 @@ pub enum StartError {
     Locked(#[from] store::lock::LockError),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
-    #[error("{0} already exists")]
-    Conflict(String),
-    #[error("no such {0}")]
-    NotFound(&'static str),
-    /// Refused by policy (`code` is the API's).
-    #[error("{message}")]
-    Refused { code: &'static str, message: String },
-    #[error(transparent)]
-    Store(StoreError),
-}
-
-impl From<StoreError> for AdminError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(what) => AdminError::Conflict(what),
-            StoreError::NotFound(_) => AdminError::NotFound("tenant"),
-            e => AdminError::Store(e),
-        }
-    }
-}
-
+/// The engine, wired: every part built from the settings and handed what
+/// it uses. Nothing below this module sees it.
 pub struct App {
     pub settings: Settings,
-    pub rate_limits: crate::api::RateLimits,
-    pub pricing: Arc<Pricing>,
-    pub sealer: Sealer,
-    pub db: Arc<dyn Database>,
-    pub directory: Directory,
-    pub runtime: Runtime,
-    pub clock: Clock,
-    pub connectors: Connectors,
-    pub pipeline: Pipeline,
+    /// What the pipeline's tasks use (the store, directory, runtime,
+    /// connectors, queues).
+    pub engine: Arc<pipeline::Context>,
+    /// The operations that change tenants, keys, plugins and numbers.
+    pub control: Arc<Control>,
+    /// What the HTTP API's handlers use.
+    pub api: Arc<api::Context>,
     /// This engine's hold on its SQLite database (released at shutdown).
     database_lock: std::sync::Mutex<Option<store::lock::DatabaseLock>>,
 }
 
 impl App {
     /// Opens the store, loads the directory, reclaims this node's old work
-    /// and starts the pipeline's tasks.
+    /// and starts the pipeline's and the scheduler's tasks.
     pub async fn start(mut settings: Settings, clock: Clock) -> Result<Arc<App>, StartError> {
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|e| StartError::DataDir { path: settings.data_dir.display().to_string(), error: e.to_string() })?;
@@ -274,207 +230,61 @@ impl App {
             cluster: db.shared().then(|| db.clone()),
         };
         let connectors = connectors::build(&settings.connectors, &ctx, settings.generic_webhook)?;
-        let app = Arc::new(App {
-            settings,
-            rate_limits: Default::default(),
+        let pipeline = Arc::new(pipeline);
+        let directory = Arc::new(directory);
+        let engine = Arc::new(pipeline::Context {
+            db: db.clone(),
+            directory: directory.clone(),
+            runtime: Arc::new(runtime),
+            connectors: Arc::new(connectors),
+            clock: clock.clone(),
+            limits: settings.limits.clone(),
             pricing,
-            sealer,
-            db,
-            directory,
-            runtime,
-            clock,
-            connectors,
-            pipeline,
-            database_lock: std::sync::Mutex::new(database_lock),
+            sealer: Arc::new(sealer),
+            pipeline: pipeline.clone(),
+            routes: settings.routes.clone(),
+            process_events: settings.process_events,
+            dns: settings.dns.clone(),
+            webhooks_allow_private_addresses: settings.webhooks_allow_private_addresses,
         });
-        pipeline::spawn(app.clone(), receivers);
+        let control = Arc::new(Control { engine: engine.clone(), sender_id_brands: settings.sender_id_brands.clone() });
+        let api = Arc::new(api::Context {
+            engine: engine.clone(),
+            control: control.clone(),
+            rate_limits: Default::default(),
+            admin_token: settings.admin_token.clone(),
+            public_base_url: settings.public_base_url.clone(),
+            connector_kinds: settings.connectors.iter().map(|(name, c)| (name.clone(), c.kind())).collect(),
+        });
+        pipeline::spawn(engine.clone(), receivers);
+        if settings.process_events {
+            pipeline.spawn_intake(scheduler::run(scheduler::Context {
+                db: db.clone(),
+                clock,
+                directory: directory.clone(),
+                cron_grace_ms: settings.limits.cron_grace_s as i64 * 1000,
+                pipeline: pipeline.clone(),
+            }));
+        }
         if let Some(mut changes) = directory_changes {
-            let node = app.clone();
-            pipeline::spawn_until(&app.pipeline.recorders, async move {
+            let (directory, db) = (directory.clone(), db.clone());
+            pipeline.spawn_recorder(async move {
                 while changes.recv().await.is_some() {
-                    if let Err(e) = node.directory.reload(node.db.as_ref()).await {
+                    if let Err(e) = directory.reload(db.as_ref()).await {
                         tracing::error!(error = %e, "could not reload the directory");
                     }
                 }
             });
         }
-        Ok(app)
+        Ok(Arc::new(App { settings, engine, control, api, database_lock: std::sync::Mutex::new(database_lock) }))
     }
 
     /// Stops this engine's tasks, letting running work finish (see
     /// [`Pipeline::shutdown`]).
     pub async fn shutdown(&self) {
-        self.pipeline.shutdown(std::time::Duration::from_secs(10)).await;
-        self.connectors.close_all().await;
+        self.engine.pipeline.shutdown(std::time::Duration::from_secs(10)).await;
+        self.engine.connectors.close_all().await;
         // Another engine may open the database now.
         self.database_lock.lock().expect("lock slot").take();
-    }
-
-    /// Reloads the directory after a change, and tells the other nodes
-    /// sharing the database to reload theirs.
-    pub(crate) async fn reload(&self) -> Result<(), StoreError> {
-        self.directory.reload(self.db.as_ref()).await?;
-        self.db.announce_directory_change().await
-    }
-
-    pub async fn create_tenant(&self, name: &str) -> Result<String, AdminError> {
-        if name.chars().count() > 100 {
-            return Err(AdminError::Invalid { field: "name", message: "1 to 100 characters".into() });
-        }
-        let name = name.trim();
-        if name.is_empty() {
-            return Err(AdminError::Invalid { field: "name", message: "1 to 100 characters".into() });
-        }
-        let id = ids::new_id("tnt");
-        self.db
-            .create_tenant(&NewTenant { id: id.clone(), name: name.to_string(), created_at: self.clock.now_ms() })
-            .await?;
-        // Every tenant can verify webhooks from the start; the secret is
-        // shown when the tenant rotates it (POST /v1/account/webhook/secret).
-        self.rotate_webhook_secret(&id).await?;
-        self.reload().await?;
-        Ok(id)
-    }
-
-    /// A new webhook signing secret for the tenant (stored encrypted); the
-    /// secret is returned once.
-    pub async fn rotate_webhook_secret(&self, tenant_id: &str) -> Result<String, AdminError> {
-        let secret = secrets::generate_webhook_secret();
-        let account = self.db.account(tenant_id).await?.ok_or(AdminError::NotFound("tenant"))?;
-        self.db
-            .set_webhook(tenant_id, account.webhook_url.as_deref(), Some(&self.sealer.seal(secret.as_bytes())))
-            .await?;
-        Ok(secret)
-    }
-
-    /// Credits (or, negative, debits) a tenant's balance with a ledger row.
-    pub async fn credit(&self, tenant_id: &str, amount: crate::billing::Micros, note: &str) -> Result<i64, AdminError> {
-        Ok(self.db.credit(tenant_id, amount, note, self.clock.now_ms()).await?)
-    }
-
-    pub async fn update_tenant_settings(
-        &self,
-        tenant_id: &str,
-        settings: &crate::directory::TenantSettings,
-    ) -> Result<(), AdminError> {
-        let json = serde_json::to_string(settings).expect("settings serialize");
-        self.db.set_tenant_settings(tenant_id, &json).await?;
-        self.reload().await?;
-        Ok(())
-    }
-
-    pub async fn revoke_api_key(&self, tenant_id: &str, key_id: &str) -> Result<bool, AdminError> {
-        let revoked = self.db.revoke_key(tenant_id, key_id, self.clock.now_ms()).await?;
-        self.reload().await?;
-        Ok(revoked)
-    }
-
-    /// Creates an API key and returns its secret (shown once, stored hashed).
-    pub async fn create_api_key(
-        &self,
-        tenant_id: &str,
-        mode: KeyMode,
-        label: Option<&str>,
-    ) -> Result<String, AdminError> {
-        Ok(self.issue_api_key(tenant_id, mode, label).await?.1)
-    }
-
-    /// Creates an API key; returns its id and secret (shown once).
-    pub async fn issue_api_key(
-        &self,
-        tenant_id: &str,
-        mode: KeyMode,
-        label: Option<&str>,
-    ) -> Result<(String, String), AdminError> {
-        let key = secrets::generate_api_key(mode);
-        let id = ids::new_id("key");
-        self.db
-            .create_api_key(&NewApiKeyRow {
-                id: id.clone(),
-                tenant_id: tenant_id.to_string(),
-                hash: key.hash,
-                prefix: key.prefix,
-                mode: mode.as_str().to_string(),
-                label: label.map(str::to_string),
-                created_at: self.clock.now_ms(),
-            })
-            .await?;
-        self.reload().await?;
-        Ok((id, key.secret))
-    }
-
-    pub async fn deploy_plugin(
-        &self,
-        tenant_id: &str,
-        manifest: &Manifest,
-        wasm: &[u8],
-    ) -> Result<DeployedVersion, DeployError> {
-        let deployed = deploy::deploy(self.db.as_ref(), &self.runtime, &self.clock, tenant_id, manifest, wasm).await?;
-        self.reload().await?;
-        // New cron schedules take effect now.
-        self.pipeline.scheduler.now();
-        Ok(deployed)
-    }
-
-    /// Switches a plugin back to an earlier version (see [`deploy::rollback`]).
-    pub async fn rollback_plugin(
-        &self,
-        tenant_id: &str,
-        name: &str,
-        to: Option<&str>,
-    ) -> Result<crate::store::PluginVersionRow, LifecycleError> {
-        let snapshot = self.directory.snapshot();
-        let active = snapshot
-            .plugin_names
-            .get(&(tenant_id.to_string(), name.to_string()))
-            .and_then(|id| snapshot.plugins.get(id))
-            .ok_or_else(|| LifecycleError::NoSuchPlugin(name.to_string()))?;
-        let row = deploy::rollback(self.db.as_ref(), tenant_id, name, &active.row.version_id, to).await?;
-        self.reload().await?;
-        self.pipeline.scheduler.now();
-        Ok(row)
-    }
-
-    /// Enables (`active`) or disables a plugin. Re-enabling also clears a
-    /// suspension and its failure count.
-    pub async fn set_plugin_enabled(&self, tenant_id: &str, name: &str, enabled: bool) -> Result<(), LifecycleError> {
-        let snapshot = self.directory.snapshot();
-        let plugin_id = snapshot
-            .plugin_names
-            .get(&(tenant_id.to_string(), name.to_string()))
-            .ok_or_else(|| LifecycleError::NoSuchPlugin(name.to_string()))?;
-        let (status, reason) = if enabled { ("active", None) } else { ("disabled", Some("disabled by the tenant")) };
-        self.db.set_plugin_status(plugin_id, status, reason).await?;
-        self.reload().await?;
-        self.pipeline.scheduler.now();
-        Ok(())
-    }
-
-    /// Enables or disables a tenant: a disabled tenant's keys are refused
-    /// and its plugins do not run.
-    pub async fn set_tenant_active(&self, tenant_id: &str, active: bool) -> Result<(), AdminError> {
-        let status = if active { "active" } else { "disabled" };
-        if !self.db.set_tenant_status(tenant_id, status).await? {
-            return Err(AdminError::NotFound("tenant"));
-        }
-        self.reload().await?;
-        Ok(())
-    }
-
-    /// Records who did what to which tenant or plugin. Failing to write the
-    /// audit log fails the request that would have gone unrecorded only if
-    /// the caller checks; callers log and carry on after the change itself
-    /// is committed.
-    pub async fn audit(&self, actor: &str, action: &str, target: &str, detail: serde_json::Value) {
-        let entry = crate::store::AuditEntry {
-            actor: actor.to_string(),
-            action: action.to_string(),
-            target: target.to_string(),
-            detail: detail.to_string(),
-            at: self.clock.now_ms(),
-        };
-        if let Err(e) = self.db.audit(&entry).await {
-            tracing::error!(action, target, error = %e, "could not write the audit log");
-        }
     }
 }

@@ -5,8 +5,8 @@
 //! ```text
 //! carrier webhook / API call / timer / cron fire
 //!   → persisted event            (pipeline::ingest, pipeline::outbound, scheduler; group commit)
-//!     STOP/START/HELP: consent + one confirmation, not routed  (pipeline::compliance)
-//!   → router (tenant, keyword)   (pipeline::router over the directory)
+//!     STOP/START/HELP: consent + one confirmation, not routed  (compliance)
+//!   → inbound routing (tenant, keyword)  (pipeline::inbound_routing over the directory)
 //!   → per-tenant queue, fair turns, quotas                    (pipeline::fair, pipeline::worker)
 //!   → plugin in a fresh sandbox  (runtime; one module per capability)
 //!   → effects committed with the event (store: sends, kv, timers, event done — one transaction)
@@ -18,31 +18,39 @@
 //! Every arrow is durable: work exists in the database before anything
 //! acknowledges it, and in-memory queues only carry rows leased to this node.
 //!
-//! # Map
+//! # Map, by layer (lowest first)
 //!
-//! - [`app`]: settings, the shared [`app::App`], tenant and plugin admin operations.
-//!   [`senders`]: who may send as what — numbers (assigned, open or proven
-//!   with a code) and sender IDs (approved by the operator, brands refused).
-//! - [`api`]: the HTTP API (axum). `api::router(app)` for tests, `api::run` to serve.
-//! - [`cli`]: the `switchboard` command (serve, simulate, plugin, tenant, key, number, bench).
-//! - [`bench`]: the load harness behind `switchboard bench` (engine, fake carrier, load generator).
-//! - [`runtime`]: the wasmtime host — compile cache, limits, one module per capability
-//!   (`messaging`, `kv`, `timers`, `config`, `http`, `log`, `clock`) and their registry.
-//! - [`pipeline`]: ingest (inbound), outbound (API sends), compliance, router, fair
-//!   queues, workers, group commit, dispatcher, delivery reports, signed webhooks,
-//!   sweeper, retention.
-//! - [`scheduler`]: due timers and cron fires become events.
-//! - [`tenancy`]: per-tenant quotas and compliance settings (keywords, quiet hours).
-//! - [`connectors`]: carriers behind one trait, listed in one table; the simulator.
-//! - [`store`]: the `Database` trait, its SQLite (one node) and PostgreSQL (several
-//!   nodes on one database) implementations, with migrations.
-//! - [`deploy`]: plugin manifests, validation, versions and rollback, the demo tenant.
-//! - [`directory`]: the in-memory view of tenants, numbers, keys, plugins and routes.
-//! - [`limits`]: every limit and its default. [`clock`]: the controllable clock.
-//! - [`sms`]: GSM-7/UCS-2 encoding and segmentation. [`phone`]: E.164 and masking.
-//! - [`secrets`]: API keys (hashed, constant-time), sealed secrets, webhook signatures.
-//!   [`ids`]: prefixed, time-ordered ids.
-//! - [`billing`]: prices per segment and money amounts. [`net`]: which addresses webhooks may call.
+//! A module imports only from the layers below its own, and from the modules
+//! listed before it in its layer (ARCHITECTURE.md; `engine/tests/tidy.rs`
+//! checks it).
+//!
+//! 1. Foundations: [`ids`] (prefixed, time-ordered ids), [`clock`] (the
+//!    controllable clock), [`limits`] (every limit and its default),
+//!    [`billing`] (prices and amounts), [`secrets`] (API keys, sealed
+//!    secrets, webhook signatures), [`net`] (which addresses outgoing
+//!    requests may reach; the vetted resolver).
+//! 2. [`store`]: the `Database` traits, one body of SQL for SQLite (one
+//!    node) and PostgreSQL (several nodes on one database), migrations.
+//! 3. Domain: [`sms`] (GSM-7/UCS-2, segments, templates, keywords),
+//!    [`phone`] (E.164, masking), [`compliance`] (STOP/START/HELP, consent
+//!    checks, quiet hours), [`tenancy`] (what a tenant configures: quotas,
+//!    routes), [`manifest`] (the plugin manifest and its capabilities),
+//!    [`directory`] (the in-memory view of tenants, numbers, keys, plugins).
+//! 4. Carriers and plugins: [`connectors`] (carriers behind one trait,
+//!    listed in one table), [`runtime`] (the wasmtime host, one module per
+//!    capability).
+//! 5. Work: [`pipeline`] (ingest, API sends, routing, fair queues, workers,
+//!    group commit, dispatcher, delivery reports, webhooks, sweeper,
+//!    retention; its [`pipeline::Context`] and the one way to enqueue work),
+//!    [`scheduler`] (due timers and cron fires become events), [`deploy`]
+//!    (validation, versions, rollback), [`control`] (operations that change
+//!    tenants, keys and plugins), [`senders`] (numbers and sender IDs).
+//! 6. [`api`]: the HTTP API (axum), `api::router(ctx)` for tests,
+//!    `api::run` to serve.
+//! 7. [`app`]: the wiring; settings, and `App::start`, which builds every
+//!    part and hands each what it uses.
+//! 8. Commands: [`cli`] (the `switchboard` command and the demo tenant),
+//!    [`bench`] (the load harness behind `switchboard bench`).
 
 pub mod api;
 pub mod app;
@@ -52,6 +60,7 @@ pub mod cli;
 pub mod clock;
 pub mod compliance;
 pub mod connectors;
+pub mod control;
 pub mod deploy;
 pub mod directory;
 pub mod ids;

@@ -244,6 +244,45 @@ pub fn routes_from_json(json: &str) -> Vec<RouteRow> {
     stored(json).routes()
 }
 
+/// What reading a folder of plugins (`plugins/*/plugin.toml` and their
+/// built components) can find wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginFolderError {
+    #[error("no plugin manifests (*/plugin.toml) under {0}")]
+    NoPlugins(String),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{manifest}: component {component} is missing; build the plugins first (make plugins)")]
+    MissingComponent { manifest: String, component: String },
+}
+
+/// Every `*/plugin.toml` under `plugins_dir` with its component, in name order.
+pub fn read_plugins(plugins_dir: &Path) -> Result<Vec<(Manifest, Vec<u8>)>, PluginFolderError> {
+    let mut plugins = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(plugins_dir)
+        .map_err(|_| PluginFolderError::NoPlugins(plugins_dir.display().to_string()))?
+        .filter_map(|e| e.ok().map(|e| e.path().join("plugin.toml")))
+        .filter(|p| p.is_file())
+        .collect();
+    dirs.sort();
+    for manifest_path in dirs {
+        let manifest = Manifest::from_file(&manifest_path)?;
+        let component = manifest.component_path(&manifest_path).ok_or_else(|| PluginFolderError::MissingComponent {
+            manifest: manifest_path.display().to_string(),
+            component: "(no `component` field)".into(),
+        })?;
+        let wasm = std::fs::read(&component).map_err(|_| PluginFolderError::MissingComponent {
+            manifest: manifest_path.display().to_string(),
+            component: component.display().to_string(),
+        })?;
+        plugins.push((manifest, wasm));
+    }
+    if plugins.is_empty() {
+        return Err(PluginFolderError::NoPlugins(plugins_dir.display().to_string()));
+    }
+    Ok(plugins)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -268,3 +268,22 @@ mod tests {
         assert!(parse_http_url("ftp://example.com").is_err());
     }
 }
+
+/// The name lookup behind tenant-facing HTTP clients.
+#[derive(Clone, Default)]
+pub struct Dns(pub Option<Arc<dyn Lookup>>);
+
+impl std::fmt::Debug for Dns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Dns(scripted)" } else { "Dns(system)" })
+    }
+}
+
+impl Dns {
+    pub fn resolver(&self, allow_private: bool) -> VettedResolver {
+        match &self.0 {
+            Some(lookup) => VettedResolver::new(lookup.clone(), allow_private),
+            None => VettedResolver::system(allow_private),
+        }
+    }
+}

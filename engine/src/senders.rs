@@ -10,8 +10,8 @@
 //!   on the brand list (`sender_id_brands`) are refused outright, and an
 //!   approved name belongs to one tenant.
 
-use crate::app::{AdminError, App};
 use crate::connectors::gate::Registration;
+use crate::control::{AdminError, Control};
 use crate::sms::encoding::{self, EncodingChoice};
 use crate::store::{Direction, MessageStatus, NewMessage, NewNumber, NumberClaim, OutboundRequest, OutboundResult};
 use crate::{ids, phone, secrets};
@@ -85,17 +85,17 @@ fn code_hash(tenant_id: &str, number: &str, code: &str) -> Vec<u8> {
     secrets::hash_key(&format!("{tenant_id}\n{number}\n{code}"))
 }
 
-impl App {
+impl Control {
     fn check_number_target(&self, tenant_id: &str, number: &str, connector: &str) -> Result<String, AdminError> {
         let number = phone::normalize(number, None)
             .map_err(|e| AdminError::Invalid { field: "number", message: e.to_string() })?;
-        if self.connectors.get(connector).is_none() {
+        if self.engine.connectors.get(connector).is_none() {
             return Err(AdminError::Invalid {
                 field: "connector",
                 message: format!("no connector named {connector:?}"),
             });
         }
-        if !self.connectors.allows(connector, tenant_id) {
+        if !self.engine.connectors.allows(connector, tenant_id) {
             return Err(AdminError::Refused {
                 code: "CONNECTOR_NOT_ALLOWED",
                 message: format!("this tenant may not use connector {connector:?} (see its gate.tenants)"),
@@ -114,13 +114,14 @@ impl App {
         is_default: bool,
     ) -> Result<String, AdminError> {
         let number = self.check_number_target(tenant_id, number, connector)?;
-        self.db
+        self.engine
+            .db
             .add_number(&NewNumber {
                 number: number.clone(),
                 tenant_id: tenant_id.to_string(),
                 connector: connector.to_string(),
                 is_default,
-                created_at: self.clock.now_ms(),
+                created_at: self.engine.clock.now_ms(),
             })
             .await?;
         self.reload().await?;
@@ -137,7 +138,7 @@ impl App {
         is_default: bool,
     ) -> Result<NumberRegistration, AdminError> {
         let normalized = self.check_number_target(tenant_id, number, connector)?;
-        let registered = self.connectors.get(connector).expect("checked above");
+        let registered = self.engine.connectors.get(connector).expect("checked above");
         match registered.registration {
             Registration::Open => Ok(NumberRegistration::Active {
                 number: self.add_number(tenant_id, number, connector, is_default).await?,
@@ -147,7 +148,7 @@ impl App {
                 message: format!("numbers on connector {connector:?} are assigned by the operator"),
             }),
             Registration::Verify => {
-                if self.directory.snapshot().numbers.contains_key(&normalized) {
+                if self.engine.directory.snapshot().numbers.contains_key(&normalized) {
                     return Err(AdminError::Conflict("number".into()));
                 }
                 let from = registered.verify_from.clone().expect("checked when the connector was built");
@@ -164,8 +165,8 @@ impl App {
         from: &str,
         is_default: bool,
     ) -> Result<NumberRegistration, AdminError> {
-        let limits = &self.settings.limits;
-        let now = self.clock.now_ms();
+        let limits = &self.engine.limits;
+        let now = self.engine.clock.now_ms();
         let code = format!("{:06}", rand::random_range(0..1_000_000u32));
         let claim = NumberClaim {
             tenant_id: tenant_id.to_string(),
@@ -177,7 +178,7 @@ impl App {
             expires_at: now + limits.number_claim_ttl_s as i64 * 1000,
             created_at: now,
         };
-        self.db.put_number_claim(&claim).await?;
+        self.engine.db.put_number_claim(&claim).await?;
         let body =
             format!("Your verification code is {code}. It expires in {} minutes.", limits.number_claim_ttl_s / 60);
         let analysis = encoding::analyze(&body, EncodingChoice::Auto).expect("auto encoding always succeeds");
@@ -200,7 +201,7 @@ impl App {
             mode: "live",
             webhook_url: None,
             scheduled_at: None,
-            price: self.pricing.price(number, analysis.segments as u32),
+            price: self.engine.pricing.price(number, analysis.segments as u32),
             batch_id: None,
             error_code: None,
         };
@@ -208,16 +209,16 @@ impl App {
             tenant_id: tenant_id.to_string(),
             messages: vec![message],
             idempotency: None,
-            lease: self.pipeline.lease(&self.clock),
+            lease: self.engine.pipeline.lease(&self.engine.clock),
         };
-        match self.pipeline.outbound.submit(request).await {
+        match self.engine.pipeline.outbound.submit(request).await {
             Ok(OutboundResult::Accepted { due_now }) => {
                 for item in due_now {
-                    self.pipeline.outbox.push(&item.message_id.clone(), item);
+                    self.engine.pipeline.enqueue_send(item);
                 }
             }
             Ok(OutboundResult::InsufficientBalance { .. }) => {
-                self.db.delete_number_claim(tenant_id, number).await?;
+                self.engine.db.delete_number_claim(tenant_id, number).await?;
                 return Err(AdminError::Refused {
                     code: "INSUFFICIENT_BALANCE",
                     message: "the balance does not cover the verification message".into(),
@@ -235,10 +236,11 @@ impl App {
     pub async fn verify_number(&self, tenant_id: &str, number: &str, code: &str) -> Result<String, AdminError> {
         let number = phone::normalize(number, None)
             .map_err(|e| AdminError::Invalid { field: "number", message: e.to_string() })?;
-        let claim = self.db.number_claim(tenant_id, &number).await?.ok_or(AdminError::NotFound("number claim"))?;
-        let limits = &self.settings.limits;
-        if claim.expires_at < self.clock.now_ms() || claim.attempts >= limits.number_claim_attempts {
-            self.db.delete_number_claim(tenant_id, &number).await?;
+        let claim =
+            self.engine.db.number_claim(tenant_id, &number).await?.ok_or(AdminError::NotFound("number claim"))?;
+        let limits = &self.engine.limits;
+        if claim.expires_at < self.engine.clock.now_ms() || claim.attempts >= limits.number_claim_attempts {
+            self.engine.db.delete_number_claim(tenant_id, &number).await?;
             return Err(AdminError::Refused {
                 code: "VERIFICATION_EXPIRED",
                 message: "this verification expired or had too many wrong codes; register the number again".into(),
@@ -246,18 +248,18 @@ impl App {
         }
         let code = code.trim();
         if code.len() > 16 || !secrets::constant_time_eq(&code_hash(tenant_id, &number, code), &claim.code_hash) {
-            self.db.count_claim_attempt(tenant_id, &number).await?;
+            self.engine.db.count_claim_attempt(tenant_id, &number).await?;
             let left = limits.number_claim_attempts.saturating_sub(claim.attempts + 1);
             return Err(AdminError::Invalid { field: "code", message: format!("wrong code; {left} attempts left") });
         }
         let added = self.add_number(tenant_id, &number, &claim.connector, claim.is_default).await?;
-        self.db.delete_number_claim(tenant_id, &number).await?;
+        self.engine.db.delete_number_claim(tenant_id, &number).await?;
         Ok(added)
     }
 
     /// The operator assigns a sender ID: approved at once, brand or not.
     pub async fn assign_sender_id(&self, tenant_id: &str, sender_id: &str) -> Result<(), AdminError> {
-        self.db.add_sender_id(tenant_id, sender_id, "approved", self.clock.now_ms()).await?;
+        self.engine.db.add_sender_id(tenant_id, sender_id, "approved", self.engine.clock.now_ms()).await?;
         self.reload().await?;
         Ok(())
     }
@@ -265,27 +267,27 @@ impl App {
     /// A tenant asks for a sender ID: pending until the operator decides,
     /// refused outright when it imitates a brand or another tenant holds it.
     pub async fn request_sender_id(&self, tenant_id: &str, sender_id: &str) -> Result<(), AdminError> {
-        if let Some(brand) = imitated_brand(sender_id, &self.settings.sender_id_brands) {
+        if let Some(brand) = imitated_brand(sender_id, &self.sender_id_brands) {
             return Err(AdminError::Refused {
                 code: "SENDER_ID_BLOCKED",
                 message: format!("{sender_id:?} looks like the brand {brand}; ask the operator to assign it"),
             });
         }
         let taken =
-            self.db.list_sender_ids().await?.into_iter().any(|r| {
+            self.engine.db.list_sender_ids().await?.into_iter().any(|r| {
                 r.status == "approved" && r.tenant_id != tenant_id && r.sender_id.eq_ignore_ascii_case(sender_id)
             });
         if taken {
             return Err(AdminError::Conflict("sender ID".into()));
         }
-        self.db.add_sender_id(tenant_id, sender_id, "pending", self.clock.now_ms()).await?;
+        self.engine.db.add_sender_id(tenant_id, sender_id, "pending", self.engine.clock.now_ms()).await?;
         Ok(())
     }
 
     /// The operator approves or rejects a tenant's sender ID.
     pub async fn decide_sender_id(&self, tenant_id: &str, sender_id: &str, approve: bool) -> Result<(), AdminError> {
         let status = if approve { "approved" } else { "rejected" };
-        if !self.db.decide_sender_id(tenant_id, sender_id, status, self.clock.now_ms()).await? {
+        if !self.engine.db.decide_sender_id(tenant_id, sender_id, status, self.engine.clock.now_ms()).await? {
             return Err(AdminError::NotFound("sender ID"));
         }
         self.reload().await?;
@@ -293,7 +295,7 @@ impl App {
     }
 
     pub async fn remove_sender_id(&self, tenant_id: &str, sender_id: &str) -> Result<bool, AdminError> {
-        let removed = self.db.delete_sender_id(tenant_id, sender_id).await?;
+        let removed = self.engine.db.delete_sender_id(tenant_id, sender_id).await?;
         self.reload().await?;
         Ok(removed)
     }

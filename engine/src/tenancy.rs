@@ -69,7 +69,7 @@ impl Quotas {
 }
 
 /// An outbound route: which connectors carry messages to destinations
-/// starting with `prefix` (applied by `pipeline::routing`).
+/// starting with `prefix` (applied by `pipeline::outbound_routing`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {

@@ -78,7 +78,7 @@ async fn a_configured_gateway_takes_only_signed_webhooks() {
         })
         .start()
         .await;
-    h.app.add_number(&h.tenant, "+15550007777", "nosecret", false).await.unwrap();
+    h.app.control.add_number(&h.tenant, "+15550007777", "nosecret", false).await.unwrap();
     let body = generic(CUSTOMER, NUMBER, "STOP");
     for headers in [vec![], vec![("x-sms-signature", "00".repeat(32))]] {
         let (status, answer) = post_raw(&h, "/v1/inbound/gw", "application/json", body.clone(), &headers).await;
@@ -127,7 +127,7 @@ async fn a_help_flood_gets_a_few_paid_answers_and_is_recorded_in_full() {
         })
         .start()
         .await;
-    h.app.credit(&h.tenant, 1_000_000, "test").await.unwrap(); // 1.00
+    h.app.control.credit(&h.tenant, 1_000_000, "test").await.unwrap(); // 1.00
     for _ in 0..20 {
         h.inbound(CUSTOMER, "HELP").await;
     }

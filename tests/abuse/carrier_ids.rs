@@ -122,7 +122,7 @@ async fn parts_belong_together_by_recipient_and_total_and_stale_ones_are_deliver
         })
         .start()
         .await;
-    h.app.add_number(&h.tenant, "+15550000001", "vonage", false).await.unwrap();
+    h.app.control.add_number(&h.tenant, "+15550000001", "vonage", false).await.unwrap();
     // One reference, one sender, two recipients: two messages.
     for (to, a, b) in [(NUMBER, "to-a-", "one"), ("+15550000001", "to-b-", "two")] {
         let (s, answer) = h.call(Method::GET, &part(to, "7", 2, 1, a), None, None).await;

@@ -7,8 +7,8 @@
 use super::*;
 use serde_json::json;
 use switchboard::connectors::ConnectorSettings;
-use switchboard::tenancy::{Route, Strategy};
 use switchboard::store::NewNumber;
+use switchboard::tenancy::{Route, Strategy};
 
 fn connector(text: &str) -> ConnectorSettings {
     toml::from_str(text).expect("connector settings")
@@ -28,7 +28,7 @@ async fn numbers_on_carrier_connectors_are_the_operators_to_assign() {
     let body = json!({"number": "+15550001111", "connector": "twilio"});
     let (status, answer) = h.call(Method::POST, "/v1/numbers", Some(body.clone()), Some(&h.key)).await;
     assert_eq!((status, code(&answer)), (StatusCode::FORBIDDEN, "NUMBER_ASSIGNED_BY_OPERATOR"), "{answer}");
-    assert!(!h.app.directory.snapshot().numbers.contains_key("+15550001111"));
+    assert!(!h.app.engine.directory.snapshot().numbers.contains_key("+15550001111"));
     let (status, answer) = h.admin(Method::POST, &format!("/admin/v1/tenants/{}/numbers", h.tenant), Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     // Simulator numbers stay open to tenants.
@@ -53,7 +53,7 @@ async fn a_connectors_tenant_list_binds_registration_routes_and_dispatch() {
         })
         .start()
         .await;
-    let private = h.app.connectors.simulator_named("private").unwrap();
+    let private = h.app.engine.connectors.simulator_named("private").unwrap();
     // Registration: neither the tenant nor the operator can put a number there.
     let body = json!({"number": "+15550003333", "connector": "private"});
     let (status, answer) = h.call(Method::POST, "/v1/numbers", Some(body.clone()), Some(&h.key)).await;
@@ -74,6 +74,7 @@ async fn a_connectors_tenant_list_binds_registration_routes_and_dispatch() {
 
     // A number already on it (assigned before the list narrowed) cannot send there.
     h.app
+        .engine
         .db
         .add_number(&NewNumber {
             number: "+15550004444".into(),
@@ -84,7 +85,7 @@ async fn a_connectors_tenant_list_binds_registration_routes_and_dispatch() {
         })
         .await
         .unwrap();
-    h.app.directory.reload(h.app.db.as_ref()).await.unwrap();
+    h.app.engine.directory.reload(h.app.engine.db.as_ref()).await.unwrap();
     let m = h
         .post("/v1/messages", json!({"to": CUSTOMER, "from": "+15550004444", "message": "hi"}), StatusCode::ACCEPTED)
         .await;
@@ -105,7 +106,7 @@ async fn a_number_on_a_verifying_connector_is_the_tenants_once_the_code_comes_ba
         })
         .start()
         .await;
-    let carrier = h.app.connectors.simulator_named("carrier").unwrap();
+    let carrier = h.app.engine.connectors.simulator_named("carrier").unwrap();
     let claimed = "+15550002222";
     let answer = h.post("/v1/numbers", json!({"number": claimed, "connector": "carrier"}), StatusCode::ACCEPTED).await;
     assert_eq!(answer["status"], "pending_verification", "{answer}");
@@ -149,7 +150,7 @@ async fn a_number_on_a_verifying_connector_is_the_tenants_once_the_code_comes_ba
     }
     let (status, answer) = h.call(Method::POST, &verify2, Some(json!({"code": code2})), Some(&h.key)).await;
     assert_eq!((status, code(&answer)), (StatusCode::CONFLICT, "VERIFICATION_EXPIRED"), "{answer}");
-    assert!(!h.app.directory.snapshot().numbers.contains_key(second));
+    assert!(!h.app.engine.directory.snapshot().numbers.contains_key(second));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,8 +9,8 @@ use super::*;
 use serde_json::json;
 use switchboard::connectors::ConnectorSettings;
 use switchboard::pipeline::Notification;
-use switchboard::tenancy::{Route, Strategy};
 use switchboard::secrets::KeyMode;
+use switchboard::tenancy::{Route, Strategy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_rate_limit_holds_across_all_its_keys() {
@@ -20,7 +20,7 @@ async fn a_tenants_rate_limit_holds_across_all_its_keys() {
     assert_eq!(status, StatusCode::OK);
     let mut keys = vec![h.key.clone()];
     for _ in 0..3 {
-        keys.push(h.app.create_api_key(&h.tenant, KeyMode::Live, None).await.unwrap());
+        keys.push(h.app.control.create_api_key(&h.tenant, KeyMode::Live, None).await.unwrap());
     }
     let mut allowed = 0;
     for i in 0..40 {

@@ -66,7 +66,7 @@ async fn a_timer_fork_bomb_is_stopped_while_another_tenant_is_answered() {
     })
     .await;
     // ...and never holds more than it.
-    let pending = h.app.db.timers_pending(&h.tenant).await.unwrap();
+    let pending = h.app.engine.db.timers_pending(&h.tenant).await.unwrap();
     assert!(pending <= 64, "{pending} timers pending");
     // Meanwhile the other tenant's customers are answered.
     let mut replies = Vec::new();
@@ -82,7 +82,7 @@ async fn a_timer_fork_bomb_is_stopped_while_another_tenant_is_answered() {
         })
         .await;
     }
-    assert!(h.app.db.timers_pending(&h.tenant).await.unwrap() <= 64);
+    assert!(h.app.engine.db.timers_pending(&h.tenant).await.unwrap() <= 64);
     assert!(!other.is_empty());
 }
 
@@ -108,7 +108,7 @@ async fn a_kv_flood_across_invocations_is_stopped_by_the_tenant_quota() {
     watch.events_settled("done", 3).await;
     let bodies: Vec<String> = h.sent(3).await.into_iter().map(|m| m.body).collect();
     assert!(bodies.iter().all(|b| b.contains("quota-exceeded")), "{bodies:?}");
-    let (_, bytes) = h.app.db.kv_usage(&h.tenant).await.unwrap();
+    let (_, bytes) = h.app.engine.db.kv_usage(&h.tenant).await.unwrap();
     assert!(bytes <= 300_000, "{bytes} bytes kept");
 }
 

@@ -10,7 +10,7 @@ use serde_json::json;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use switchboard::app::Dns;
+use switchboard::net::Dns;
 use switchboard::net::Lookup;
 
 /// A resolver that answers from a script: the n-th query gets the n-th

@@ -8,7 +8,7 @@ use serde_json::json;
 use switchboard::secrets::KeyMode;
 
 async fn test_key(h: &Harness) -> String {
-    h.app.create_api_key(&h.tenant, KeyMode::Test, Some("ci")).await.unwrap()
+    h.app.control.create_api_key(&h.tenant, KeyMode::Test, Some("ci")).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +51,7 @@ async fn a_test_key_cannot_change_live_configuration() {
 async fn an_event_posted_with_a_test_key_runs_its_plugin_in_test_mode() {
     let h =
         harness().plugins(&["order-notifications"]).settings(|s| s.pricing.per_segment = "0.05".into()).start().await;
-    h.app.credit(&h.tenant, 10_000_000, "test").await.unwrap();
+    h.app.control.credit(&h.tenant, 10_000_000, "test").await.unwrap();
     let key = test_key(&h).await;
     let mut watch = h.watch();
     let body = json!({"name": "order.shipped", "payload": {"id": "7", "phone": CUSTOMER, "tracking_url": "https://t.example/7"}});

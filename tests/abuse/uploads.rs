@@ -23,7 +23,7 @@ async fn a_function_with_twenty_thousand_locals_is_refused_before_it_compiles() 
     let (status, answer) = h.deploy(&h.key, MANIFEST, &wasm).await;
     assert_eq!((status, code(&answer)), (StatusCode::BAD_REQUEST, "COMPONENT_TOO_COMPLEX"), "{answer}");
     assert!(answer["error"]["message"].as_str().unwrap().contains("20000 locals"), "{answer}");
-    assert_eq!(h.app.runtime.stats().compiled.load(std::sync::atomic::Ordering::Relaxed), 0, "never compiled");
+    assert_eq!(h.app.engine.runtime.stats().compiled.load(std::sync::atomic::Ordering::Relaxed), 0, "never compiled");
     assert_eq!(cached_files(cache.path()), 0, "nothing cached");
 }
 
@@ -38,7 +38,7 @@ async fn a_component_outside_our_world_is_refused_uncompiled_and_leaves_nothing(
     let imports = wat::parse_str("(component (import \"evil:host/spawn\" (func)))").unwrap();
     let (status, answer) = h.deploy(&h.key, MANIFEST, &imports).await;
     assert_eq!((status, code(&answer)), (StatusCode::BAD_REQUEST, "UNKNOWN_IMPORT"), "{answer}");
-    assert_eq!(h.app.runtime.stats().compiled.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(h.app.engine.runtime.stats().compiled.load(std::sync::atomic::Ordering::Relaxed), 0);
     assert_eq!(cached_files(cache.path()), 0);
     assert!(h.get("/v1/plugins").await["data"].as_array().unwrap().is_empty());
 }

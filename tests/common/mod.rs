@@ -165,12 +165,12 @@ impl Builder {
         let database = scratch_database(&mut settings).await;
         let clock = self.clock;
         let app = App::start(settings.clone(), clock.clone()).await.expect("engine starts");
-        let tenant = app.create_tenant("Test tenant").await.expect("tenant");
-        app.add_number(&tenant, NUMBER, self.number_connector, true).await.expect("number");
-        let key = app.create_api_key(&tenant, KeyMode::Live, None).await.expect("key");
+        let tenant = app.control.create_tenant("Test tenant").await.expect("tenant");
+        app.control.add_number(&tenant, NUMBER, self.number_connector, true).await.expect("number");
+        let key = app.control.create_api_key(&tenant, KeyMode::Live, None).await.expect("key");
         for plugin in self.plugins {
             let (manifest, wasm) = load_plugin(plugin);
-            app.deploy_plugin(&tenant, &manifest, &wasm).await.expect("deploy");
+            app.control.deploy_plugin(&tenant, &manifest, &wasm).await.expect("deploy");
         }
         Harness { app, dir, clock, tenant, key, settings, database }
     }
@@ -200,7 +200,9 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let app = self.app.clone();
-        tokio::spawn(async move { switchboard::api::run(app, listener, std::future::pending()).await.unwrap() });
+        tokio::spawn(
+            async move { switchboard::api::run(app.api.clone(), listener, std::future::pending()).await.unwrap() },
+        );
         url
     }
 
@@ -210,20 +212,20 @@ impl Harness {
     }
 
     pub fn plugin_id(&self, name: &str) -> String {
-        self.app.directory.snapshot().plugin_names[&(self.tenant.clone(), name.to_string())].clone()
+        self.app.engine.directory.snapshot().plugin_names[&(self.tenant.clone(), name.to_string())].clone()
     }
 
     pub fn sim(&self) -> Arc<Simulator> {
-        self.app.connectors.simulator().expect("simulator")
+        self.app.engine.connectors.simulator().expect("simulator")
     }
 
     pub fn sandbox(&self) -> Arc<Simulator> {
-        self.app.connectors.sandbox().expect("sandbox")
+        self.app.engine.connectors.sandbox().expect("sandbox")
     }
 
     /// Subscribe before acting, then await what happens.
     pub fn watch(&self) -> Watch {
-        Watch { rx: self.app.pipeline.notifications.subscribe() }
+        Watch { rx: self.app.engine.pipeline.notifications.subscribe() }
     }
 
     pub async fn call(&self, method: Method, uri: &str, body: Option<Value>, key: Option<&str>) -> (StatusCode, Value) {
@@ -362,7 +364,7 @@ pub async fn raw(app: &Arc<App>, req: Request<Body>) -> (StatusCode, Value) {
 }
 
 pub async fn raw_with_headers(app: &Arc<App>, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let response = switchboard::api::router(app.clone()).oneshot(req).await.expect("router answers");
+    let response = switchboard::api::router(app.api.clone()).oneshot(req).await.expect("router answers");
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.expect("body").to_bytes();

@@ -5,7 +5,7 @@ use super::auth::{AuthTenant, LiveTenant};
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
 use super::json::Query;
-use crate::app::App;
+use crate::api::Context;
 use crate::billing::format_amount;
 use crate::clock::to_rfc3339;
 use crate::secrets::KeyMode;
@@ -50,7 +50,7 @@ pub struct UsageQuery {
 #[utoipa::path(get, path = "/v1/account", tag = "account", params(UsageQuery),
     responses((status = 200, body = AccountJson)), security(("api_key" = [])))]
 pub async fn get(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     Query(q): Query<UsageQuery>,
 ) -> Result<axum::Json<AccountJson>, ApiError> {
@@ -58,10 +58,12 @@ pub async fn get(
     if !(1..=366).contains(&days) {
         return Err(ApiError::bad_request("INVALID_PARAMETER", "days is 1 to 366").with_field("days"));
     }
-    let account = app.db.account(&auth.tenant_id).await?.ok_or_else(|| ApiError::internal("account vanished"))?;
-    let today = app.clock.now_ms() / 86_400_000;
+    let account =
+        ctx.engine.db.account(&auth.tenant_id).await?.ok_or_else(|| ApiError::internal("account vanished"))?;
+    let today = ctx.engine.clock.now_ms() / 86_400_000;
     let since = (today - days as i64 + 1) * 86_400_000;
-    let usage = app
+    let usage = ctx
+        .engine
         .db
         .usage(&auth.tenant_id, since)
         .await?
@@ -78,7 +80,7 @@ pub async fn get(
         tenant_id: account.tenant_id,
         name: account.name,
         balance: format_amount(account.balance),
-        currency: app.pricing.currency.clone(),
+        currency: ctx.engine.pricing.currency.clone(),
         webhook_url: account.webhook_url,
         usage,
     }))
@@ -116,12 +118,13 @@ pub struct LedgerQuery {
 #[utoipa::path(get, path = "/v1/account/ledger", tag = "account", params(LedgerQuery),
     responses((status = 200, body = LedgerJson)), security(("api_key" = [])))]
 pub async fn ledger(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     Query(q): Query<LedgerQuery>,
 ) -> Result<axum::Json<LedgerJson>, ApiError> {
     let limit = super::params::page_limit(q.limit, 100, 1000)?;
-    let data = app
+    let data = ctx
+        .engine
         .db
         .ledger(&auth.tenant_id, limit)
         .await?
@@ -150,8 +153,12 @@ pub struct WebhookConfig {
 /// The account's default status webhook.
 #[utoipa::path(get, path = "/v1/account/webhook", tag = "account",
     responses((status = 200, body = WebhookConfig)), security(("api_key" = [])))]
-pub async fn get_webhook(State(app): State<Arc<App>>, auth: AuthTenant) -> Result<axum::Json<WebhookConfig>, ApiError> {
-    let account = app.db.account(&auth.tenant_id).await?.ok_or_else(|| ApiError::internal("account vanished"))?;
+pub async fn get_webhook(
+    State(ctx): State<Arc<Context>>,
+    auth: AuthTenant,
+) -> Result<axum::Json<WebhookConfig>, ApiError> {
+    let account =
+        ctx.engine.db.account(&auth.tenant_id).await?.ok_or_else(|| ApiError::internal("account vanished"))?;
     Ok(axum::Json(WebhookConfig { url: account.webhook_url }))
 }
 
@@ -159,7 +166,7 @@ pub async fn get_webhook(State(app): State<Arc<App>>, auth: AuthTenant) -> Resul
 #[utoipa::path(put, path = "/v1/account/webhook", tag = "account", request_body = WebhookConfig,
     responses((status = 200, body = WebhookConfig), (status = 400, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn put_webhook(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     Json(body): Json<WebhookConfig>,
 ) -> Result<axum::Json<WebhookConfig>, ApiError> {
@@ -167,7 +174,7 @@ pub async fn put_webhook(
         crate::net::parse_http_url(url)
             .map_err(|e| ApiError::bad_request("INVALID_FIELD", e.to_string()).with_field("url"))?;
     }
-    app.db.set_webhook(&auth.tenant_id, body.url.as_deref(), None).await?;
+    ctx.engine.db.set_webhook(&auth.tenant_id, body.url.as_deref(), None).await?;
     Ok(axum::Json(body))
 }
 
@@ -184,8 +191,9 @@ pub struct RegionConfig {
 /// The default region for numbers without a country code.
 #[utoipa::path(get, path = "/v1/account/region", tag = "account",
     responses((status = 200, body = RegionConfig)), security(("api_key" = [])))]
-pub async fn get_region(State(app): State<Arc<App>>, auth: AuthTenant) -> axum::Json<RegionConfig> {
-    let default_region = app.directory.snapshot().tenants.get(&auth.tenant_id).and_then(|t| t.default_region.clone());
+pub async fn get_region(State(ctx): State<Arc<Context>>, auth: AuthTenant) -> axum::Json<RegionConfig> {
+    let default_region =
+        ctx.engine.directory.snapshot().tenants.get(&auth.tenant_id).and_then(|t| t.default_region.clone());
     axum::Json(RegionConfig { default_region })
 }
 
@@ -193,7 +201,7 @@ pub async fn get_region(State(app): State<Arc<App>>, auth: AuthTenant) -> axum::
 #[utoipa::path(put, path = "/v1/account/region", tag = "account", request_body = RegionConfig,
     responses((status = 200, body = RegionConfig), (status = 400, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn put_region(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     Json(body): Json<RegionConfig>,
 ) -> Result<axum::Json<RegionConfig>, ApiError> {
@@ -207,7 +215,8 @@ pub async fn put_region(
             .with_field("default_region")
         })?),
     };
-    let tenant = app
+    let tenant = ctx
+        .engine
         .directory
         .snapshot()
         .tenants
@@ -216,7 +225,7 @@ pub async fn put_region(
         .ok_or_else(|| ApiError::internal("tenant vanished"))?;
     let mut settings = tenant.settings.clone();
     settings.default_region = default_region.clone();
-    app.update_tenant_settings(&auth.tenant_id, &settings).await.map_err(ApiError::internal)?;
+    ctx.control.update_tenant_settings(&auth.tenant_id, &settings).await.map_err(ApiError::internal)?;
     Ok(axum::Json(RegionConfig { default_region }))
 }
 
@@ -230,10 +239,10 @@ pub struct WebhookSecretJson {
 #[utoipa::path(post, path = "/v1/account/webhook/secret", tag = "account",
     responses((status = 201, body = WebhookSecretJson)), security(("api_key" = [])))]
 pub async fn rotate_webhook_secret(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
 ) -> Result<(StatusCode, axum::Json<WebhookSecretJson>), ApiError> {
-    let secret = app.rotate_webhook_secret(&auth.tenant_id).await.map_err(ApiError::internal)?;
+    let secret = ctx.control.rotate_webhook_secret(&auth.tenant_id).await.map_err(ApiError::internal)?;
     Ok((StatusCode::CREATED, axum::Json(WebhookSecretJson { secret })))
 }
 
@@ -258,8 +267,9 @@ pub struct KeyList {
 
 /// The tenant's API keys (never the secrets).
 #[utoipa::path(get, path = "/v1/keys", tag = "keys", responses((status = 200, body = KeyList)), security(("api_key" = [])))]
-pub async fn list_keys(State(app): State<Arc<App>>, auth: AuthTenant) -> Result<axum::Json<KeyList>, ApiError> {
-    let data = app
+pub async fn list_keys(State(ctx): State<Arc<Context>>, auth: AuthTenant) -> Result<axum::Json<KeyList>, ApiError> {
+    let data = ctx
+        .engine
         .db
         .list_keys(&auth.tenant_id)
         .await?
@@ -299,7 +309,7 @@ pub struct NewKeyJson {
     responses((status = 201, body = NewKeyJson), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn create_key(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     Json(body): Json<CreateKey>,
 ) -> Result<(StatusCode, axum::Json<NewKeyJson>), ApiError> {
@@ -308,8 +318,9 @@ pub async fn create_key(
         return Err(ApiError::forbidden("TEST_KEY", "a test key cannot create live keys"));
     }
     let (id, key) =
-        app.issue_api_key(&auth.tenant_id, mode, body.label.as_deref()).await.map_err(ApiError::internal)?;
-    app.audit(&auth.actor(), "key.create", &id, serde_json::json!({ "mode": mode.as_str(), "label": body.label }))
+        ctx.control.issue_api_key(&auth.tenant_id, mode, body.label.as_deref()).await.map_err(ApiError::internal)?;
+    ctx.control
+        .audit(&auth.actor(), "key.create", &id, serde_json::json!({ "mode": mode.as_str(), "label": body.label }))
         .await;
     Ok((StatusCode::CREATED, axum::Json(NewKeyJson { id, key, mode: mode.as_str().into() })))
 }
@@ -318,12 +329,12 @@ pub async fn create_key(
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "Key id")),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn revoke_key(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if app.revoke_api_key(&auth.tenant_id, &id).await.map_err(ApiError::internal)? {
-        app.audit(&auth.actor(), "key.revoke", &id, serde_json::json!({})).await;
+    if ctx.control.revoke_api_key(&auth.tenant_id, &id).await.map_err(ApiError::internal)? {
+        ctx.control.audit(&auth.actor(), "key.revoke", &id, serde_json::json!({})).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("KEY_NOT_FOUND", format!("no live key {id:?}")))

@@ -10,9 +10,10 @@
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
 use super::json::Query;
-use crate::app::{AdminError, App};
+use crate::api::Context;
 use crate::billing::{format_amount, parse_amount};
 use crate::clock::to_rfc3339;
+use crate::control::AdminError;
 use crate::secrets::{self, KeyMode};
 use crate::tenancy::Quotas;
 use axum::extract::{FromRequestParts, Path, State};
@@ -25,10 +26,10 @@ use utoipa::{IntoParams, ToSchema};
 /// Proof that the request carries the admin token.
 pub struct Admin;
 
-impl FromRequestParts<Arc<App>> for Admin {
+impl FromRequestParts<Arc<Context>> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, ctx: &Arc<Context>) -> Result<Self, ApiError> {
         let presented = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -36,7 +37,7 @@ impl FromRequestParts<Arc<App>> for Admin {
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim());
-        let expected = app.settings.admin_token.as_ref().map(|t| secrets::hash_key(t.expose()));
+        let expected = ctx.admin_token.as_ref().map(|t| secrets::hash_key(t.expose()));
         match (presented, expected) {
             (Some(p), Some(e)) if secrets::constant_time_eq(&secrets::hash_key(p), &e) => Ok(Admin),
             (_, None) => Err(ApiError::unauthorized("the admin API is disabled: no admin token is configured")),
@@ -78,7 +79,7 @@ pub struct BalanceJson {
     responses((status = 200, body = BalanceJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn credit(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     _admin: Admin,
     Path(tenant_id): Path<String>,
     Json(body): Json<Credit>,
@@ -93,13 +94,19 @@ pub async fn credit(
     }
     let amount = parse_amount(&body.amount)
         .map_err(|e| ApiError::bad_request("INVALID_AMOUNT", e.to_string()).with_field("amount"))?;
-    let balance = app.credit(&tenant_id, amount, body.note.as_deref().unwrap_or("")).await.map_err(|e| match e {
-        AdminError::NotFound(_) => ApiError::not_found("TENANT_NOT_FOUND", format!("no tenant {tenant_id:?}")),
-        e => ApiError::internal(e),
-    })?;
-    app.audit(ACTOR, "tenant.credit", &tenant_id, serde_json::json!({ "amount": body.amount, "note": body.note }))
+    let balance =
+        ctx.control.credit(&tenant_id, amount, body.note.as_deref().unwrap_or("")).await.map_err(|e| match e {
+            AdminError::NotFound(_) => ApiError::not_found("TENANT_NOT_FOUND", format!("no tenant {tenant_id:?}")),
+            e => ApiError::internal(e),
+        })?;
+    ctx.control
+        .audit(ACTOR, "tenant.credit", &tenant_id, serde_json::json!({ "amount": body.amount, "note": body.note }))
         .await;
-    Ok(axum::Json(BalanceJson { tenant_id, balance: format_amount(balance), currency: app.pricing.currency.clone() }))
+    Ok(axum::Json(BalanceJson {
+        tenant_id,
+        balance: format_amount(balance),
+        currency: ctx.engine.pricing.currency.clone(),
+    }))
 }
 
 /// The audit log's name for the operator.
@@ -115,8 +122,9 @@ fn admin_error(e: AdminError) -> ApiError {
     }
 }
 
-fn tenant_profile(app: &App, id: &str) -> Result<Arc<crate::directory::TenantProfile>, ApiError> {
-    app.directory
+fn tenant_profile(ctx: &Context, id: &str) -> Result<Arc<crate::directory::TenantProfile>, ApiError> {
+    ctx.engine
+        .directory
         .snapshot()
         .tenants
         .get(id)
@@ -146,13 +154,16 @@ pub struct CreatedTenant {
     responses((status = 201, body = CreatedTenant), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn create_tenant(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     _admin: Admin,
     Json(body): Json<NewTenant>,
 ) -> Result<(StatusCode, axum::Json<CreatedTenant>), ApiError> {
-    let id = app.create_tenant(&body.name).await.map_err(admin_error)?;
-    let (api_key_id, api_key) = app.issue_api_key(&id, KeyMode::Live, Some("initial")).await.map_err(admin_error)?;
-    app.audit(ACTOR, "tenant.create", &id, serde_json::json!({ "name": body.name.trim(), "key_id": api_key_id })).await;
+    let id = ctx.control.create_tenant(&body.name).await.map_err(admin_error)?;
+    let (api_key_id, api_key) =
+        ctx.control.issue_api_key(&id, KeyMode::Live, Some("initial")).await.map_err(admin_error)?;
+    ctx.control
+        .audit(ACTOR, "tenant.create", &id, serde_json::json!({ "name": body.name.trim(), "key_id": api_key_id }))
+        .await;
     Ok((StatusCode::CREATED, axum::Json(CreatedTenant { id, name: body.name.trim().to_string(), api_key, api_key_id })))
 }
 
@@ -193,8 +204,8 @@ pub struct TenantList {
     data: Vec<TenantJson>,
 }
 
-fn tenant_json(app: &App, t: &crate::directory::TenantProfile) -> TenantJson {
-    let snapshot = app.directory.snapshot();
+fn tenant_json(ctx: &Context, t: &crate::directory::TenantProfile) -> TenantJson {
+    let snapshot = ctx.engine.directory.snapshot();
     let mut numbers: Vec<String> =
         snapshot.numbers.iter().filter(|(_, owner)| **owner == t.id).map(|(n, _)| n.clone()).collect();
     numbers.sort();
@@ -208,7 +219,7 @@ fn tenant_json(app: &App, t: &crate::directory::TenantProfile) -> TenantJson {
         sender_ids,
         limits: TenantLimits::of(&t.settings),
         effective_quotas: {
-            let limits = &app.settings.limits;
+            let limits = &ctx.engine.limits;
             let q = t.settings.quotas.resolve(limits);
             EffectiveQuotas {
                 fuel: q.fuel,
@@ -229,9 +240,9 @@ fn tenant_json(app: &App, t: &crate::directory::TenantProfile) -> TenantJson {
 /// Every tenant.
 #[utoipa::path(get, path = "/admin/v1/tenants", tag = "admin",
     responses((status = 200, body = TenantList), (status = 401, body = ErrorBody)), security(("admin_token" = [])))]
-pub async fn list_tenants(State(app): State<Arc<App>>, _admin: Admin) -> axum::Json<TenantList> {
-    let snapshot = app.directory.snapshot();
-    let mut data: Vec<TenantJson> = snapshot.tenants.values().map(|t| tenant_json(&app, t)).collect();
+pub async fn list_tenants(State(ctx): State<Arc<Context>>, _admin: Admin) -> axum::Json<TenantList> {
+    let snapshot = ctx.engine.directory.snapshot();
+    let mut data: Vec<TenantJson> = snapshot.tenants.values().map(|t| tenant_json(&ctx, t)).collect();
     data.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     axum::Json(TenantList { data })
 }
@@ -241,20 +252,20 @@ pub async fn list_tenants(State(app): State<Arc<App>>, _admin: Admin) -> axum::J
     responses((status = 200, body = TenantJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn get_tenant(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<axum::Json<TenantJson>, ApiError> {
-    Ok(axum::Json(tenant_json(&app, &*tenant_profile(&app, &id)?)))
+    Ok(axum::Json(tenant_json(&ctx, &*tenant_profile(&ctx, &id)?)))
 }
 
-async fn set_active(app: Arc<App>, id: String, active: bool) -> Result<axum::Json<TenantJson>, ApiError> {
-    app.set_tenant_active(&id, active).await.map_err(|e| match e {
+async fn set_active(ctx: Arc<Context>, id: String, active: bool) -> Result<axum::Json<TenantJson>, ApiError> {
+    ctx.control.set_tenant_active(&id, active).await.map_err(|e| match e {
         AdminError::NotFound(_) => ApiError::not_found("TENANT_NOT_FOUND", format!("no tenant {id:?}")),
         e => admin_error(e),
     })?;
-    app.audit(ACTOR, if active { "tenant.enable" } else { "tenant.disable" }, &id, serde_json::json!({})).await;
-    Ok(axum::Json(tenant_json(&app, &*tenant_profile(&app, &id)?)))
+    ctx.control.audit(ACTOR, if active { "tenant.enable" } else { "tenant.disable" }, &id, serde_json::json!({})).await;
+    Ok(axum::Json(tenant_json(&ctx, &*tenant_profile(&ctx, &id)?)))
 }
 
 /// Disable a tenant: its keys are refused and its plugins stop running.
@@ -262,11 +273,11 @@ async fn set_active(app: Arc<App>, id: String, active: bool) -> Result<axum::Jso
     responses((status = 200, body = TenantJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn disable_tenant(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<axum::Json<TenantJson>, ApiError> {
-    set_active(app, id, false).await
+    set_active(ctx, id, false).await
 }
 
 /// Enable a disabled tenant.
@@ -274,11 +285,11 @@ pub async fn disable_tenant(
     responses((status = 200, body = TenantJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn enable_tenant(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<axum::Json<TenantJson>, ApiError> {
-    set_active(app, id, true).await
+    set_active(ctx, id, true).await
 }
 
 /// A tenant's quotas and API rate limits. Absent: no tenant-level limit
@@ -313,7 +324,7 @@ impl TenantLimits {
         (status = 404, body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn put_limits(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     _admin: Admin,
     Path(id): Path<String>,
     Json(body): Json<TenantLimits>,
@@ -333,14 +344,16 @@ pub async fn put_limits(
     if let Some((field, _)) = positive.iter().find(|(_, v)| v.is_some_and(|v| v <= 0)) {
         return Err(ApiError::bad_request("INVALID_FIELD", "limits are positive numbers").with_field(*field));
     }
-    let tenant = tenant_profile(&app, &id)?;
+    let tenant = tenant_profile(&ctx, &id)?;
     let mut settings = tenant.settings.clone();
     settings.quotas = body.quotas;
     settings.requests_per_second = body.requests_per_second;
     settings.requests_per_day = body.requests_per_day;
-    app.update_tenant_settings(&id, &settings).await.map_err(admin_error)?;
-    app.audit(ACTOR, "tenant.limits", &id, serde_json::to_value(TenantLimits::of(&settings)).unwrap_or_default()).await;
-    Ok(axum::Json(tenant_json(&app, &*tenant_profile(&app, &id)?)))
+    ctx.control.update_tenant_settings(&id, &settings).await.map_err(admin_error)?;
+    ctx.control
+        .audit(ACTOR, "tenant.limits", &id, serde_json::to_value(TenantLimits::of(&settings)).unwrap_or_default())
+        .await;
+    Ok(axum::Json(tenant_json(&ctx, &*tenant_profile(&ctx, &id)?)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -368,21 +381,22 @@ pub struct IssuedKey {
         (status = 404, body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn create_key(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     _admin: Admin,
     Path(tenant_id): Path<String>,
     Json(body): Json<NewKey>,
 ) -> Result<(StatusCode, axum::Json<IssuedKey>), ApiError> {
-    tenant_profile(&app, &tenant_id)?;
+    tenant_profile(&ctx, &tenant_id)?;
     let mode = super::auth::new_key_mode(body.mode.as_deref(), body.label.as_deref())?;
-    let (id, key) = app.issue_api_key(&tenant_id, mode, body.label.as_deref()).await.map_err(admin_error)?;
-    app.audit(
-        ACTOR,
-        "key.create",
-        &tenant_id,
-        serde_json::json!({ "key_id": id, "mode": mode.as_str(), "label": body.label }),
-    )
-    .await;
+    let (id, key) = ctx.control.issue_api_key(&tenant_id, mode, body.label.as_deref()).await.map_err(admin_error)?;
+    ctx.control
+        .audit(
+            ACTOR,
+            "key.create",
+            &tenant_id,
+            serde_json::json!({ "key_id": id, "mode": mode.as_str(), "label": body.label }),
+        )
+        .await;
     Ok((StatusCode::CREATED, axum::Json(IssuedKey { id, key, mode: mode.as_str().into() })))
 }
 
@@ -392,14 +406,14 @@ pub async fn create_key(
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn revoke_key(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     _admin: Admin,
     Path((tenant_id, key_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    if !app.revoke_api_key(&tenant_id, &key_id).await.map_err(admin_error)? {
+    if !ctx.control.revoke_api_key(&tenant_id, &key_id).await.map_err(admin_error)? {
         return Err(ApiError::not_found("KEY_NOT_FOUND", format!("tenant {tenant_id:?} has no live key {key_id:?}")));
     }
-    app.audit(ACTOR, "key.revoke", &tenant_id, serde_json::json!({ "key_id": key_id })).await;
+    ctx.control.audit(ACTOR, "key.revoke", &tenant_id, serde_json::json!({ "key_id": key_id })).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -431,14 +445,16 @@ pub struct NumberJson {
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn add_number(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     _admin: Admin,
     Path(tenant_id): Path<String>,
     Json(body): Json<NewNumber>,
 ) -> Result<(StatusCode, axum::Json<NumberJson>), ApiError> {
-    tenant_profile(&app, &tenant_id)?;
-    let number = app.add_number(&tenant_id, &body.number, &body.connector, body.default).await.map_err(admin_error)?;
-    app.audit(ACTOR, "number.add", &tenant_id, serde_json::json!({ "number": number, "connector": body.connector }))
+    tenant_profile(&ctx, &tenant_id)?;
+    let number =
+        ctx.control.add_number(&tenant_id, &body.number, &body.connector, body.default).await.map_err(admin_error)?;
+    ctx.control
+        .audit(ACTOR, "number.add", &tenant_id, serde_json::json!({ "number": number, "connector": body.connector }))
         .await;
     Ok((StatusCode::CREATED, axum::Json(NumberJson { number, connector: body.connector, default: body.default })))
 }
@@ -463,20 +479,20 @@ pub struct NewSenderId {
         (status = 409, body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn add_sender_id(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     _admin: Admin,
     Path(tenant_id): Path<String>,
     Json(body): Json<NewSenderId>,
 ) -> Result<StatusCode, ApiError> {
-    tenant_profile(&app, &tenant_id)?;
+    tenant_profile(&ctx, &tenant_id)?;
     super::numbers::check_sender_id(&body.sender_id)?;
-    app.assign_sender_id(&tenant_id, &body.sender_id).await.map_err(admin_error)?;
-    app.audit(ACTOR, "sender_id.add", &tenant_id, serde_json::json!({ "sender_id": body.sender_id })).await;
+    ctx.control.assign_sender_id(&tenant_id, &body.sender_id).await.map_err(admin_error)?;
+    ctx.control.audit(ACTOR, "sender_id.add", &tenant_id, serde_json::json!({ "sender_id": body.sender_id })).await;
     Ok(StatusCode::CREATED)
 }
 
-async fn decide(app: &App, tenant_id: &str, sender_id: &str, approve: bool) -> Result<StatusCode, ApiError> {
-    app.decide_sender_id(tenant_id, sender_id, approve).await.map_err(|e| match e {
+async fn decide(ctx: &Context, tenant_id: &str, sender_id: &str, approve: bool) -> Result<StatusCode, ApiError> {
+    ctx.control.decide_sender_id(tenant_id, sender_id, approve).await.map_err(|e| match e {
         AdminError::NotFound(_) => ApiError::not_found(
             "SENDER_ID_NOT_FOUND",
             format!("tenant {tenant_id:?} has not asked for sender ID {sender_id:?}"),
@@ -487,7 +503,7 @@ async fn decide(app: &App, tenant_id: &str, sender_id: &str, approve: bool) -> R
         e => admin_error(e),
     })?;
     let action = if approve { "sender_id.approve" } else { "sender_id.reject" };
-    app.audit(ACTOR, action, tenant_id, serde_json::json!({ "sender_id": sender_id })).await;
+    ctx.control.audit(ACTOR, action, tenant_id, serde_json::json!({ "sender_id": sender_id })).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -498,11 +514,11 @@ async fn decide(app: &App, tenant_id: &str, sender_id: &str, approve: bool) -> R
         (status = 409, description = "SENDER_ID_TAKEN: another tenant holds it", body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn approve_sender_id(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     _admin: Admin,
     Path((tenant_id, sender_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    decide(&app, &tenant_id, &sender_id, true).await
+    decide(&ctx, &tenant_id, &sender_id, true).await
 }
 
 /// Reject a sender ID a tenant asked for.
@@ -511,11 +527,11 @@ pub async fn approve_sender_id(
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn reject_sender_id(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     _admin: Admin,
     Path((tenant_id, sender_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    decide(&app, &tenant_id, &sender_id, false).await
+    decide(&ctx, &tenant_id, &sender_id, false).await
 }
 
 #[derive(Serialize, ToSchema)]
@@ -535,20 +551,14 @@ pub struct ConnectorList {
 /// The configured carrier connectors and their circuit state.
 #[utoipa::path(get, path = "/admin/v1/connectors", tag = "admin",
     responses((status = 200, body = ConnectorList), (status = 401, body = ErrorBody)), security(("admin_token" = [])))]
-pub async fn connectors(State(app): State<Arc<App>>, _admin: Admin) -> axum::Json<ConnectorList> {
-    let mut data: Vec<ConnectorJson> = app
+pub async fn connectors(State(ctx): State<Arc<Context>>, _admin: Admin) -> axum::Json<ConnectorList> {
+    let mut data: Vec<ConnectorJson> = ctx
+        .engine
         .connectors
         .names()
         .map(|name| {
-            let kind = match app.settings.connectors.get(name) {
-                Some(crate::connectors::ConnectorSettings::Simulator(_)) => "simulator",
-                Some(crate::connectors::ConnectorSettings::Twilio(_)) => "twilio",
-                Some(crate::connectors::ConnectorSettings::Vonage(_)) => "vonage",
-                Some(crate::connectors::ConnectorSettings::Http(_)) => "http",
-                Some(crate::connectors::ConnectorSettings::Smpp(_)) => "smpp",
-                None => name,
-            };
-            let circuit = match app.connectors.get(name).map(|r| r.gate.state()) {
+            let kind = ctx.connector_kinds.get(name).copied().unwrap_or(name);
+            let circuit = match ctx.engine.connectors.get(name).map(|r| r.gate.state()) {
                 Some(crate::connectors::gate::CircuitState::Open) => "open",
                 Some(crate::connectors::gate::CircuitState::HalfOpen) => "half_open",
                 _ => "closed",
@@ -595,12 +605,12 @@ pub struct AuditList {
 #[utoipa::path(get, path = "/admin/v1/audit", tag = "admin", params(AuditQuery),
     responses((status = 200, body = AuditList), (status = 401, body = ErrorBody)), security(("admin_token" = [])))]
 pub async fn audit(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     _admin: Admin,
     Query(q): Query<AuditQuery>,
 ) -> Result<axum::Json<AuditList>, ApiError> {
     let limit = super::params::page_limit(q.limit, 100, 1000)?;
-    let rows = app.db.audit_log(limit, q.before).await?;
+    let rows = ctx.engine.db.audit_log(limit, q.before).await?;
     let next_before = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.id)).flatten();
     let data = rows
         .into_iter()

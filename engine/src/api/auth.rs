@@ -3,7 +3,7 @@
 //! directory and compared in constant time; the key itself is never logged.
 
 use super::error::ApiError;
-use crate::app::App;
+use crate::api::Context;
 use crate::secrets::{self, KeyMode};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -47,17 +47,17 @@ pub fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
-impl FromRequestParts<Arc<App>> for AuthTenant {
+impl FromRequestParts<Arc<Context>> for AuthTenant {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, ctx: &Arc<Context>) -> Result<Self, ApiError> {
         let Some(key) = presented_key(&parts.headers) else {
             return Err(ApiError::unauthorized(
                 "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
             ));
         };
         let hash = secrets::hash_key(key);
-        let snapshot = app.directory.snapshot();
+        let snapshot = ctx.engine.directory.snapshot();
         let found = snapshot
             .api_keys
             .get(&hash)
@@ -82,11 +82,11 @@ impl FromRequestParts<Arc<App>> for AuthTenant {
 #[derive(Debug, Clone)]
 pub struct LiveTenant(pub AuthTenant);
 
-impl FromRequestParts<Arc<App>> for LiveTenant {
+impl FromRequestParts<Arc<Context>> for LiveTenant {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        let auth = AuthTenant::from_request_parts(parts, app).await?;
+    async fn from_request_parts(parts: &mut Parts, ctx: &Arc<Context>) -> Result<Self, ApiError> {
+        let auth = AuthTenant::from_request_parts(parts, ctx).await?;
         if auth.mode == KeyMode::Test {
             return Err(ApiError::forbidden(
                 "TEST_KEY",

@@ -6,7 +6,7 @@
 //! The built-in `generic` connector takes `{"from", "to", "message"}` JSON.
 
 use super::error::{ApiError, ErrorBody};
-use crate::app::App;
+use crate::api::Context;
 use crate::connectors::{WebhookError, WebhookEvent, WebhookKind, WebhookRequest};
 use crate::pipeline::{delivery, ingest};
 use axum::body::Bytes;
@@ -31,9 +31,9 @@ pub struct InboundAccepted {
 }
 
 /// The URL the carrier called, as it sees it.
-fn public_url(app: &App, headers: &HeaderMap, uri: &Uri) -> String {
+fn public_url(ctx: &Context, headers: &HeaderMap, uri: &Uri) -> String {
     let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
-    match &app.settings.public_base_url {
+    match &ctx.public_base_url {
         Some(base) => format!("{}{path_and_query}", base.trim_end_matches('/')),
         None => {
             let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
@@ -43,7 +43,7 @@ fn public_url(app: &App, headers: &HeaderMap, uri: &Uri) -> String {
 }
 
 async fn webhook(
-    app: &App,
+    ctx: &Context,
     kind: WebhookKind,
     connector: &str,
     method: Method,
@@ -51,11 +51,12 @@ async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let registered = app
+    let registered = ctx
+        .engine
         .connectors
         .get(connector)
         .ok_or_else(|| ApiError::not_found("CONNECTOR_NOT_FOUND", format!("no connector named {connector:?}")))?;
-    let url = public_url(app, &headers, &uri);
+    let url = public_url(ctx, &headers, &uri);
     let req = WebhookRequest {
         url: &url,
         method: method.as_str(),
@@ -87,16 +88,16 @@ async fn webhook(
         id: Some(a.message_id),
     };
     let accepted = match event {
-        WebhookEvent::Inbound(sms) => Some(answer(ingest::accept(app, sms).await.map_err(ingest_error)?)),
+        WebhookEvent::Inbound(sms) => Some(answer(ingest::accept(&ctx.engine, sms).await.map_err(ingest_error)?)),
         WebhookEvent::InboundPart(part) => {
-            let a = ingest::accept_part(app, connector, part).await.map_err(ingest_error)?;
+            let a = ingest::accept_part(&ctx.engine, connector, part).await.map_err(ingest_error)?;
             Some(match a {
                 Some(a) => answer(a),
                 None => InboundAccepted { id: None, status: "part_stored", routed: 0 },
             })
         }
         WebhookEvent::Status(report) => {
-            delivery::record(app, std::slice::from_ref(&report)).await;
+            delivery::record(&ctx.engine, std::slice::from_ref(&report)).await;
             None
         }
         WebhookEvent::Ignored => None,
@@ -129,14 +130,14 @@ pub struct ReportRecorded {
         (status = 404, description = "CONNECTOR_NOT_FOUND, or UNKNOWN_NUMBER: no number on this connector", body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 429, description = "too many failed signatures from this address", body = ErrorBody)))]
 pub async fn inbound_post(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     Path(connector): Path<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    webhook(&app, WebhookKind::Inbound, &connector, method, uri, headers, body).await
+    webhook(&ctx, WebhookKind::Inbound, &connector, method, uri, headers, body).await
 }
 
 /// The same, for carriers that call with GET (Vonage).
@@ -146,13 +147,13 @@ pub async fn inbound_post(
             (InboundAccepted = "application/json"), (String = "text/xml"))),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn inbound_get(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     Path(connector): Path<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    webhook(&app, WebhookKind::Inbound, &connector, method, uri, headers, Bytes::new()).await
+    webhook(&ctx, WebhookKind::Inbound, &connector, method, uri, headers, Bytes::new()).await
 }
 
 /// A delivery report from a carrier, in the carrier's format.
@@ -162,14 +163,14 @@ pub async fn inbound_get(
     responses((status = 200, description = "Recorded", body = ReportRecorded), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn status_post(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     Path(connector): Path<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    webhook(&app, WebhookKind::Status, &connector, method, uri, headers, body).await
+    webhook(&ctx, WebhookKind::Status, &connector, method, uri, headers, body).await
 }
 
 /// The same, for carriers that call with GET (Vonage).
@@ -178,13 +179,13 @@ pub async fn status_post(
     responses((status = 200, description = "Recorded", body = ReportRecorded), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn status_get(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     Path(connector): Path<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    webhook(&app, WebhookKind::Status, &connector, method, uri, headers, Bytes::new()).await
+    webhook(&ctx, WebhookKind::Status, &connector, method, uri, headers, Bytes::new()).await
 }
 
 pub fn ingest_error(e: ingest::IngestError) -> ApiError {

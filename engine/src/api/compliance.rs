@@ -6,11 +6,11 @@ use super::auth::{AuthTenant, LiveTenant};
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
 use super::json::Query;
-use crate::app::App;
+use crate::api::Context;
 use crate::clock::to_rfc3339;
+use crate::compliance::{Compliance, OPT_OUT_REFUSALS, valid_quiet_hours};
 use crate::phone;
 use crate::store::OptOutRow;
-use crate::compliance::{Compliance, OPT_OUT_REFUSALS, valid_quiet_hours};
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -53,12 +53,12 @@ pub struct OptOutQuery {
 #[utoipa::path(get, path = "/v1/opt-outs", tag = "compliance", params(OptOutQuery),
     responses((status = 200, body = OptOutList)), security(("api_key" = [])))]
 pub async fn list(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     Query(q): Query<OptOutQuery>,
 ) -> Result<axum::Json<OptOutList>, ApiError> {
     let limit = super::params::page_limit(q.limit, 100, 1000)?;
-    let rows = app.db.list_opt_outs(&auth.tenant_id, limit, q.after.as_deref()).await?;
+    let rows = ctx.engine.db.list_opt_outs(&auth.tenant_id, limit, q.after.as_deref()).await?;
     let next_after = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.recipient.clone())).flatten();
     let data = rows
         .into_iter()
@@ -108,7 +108,7 @@ const MAX_IMPORT: usize = 10_000;
 #[utoipa::path(post, path = "/v1/opt-outs", tag = "compliance", request_body = ImportOptOuts,
     responses((status = 200, body = ImportResult), (status = 400, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn import(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     Json(body): Json<ImportOptOuts>,
 ) -> Result<axum::Json<ImportResult>, ApiError> {
@@ -116,9 +116,9 @@ pub async fn import(
         return Err(ApiError::bad_request("TOO_MANY_ITEMS", format!("at most {MAX_IMPORT} opt-outs per request"))
             .with_field("opt_outs"));
     }
-    let tenant = crate::pipeline::outbound::tenant(&app, &auth.tenant_id)
+    let tenant = crate::pipeline::outbound::tenant(&ctx.engine, &auth.tenant_id)
         .ok_or_else(|| ApiError::internal("tenant vanished"))?;
-    let now = app.clock.now_ms();
+    let now = ctx.engine.clock.now_ms();
     let mut rows = Vec::with_capacity(body.opt_outs.len());
     for (i, o) in body.opt_outs.into_iter().enumerate() {
         let field = |f: &str| format!("opt_outs[{i}].{f}");
@@ -142,14 +142,15 @@ pub async fn import(
         };
         rows.push(OptOutRow { recipient, scope, source: "import".into(), keyword: None, at });
     }
-    let imported = app.db.import_opt_outs(&auth.tenant_id, &rows).await?;
-    app.audit(
-        &auth.actor(),
-        "opt_outs.import",
-        &auth.tenant_id,
-        serde_json::json!({ "count": rows.len(), "new": imported }),
-    )
-    .await;
+    let imported = ctx.engine.db.import_opt_outs(&auth.tenant_id, &rows).await?;
+    ctx.control
+        .audit(
+            &auth.actor(),
+            "opt_outs.import",
+            &auth.tenant_id,
+            serde_json::json!({ "count": rows.len(), "new": imported }),
+        )
+        .await;
     Ok(axum::Json(ImportResult { imported, already_opted_out: rows.len() as u64 - imported }))
 }
 
@@ -164,10 +165,10 @@ pub struct ComplianceJson {
 /// Compliance settings and the count of refused sends.
 #[utoipa::path(get, path = "/v1/compliance", tag = "compliance",
     responses((status = 200, body = ComplianceJson)), security(("api_key" = [])))]
-pub async fn get(State(app): State<Arc<App>>, auth: AuthTenant) -> Result<axum::Json<ComplianceJson>, ApiError> {
-    let tenant = crate::pipeline::outbound::tenant(&app, &auth.tenant_id)
+pub async fn get(State(ctx): State<Arc<Context>>, auth: AuthTenant) -> Result<axum::Json<ComplianceJson>, ApiError> {
+    let tenant = crate::pipeline::outbound::tenant(&ctx.engine, &auth.tenant_id)
         .ok_or_else(|| ApiError::internal("tenant vanished"))?;
-    let counters = app.db.counters(&auth.tenant_id).await?;
+    let counters = ctx.engine.db.counters(&auth.tenant_id).await?;
     let refused_sends = counters.iter().find(|(n, _)| n == OPT_OUT_REFUSALS).map_or(0, |(_, v)| *v);
     Ok(axum::Json(ComplianceJson { settings: tenant.settings.compliance.clone(), refused_sends }))
 }
@@ -205,22 +206,23 @@ fn validate(c: &Compliance) -> Result<(), ApiError> {
 #[utoipa::path(put, path = "/v1/compliance", tag = "compliance", request_body = Compliance,
     responses((status = 200, body = ComplianceJson), (status = 400, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn put(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     Json(body): Json<Compliance>,
 ) -> Result<axum::Json<ComplianceJson>, ApiError> {
     validate(&body)?;
-    let tenant = crate::pipeline::outbound::tenant(&app, &auth.tenant_id)
+    let tenant = crate::pipeline::outbound::tenant(&ctx.engine, &auth.tenant_id)
         .ok_or_else(|| ApiError::internal("tenant vanished"))?;
     let mut settings = tenant.settings.clone();
     settings.compliance = body;
-    app.update_tenant_settings(&auth.tenant_id, &settings).await.map_err(ApiError::internal)?;
-    app.audit(
-        &auth.actor(),
-        "compliance.update",
-        &auth.tenant_id,
-        serde_json::to_value(&settings.compliance).unwrap_or_default(),
-    )
-    .await;
-    get(State(app), auth).await
+    ctx.control.update_tenant_settings(&auth.tenant_id, &settings).await.map_err(ApiError::internal)?;
+    ctx.control
+        .audit(
+            &auth.actor(),
+            "compliance.update",
+            &auth.tenant_id,
+            serde_json::to_value(&settings.compliance).unwrap_or_default(),
+        )
+        .await;
+    get(State(ctx), auth).await
 }

@@ -7,7 +7,7 @@ use super::auth::AuthTenant;
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
 use super::messages::EventJson;
-use crate::app::App;
+use crate::api::Context;
 use crate::ids;
 use crate::store::{EventKind, NewEvent};
 use axum::extract::{Path, State};
@@ -41,7 +41,7 @@ pub struct EventAccepted {
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn post(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     Path(plugin): Path<String>,
     Json(body): Json<PostEvent>,
@@ -51,10 +51,10 @@ pub async fn post(
     }
     let payload = if body.payload.is_null() { serde_json::json!({}) } else { body.payload };
     let payload = payload.to_string();
-    if payload.len() > app.settings.limits.http_body_bytes {
+    if payload.len() > ctx.engine.limits.http_body_bytes {
         return Err(ApiError::bad_request("PAYLOAD_TOO_LARGE", "payload is too large").with_field("payload"));
     }
-    let snapshot = app.directory.snapshot();
+    let snapshot = ctx.engine.directory.snapshot();
     let entry = snapshot
         .plugin_names
         .get(&(auth.tenant_id.clone(), plugin.clone()))
@@ -74,7 +74,7 @@ pub async fn post(
         )
         .with_field("name"));
     }
-    let now = app.clock.now_ms();
+    let now = ctx.engine.clock.now_ms();
     let event = NewEvent {
         id: ids::event_id(),
         tenant_id: auth.tenant_id.clone(),
@@ -89,12 +89,13 @@ pub async fn post(
         // sandbox, free.
         mode: auth.mode.as_str(),
     };
-    app.db
-        .insert_events(std::slice::from_ref(&event), &app.pipeline.lease(&app.clock))
+    ctx.engine
+        .db
+        .insert_events(std::slice::from_ref(&event), &ctx.engine.pipeline.lease(&ctx.engine.clock))
         .await
         .map_err(ApiError::unavailable)?;
     let id = event.id.clone();
-    app.pipeline.events.push(&id, event.to_row());
+    ctx.engine.pipeline.enqueue_event(event.to_row());
     Ok((StatusCode::ACCEPTED, axum::Json(EventAccepted { id, status: "pending" })))
 }
 
@@ -104,11 +105,12 @@ pub async fn post(
     responses((status = 200, body = EventJson), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn get(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     Path((plugin, id)): Path<(String, String)>,
 ) -> Result<axum::Json<EventJson>, ApiError> {
-    let event = app
+    let event = ctx
+        .engine
         .db
         .get_event(&auth.tenant_id, &id)
         .await?

@@ -7,7 +7,7 @@ use super::error::ApiError;
 use super::error::ErrorBody;
 use super::json::Query;
 use super::params::{DirectionFilter, ModeFilter, page_limit};
-use crate::app::App;
+use crate::api::Context;
 use crate::clock::to_rfc3339;
 use crate::store::{Direction, EventView, MessageFilter, MessageStatus, MessageView};
 use axum::extract::{Path, State};
@@ -224,7 +224,7 @@ fn number_param(value: &Option<String>, field: &'static str) -> Result<Option<St
     responses((status = 200, body = Page), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn list(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     Query(q): Query<ListQuery>,
 ) -> Result<axum::Json<Page>, ApiError> {
@@ -255,7 +255,7 @@ pub async fn list(
         before_id: q.cursor,
         limit: limit + 1,
     };
-    let mut rows = app.db.list_messages(&auth.tenant_id, &filter).await?;
+    let mut rows = ctx.engine.db.list_messages(&auth.tenant_id, &filter).await?;
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(|m| m.id.clone())
@@ -270,11 +270,12 @@ pub async fn list(
     responses((status = 200, body = MessageJson), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn get(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     Path(id): Path<String>,
 ) -> Result<axum::Json<MessageJson>, ApiError> {
-    let message = app
+    let message = ctx
+        .engine
         .db
         .get_message(&auth.tenant_id, &id)
         .await?
@@ -282,7 +283,7 @@ pub async fn get(
     let inbound = message.direction == Direction::Inbound.as_str();
     let mut json = MessageJson::from(message);
     if inbound {
-        let events = app.db.events_for_message(&auth.tenant_id, &id).await?;
+        let events = ctx.engine.db.events_for_message(&auth.tenant_id, &id).await?;
         json.processing = Some(events.into_iter().map(EventJson::from).collect());
     }
     Ok(axum::Json(json))

@@ -30,7 +30,22 @@ mod templates;
 pub use error::ApiError;
 pub use rate_limit::RateLimits;
 
-use crate::app::App;
+/// What the API's handlers use: the engine's context (to read and to
+/// accept work), the control operations (to change configuration), and
+/// the API's own state.
+pub struct Context {
+    pub engine: Arc<crate::pipeline::Context>,
+    pub control: Arc<crate::control::Control>,
+    /// Per-key request limits and failed-authentication counts.
+    pub rate_limits: RateLimits,
+    /// The admin API's token; without one the admin API is closed.
+    pub admin_token: Option<crate::secrets::Secret>,
+    /// The URL carriers use to reach this engine (see `Settings`).
+    pub public_base_url: Option<String>,
+    /// Each configured connector's kind (`twilio`, `smpp`, …) by name.
+    pub connector_kinds: std::collections::HashMap<String, &'static str>,
+}
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -84,11 +99,11 @@ impl utoipa::Modify for Security {
 }
 
 /// The tenant API (rate limited per key).
-fn tenant_api(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
+fn tenant_api(ctx: &Arc<Context>) -> OpenApiRouter<Arc<Context>> {
     // Components are bigger than any other request body.
     let uploads = OpenApiRouter::new()
         .routes(routes!(plugins::list, plugin_lifecycle::deploy))
-        .layer(DefaultBodyLimit::max(app.settings.limits.plugin_upload_bytes));
+        .layer(DefaultBodyLimit::max(ctx.engine.limits.plugin_upload_bytes));
     OpenApiRouter::new()
         .merge(uploads)
         .routes(routes!(messages::list, send::send))
@@ -124,7 +139,7 @@ fn tenant_api(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
 }
 
 /// The operator's API (one rate limit for all callers).
-fn admin_api() -> OpenApiRouter<Arc<App>> {
+fn admin_api() -> OpenApiRouter<Arc<Context>> {
     OpenApiRouter::new()
         .routes(routes!(admin::credit))
         .routes(routes!(admin::create_tenant, admin::list_tenants))
@@ -144,15 +159,15 @@ fn admin_api() -> OpenApiRouter<Arc<App>> {
 
 /// The routes and the OpenAPI document describing them, completed with
 /// what the layers around the handlers answer (see `contract`).
-pub fn routes_and_spec(app: &Arc<App>) -> (Router<Arc<App>>, serde_json::Value) {
+pub fn routes_and_spec(ctx: &Arc<Context>) -> (Router<Arc<Context>>, serde_json::Value) {
     let (routes, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(tenant_api(app).layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit)))
+        .merge(tenant_api(ctx).layer(axum::middleware::from_fn_with_state(ctx.clone(), rate_limit::limit)))
         .routes(routes!(carriers::inbound_post, carriers::inbound_get))
         .routes(routes!(carriers::status_post, carriers::status_get))
-        .merge(admin_api().layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit_admin)))
+        .merge(admin_api().layer(axum::middleware::from_fn_with_state(ctx.clone(), rate_limit::limit_admin)))
         .split_for_parts();
     let mut spec = serde_json::to_value(spec).expect("the OpenAPI document serializes");
-    contract::complete(&mut spec, &app.settings.limits);
+    contract::complete(&mut spec, &ctx.engine.limits);
     (routes, spec)
 }
 
@@ -174,34 +189,34 @@ fn json_error_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>, body_l
         .layer(axum::middleware::from_fn(error::json_errors))
 }
 
-pub fn router(app: Arc<App>) -> Router {
-    let body_limit = app.settings.limits.http_body_bytes;
-    let (routes, spec) = routes_and_spec(&app);
+pub fn router(ctx: Arc<Context>) -> Router {
+    let body_limit = ctx.engine.limits.http_body_bytes;
+    let (routes, spec) = routes_and_spec(&ctx);
     let spec = Arc::new(spec);
     let routes = routes
         .route("/openapi.json", get(move || async move { axum::Json(spec.as_ref().clone()) }))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") });
     json_error_layers(routes, body_limit)
-        .layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit_failures))
+        .layer(axum::middleware::from_fn_with_state(ctx.clone(), rate_limit::limit_failures))
         // Spans name the route template, never the raw path or query, which
         // can carry phone numbers.
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str());
             tracing::info_span!("http", method = %req.method(), route)
         }))
-        .with_state(app)
+        .with_state(ctx)
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes
 /// the requests in flight.
 pub async fn run(
-    app: Arc<App>,
+    ctx: Arc<Context>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // The peer's address counts failed authentications (see `rate_limit`).
-    let service = router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let service = router(ctx).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, service).with_graceful_shutdown(shutdown).await
 }
 
@@ -239,7 +254,10 @@ mod tests {
         let routes = || Router::new().route("/echo", axum::routing::post(|body: String| async move { body }));
         let (status, _, body) =
             answer(routes(), Request::post("/echo").body(Body::from("x".repeat(17))).unwrap()).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("PAYLOAD_TOO_LARGE")));
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, Some("PAYLOAD_TOO_LARGE"))
+        );
         let (status, _, body) = answer(routes(), Request::get("/echo").body(Body::empty()).unwrap()).await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),

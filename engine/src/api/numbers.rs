@@ -4,7 +4,8 @@
 use super::auth::{AuthTenant, LiveTenant};
 use super::error::{ApiError, ErrorBody};
 use super::json::{Json, Query};
-use crate::app::{AdminError, App};
+use crate::api::Context;
+use crate::control::AdminError;
 use crate::senders::NumberRegistration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -75,7 +76,7 @@ fn type_name(t: Type) -> &'static str {
         (status = 401, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn lookup(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     Path(number): Path<String>,
     Query(q): Query<LookupQuery>,
@@ -84,7 +85,7 @@ pub async fn lookup(
         Some(c) => Some(crate::phone::region(&c).ok_or_else(|| {
             ApiError::bad_request("INVALID_PARAMETER", format!("{c:?} is not an ISO 3166 region")).with_field("country")
         })?),
-        None => app.directory.snapshot().tenants.get(&auth.tenant_id).and_then(|t| t.default_region.clone()),
+        None => ctx.engine.directory.snapshot().tenants.get(&auth.tenant_id).and_then(|t| t.default_region.clone()),
     };
     let region_id = region.as_deref().and_then(|r| r.parse::<phonenumber::country::Id>().ok());
     if number.chars().count() > crate::phone::MAX_INPUT_BYTES {
@@ -137,8 +138,8 @@ pub struct SendersJson {
 /// The tenant's numbers and sender IDs.
 #[utoipa::path(get, path = "/v1/numbers", tag = "numbers",
     responses((status = 200, body = SendersJson)), security(("api_key" = [])))]
-pub async fn list(State(app): State<Arc<App>>, auth: AuthTenant) -> axum::Json<SendersJson> {
-    let snapshot = app.directory.snapshot();
+pub async fn list(State(ctx): State<Arc<Context>>, auth: AuthTenant) -> axum::Json<SendersJson> {
+    let snapshot = ctx.engine.directory.snapshot();
     let tenant = snapshot.tenants.get(&auth.tenant_id);
     let mut numbers = Vec::new();
     let mut sender_ids = Vec::new();
@@ -225,26 +226,30 @@ pub(super) fn senders_error(e: AdminError) -> ApiError {
         (status = 409, description = "NUMBER_TAKEN", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn register(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     Json(body): Json<RegisterNumber>,
 ) -> Result<(StatusCode, axum::Json<RegisteredNumber>), ApiError> {
     let connector = body.connector.unwrap_or_else(|| "simulator".into());
-    let outcome =
-        app.register_number(&auth.tenant_id, &body.number, &connector, body.default).await.map_err(senders_error)?;
+    let outcome = ctx
+        .control
+        .register_number(&auth.tenant_id, &body.number, &connector, body.default)
+        .await
+        .map_err(senders_error)?;
     let (status, number, state, expires_at) = match outcome {
         NumberRegistration::Active { number } => (StatusCode::CREATED, number, "active", None),
         NumberRegistration::Pending { number, expires_at } => {
             (StatusCode::ACCEPTED, number, "pending_verification", Some(crate::clock::to_rfc3339(expires_at)))
         }
     };
-    app.audit(
-        &auth.actor(),
-        "number.register",
-        &auth.tenant_id,
-        serde_json::json!({ "number": number, "connector": connector, "status": state }),
-    )
-    .await;
+    ctx.control
+        .audit(
+            &auth.actor(),
+            "number.register",
+            &auth.tenant_id,
+            serde_json::json!({ "number": number, "connector": connector, "status": state }),
+        )
+        .await;
     Ok((status, axum::Json(RegisteredNumber { number, connector, default: body.default, status: state, expires_at })))
 }
 
@@ -263,13 +268,13 @@ pub struct VerifyNumber {
         (status = 404, body = ErrorBody), (status = 409, description = "VERIFICATION_EXPIRED, NUMBER_TAKEN", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn verify(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     Path(number): Path<String>,
     Json(body): Json<VerifyNumber>,
 ) -> Result<(StatusCode, axum::Json<NumberJson>), ApiError> {
-    let number = app.verify_number(&auth.tenant_id, &number, &body.code).await.map_err(senders_error)?;
-    let snapshot = app.directory.snapshot();
+    let number = ctx.control.verify_number(&auth.tenant_id, &number, &body.code).await.map_err(senders_error)?;
+    let snapshot = ctx.engine.directory.snapshot();
     let tenant = snapshot.tenants.get(&auth.tenant_id);
     let sender = tenant.and_then(|t| t.senders.get(&number));
     let json = NumberJson {
@@ -277,7 +282,9 @@ pub async fn verify(
         default: tenant.and_then(|t| t.default_sender.as_deref()) == Some(number.as_str()),
         number,
     };
-    app.audit(&auth.actor(), "number.verify", &auth.tenant_id, serde_json::json!({ "number": json.number })).await;
+    ctx.control
+        .audit(&auth.actor(), "number.verify", &auth.tenant_id, serde_json::json!({ "number": json.number }))
+        .await;
     Ok((StatusCode::CREATED, axum::Json(json)))
 }
 
@@ -329,10 +336,11 @@ pub fn valid_sender_id(s: &str) -> bool {
 #[utoipa::path(get, path = "/v1/sender-ids", tag = "numbers",
     responses((status = 200, body = SenderIdList)), security(("api_key" = [])))]
 pub async fn list_sender_ids(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
 ) -> Result<axum::Json<SenderIdList>, ApiError> {
-    let data = app
+    let data = ctx
+        .engine
         .db
         .list_sender_ids()
         .await?
@@ -352,13 +360,14 @@ pub async fn list_sender_ids(
         (status = 409, description = "SENDER_ID_EXISTS", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn add_sender_id(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     Json(body): Json<RegisterSenderId>,
 ) -> Result<(StatusCode, axum::Json<SenderIdJson>), ApiError> {
     check_sender_id(&body.sender_id)?;
-    app.request_sender_id(&auth.tenant_id, &body.sender_id).await.map_err(senders_error)?;
-    app.audit(&auth.actor(), "sender_id.request", &auth.tenant_id, serde_json::json!({ "sender_id": body.sender_id }))
+    ctx.control.request_sender_id(&auth.tenant_id, &body.sender_id).await.map_err(senders_error)?;
+    ctx.control
+        .audit(&auth.actor(), "sender_id.request", &auth.tenant_id, serde_json::json!({ "sender_id": body.sender_id }))
         .await;
     Ok((StatusCode::ACCEPTED, axum::Json(SenderIdJson { sender_id: body.sender_id, status: "pending".into() })))
 }
@@ -368,11 +377,11 @@ pub async fn add_sender_id(
     params(("sender_id" = String, Path, description = "The sender ID")),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn delete_sender_id(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     Path(sender_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if app.remove_sender_id(&auth.tenant_id, &sender_id).await.map_err(ApiError::internal)? {
+    if ctx.control.remove_sender_id(&auth.tenant_id, &sender_id).await.map_err(ApiError::internal)? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("SENDER_ID_NOT_FOUND", format!("no sender ID {sender_id:?}")))

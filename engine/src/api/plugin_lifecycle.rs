@@ -5,7 +5,7 @@
 use super::auth::LiveTenant;
 use super::error::{ApiError, ErrorBody};
 use super::plugins::{PluginDetail, detail, lifecycle_error};
-use crate::app::App;
+use crate::api::Context;
 use crate::deploy::DeployError;
 use crate::manifest::{Manifest, ManifestError};
 use crate::runtime::RuntimeError;
@@ -116,21 +116,22 @@ async fn read_form(mut form: Multipart, manifest_limit: usize) -> Result<(Manife
         (status = 413, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn deploy(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     form: Multipart,
 ) -> Result<(StatusCode, axum::Json<PluginDetail>), ApiError> {
-    let (manifest, wasm) = read_form(form, app.settings.limits.manifest_bytes).await?;
-    let deployed = app.deploy_plugin(&auth.tenant_id, &manifest, &wasm).await.map_err(deploy_error)?;
-    app.audit(
-        &auth.actor(),
-        "plugin.deploy",
-        &manifest.name,
-        serde_json::json!({ "version": manifest.version, "version_id": deployed.version_id,
+    let (manifest, wasm) = read_form(form, ctx.engine.limits.manifest_bytes).await?;
+    let deployed = ctx.control.deploy_plugin(&auth.tenant_id, &manifest, &wasm).await.map_err(deploy_error)?;
+    ctx.control
+        .audit(
+            &auth.actor(),
+            "plugin.deploy",
+            &manifest.name,
+            serde_json::json!({ "version": manifest.version, "version_id": deployed.version_id,
             "component_sha256": crate::runtime::component_hash(&wasm) }),
-    )
-    .await;
-    Ok((StatusCode::CREATED, axum::Json(detail(&app, &auth.tenant_id, &manifest.name).await?)))
+        )
+        .await;
+    Ok((StatusCode::CREATED, axum::Json(detail(&ctx, &auth.tenant_id, &manifest.name).await?)))
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -147,7 +148,7 @@ pub struct Rollback {
     responses((status = 200, body = PluginDetail), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn rollback(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     Path(name): Path<String>,
     body: bytes::Bytes,
@@ -155,9 +156,10 @@ pub async fn rollback(
     // The body is optional: none rolls back one version.
     let body: Rollback =
         if body.iter().all(u8::is_ascii_whitespace) { Rollback::default() } else { super::json::parse(&body)? };
-    let row = app.rollback_plugin(&auth.tenant_id, &name, body.version.as_deref()).await.map_err(lifecycle_error)?;
-    app.audit(&auth.actor(), "plugin.rollback", &name, serde_json::json!({ "version": row.version })).await;
-    Ok(axum::Json(detail(&app, &auth.tenant_id, &name).await?))
+    let row =
+        ctx.control.rollback_plugin(&auth.tenant_id, &name, body.version.as_deref()).await.map_err(lifecycle_error)?;
+    ctx.control.audit(&auth.actor(), "plugin.rollback", &name, serde_json::json!({ "version": row.version })).await;
+    Ok(axum::Json(detail(&ctx, &auth.tenant_id, &name).await?))
 }
 
 /// Stop routing events to a plugin (pending ones are dead-lettered).
@@ -165,13 +167,13 @@ pub async fn rollback(
     params(("name" = String, Path, description = "Plugin name")),
     responses((status = 200, body = PluginDetail), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn disable(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     Path(name): Path<String>,
 ) -> Result<axum::Json<PluginDetail>, ApiError> {
-    app.set_plugin_enabled(&auth.tenant_id, &name, false).await.map_err(lifecycle_error)?;
-    app.audit(&auth.actor(), "plugin.disable", &name, serde_json::json!({})).await;
-    Ok(axum::Json(detail(&app, &auth.tenant_id, &name).await?))
+    ctx.control.set_plugin_enabled(&auth.tenant_id, &name, false).await.map_err(lifecycle_error)?;
+    ctx.control.audit(&auth.actor(), "plugin.disable", &name, serde_json::json!({})).await;
+    Ok(axum::Json(detail(&ctx, &auth.tenant_id, &name).await?))
 }
 
 /// Route events to a plugin again (also lifts a suspension).
@@ -179,11 +181,11 @@ pub async fn disable(
     params(("name" = String, Path, description = "Plugin name")),
     responses((status = 200, body = PluginDetail), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn enable(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     Path(name): Path<String>,
 ) -> Result<axum::Json<PluginDetail>, ApiError> {
-    app.set_plugin_enabled(&auth.tenant_id, &name, true).await.map_err(lifecycle_error)?;
-    app.audit(&auth.actor(), "plugin.enable", &name, serde_json::json!({})).await;
-    Ok(axum::Json(detail(&app, &auth.tenant_id, &name).await?))
+    ctx.control.set_plugin_enabled(&auth.tenant_id, &name, true).await.map_err(lifecycle_error)?;
+    ctx.control.audit(&auth.actor(), "plugin.enable", &name, serde_json::json!({})).await;
+    Ok(axum::Json(detail(&ctx, &auth.tenant_id, &name).await?))
 }

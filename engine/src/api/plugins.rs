@@ -5,7 +5,7 @@
 use super::auth::AuthTenant;
 use super::error::{ApiError, ErrorBody};
 use super::json::Query;
-use crate::app::App;
+use crate::api::Context;
 use crate::clock::to_rfc3339;
 use crate::deploy::{self, LifecycleError};
 use crate::directory::PluginEntry;
@@ -55,8 +55,8 @@ pub struct PluginList {
 
 /// The tenant's deployed plugins and their triggers.
 #[utoipa::path(get, path = "/v1/plugins", tag = "plugins", responses((status = 200, body = PluginList)), security(("api_key" = [])))]
-pub async fn list(State(app): State<Arc<App>>, auth: AuthTenant) -> axum::Json<PluginList> {
-    let snapshot = app.directory.snapshot();
+pub async fn list(State(ctx): State<Arc<Context>>, auth: AuthTenant) -> axum::Json<PluginList> {
+    let snapshot = ctx.engine.directory.snapshot();
     let mut plugins: Vec<PluginJson> =
         snapshot.plugins.values().filter(|p| p.row.tenant_id == auth.tenant_id).map(|p| PluginJson::of(p)).collect();
     plugins.sort_by(|a, b| a.name.cmp(&b.name));
@@ -96,8 +96,8 @@ pub(super) fn lifecycle_error(e: LifecycleError) -> ApiError {
 }
 
 /// The tenant's plugin `name`, from the directory.
-pub(super) fn entry(app: &App, tenant_id: &str, name: &str) -> Result<Arc<PluginEntry>, ApiError> {
-    let snapshot = app.directory.snapshot();
+pub(super) fn entry(ctx: &Context, tenant_id: &str, name: &str) -> Result<Arc<PluginEntry>, ApiError> {
+    let snapshot = ctx.engine.directory.snapshot();
     snapshot
         .plugin_names
         .get(&(tenant_id.to_string(), name.to_string()))
@@ -106,9 +106,9 @@ pub(super) fn entry(app: &App, tenant_id: &str, name: &str) -> Result<Arc<Plugin
         .ok_or_else(|| ApiError::not_found("PLUGIN_NOT_FOUND", format!("no plugin named {name:?}")))
 }
 
-pub(super) async fn detail(app: &App, tenant_id: &str, name: &str) -> Result<PluginDetail, ApiError> {
-    let p = entry(app, tenant_id, name)?;
-    let history = deploy::history(app.db.as_ref(), tenant_id, name).await.map_err(lifecycle_error)?;
+pub(super) async fn detail(ctx: &Context, tenant_id: &str, name: &str) -> Result<PluginDetail, ApiError> {
+    let p = entry(ctx, tenant_id, name)?;
+    let history = deploy::history(ctx.engine.db.as_ref(), tenant_id, name).await.map_err(lifecycle_error)?;
     let manifest = crate::manifest::stored(&p.row.manifest_json);
     Ok(PluginDetail {
         plugin: PluginJson::of(&p),
@@ -130,11 +130,11 @@ pub(super) async fn detail(app: &App, tenant_id: &str, name: &str) -> Result<Plu
 #[utoipa::path(get, path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path, description = "Plugin name")),
     responses((status = 200, body = PluginDetail), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn get(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     Path(name): Path<String>,
 ) -> Result<axum::Json<PluginDetail>, ApiError> {
-    Ok(axum::Json(detail(&app, &auth.tenant_id, &name).await?))
+    Ok(axum::Json(detail(&ctx, &auth.tenant_id, &name).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -167,14 +167,14 @@ pub struct LogList {
 #[utoipa::path(get, path = "/v1/plugins/{name}/logs", tag = "plugins", params(("name" = String, Path, description = "Plugin name"), LogsQuery),
     responses((status = 200, body = LogList), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn logs(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     Path(name): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> Result<axum::Json<LogList>, ApiError> {
-    let plugin = entry(&app, &auth.tenant_id, &name)?;
+    let plugin = entry(&ctx, &auth.tenant_id, &name)?;
     let limit = super::params::page_limit(q.limit, 100, 1000)?;
-    let rows = app.db.plugin_logs(&auth.tenant_id, &plugin.row.plugin_id, limit, q.after).await?;
+    let rows = ctx.engine.db.plugin_logs(&auth.tenant_id, &plugin.row.plugin_id, limit, q.after).await?;
     let data: Vec<LogJson> = rows
         .into_iter()
         .map(|r| LogJson { id: r.id, event_id: r.event_id, level: r.level, message: r.message, at: to_rfc3339(r.at) })
@@ -226,17 +226,17 @@ pub struct InvocationList {
     params(("name" = String, Path, description = "Plugin name"), InvocationsQuery),
     responses((status = 200, body = InvocationList), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn invocations(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     Path(name): Path<String>,
     Query(q): Query<InvocationsQuery>,
 ) -> Result<axum::Json<InvocationList>, ApiError> {
-    let plugin = entry(&app, &auth.tenant_id, &name)?;
+    let plugin = entry(&ctx, &auth.tenant_id, &name)?;
     let limit = super::params::page_limit(q.limit, 100, 1000)?;
-    let history = deploy::history(app.db.as_ref(), &auth.tenant_id, &name).await.map_err(lifecycle_error)?;
+    let history = deploy::history(ctx.engine.db.as_ref(), &auth.tenant_id, &name).await.map_err(lifecycle_error)?;
     let version_of =
         |id: &str| history.iter().find(|v| v.version_id == id).map(|v| v.version.clone()).unwrap_or_default();
-    let rows = app.db.invocations(&auth.tenant_id, &plugin.row.plugin_id, limit, q.before).await?;
+    let rows = ctx.engine.db.invocations(&auth.tenant_id, &plugin.row.plugin_id, limit, q.before).await?;
     let next_before = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.id)).flatten();
     let data = rows
         .into_iter()

@@ -14,7 +14,7 @@
 
 use super::auth;
 use super::error::ApiError;
-use crate::app::App;
+use crate::api::Context;
 use crate::secrets;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -184,26 +184,26 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: impl ToString) {
 
 /// Applies the limits of the caller's tenant (all its keys share them).
 /// Requests without a (valid) key pass through: authentication answers them.
-pub async fn limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+pub async fn limit(State(ctx): State<Arc<Context>>, req: Request, next: Next) -> Response {
     let Some(key) = auth::presented_key(req.headers()) else { return next.run(req).await };
-    let snapshot = app.directory.snapshot();
+    let snapshot = ctx.engine.directory.snapshot();
     let Some(found) = snapshot.api_keys.get(&secrets::hash_key(key)) else { return next.run(req).await };
     let settings = snapshot.tenants.get(&found.tenant_id).map(|t| t.settings.clone()).unwrap_or_default();
-    let per_second = settings.requests_per_second.unwrap_or(app.settings.limits.api_requests_per_second);
-    let per_day = settings.requests_per_day.unwrap_or(app.settings.limits.api_requests_per_day);
+    let per_second = settings.requests_per_second.unwrap_or(ctx.engine.limits.api_requests_per_second);
+    let per_day = settings.requests_per_day.unwrap_or(ctx.engine.limits.api_requests_per_day);
     let tenant_id = found.tenant_id.clone();
     drop(snapshot);
-    let now_ms = app.clock.now_ms();
-    let verdict = if app.db.shared() {
-        match RateLimits::check_shared(app.db.as_ref(), &tenant_id, per_second, per_day, now_ms).await {
+    let now_ms = ctx.engine.clock.now_ms();
+    let verdict = if ctx.engine.db.shared() {
+        match RateLimits::check_shared(ctx.engine.db.as_ref(), &tenant_id, per_second, per_day, now_ms).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "shared rate limit unavailable; limiting on this node alone");
-                app.rate_limits.check(&tenant_id, per_second, per_day, now_ms)
+                ctx.rate_limits.check(&tenant_id, per_second, per_day, now_ms)
             }
         }
     } else {
-        app.rate_limits.check(&tenant_id, per_second, per_day, now_ms)
+        ctx.rate_limits.check(&tenant_id, per_second, per_day, now_ms)
     };
     match verdict {
         Verdict::Allowed { limit, remaining, reset } => {
@@ -232,19 +232,19 @@ pub async fn limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
 }
 
 /// The admin API's one bucket (on a shared database, the cluster's).
-pub async fn limit_admin(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let per_second = app.settings.limits.admin_requests_per_second;
-    let verdict = if app.db.shared() {
-        match app.db.take_tokens("admin", per_second.max(1), per_second.max(1), 1).await {
+pub async fn limit_admin(State(ctx): State<Arc<Context>>, req: Request, next: Next) -> Response {
+    let per_second = ctx.engine.limits.admin_requests_per_second;
+    let verdict = if ctx.engine.db.shared() {
+        match ctx.engine.db.take_tokens("admin", per_second.max(1), per_second.max(1), 1).await {
             Ok(t) if t.granted == 0 => Err(1),
             Ok(_) => Ok(()),
             Err(e) => {
                 tracing::warn!(error = %e, "shared admin limit unavailable; limiting on this node alone");
-                app.rate_limits.check_admin(per_second)
+                ctx.rate_limits.check_admin(per_second)
             }
         }
     } else {
-        app.rate_limits.check_admin(per_second)
+        ctx.rate_limits.check_admin(per_second)
     };
     match verdict {
         Ok(()) => next.run(req).await,
@@ -263,13 +263,13 @@ pub async fn limit_admin(State(app): State<Arc<App>>, req: Request, next: Next) 
 
 /// Refuses sources that failed authentication too often this minute, and
 /// counts the failures of the requests it lets through.
-pub async fn limit_failures(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+pub async fn limit_failures(State(ctx): State<Arc<Context>>, req: Request, next: Next) -> Response {
     let ip = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-    let limit = app.settings.limits.failed_auth_per_minute;
-    if let Some(retry_after) = app.rate_limits.blocked(ip, limit, app.clock.now_ms()) {
+    let limit = ctx.engine.limits.failed_auth_per_minute;
+    if let Some(retry_after) = ctx.rate_limits.blocked(ip, limit, ctx.engine.clock.now_ms()) {
         let mut response = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMITED",
@@ -281,7 +281,7 @@ pub async fn limit_failures(State(app): State<Arc<App>>, req: Request, next: Nex
     }
     let response = next.run(req).await;
     if response.extensions().get::<AuthFailed>().is_some() {
-        app.rate_limits.failed(ip, app.clock.now_ms());
+        ctx.rate_limits.failed(ip, ctx.engine.clock.now_ms());
     }
     response
 }

@@ -4,7 +4,7 @@
 use super::auth::{AuthTenant, LiveTenant};
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
-use crate::app::App;
+use crate::api::Context;
 use crate::tenancy::Route;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -27,10 +27,16 @@ pub struct RoutesView {
 
 /// The tenant's routes and the operator's defaults.
 #[utoipa::path(get, path = "/v1/routes", tag = "routes", responses((status = 200, body = RoutesView)), security(("api_key" = [])))]
-pub async fn get(State(app): State<Arc<App>>, auth: AuthTenant) -> axum::Json<RoutesView> {
-    let routes =
-        app.directory.snapshot().tenants.get(&auth.tenant_id).map(|t| t.settings.routes.clone()).unwrap_or_default();
-    axum::Json(RoutesView { routes, defaults: app.settings.routes.clone() })
+pub async fn get(State(ctx): State<Arc<Context>>, auth: AuthTenant) -> axum::Json<RoutesView> {
+    let routes = ctx
+        .engine
+        .directory
+        .snapshot()
+        .tenants
+        .get(&auth.tenant_id)
+        .map(|t| t.settings.routes.clone())
+        .unwrap_or_default();
+    axum::Json(RoutesView { routes, defaults: ctx.engine.routes.clone() })
 }
 
 /// Replace the tenant's routes.
@@ -38,7 +44,7 @@ pub async fn get(State(app): State<Arc<App>>, auth: AuthTenant) -> axum::Json<Ro
     responses((status = 200, body = Routes), (status = 400, description = "INVALID_FIELD, UNKNOWN_CONNECTOR", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn put(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     Json(body): Json<Routes>,
 ) -> Result<axum::Json<Routes>, ApiError> {
@@ -54,7 +60,7 @@ pub async fn put(
                 .with_field(format!("routes[{i}].connectors")));
         }
         for (j, name) in r.connectors.iter().enumerate() {
-            let usable = app.connectors.get(name).is_some_and(|c| c.gate.allows(&auth.tenant_id));
+            let usable = ctx.engine.connectors.get(name).is_some_and(|c| c.gate.allows(&auth.tenant_id));
             if !usable || name == crate::connectors::SANDBOX_CONNECTOR {
                 return Err(ApiError::bad_request(
                     "UNKNOWN_CONNECTOR",
@@ -65,8 +71,8 @@ pub async fn put(
         }
     }
     let mut settings =
-        app.directory.snapshot().tenants.get(&auth.tenant_id).map(|t| t.settings.clone()).unwrap_or_default();
+        ctx.engine.directory.snapshot().tenants.get(&auth.tenant_id).map(|t| t.settings.clone()).unwrap_or_default();
     settings.routes = body.routes.clone();
-    app.update_tenant_settings(&auth.tenant_id, &settings).await.map_err(ApiError::internal)?;
+    ctx.control.update_tenant_settings(&auth.tenant_id, &settings).await.map_err(ApiError::internal)?;
     Ok(axum::Json(body))
 }

@@ -7,7 +7,7 @@ use super::auth::AuthTenant;
 use super::carriers::ingest_error;
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
-use crate::app::App;
+use crate::api::Context;
 use crate::connectors::InboundSms;
 use crate::pipeline::ingest;
 use axum::extract::State;
@@ -45,7 +45,7 @@ pub struct SandboxAccepted {
         (status = 404, description = "UNKNOWN_NUMBER: not one of your numbers", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn inbound(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     Json(body): Json<SandboxInbound>,
 ) -> Result<axum::Json<SandboxAccepted>, ApiError> {
@@ -56,6 +56,6 @@ pub async fn inbound(
         connector: crate::connectors::SANDBOX_CONNECTOR.to_string(),
         provider_id: None,
     };
-    let accepted = ingest::accept_sandbox(&app, &auth.tenant_id, sms).await.map_err(ingest_error)?;
+    let accepted = ingest::accept_sandbox(&ctx.engine, &auth.tenant_id, sms).await.map_err(ingest_error)?;
     Ok(axum::Json(SandboxAccepted { id: accepted.message_id, routed: accepted.event_ids.len(), mode: "test" }))
 }

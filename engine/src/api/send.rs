@@ -6,7 +6,7 @@
 use super::auth::AuthTenant;
 use super::error::{ApiError, ErrorBody};
 use super::json;
-use crate::app::App;
+use crate::api::Context;
 use crate::billing::format_amount;
 use crate::clock::to_rfc3339;
 use crate::pipeline::outbound::{self, Draft, Prepared, SendError};
@@ -253,7 +253,7 @@ fn send_error(e: SendError) -> ApiError {
     }
 }
 
-fn response_of(app: &App, prepared: &Prepared, bulk: bool) -> SendResponse {
+fn response_of(ctx: &Context, prepared: &Prepared, bulk: bool) -> SendResponse {
     let messages: Vec<QueuedMessage> = prepared
         .queued
         .iter()
@@ -278,7 +278,7 @@ fn response_of(app: &App, prepared: &Prepared, bulk: bool) -> SendResponse {
         encoding: first.encoding.as_str().to_string(),
         count: messages.len(),
         price: format_amount(prepared.queued.iter().map(|q| q.price).sum()),
-        currency: app.pricing.currency.clone(),
+        currency: ctx.engine.pricing.currency.clone(),
         messages,
     }
 }
@@ -311,7 +311,7 @@ fn replay(status: u16, response: String) -> Response {
 
 /// The shared path of both send endpoints.
 async fn accept(
-    app: &App,
+    ctx: &Context,
     auth: &AuthTenant,
     headers: &HeaderMap,
     route: &str,
@@ -322,7 +322,7 @@ async fn accept(
     let key = idempotency_key(headers)?;
     let request_hash = hex::encode(Sha256::digest([route.as_bytes(), b"\n", body].concat()));
     if let Some(k) = &key
-        && let Some(stored) = app.db.idempotency(&auth.tenant_id, k).await?
+        && let Some(stored) = ctx.engine.db.idempotency(&auth.tenant_id, k).await?
     {
         if stored.request_hash != request_hash {
             return Err(ApiError::new(
@@ -334,22 +334,27 @@ async fn accept(
         }
         return Ok(replay(stored.status, stored.response));
     }
-    let tenant = outbound::tenant(app, &auth.tenant_id).ok_or_else(|| ApiError::unauthorized("unknown tenant"))?;
-    let prepared = outbound::prepare(app, &tenant, auth.mode, drafts()?, bulk).await.map_err(send_error)?;
-    let response = serde_json::to_string(&response_of(app, &prepared, bulk)).expect("serializes");
+    let tenant =
+        outbound::tenant(&ctx.engine, &auth.tenant_id).ok_or_else(|| ApiError::unauthorized("unknown tenant"))?;
+    let prepared = outbound::prepare(&ctx.engine, &tenant, auth.mode, drafts()?, bulk).await.map_err(send_error)?;
+    let response = serde_json::to_string(&response_of(ctx, &prepared, bulk)).expect("serializes");
     let record = key.as_ref().map(|k| IdempotencyRecord {
         key: k.clone(),
         request_hash,
         status: StatusCode::ACCEPTED.as_u16(),
         response: response.clone(),
     });
-    match outbound::commit(app, &auth.tenant_id, &prepared, record).await.map_err(send_error)? {
+    match outbound::commit(&ctx.engine, &auth.tenant_id, &prepared, record).await.map_err(send_error)? {
         Some(()) => Ok((StatusCode::ACCEPTED, [("content-type", "application/json")], response).into_response()),
         None => {
             // The same key committed concurrently: answer with its result.
             let k = key.expect("duplicates only happen with a key");
-            let stored =
-                app.db.idempotency(&auth.tenant_id, &k).await?.ok_or_else(|| send_error(SendError::IdempotencyRace))?;
+            let stored = ctx
+                .engine
+                .db
+                .idempotency(&auth.tenant_id, &k)
+                .await?
+                .ok_or_else(|| send_error(SendError::IdempotencyRace))?;
             Ok(replay(stored.status, stored.response))
         }
     }
@@ -367,7 +372,7 @@ async fn accept(
     ),
     security(("api_key" = [])))]
 pub async fn send(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     headers: HeaderMap,
     body: Bytes,
@@ -380,7 +385,7 @@ pub async fn send(
     };
     // Parse once up front to learn whether it is a bulk send.
     let (d, bulk) = parse()?;
-    accept(&app, &auth, &headers, "POST /v1/messages", &body, || Ok(vec![d]), bulk).await
+    accept(&ctx, &auth, &headers, "POST /v1/messages", &body, || Ok(vec![d]), bulk).await
 }
 
 /// Send individually personalised messages in one request.
@@ -393,7 +398,7 @@ pub async fn send(
     ),
     security(("api_key" = [])))]
 pub async fn send_batch(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     headers: HeaderMap,
     body: Bytes,
@@ -410,7 +415,7 @@ pub async fn send_batch(
         .enumerate()
         .map(|(i, m)| draft(m, format!("messages[{i}]."), true))
         .collect::<Result<Vec<_>, _>>()?;
-    accept(&app, &auth, &headers, "POST /v1/messages/batch", &body, || Ok(drafts), true).await
+    accept(&ctx, &auth, &headers, "POST /v1/messages/batch", &body, || Ok(drafts), true).await
 }
 
 /// Cancel a scheduled message (its price is refunded).
@@ -422,20 +427,21 @@ pub async fn send_batch(
     ),
     security(("api_key" = [])))]
 pub async fn cancel(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     Path(id): Path<String>,
 ) -> Result<axum::Json<super::messages::MessageJson>, ApiError> {
     if auth.mode == crate::secrets::KeyMode::Test
-        && let Some(m) = app.db.get_message(&auth.tenant_id, &id).await?
+        && let Some(m) = ctx.engine.db.get_message(&auth.tenant_id, &id).await?
         && m.mode != "test"
     {
         return Err(ApiError::forbidden("TEST_KEY", "a test key can cancel test messages only"));
     }
-    match app.db.cancel_scheduled(&auth.tenant_id, &id, app.clock.now_ms()).await? {
+    match ctx.engine.db.cancel_scheduled(&auth.tenant_id, &id, ctx.engine.clock.now_ms()).await? {
         CancelResult::Cancelled => {
-            app.pipeline.webhooks.now();
-            let m = app
+            ctx.engine.pipeline.webhooks.now();
+            let m = ctx
+                .engine
                 .db
                 .get_message(&auth.tenant_id, &id)
                 .await?
@@ -482,14 +488,15 @@ pub struct WebhookDeliveries {
     responses((status = 200, body = WebhookDeliveries), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn webhooks(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     Path(id): Path<String>,
 ) -> Result<axum::Json<WebhookDeliveries>, ApiError> {
-    if app.db.get_message(&auth.tenant_id, &id).await?.is_none() {
+    if ctx.engine.db.get_message(&auth.tenant_id, &id).await?.is_none() {
         return Err(ApiError::not_found("MESSAGE_NOT_FOUND", format!("no message {id:?}")));
     }
-    let data = app
+    let data = ctx
+        .engine
         .db
         .webhooks_for_message(&auth.tenant_id, &id)
         .await?

@@ -3,7 +3,7 @@
 use super::auth::{AuthTenant, LiveTenant};
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
-use crate::app::App;
+use crate::api::Context;
 use crate::clock::to_rfc3339;
 use crate::sms::template;
 use crate::store::TemplateRow;
@@ -55,7 +55,7 @@ impl From<TemplateRow> for TemplateJson {
 #[utoipa::path(post, path = "/v1/templates", tag = "templates", request_body = PutTemplate,
     responses((status = 201, body = TemplateJson), (status = 400, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn put(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     Json(body): Json<PutTemplate>,
 ) -> Result<(StatusCode, axum::Json<TemplateJson>), ApiError> {
@@ -66,17 +66,18 @@ pub async fn put(
             ApiError::bad_request("INVALID_FIELD", "name is 1 to 64 letters, digits, - or _").with_field("name")
         );
     }
-    if body.body.is_empty() || body.body.chars().count() > app.settings.limits.message_chars {
+    if body.body.is_empty() || body.body.chars().count() > ctx.engine.limits.message_chars {
         return Err(ApiError::bad_request(
             "INVALID_FIELD",
-            format!("body is 1 to {} characters", app.settings.limits.message_chars),
+            format!("body is 1 to {} characters", ctx.engine.limits.message_chars),
         )
         .with_field("body"));
     }
     template::placeholders(&body.body)
         .map_err(|e| ApiError::bad_request("INVALID_TEMPLATE", e.to_string()).with_field("body"))?;
-    app.db.put_template(&auth.tenant_id, &body.name, &body.body, app.clock.now_ms()).await?;
-    let stored = app
+    ctx.engine.db.put_template(&auth.tenant_id, &body.name, &body.body, ctx.engine.clock.now_ms()).await?;
+    let stored = ctx
+        .engine
         .db
         .get_template(&auth.tenant_id, &body.name)
         .await?
@@ -87,8 +88,8 @@ pub async fn put(
 /// The tenant's templates.
 #[utoipa::path(get, path = "/v1/templates", tag = "templates",
     responses((status = 200, body = TemplateList)), security(("api_key" = [])))]
-pub async fn list(State(app): State<Arc<App>>, auth: AuthTenant) -> Result<axum::Json<TemplateList>, ApiError> {
-    let data = app.db.list_templates(&auth.tenant_id).await?.into_iter().map(TemplateJson::from).collect();
+pub async fn list(State(ctx): State<Arc<Context>>, auth: AuthTenant) -> Result<axum::Json<TemplateList>, ApiError> {
+    let data = ctx.engine.db.list_templates(&auth.tenant_id).await?.into_iter().map(TemplateJson::from).collect();
     Ok(axum::Json(TemplateList { data }))
 }
 
@@ -97,11 +98,12 @@ pub async fn list(State(app): State<Arc<App>>, auth: AuthTenant) -> Result<axum:
     params(("name" = String, Path, description = "Template name")),
     responses((status = 200, body = TemplateJson), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn get(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     auth: AuthTenant,
     Path(name): Path<String>,
 ) -> Result<axum::Json<TemplateJson>, ApiError> {
-    let t = app
+    let t = ctx
+        .engine
         .db
         .get_template(&auth.tenant_id, &name)
         .await?
@@ -114,11 +116,11 @@ pub async fn get(
     params(("name" = String, Path, description = "Template name")),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn delete(
-    State(app): State<Arc<App>>,
+    State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if app.db.delete_template(&auth.tenant_id, &name).await? {
+    if ctx.engine.db.delete_template(&auth.tenant_id, &name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("TEMPLATE_NOT_FOUND", format!("no template {name:?}")))

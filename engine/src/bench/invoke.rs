@@ -56,7 +56,7 @@ pub struct Bench {
 impl Bench {
     pub async fn start(opts: &Options) -> anyhow::Result<Bench> {
         let env = Env::start(opts, &["keyword-reply"]).await?;
-        let snapshot = env.app.directory.snapshot();
+        let snapshot = env.app.engine.directory.snapshot();
         let entry = snapshot
             .plugins
             .values()
@@ -64,7 +64,7 @@ impl Bench {
             .ok_or_else(|| anyhow::anyhow!("keyword-reply is not deployed"))?
             .clone();
         let tenant = snapshot.tenants[&env.tenant].clone();
-        let plugin = env.app.runtime.load(&entry.row).await?;
+        let plugin = env.app.engine.runtime.load(&entry.row).await?;
         Ok(Bench { env, plugin, tenant, config_json: entry.row.config_json.clone() })
     }
 
@@ -76,7 +76,7 @@ impl Bench {
             reply_to: None,
             mode: crate::secrets::KeyMode::Live,
         };
-        let outcome = self.env.app.runtime.invoke(&self.plugin, ctx, Trigger::Inbound(message(i))).await;
+        let outcome = self.env.app.engine.runtime.invoke(&self.plugin, ctx, Trigger::Inbound(message(i))).await;
         let effects = outcome.result.map_err(|e| anyhow::anyhow!("invocation failed: {e}"))?;
         anyhow::ensure!(effects.sends.len() == 1, "the plugin did not reply");
         Ok(())

@@ -21,7 +21,7 @@ pub mod traffic;
 
 use crate::app::{App, Settings};
 use crate::clock::Clock;
-use crate::cli::demo::read_plugins;
+use crate::manifest::read_plugins;
 use crate::secrets::KeyMode;
 use anyhow::Context;
 use carrier::FakeCarrier;
@@ -138,21 +138,22 @@ impl Env {
         let settings = settings(&dir, &carrier.url)?;
         let clock = Clock::system();
         let app = App::start(settings.clone(), clock.clone()).await?;
-        let tenant = app.create_tenant("Bench").await?;
-        app.add_number(&tenant, NUMBER, "fake", true).await?;
-        let key = app.create_api_key(&tenant, KeyMode::Live, Some("bench")).await?;
-        let profile = app.directory.snapshot().tenants[&tenant].settings.clone();
+        let tenant = app.control.create_tenant("Bench").await?;
+        app.control.add_number(&tenant, NUMBER, "fake", true).await?;
+        let key = app.control.create_api_key(&tenant, KeyMode::Live, Some("bench")).await?;
+        let profile = app.engine.directory.snapshot().tenants[&tenant].settings.clone();
         let unlimited = crate::tenancy::TenantSettings {
             requests_per_second: Some(10_000_000),
             requests_per_day: Some(u64::MAX / 2),
             quotas: unlimited_quotas(),
             ..profile
         };
-        app.update_tenant_settings(&tenant, &unlimited).await?;
-        app.credit(&tenant, i64::MAX / 4, "benchmark").await?;
+        app.control.update_tenant_settings(&tenant, &unlimited).await?;
+        app.control.credit(&tenant, i64::MAX / 4, "benchmark").await?;
         for (manifest, wasm) in read_plugins(&opts.plugins_dir)? {
             if plugins.contains(&manifest.name.as_str()) {
-                app.deploy_plugin(&tenant, &manifest, &wasm)
+                app.control
+                    .deploy_plugin(&tenant, &manifest, &wasm)
                     .await
                     .with_context(|| format!("deploy {}", manifest.name))?;
             }
@@ -175,7 +176,7 @@ pub async fn serve(app: Arc<App>, stop: tokio_util::sync::CancellationToken) -> 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move {
-        let _ = crate::api::run(app, listener, async move { stop.cancelled().await }).await;
+        let _ = crate::api::run(app.api.clone(), listener, async move { stop.cancelled().await }).await;
     });
     Ok(base)
 }

@@ -7,7 +7,7 @@ use super::traffic::{self, Kind};
 use super::{Env, Figure, Options, load, resident_bytes, serve};
 use crate::app::App;
 use crate::deploy;
-use crate::cli::demo::read_plugins;
+use crate::manifest::read_plugins;
 use crate::store::{NewNumber, NewTenant};
 use std::time::Instant;
 
@@ -17,9 +17,9 @@ fn tenant_number(i: usize) -> String {
 
 /// Loads every deployed version (an `InstancePre` each).
 async fn load_all(app: &App) -> anyhow::Result<usize> {
-    let snapshot = app.directory.snapshot();
+    let snapshot = app.engine.directory.snapshot();
     for p in snapshot.plugins.values() {
-        app.runtime.load(&p.row).await?;
+        app.engine.runtime.load(&p.row).await?;
     }
     Ok(snapshot.plugins.len())
 }
@@ -27,7 +27,7 @@ async fn load_all(app: &App) -> anyhow::Result<usize> {
 pub async fn run(opts: &Options) -> anyhow::Result<Vec<Figure>> {
     let mut env = Env::start(opts, &[]).await?;
     let plugins = read_plugins(&opts.plugins_dir)?;
-    let db = env.app.db.clone();
+    let db = env.app.engine.db.clone();
     let provisioning = Instant::now();
     for i in 0..opts.tenants {
         let id = crate::ids::new_id("tnt");
@@ -42,10 +42,10 @@ pub async fn run(opts: &Options) -> anyhow::Result<Vec<Figure>> {
         })
         .await?;
         for (manifest, wasm) in &plugins {
-            deploy::deploy(db.as_ref(), &env.app.runtime, &env.clock, &id, manifest, wasm).await?;
+            deploy::deploy(db.as_ref(), &env.app.engine.runtime, &env.clock, &id, manifest, wasm).await?;
         }
     }
-    env.app.directory.reload(db.as_ref()).await?;
+    env.app.engine.directory.reload(db.as_ref()).await?;
     let provisioned = provisioning.elapsed();
     let versions = load_all(&env.app).await?;
 

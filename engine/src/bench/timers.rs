@@ -24,7 +24,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Vec<Figure>> {
     let booking = Instant::now();
     load::closed_loop(n, opts.connections, make).await?;
     // Every booking processed: no event left pending.
-    while env.app.db.next_event_due().await?.is_some() {
+    while env.app.engine.db.next_event_due().await?.is_some() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let booked = booking.elapsed();

@@ -1,6 +1,6 @@
 use crate::app::{App, Settings};
-use crate::clock::Clock;
 use crate::cli::demo::{self, DEMO_NUMBER};
+use crate::clock::Clock;
 use anyhow::Context;
 use clap::Args;
 use std::net::SocketAddr;
@@ -67,7 +67,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     println!("Switchboard is listening on http://{}", listener.local_addr()?);
-    crate::api::run(app.clone(), listener, shutdown_signal()).await?;
+    crate::api::run(app.api.clone(), listener, shutdown_signal()).await?;
     app.shutdown().await;
     Ok(())
 }

@@ -14,8 +14,8 @@ pub use settings::*;
 
 use crate::ids;
 use crate::sms::encoding::{self, EncodingChoice};
-use crate::store::{ConsentChange, Direction, MessageStatus, NewMessage, OptOutRow, OutboxItem, StoreResult};
 use crate::store::Database;
+use crate::store::{ConsentChange, Direction, MessageStatus, NewMessage, OptOutRow, OutboxItem, StoreResult};
 use std::collections::{BTreeMap, HashSet};
 
 /// The tenant whose number received a compliance keyword.

@@ -2,13 +2,13 @@
 //! their replies, HELP, the opt-out scope, quiet hours and the number → time
 //! zone table they use.
 
+use crate::clock::Millis;
 use chrono::{NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use utoipa::ToSchema;
-use crate::clock::Millis;
 
 /// The counter of sends refused because the recipient opted out.
 pub const OPT_OUT_REFUSALS: &str = "opt_out_refusals";

@@ -26,8 +26,8 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::sync::mpsc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// The name of the connector that test-mode messages always go to.
 pub const SANDBOX_CONNECTOR: &str = "sandbox";
@@ -382,10 +382,7 @@ pub fn build(
         );
     }
     // Test-mode keys send here and only here.
-    all.insert(
-        SANDBOX_CONNECTOR.to_string(),
-        ConnectorSettings::Simulator(simulator::SimulatorSettings::sandbox()),
-    );
+    all.insert(SANDBOX_CONNECTOR.to_string(), ConnectorSettings::Simulator(simulator::SimulatorSettings::sandbox()));
     let mut simulators = HashMap::new();
     for (name, s) in all {
         let invalid = |message: String| ConnectorSetupError::Invalid { name: name.clone(), message };

@@ -1,10 +1,9 @@
 //! Deploying plugins: validation against the manifest, versions and rollback.
 
-
 use crate::clock::Clock;
+use crate::manifest::{Manifest, ManifestError};
 use crate::runtime::{Grants, Runtime, RuntimeError};
 use crate::store::{Database, DeployedVersion, NewPluginVersion, PluginVersionRow, StoreError};
-use crate::manifest::{Manifest, ManifestError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {

@@ -14,8 +14,8 @@
 //! restart: at-least-once towards the carrier. Connectors that can pass
 //! our message id as an idempotency key let the carrier drop the repeat.
 
+use super::Context;
 use super::{Notification, TrackedReceiver, delivery};
-use crate::app::App;
 use crate::connectors::{ConnectorError, OutboundSms};
 use crate::phone::Masked;
 use crate::sms::encoding::Encoding;
@@ -24,12 +24,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 
-pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>) {
-    let permits = Arc::new(Semaphore::new(app.settings.limits.concurrent_sends));
+pub async fn run(ctx: Arc<Context>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>) {
+    let permits = Arc::new(Semaphore::new(ctx.limits.concurrent_sends));
     let mut batch = Vec::new();
     while outbox.recv_many(&mut batch, 256).await > 0 {
         // Recipients who opted out after their message was accepted.
-        let refused = crate::compliance::refused(app.db.as_ref(), &batch).await;
+        let refused = crate::compliance::refused(ctx.db.as_ref(), &batch).await;
         for item in batch.extract_if(.., |i| refused.opted_out.contains(&i.message_id)) {
             tracing::info!(message_id = %item.message_id, to = %Masked(&item.to), "recipient opted out; message not sent");
             let result = SendResult {
@@ -39,40 +39,40 @@ pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>)
                     error_code: "RECIPIENT_OPTED_OUT".into(),
                     error: "the recipient opted out of this tenant's messages".into(),
                 },
-                at: app.clock.now_ms(),
+                at: ctx.clock.now_ms(),
             };
-            app.pipeline.outbox.run(&item.message_id, async { app.pipeline.sends.send(result) }).await;
+            ctx.pipeline.outbox.run(&item.message_id, async { ctx.pipeline.sends.send(result) }).await;
         }
         for item in batch.extract_if(.., |i| refused.unchecked.contains(&i.message_id)) {
-            let now = app.clock.now_ms();
-            let at = now + app.settings.limits.send_retry_delay(item.attempts + 1).as_millis() as i64;
+            let now = ctx.clock.now_ms();
+            let at = now + ctx.limits.send_retry_delay(item.attempts + 1).as_millis() as i64;
             let result = SendResult {
                 message_id: item.message_id.clone(),
                 connector: item.connector.clone(),
                 outcome: SendOutcome::Retry { at, error: "consent could not be checked".into() },
                 at: now,
             };
-            app.pipeline.outbox.run(&item.message_id, async { app.pipeline.sends.send(result) }).await;
-            app.pipeline.sweeper.now();
-            app.pipeline.notify(Notification::SendHeld { message_id: item.message_id, reason: "consent unchecked" });
+            ctx.pipeline.outbox.run(&item.message_id, async { ctx.pipeline.sends.send(result) }).await;
+            ctx.pipeline.sweeper.now();
+            ctx.pipeline.notify(Notification::SendHeld { message_id: item.message_id, reason: "consent unchecked" });
         }
         if batch.is_empty() {
             continue;
         }
         let ids: Vec<String> = batch.iter().map(|i| i.message_id.clone()).collect();
         let started = std::time::Instant::now();
-        let marked = app.db.mark_sending(&ids, app.clock.now_ms(), &app.pipeline.lease(&app.clock)).await;
+        let marked = ctx.db.mark_sending(&ids, ctx.clock.now_ms(), &ctx.pipeline.lease(&ctx.clock)).await;
         tracing::trace!(size = ids.len(), took_us = started.elapsed().as_micros() as u64, "marked sending");
         match marked {
             Ok(ours) => {
                 let ours: std::collections::HashSet<String> = ours.into_iter().collect();
                 for item in batch.extract_if(.., |i| !ours.contains(&i.message_id)) {
                     tracing::info!(message_id = %item.message_id, "message taken over by another node; not sent here");
-                    app.pipeline.outbox.run(&item.message_id, async {}).await;
+                    ctx.pipeline.outbox.run(&item.message_id, async {}).await;
                 }
-                app.pipeline.webhooks.now();
+                ctx.pipeline.webhooks.now();
                 for id in ids.into_iter().filter(|id| ours.contains(id)) {
-                    app.pipeline.notify(Notification::MessageStatus { message_id: id, status: "sending".into() });
+                    ctx.pipeline.notify(Notification::MessageStatus { message_id: id, status: "sending".into() });
                 }
             }
             // Not marked, not sent: the rows stay leased to this node and
@@ -80,8 +80,8 @@ pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>)
             Err(e) => {
                 tracing::error!(error = %e, "could not mark messages as sending; they wait");
                 for item in batch.drain(..) {
-                    app.pipeline.outbox.run(&item.message_id, async {}).await;
-                    app.pipeline
+                    ctx.pipeline.outbox.run(&item.message_id, async {}).await;
+                    ctx.pipeline
                         .notify(Notification::SendHeld { message_id: item.message_id, reason: "not marked sending" });
                 }
                 continue;
@@ -89,17 +89,17 @@ pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>)
         }
         for item in batch.drain(..) {
             let Ok(permit) = permits.clone().acquire_owned().await else { return };
-            let app = app.clone();
+            let ctx = ctx.clone();
             tokio::spawn(async move {
                 let work = async {
-                    let result = send(&app, &item).await;
+                    let result = send(&ctx, &item).await;
                     if let SendOutcome::Retry { at, .. } = &result.outcome {
-                        app.pipeline.sweeper.now();
-                        app.pipeline.notify(Notification::SendRetry { message_id: item.message_id.clone(), at: *at });
+                        ctx.pipeline.sweeper.now();
+                        ctx.pipeline.notify(Notification::SendRetry { message_id: item.message_id.clone(), at: *at });
                     }
-                    app.pipeline.sends.send(result);
+                    ctx.pipeline.sends.send(result);
                 };
-                app.pipeline.outbox.run(&item.message_id, work).await;
+                ctx.pipeline.outbox.run(&item.message_id, work).await;
                 drop(permit);
             });
         }
@@ -107,7 +107,7 @@ pub async fn run(app: Arc<App>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>)
 }
 
 /// Tries the message's connectors in route order.
-async fn send(app: &App, item: &OutboxItem) -> SendResult {
+async fn send(ctx: &Context, item: &OutboxItem) -> SendResult {
     let sms = OutboundSms {
         message_id: item.message_id.clone(),
         tenant_id: item.tenant_id.clone(),
@@ -117,11 +117,11 @@ async fn send(app: &App, item: &OutboxItem) -> SendResult {
         reference: item.reference.clone(),
         encoding: if item.encoding == Encoding::Ucs2.as_str() { Encoding::Ucs2 } else { Encoding::Gsm7 },
     };
-    let timeout = Duration::from_millis(app.settings.limits.connector_timeout_ms);
+    let timeout = Duration::from_millis(ctx.limits.connector_timeout_ms);
     let mut last_error = String::from("no connector is configured for this route");
     let mut carrier_wait: Option<Duration> = None;
     let mut outcome = None;
-    let candidates = super::routing::candidates(app, item);
+    let candidates = super::outbound_routing::candidates(ctx, item);
     if candidates.is_empty() {
         let outcome = SendOutcome::Failed {
             error_code: "NO_ALLOWED_CONNECTOR".into(),
@@ -131,11 +131,11 @@ async fn send(app: &App, item: &OutboxItem) -> SendResult {
             message_id: item.message_id.clone(),
             connector: item.connector.clone(),
             outcome,
-            at: app.clock.now_ms(),
+            at: ctx.clock.now_ms(),
         };
     }
     for name in candidates {
-        let Some(reg) = app.connectors.get(&name) else {
+        let Some(reg) = ctx.connectors.get(&name) else {
             last_error = format!("no connector named {name:?}");
             continue;
         };
@@ -177,9 +177,9 @@ async fn send(app: &App, item: &OutboxItem) -> SendResult {
             }
         }
     }
-    let now = app.clock.now_ms();
+    let now = ctx.clock.now_ms();
     let (connector, outcome) = outcome.unwrap_or_else(|| {
-        let limits = &app.settings.limits;
+        let limits = &ctx.limits;
         let backoff = limits.send_retry_delay(item.attempts + 1);
         let at = now + carrier_wait.map_or(backoff, |w| w.max(backoff)).as_millis() as i64;
         let deadline = item.due_at + limits.send_retry_deadline_s as i64 * 1000;
@@ -194,12 +194,12 @@ async fn send(app: &App, item: &OutboxItem) -> SendResult {
 }
 
 /// Records connector results in batches (group commit).
-pub async fn record_results(app: Arc<App>, mut results: TrackedReceiver<SendResult>) {
+pub async fn record_results(ctx: Arc<Context>, mut results: TrackedReceiver<SendResult>) {
     let mut batch = Vec::new();
     while results.recv_many(&mut batch, 512).await > 0 {
         let started = std::time::Instant::now();
         let recorded = loop {
-            match app.db.record_send_results(&batch, &app.pipeline.lease(&app.clock)).await {
+            match ctx.db.record_send_results(&batch, &ctx.pipeline.lease(&ctx.clock)).await {
                 Ok(r) => break r,
                 Err(e) => {
                     tracing::error!(error = %e, "could not record send results; retrying");
@@ -210,6 +210,6 @@ pub async fn record_results(app: Arc<App>, mut results: TrackedReceiver<SendResu
         tracing::trace!(size = batch.len(), took_us = started.elapsed().as_micros() as u64, "send results recorded");
         results.committed(batch.len());
         batch.clear();
-        delivery::hand_on(&app, recorded);
+        delivery::hand_on(&ctx, recorded);
     }
 }

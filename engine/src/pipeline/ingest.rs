@@ -2,13 +2,13 @@
 //! hand the routed events to the workers. A message is acknowledged only
 //! once it is durable.
 
+use super::Context;
 use super::TrackedReceiver;
 use super::batch::BatchError;
-use super::router;
+use super::inbound_routing;
 use crate::compliance;
-use crate::connectors::InboundSms;
-use crate::app::App;
 use crate::connectors::Acked;
+use crate::connectors::InboundSms;
 use crate::phone;
 use crate::sms::encoding::{self, EncodingChoice};
 use crate::store::{
@@ -46,24 +46,24 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
-pub async fn accept(app: &App, sms: InboundSms) -> Result<Accepted, IngestError> {
-    accept_consuming(app, sms, None, None).await.map(|a| a.expect("a message without parts is always answered"))
+pub async fn accept(ctx: &Context, sms: InboundSms) -> Result<Accepted, IngestError> {
+    accept_consuming(ctx, sms, None, None).await.map(|a| a.expect("a message without parts is always answered"))
 }
 
 /// An inbound message a tenant's test key made up (`POST
 /// /v1/sandbox/inbound`): to one of its numbers, in test mode. Its plugins
 /// run in test mode (their sends go to the sandbox, free); a STOP or START
 /// is answered from the sandbox and changes no one's consent.
-pub async fn accept_sandbox(app: &App, tenant_id: &str, sms: InboundSms) -> Result<Accepted, IngestError> {
+pub async fn accept_sandbox(ctx: &Context, tenant_id: &str, sms: InboundSms) -> Result<Accepted, IngestError> {
     let sms = InboundSms { provider_id: None, ..sms };
-    accept_consuming(app, sms, None, Some(tenant_id))
+    accept_consuming(ctx, sms, None, Some(tenant_id))
         .await
         .map(|a| a.expect("a message without parts is always answered"))
 }
 
 /// Stores one part of a message the carrier delivered in pieces; the part
 /// that completes it accepts the whole message (`Some`).
-pub async fn accept_part(app: &App, connector: &str, part: InboundPart) -> Result<Option<Accepted>, IngestError> {
+pub async fn accept_part(ctx: &Context, connector: &str, part: InboundPart) -> Result<Option<Accepted>, IngestError> {
     if part.total == 0 || part.part == 0 || part.part > part.total {
         return Err(IngestError::Invalid {
             field: "part",
@@ -77,7 +77,7 @@ pub async fn accept_part(app: &App, connector: &str, part: InboundPart) -> Resul
     // this connector's never waits in the store.
     let from = normalized(&part.from, "from")?;
     let to = normalized(&part.to, "to")?;
-    owner_of(app, &to, connector)?;
+    owner_of(ctx, &to, connector)?;
     if part.provider_id.as_ref().is_some_and(|id| id.len() > MAX_PROVIDER_ID_BYTES) {
         return Err(IngestError::Invalid {
             field: "id",
@@ -87,29 +87,33 @@ pub async fn accept_part(app: &App, connector: &str, part: InboundPart) -> Resul
     if part.total == 1 {
         let sms =
             InboundSms { from, to, body: part.text, connector: connector.to_string(), provider_id: part.provider_id };
-        return accept_consuming(app, sms, None, None).await;
+        return accept_consuming(ctx, sms, None, None).await;
     }
     // A retry of a part of a message already accepted answers as that message.
     if let Some(id) = &part.provider_id {
-        let seen = app.db.inbound_receipt(connector, id).await;
+        let seen = ctx.db.inbound_receipt(connector, id).await;
         if let Some(message_id) = seen.map_err(|e| IngestError::Store(BatchError::Store(std::sync::Arc::new(e))))? {
-            let tenant_id = owner_of(app, &to, connector)?;
+            let tenant_id = owner_of(ctx, &to, connector)?;
             return Ok(Some(Accepted { message_id, tenant_id, event_ids: Vec::new(), duplicate: true }));
         }
     }
     let part = InboundPart { from, to, ..part };
-    let stored = app
+    let stored = ctx
         .db
-        .store_inbound_part(connector, &part, app.clock.now_ms())
+        .store_inbound_part(connector, &part, ctx.clock.now_ms())
         .await
         .map_err(|e| IngestError::Store(BatchError::Store(std::sync::Arc::new(e))))?;
     let Some(whole) = stored else { return Ok(None) };
-    accept_reassembled(app, connector, whole).await
+    accept_reassembled(ctx, connector, whole).await
 }
 
 /// A message made of stored parts: complete, or what arrived before the
 /// timeout (marked `INCOMPLETE`). `None` when a copy consumed the parts.
-async fn accept_reassembled(app: &App, connector: &str, whole: Reassembled) -> Result<Option<Accepted>, IngestError> {
+async fn accept_reassembled(
+    ctx: &Context,
+    connector: &str,
+    whole: Reassembled,
+) -> Result<Option<Accepted>, IngestError> {
     let key = PartsKey {
         connector: connector.to_string(),
         from: whole.from.clone(),
@@ -125,14 +129,14 @@ async fn accept_reassembled(app: &App, connector: &str, whole: Reassembled) -> R
         connector: connector.to_string(),
         provider_id: whole.provider_id,
     };
-    accept_consuming(app, sms, Some(key), None).await
+    accept_consuming(ctx, sms, Some(key), None).await
 }
 
 /// Delivers the long messages whose parts stopped arriving more than
 /// `limits.inbound_parts_timeout_s` ago, as what arrived. Returns how many.
-pub async fn flush_stale_parts(app: &App) -> usize {
-    let before = app.clock.now_ms() - app.settings.limits.inbound_parts_timeout_s as i64 * 1000;
-    let stale = match app.db.stale_inbound_parts(before, 256).await {
+pub async fn flush_stale_parts(ctx: &Context) -> usize {
+    let before = ctx.clock.now_ms() - ctx.limits.inbound_parts_timeout_s as i64 * 1000;
+    let stale = match ctx.db.stale_inbound_parts(before, 256).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "could not look for incomplete inbound messages");
@@ -141,7 +145,7 @@ pub async fn flush_stale_parts(app: &App) -> usize {
     };
     let mut delivered = 0;
     for (connector, whole) in stale {
-        match accept_reassembled(app, &connector, whole).await {
+        match accept_reassembled(ctx, &connector, whole).await {
             Ok(Some(_)) => delivered += 1,
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "incomplete inbound message not delivered"),
@@ -152,7 +156,7 @@ pub async fn flush_stale_parts(app: &App) -> usize {
 
 /// What session connectors (SMPP) receive, accepted as webhooks are.
 pub async fn run_session_inbound(
-    app: std::sync::Arc<App>,
+    ctx: std::sync::Arc<Context>,
     mut messages: TrackedReceiver<Acked<InboundSms>>,
     mut parts: TrackedReceiver<Acked<(String, InboundPart)>>,
 ) {
@@ -162,7 +166,7 @@ pub async fn run_session_inbound(
             n = messages.recv_many(&mut m, 64) => {
                 if n == 0 { return }
                 for acked in m.drain(..) {
-                    let result = accept(&app, acked.item.clone()).await;
+                    let result = accept(&ctx, acked.item.clone()).await;
                     settle(acked, result.map(|_| ()));
                 }
                 messages.committed(n);
@@ -171,7 +175,7 @@ pub async fn run_session_inbound(
                 if n == 0 { return }
                 for acked in p.drain(..) {
                     let (connector, part) = acked.item.clone();
-                    let result = accept_part(&app, &connector, part).await;
+                    let result = accept_part(&ctx, &connector, part).await;
                     settle(acked, result.map(|_| ()));
                 }
                 parts.committed(n);
@@ -203,14 +207,14 @@ fn normalized(raw: &str, field: &'static str) -> Result<String, IngestError> {
 /// The tenant whose number `to` is, if the message may arrive for it
 /// through `connector`: the connector the number is on, or the built-in
 /// unsigned `generic` webhook for numbers on a simulator.
-fn owner_of(app: &App, to: &str, connector: &str) -> Result<String, IngestError> {
-    let snapshot = app.directory.snapshot();
+fn owner_of(ctx: &Context, to: &str, connector: &str) -> Result<String, IngestError> {
+    let snapshot = ctx.directory.snapshot();
     let unknown = || IngestError::UnknownNumber { number: to.to_string(), connector: connector.to_string() };
     let tenant_id = snapshot.numbers.get(to).ok_or_else(unknown)?;
     let on = snapshot.tenants.get(tenant_id).and_then(|t| t.senders.get(to)).map(|s| s.connector.as_str());
     let allowed = match on {
         Some(on) if on == connector => true,
-        Some(on) => connector == crate::connectors::GENERIC && app.connectors.is_simulator(on),
+        Some(on) => connector == crate::connectors::GENERIC && ctx.connectors.is_simulator(on),
         None => false,
     };
     if allowed { Ok(tenant_id.clone()) } else { Err(unknown()) }
@@ -219,7 +223,7 @@ fn owner_of(app: &App, to: &str, connector: &str) -> Result<String, IngestError>
 /// Accepts a message; `Ok(None)` when its parts were consumed by a copy.
 /// `sandbox_for`: a test-mode message made up by that tenant.
 async fn accept_consuming(
-    app: &App,
+    ctx: &Context,
     sms: InboundSms,
     parts: Option<PartsKey>,
     sandbox_for: Option<&str>,
@@ -233,19 +237,19 @@ async fn accept_consuming(
     let from = normalized(&sms.from, "from")?;
     let to = normalized(&sms.to, "to")?;
     let chars = sms.body.chars().count();
-    let limit = app.settings.limits.message_chars;
+    let limit = ctx.limits.message_chars;
     if chars > limit {
         return Err(IngestError::TooLong { chars, limit });
     }
-    let snapshot = app.directory.snapshot();
+    let snapshot = ctx.directory.snapshot();
     let (tenant_id, mode) = match sandbox_for {
-        None => (owner_of(app, &to, &sms.connector)?, "live"),
+        None => (owner_of(ctx, &to, &sms.connector)?, "live"),
         Some(tenant) if snapshot.tenants.get(tenant).is_some_and(|t| t.senders.contains_key(&to)) => {
             (tenant.to_string(), "test")
         }
         Some(_) => return Err(IngestError::UnknownNumber { number: to, connector: sms.connector }),
     };
-    let now = app.clock.now_ms();
+    let now = ctx.clock.now_ms();
     let message_id = ids::message_id();
     let incomplete = parts.as_ref().is_some_and(|k| k.parts < k.total);
     let analysis = encoding::analyze(&sms.body, EncodingChoice::Auto).expect("auto encoding always succeeds");
@@ -281,12 +285,12 @@ async fn accept_consuming(
             settings: &tenant.settings.compliance,
             connector: tenant.sender(&message.to).map(|s| s.connector.clone()),
         };
-        Some(compliance::answer(&answerer, keyword, &message, &app.pricing))
+        Some(compliance::answer(&answerer, keyword, &message, &ctx.pricing))
     });
     let tenant_active = snapshot.tenants.get(&tenant_id).is_some_and(|t| t.active);
     let plugins = match compliance {
         // Stored, but a disabled tenant's plugins do not run.
-        None if tenant_active => router::plugins_for_inbound(&snapshot, &tenant_id, &message.body),
+        None if tenant_active => inbound_routing::plugins_for_inbound(&snapshot, &tenant_id, &message.body),
         _ => Vec::new(),
     };
     let (mut consent, mut confirmation) = compliance.unzip();
@@ -325,15 +329,15 @@ async fn accept_consuming(
     let inbound = NewInbound {
         message,
         events,
-        lease: app.pipeline.lease(&app.clock),
+        lease: ctx.pipeline.lease(&ctx.clock),
         consumes_parts: parts,
         consent: consent.flatten(),
         confirmation: confirmation.clone(),
-        confirmations_per_hour: app.settings.limits.compliance_replies_per_hour,
+        confirmations_per_hour: ctx.limits.compliance_replies_per_hour,
         provider_id: sms.provider_id,
     };
     let event_rows: Vec<_> = inbound.events.iter().map(NewEvent::to_row).collect();
-    match app.pipeline.ingest.submit(inbound).await? {
+    match ctx.pipeline.ingest.submit(inbound).await? {
         InboundOutcome::PartsTaken => return Ok(None),
         InboundOutcome::Duplicate { message_id } => {
             return Ok(Some(Accepted { message_id, tenant_id, event_ids: Vec::new(), duplicate: true }));
@@ -341,14 +345,14 @@ async fn accept_consuming(
         InboundOutcome::Inserted { confirmed } => {
             if confirmed {
                 for item in crate::store::outbox_items(confirmation.as_slice()) {
-                    app.pipeline.outbox.push(&item.message_id.clone(), item);
+                    ctx.pipeline.enqueue_send(item);
                 }
             }
         }
     }
     let event_ids = event_rows.iter().map(|e| e.id.clone()).collect();
     for row in event_rows {
-        app.pipeline.events.push(&row.id.clone(), row);
+        ctx.pipeline.enqueue_event(row);
     }
     Ok(Some(Accepted { message_id, tenant_id, event_ids, duplicate: false }))
 }

@@ -18,21 +18,29 @@ pub mod batch;
 pub mod delivery;
 pub mod dispatcher;
 pub mod fair;
+pub mod inbound_routing;
 pub mod ingest;
 pub mod outbound;
+pub mod outbound_routing;
 pub mod retention;
-pub mod router;
-pub mod routing;
 pub mod sweeper;
 pub mod webhooks;
 pub mod worker;
 
+use crate::billing::Pricing;
 use crate::clock::{Clock, Millis};
+use crate::connectors::Connectors;
 use crate::connectors::{InboundSms, Tracked, TrackedReceiver};
+use crate::directory::Directory;
+use crate::limits::Limits;
+use crate::net::Dns;
+use crate::runtime::Runtime;
+use crate::secrets::Sealer;
 use crate::store::{
     CompletionResult, Database, EventCompletion, EventRow, Lease, NewInbound, OutboundRequest, OutboundResult,
     OutboxItem,
 };
+use crate::tenancy::Route;
 use batch::Batcher;
 use std::collections::HashSet;
 use std::future::Future;
@@ -142,14 +150,48 @@ impl Wake {
     }
 }
 
+/// What the pipeline's tasks use, and all they use: the wiring (`app`)
+/// builds it; the API and the control operations accept work through it.
+pub struct Context {
+    pub db: Arc<dyn Database>,
+    pub directory: Arc<Directory>,
+    pub runtime: Arc<Runtime>,
+    pub connectors: Arc<Connectors>,
+    pub clock: Clock,
+    pub limits: Limits,
+    pub pricing: Arc<Pricing>,
+    /// Opens tenants' sealed webhook secrets.
+    pub sealer: Arc<Sealer>,
+    /// The queues, batchers and wakes work moves through.
+    pub pipeline: Arc<Pipeline>,
+    /// The operator's outbound routes (a tenant's own win).
+    pub routes: Vec<Route>,
+    /// Whether this node runs plugins, the dispatcher and timers (an
+    /// ingest-only node only accepts and persists).
+    pub process_events: bool,
+    /// Where status webhooks resolve names, and whether they may reach
+    /// private addresses.
+    pub dns: Dns,
+    pub webhooks_allow_private_addresses: bool,
+}
+
+impl Context {
+    /// Reloads the directory after a change, and tells the other nodes
+    /// sharing the database to reload theirs.
+    pub async fn reload(&self) -> Result<(), crate::store::StoreError> {
+        self.directory.reload(self.db.as_ref()).await?;
+        self.db.announce_directory_change().await
+    }
+}
+
 pub struct Pipeline {
     pub node_id: String,
     /// Whether this node runs the work it accepts (see `Settings::process_events`).
     processing: bool,
     /// How long claimed work stays this node's (`Limits::work_lease_ms`).
     lease_ms: i64,
-    pub events: WorkQueue<EventRow>,
-    pub outbox: WorkQueue<OutboxItem>,
+    events: WorkQueue<EventRow>,
+    outbox: WorkQueue<OutboxItem>,
     pub ingest: Batcher<NewInbound, crate::store::InboundOutcome>,
     pub completions: Batcher<EventCompletion, CompletionResult>,
     pub outbound: Batcher<OutboundRequest, OutboundResult>,
@@ -234,6 +276,33 @@ impl Pipeline {
         Lease { owner: self.node_id.clone(), until }
     }
 
+    /// Queues an event committed and leased to this node: the one way work
+    /// reaches the workers (from ingest, the API, timers, cron, the sweeper).
+    pub fn enqueue_event(&self, event: EventRow) {
+        self.events.push(&event.id.clone(), event);
+    }
+
+    /// Queues a message committed and leased to this node for the dispatcher.
+    pub fn enqueue_send(&self, item: OutboxItem) {
+        self.outbox.push(&item.message_id.clone(), item);
+    }
+
+    /// Waits until fewer than `n` events are queued or running here (the
+    /// scheduler fires only as fast as the workers take events).
+    pub async fn wait_for_event_room(&self, n: usize) {
+        self.events.wait_below(n).await
+    }
+
+    /// Runs `task` until the node stops taking work.
+    pub fn spawn_intake(&self, task: impl Future<Output = ()> + Send + 'static) {
+        spawn_until(&self.intake, task);
+    }
+
+    /// Runs `task` until nothing is left to record (after the intake stops).
+    pub fn spawn_recorder(&self, task: impl Future<Output = ()> + Send + 'static) {
+        spawn_until(&self.recorders, task);
+    }
+
     pub fn notify(&self, n: Notification) {
         let _ = self.notifications.send(n);
     }
@@ -259,7 +328,7 @@ impl Pipeline {
     }
 }
 
-pub(crate) fn spawn_until(token: &CancellationToken, task: impl Future<Output = ()> + Send + 'static) {
+fn spawn_until(token: &CancellationToken, task: impl Future<Output = ()> + Send + 'static) {
     let token = token.clone();
     tokio::spawn(async move {
         tokio::select! {
@@ -270,19 +339,18 @@ pub(crate) fn spawn_until(token: &CancellationToken, task: impl Future<Output = 
 }
 
 /// Starts the pipeline's tasks.
-pub fn spawn(app: Arc<crate::app::App>, rx: Receivers) {
-    let (intake, recorders) = (&app.pipeline.intake, &app.pipeline.recorders);
-    spawn_until(recorders, dispatcher::record_results(app.clone(), rx.sends));
-    spawn_until(recorders, delivery::run(app.clone(), rx.reports));
-    spawn_until(recorders, ingest::run_session_inbound(app.clone(), rx.inbound, rx.parts));
-    if !app.settings.process_events {
+pub fn spawn(ctx: Arc<Context>, rx: Receivers) {
+    let (intake, recorders) = (&ctx.pipeline.intake, &ctx.pipeline.recorders);
+    spawn_until(recorders, dispatcher::record_results(ctx.clone(), rx.sends));
+    spawn_until(recorders, delivery::run(ctx.clone(), rx.reports));
+    spawn_until(recorders, ingest::run_session_inbound(ctx.clone(), rx.inbound, rx.parts));
+    if !ctx.process_events {
         return;
     }
-    spawn_until(intake, worker::run(app.clone(), rx.events));
-    spawn_until(intake, dispatcher::run(app.clone(), rx.outbox));
-    spawn_until(intake, sweeper::run(app.clone()));
-    spawn_until(intake, crate::scheduler::run(app.clone()));
-    spawn_until(intake, webhooks::run(app.clone()));
-    spawn_until(intake, retention::run(app.clone()));
-    spawn_until(intake, retention::run_parts(app.clone()));
+    spawn_until(intake, worker::run(ctx.clone(), rx.events));
+    spawn_until(intake, dispatcher::run(ctx.clone(), rx.outbox));
+    spawn_until(intake, sweeper::run(ctx.clone()));
+    spawn_until(intake, webhooks::run(ctx.clone()));
+    spawn_until(intake, retention::run(ctx.clone()));
+    spawn_until(intake, retention::run_parts(ctx.clone()));
 }

@@ -3,8 +3,8 @@
 //! what is due now to the dispatcher. Scheduled messages wait in the
 //! outbox until the sweeper finds them due.
 
+use super::Context;
 use super::batch::BatchError;
-use crate::app::App;
 use crate::billing::Micros;
 use crate::directory::TenantProfile;
 use crate::phone;
@@ -17,7 +17,6 @@ use crate::store::{
 use crate::{ids, net};
 use std::collections::HashMap;
 use std::sync::Arc;
-
 
 /// One message as the API describes it, before validation.
 #[derive(Debug, Clone, Default)]
@@ -85,13 +84,13 @@ pub struct Prepared {
 /// Validates drafts into messages. All-or-nothing: the first invalid draft
 /// fails the request.
 pub async fn prepare(
-    app: &App,
+    ctx: &Context,
     tenant: &TenantProfile,
     mode: KeyMode,
     drafts: Vec<Draft>,
     bulk: bool,
 ) -> Result<Prepared, SendError> {
-    let now = app.clock.now_ms();
+    let now = ctx.clock.now_ms();
     let batch_id = bulk.then(|| ids::new_id("bat"));
     let mut templates: HashMap<String, String> = HashMap::new();
     let mut messages = Vec::new();
@@ -114,7 +113,7 @@ pub async fn prepare(
             (Some(m), None) => m.clone(),
             (None, Some((name, vars))) => {
                 if !templates.contains_key(name) {
-                    let t = app.db.get_template(&tenant.id, name).await?.ok_or_else(|| {
+                    let t = ctx.db.get_template(&tenant.id, name).await?.ok_or_else(|| {
                         SendError::TemplateNotFound { name: name.clone(), field: format!("{p}template.name") }
                     })?;
                     templates.insert(name.clone(), t.body);
@@ -133,7 +132,7 @@ pub async fn prepare(
             return Err(invalid("INVALID_FIELD", "message is empty", format!("{p}message")));
         }
         let chars = body.chars().count();
-        let limit = app.settings.limits.message_chars;
+        let limit = ctx.limits.message_chars;
         if chars > limit {
             return Err(invalid(
                 "MESSAGE_TOO_LONG",
@@ -206,7 +205,7 @@ pub async fn prepare(
                 false => tenant.settings.compliance.quiet_until(&to, scheduled_at.unwrap_or(now)).or(scheduled_at),
             };
             let price = match mode {
-                KeyMode::Live => app.pricing.price(&to, analysis.segments as u32),
+                KeyMode::Live => ctx.pricing.price(&to, analysis.segments as u32),
                 KeyMode::Test => 0,
             };
             let status = if scheduled_at.is_some() { MessageStatus::Scheduled } else { MessageStatus::Queued };
@@ -250,7 +249,7 @@ pub async fn prepare(
             messages.push(m);
         }
     }
-    if let Some(i) = crate::compliance::first_opted_out(app.db.as_ref(), &tenant.id, &messages).await? {
+    if let Some(i) = crate::compliance::first_opted_out(ctx.db.as_ref(), &tenant.id, &messages).await? {
         return Err(SendError::OptedOut {
             message: format!(
                 "{} opted out of your messages (they texted STOP, or were imported as opted out)",
@@ -260,8 +259,8 @@ pub async fn prepare(
         });
     }
     if mode == KeyMode::Live {
-        let quota = tenant.settings.quotas.resolve(&app.settings.limits).sends_per_day;
-        let sent = app.runtime.usage.sends_today(app.db.as_ref(), &tenant.id, now).await?;
+        let quota = tenant.settings.quotas.resolve(&ctx.limits).sends_per_day;
+        let sent = ctx.runtime.usage.sends_today(ctx.db.as_ref(), &tenant.id, now).await?;
         if sent + messages.len() as i64 > quota {
             return Err(SendError::DailyQuotaExceeded { quota });
         }
@@ -274,7 +273,7 @@ pub async fn prepare(
 /// the idempotency key was already used: the caller returns the stored
 /// answer.
 pub async fn commit(
-    app: &App,
+    ctx: &Context,
     tenant_id: &str,
     prepared: &Prepared,
     idempotency: Option<IdempotencyRecord>,
@@ -283,17 +282,17 @@ pub async fn commit(
         tenant_id: tenant_id.to_string(),
         messages: prepared.messages.clone(),
         idempotency,
-        lease: app.pipeline.lease(&app.clock),
+        lease: ctx.pipeline.lease(&ctx.clock),
     };
-    match app.pipeline.outbound.submit(request).await? {
+    match ctx.pipeline.outbound.submit(request).await? {
         OutboundResult::Accepted { due_now } => {
             let live = prepared.messages.iter().filter(|m| m.mode == "live").count();
-            app.runtime.usage.admitted_sends(tenant_id, live as i64);
+            ctx.runtime.usage.admitted_sends(tenant_id, live as i64);
             for item in due_now {
-                app.pipeline.outbox.push(&item.message_id.clone(), item);
+                ctx.pipeline.enqueue_send(item);
             }
             if prepared.messages.iter().any(|m| m.scheduled_at.is_some()) {
-                app.pipeline.sweeper.now();
+                ctx.pipeline.sweeper.now();
             }
             Ok(Some(()))
         }
@@ -305,6 +304,6 @@ pub async fn commit(
 }
 
 /// The profile of `tenant_id` from the directory.
-pub fn tenant(app: &App, tenant_id: &str) -> Option<Arc<TenantProfile>> {
-    app.directory.snapshot().tenants.get(tenant_id).cloned()
+pub fn tenant(ctx: &Context, tenant_id: &str) -> Option<Arc<TenantProfile>> {
+    ctx.directory.snapshot().tenants.get(tenant_id).cloned()
 }

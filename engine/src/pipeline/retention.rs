@@ -9,42 +9,42 @@
 //! - every minute, long inbound messages whose parts stopped coming
 //!   (`limits.inbound_parts_timeout_s`) are delivered as what arrived.
 
+use super::Context;
 use super::ingest;
-use crate::app::App;
 use crate::store::Retention;
 use std::sync::Arc;
 
 const PRUNE_EVERY_MS: i64 = 3_600_000;
 const PARTS_EVERY_MS: i64 = 60_000;
 
-pub async fn run(app: Arc<App>) {
+pub async fn run(ctx: Arc<Context>) {
     loop {
-        let now = app.clock.now_ms();
-        let limits = &app.settings.limits;
+        let now = ctx.clock.now_ms();
+        let limits = &ctx.limits;
         let retention = Retention {
             records_before: now - limits.plugin_records_retention_s as i64 * 1000,
             carrier_ids_before: now - limits.carrier_ids_retention_s as i64 * 1000,
             now,
         };
-        match app.db.prune(&retention).await {
+        match ctx.db.prune(&retention).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(deleted = n, "pruned rows past their retention");
-                app.pipeline.notify(super::Notification::Pruned { rows: n });
+                ctx.pipeline.notify(super::Notification::Pruned { rows: n });
             }
             Err(e) => tracing::error!(error = %e, "could not prune old rows"),
         }
-        app.clock.sleep_until(now + PRUNE_EVERY_MS).await;
+        ctx.clock.sleep_until(now + PRUNE_EVERY_MS).await;
     }
 }
 
-pub async fn run_parts(app: Arc<App>) {
+pub async fn run_parts(ctx: Arc<Context>) {
     loop {
-        let now = app.clock.now_ms();
-        let delivered = ingest::flush_stale_parts(&app).await;
+        let now = ctx.clock.now_ms();
+        let delivered = ingest::flush_stale_parts(&ctx).await;
         if delivered > 0 {
             tracing::info!(delivered, "delivered incomplete inbound messages after the parts timeout");
         }
-        app.clock.sleep_until(now + PARTS_EVERY_MS).await;
+        ctx.clock.sleep_until(now + PARTS_EVERY_MS).await;
     }
 }

@@ -3,7 +3,7 @@
 //! `X-Switchboard-Signature` and retried with exponential backoff and
 //! jitter until a 2xx or until the retry window (24 h by default) closes.
 
-use crate::app::App;
+use super::Context;
 use crate::net;
 use crate::secrets;
 use crate::store::{WebhookAttempt, WebhookDelivery};
@@ -16,17 +16,17 @@ pub const SIGNATURE_HEADER: &str = "x-switchboard-signature";
 const CLAIM_BATCH: u32 = 128;
 const POLL: Duration = Duration::from_secs(5);
 
-pub async fn run(app: Arc<App>) {
+pub async fn run(ctx: Arc<Context>) {
     // Connects only to the addresses its resolver vetted (see `net`).
-    let allow_private = app.settings.webhooks_allow_private_addresses;
-    let http = net::guarded_client(app.settings.dns.resolver(allow_private))
-        .timeout(Duration::from_millis(app.settings.limits.webhook_timeout_ms))
+    let allow_private = ctx.webhooks_allow_private_addresses;
+    let http = net::guarded_client(ctx.dns.resolver(allow_private))
+        .timeout(Duration::from_millis(ctx.limits.webhook_timeout_ms))
         .build()
         .expect("HTTP client");
     let permits = Arc::new(Semaphore::new(64));
     loop {
-        let now = app.clock.now_ms();
-        let claimed = match app.db.claim_webhooks(&app.pipeline.lease(&app.clock), now, CLAIM_BATCH).await {
+        let now = ctx.clock.now_ms();
+        let claimed = match ctx.db.claim_webhooks(&ctx.pipeline.lease(&ctx.clock), now, CLAIM_BATCH).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "could not claim webhooks");
@@ -34,13 +34,13 @@ pub async fn run(app: Arc<App>) {
             }
         };
         let full = claimed.len() == CLAIM_BATCH as usize;
-        let secrets = tenant_secrets(&app, &claimed).await;
+        let secrets = tenant_secrets(&ctx, &claimed).await;
         let mut running = Vec::with_capacity(claimed.len());
         for delivery in claimed {
             let secret = secrets.get(&delivery.tenant_id).cloned().flatten();
-            let (app, http, permit) = (app.clone(), http.clone(), permits.clone().acquire_owned().await);
+            let (ctx, http, permit) = (ctx.clone(), http.clone(), permits.clone().acquire_owned().await);
             running.push(tokio::spawn(async move {
-                let attempt = deliver(&app, &http, &delivery, secret.as_deref()).await;
+                let attempt = deliver(&ctx, &http, &delivery, secret.as_deref()).await;
                 drop(permit);
                 attempt
             }));
@@ -52,7 +52,7 @@ pub async fn run(app: Arc<App>) {
             }
         }
         if !attempts.is_empty()
-            && let Err(e) = app.db.record_webhook_attempts(&attempts).await
+            && let Err(e) = ctx.db.record_webhook_attempts(&attempts).await
         {
             // The leases lapse and the deliveries are attempted again.
             tracing::error!(error = %e, "could not record webhook attempts");
@@ -61,22 +61,22 @@ pub async fn run(app: Arc<App>) {
             continue;
         }
         let mut next = now + POLL.as_millis() as i64;
-        if let Ok(Some(t)) = app.db.next_webhook_due().await {
+        if let Ok(Some(t)) = ctx.db.next_webhook_due().await {
             next = next.min(t);
         }
-        app.pipeline.webhooks.sleep_until(&app.clock, next.max(now + 1)).await;
+        ctx.pipeline.webhooks.sleep_until(&ctx.clock, next.max(now + 1)).await;
     }
 }
 
 /// Each tenant's signing secret, opened once per batch.
-async fn tenant_secrets(app: &App, deliveries: &[WebhookDelivery]) -> HashMap<String, Option<String>> {
+async fn tenant_secrets(ctx: &Context, deliveries: &[WebhookDelivery]) -> HashMap<String, Option<String>> {
     let mut out = HashMap::new();
     for d in deliveries {
         if out.contains_key(&d.tenant_id) {
             continue;
         }
-        let secret = match app.db.account(&d.tenant_id).await {
-            Ok(Some(a)) => a.webhook_secret.and_then(|s| app.sealer.open(&s)).and_then(|s| String::from_utf8(s).ok()),
+        let secret = match ctx.db.account(&d.tenant_id).await {
+            Ok(Some(a)) => a.webhook_secret.and_then(|s| ctx.sealer.open(&s)).and_then(|s| String::from_utf8(s).ok()),
             _ => None,
         };
         out.insert(d.tenant_id.clone(), secret);
@@ -84,13 +84,13 @@ async fn tenant_secrets(app: &App, deliveries: &[WebhookDelivery]) -> HashMap<St
     out
 }
 
-async fn deliver(app: &App, http: &reqwest::Client, d: &WebhookDelivery, secret: Option<&str>) -> WebhookAttempt {
+async fn deliver(ctx: &Context, http: &reqwest::Client, d: &WebhookDelivery, secret: Option<&str>) -> WebhookAttempt {
     let started = Instant::now();
-    let at = app.clock.now_ms();
+    let at = ctx.clock.now_ms();
     let outcome: Result<u16, String> = async {
         let secret = secret.ok_or("the tenant has no webhook signing secret")?;
         let url = net::parse_http_url(&d.url).map_err(|e| e.to_string())?;
-        net::check_literal(&url, app.settings.webhooks_allow_private_addresses).map_err(|e| e.to_string())?;
+        net::check_literal(&url, ctx.webhooks_allow_private_addresses).map_err(|e| e.to_string())?;
         let signature = secrets::webhook_signature(secret, at / 1000, d.payload.as_bytes());
         let response = http
             .post(url)
@@ -117,7 +117,7 @@ async fn deliver(app: &App, http: &reqwest::Client, d: &WebhookDelivery, secret:
     let retry_at = if delivered {
         None
     } else {
-        let limits = &app.settings.limits;
+        let limits = &ctx.limits;
         let exp = limits.webhook_retry_base_ms.saturating_mul(1u64 << d.attempts.min(20)).min(3_600_000);
         let jitter = rand::random_range(0..=exp / 4 + 1);
         let next = at + (exp + jitter) as i64;

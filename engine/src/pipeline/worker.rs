@@ -10,9 +10,9 @@
 //! [`super::fair`]); a tenant over its invocations-per-minute quota has its
 //! events deferred to the next minute, without using up attempts.
 
+use super::Context;
 use super::Notification;
 use super::fair::FairQueue;
-use crate::app::App;
 use crate::runtime::bindings::{DeliveryReport, DeliveryStatus, InboundMessage};
 use crate::runtime::{InvocationContext, Trigger};
 use crate::store::{
@@ -58,8 +58,8 @@ impl MinuteCounts {
     }
 }
 
-pub async fn run(app: Arc<App>, mut events: mpsc::UnboundedReceiver<EventRow>) {
-    let limits = &app.settings.limits;
+pub async fn run(ctx: Arc<Context>, mut events: mpsc::UnboundedReceiver<EventRow>) {
+    let limits = &ctx.limits;
     let mut queue: FairQueue<EventRow> =
         FairQueue::new(limits.concurrent_invocations, limits.tenant_concurrent_invocations);
     let (finished_tx, mut finished) = mpsc::unbounded_channel::<String>();
@@ -67,12 +67,12 @@ pub async fn run(app: Arc<App>, mut events: mpsc::UnboundedReceiver<EventRow>) {
     let minutes = Arc::new(MinuteCounts::default());
     loop {
         while let Some((tenant, event)) = queue.start_next() {
-            let (app, reruns, minutes, finished_tx) =
-                (app.clone(), reruns.clone(), minutes.clone(), finished_tx.clone());
+            let (ctx, reruns, minutes, finished_tx) =
+                (ctx.clone(), reruns.clone(), minutes.clone(), finished_tx.clone());
             tokio::spawn(async move {
                 let id = event.id.clone();
                 let slot = Slot { tenant: Some(tenant), finished: finished_tx };
-                app.pipeline.events.run(&id, process(&app, &reruns, &minutes, event, slot)).await;
+                ctx.pipeline.events.run(&id, process(&ctx, &reruns, &minutes, event, slot)).await;
             });
         }
         tokio::select! {
@@ -119,31 +119,31 @@ enum Unrunnable {
     Deferred(crate::clock::Millis),
 }
 
-async fn process(app: &App, locks: &RerunLocks, minutes: &MinuteCounts, event: EventRow, mut slot: Slot) {
+async fn process(ctx: &Context, locks: &RerunLocks, minutes: &MinuteCounts, event: EventRow, mut slot: Slot) {
     let mut reruns = 0;
     let mut rerun_lock = None;
-    let limits = &app.settings.limits;
-    let quota = app
+    let limits = &ctx.limits;
+    let quota = ctx
         .directory
         .snapshot()
         .tenants
         .get(&event.tenant_id)
         .map_or(limits.tenant_invocations_per_minute, |t| t.settings.quotas.resolve(limits).invocations_per_minute);
-    let deferred = minutes.take(&event.tenant_id, quota, app.clock.now_ms()).err();
+    let deferred = minutes.take(&event.tenant_id, quota, ctx.clock.now_ms()).err();
     loop {
         let outcome = if let Some(until) = deferred {
             Err(Unrunnable::Deferred(until))
         } else if reruns >= MAX_CONFLICT_RERUNS {
             Err(Unrunnable::Retry(format!("kv conflicts persisted over {reruns} re-runs")))
         } else {
-            attempt(app, &event).await
+            attempt(ctx, &event).await
         };
         slot.release();
         let (completion, record) = match outcome {
             Ok(done) => done,
             Err(Unrunnable::Dead(reason)) => (Completion::Failed { error: reason, retry_at: None }, None),
             Err(Unrunnable::Retry(reason)) => {
-                (Completion::Failed { error: reason, retry_at: next_retry(app, &event) }, None)
+                (Completion::Failed { error: reason, retry_at: next_retry(ctx, &event) }, None)
             }
             Err(Unrunnable::Deferred(until)) => (
                 Completion::Deferred {
@@ -161,7 +161,7 @@ async fn process(app: &App, locks: &RerunLocks, minutes: &MinuteCounts, event: E
         // Scheduled sends wait in the outbox; the sweeper must know the new due time.
         let schedules =
             matches!(&completion, Completion::Succeeded(e) if e.sends.iter().any(|m| m.scheduled_at.is_some()));
-        let now = app.clock.now_ms();
+        let now = ctx.clock.now_ms();
         let record = record.unwrap_or_else(|| InvocationRecord {
             tenant_id: event.tenant_id.clone(),
             plugin_id: event.plugin_id.clone(),
@@ -179,19 +179,19 @@ async fn process(app: &App, locks: &RerunLocks, minutes: &MinuteCounts, event: E
             },
             logs: vec![],
         });
-        let submitted = app
+        let submitted = ctx
             .pipeline
             .completions
             .submit(EventCompletion {
                 event_id: event.id.clone(),
                 tenant_id: event.tenant_id.clone(),
                 plugin_id: event.plugin_id.clone(),
-                lease_owner: app.pipeline.node_id.clone(),
+                lease_owner: ctx.pipeline.node_id.clone(),
                 attempt: event.attempts,
                 completion,
                 record,
-                suspend_after: app.settings.limits.plugin_suspend_after_failures,
-                outbox_lease: app.pipeline.lease(&app.clock),
+                suspend_after: ctx.limits.plugin_suspend_after_failures,
+                outbox_lease: ctx.pipeline.lease(&ctx.clock),
             })
             .await;
         let result = match submitted {
@@ -206,7 +206,7 @@ async fn process(app: &App, locks: &RerunLocks, minutes: &MinuteCounts, event: E
         match result {
             CompletionResult::Conflict => {
                 // Maybe the balance could not pay: re-run on the real one.
-                app.runtime.usage.balances.forget(&event.tenant_id);
+                ctx.runtime.usage.balances.forget(&event.tenant_id);
                 reruns += 1;
                 if rerun_lock.is_none() {
                     rerun_lock = Some(locks.of(&event.plugin_id).lock_owned().await);
@@ -220,28 +220,28 @@ async fn process(app: &App, locks: &RerunLocks, minutes: &MinuteCounts, event: E
             CompletionResult::Committed { outbox, timers_changed, suspended } => {
                 if suspended {
                     tracing::warn!(plugin_id = %event.plugin_id, "plugin suspended after repeated failures");
-                    if let Err(e) = app.reload().await {
+                    if let Err(e) = ctx.reload().await {
                         tracing::error!(error = %e, "could not reload the directory");
                     }
                 }
                 for item in outbox {
-                    app.pipeline.outbox.push(&item.message_id.clone(), item);
+                    ctx.pipeline.enqueue_send(item);
                 }
                 if timers_changed {
-                    app.pipeline.scheduler.now();
+                    ctx.pipeline.scheduler.now();
                 }
                 if schedules {
-                    app.pipeline.sweeper.now();
+                    ctx.pipeline.sweeper.now();
                 }
                 let status = match retry_at {
                     None => "done",
                     Some(Some(_)) => {
-                        app.pipeline.sweeper.now();
+                        ctx.pipeline.sweeper.now();
                         "retry"
                     }
                     Some(None) => "dead",
                 };
-                app.pipeline.notify(Notification::EventSettled {
+                ctx.pipeline.notify(Notification::EventSettled {
                     event_id: event.id.clone(),
                     tenant_id: event.tenant_id.clone(),
                     status,
@@ -254,15 +254,15 @@ async fn process(app: &App, locks: &RerunLocks, minutes: &MinuteCounts, event: E
 
 /// When to try a failed event again, or `None` when it has used up its
 /// attempts and goes to the dead letters.
-fn next_retry(app: &App, event: &EventRow) -> Option<i64> {
+fn next_retry(ctx: &Context, event: &EventRow) -> Option<i64> {
     let attempts_made = event.attempts + 1;
-    let limits = &app.settings.limits;
+    let limits = &ctx.limits;
     (attempts_made < limits.event_max_attempts)
-        .then(|| app.clock.now_ms() + limits.event_retry_delay(attempts_made).as_millis() as i64)
+        .then(|| ctx.clock.now_ms() + limits.event_retry_delay(attempts_made).as_millis() as i64)
 }
 
-async fn attempt(app: &App, event: &EventRow) -> Result<(Completion, Option<InvocationRecord>), Unrunnable> {
-    let snapshot = app.directory.snapshot();
+async fn attempt(ctx: &Context, event: &EventRow) -> Result<(Completion, Option<InvocationRecord>), Unrunnable> {
+    let snapshot = ctx.directory.snapshot();
     let plugin = snapshot
         .plugins
         .get(&event.plugin_id)
@@ -282,21 +282,21 @@ async fn attempt(app: &App, event: &EventRow) -> Result<(Completion, Option<Invo
         return Err(Unrunnable::Dead(format!("the plugin is {}{reason}", row.status)));
     }
     let loaded =
-        app.runtime.load(row).await.map_err(|e| Unrunnable::Retry(format!("could not load the plugin: {e}")))?;
+        ctx.runtime.load(row).await.map_err(|e| Unrunnable::Retry(format!("could not load the plugin: {e}")))?;
     let trigger = trigger_of(event).map_err(Unrunnable::Dead)?;
     let reply_to = match (&trigger, &event.message_id) {
         (Trigger::Inbound(m), Some(id)) => Some((id.clone(), m.from.clone())),
         _ => None,
     };
-    let started_at = app.clock.now_ms();
+    let started_at = ctx.clock.now_ms();
     let trigger_name = trigger.name();
     let mode = if event.mode == "test" { crate::secrets::KeyMode::Test } else { crate::secrets::KeyMode::Live };
-    let ctx = InvocationContext { tenant, event_id: event.id.clone(), reply_to, mode };
-    let outcome = app.runtime.invoke(&loaded, ctx, trigger).await;
+    let invocation = InvocationContext { tenant, event_id: event.id.clone(), reply_to, mode };
+    let outcome = ctx.runtime.invoke(&loaded, invocation, trigger).await;
     let (completion, error, outcome_name) = match outcome.result {
         Ok(effects) => (Completion::Succeeded(effects), None, "ok"),
         Err(failure) => {
-            let retry_at = next_retry(app, event);
+            let retry_at = next_retry(ctx, event);
             tracing::warn!(event_id = %event.id, plugin = %row.name, attempt = event.attempts + 1, error = %failure, "invocation failed");
             let error = failure.to_string();
             (Completion::Failed { error: error.clone(), retry_at }, Some(error), failure.outcome())

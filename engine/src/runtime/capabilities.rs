@@ -8,8 +8,8 @@
 //! always linked.
 
 use super::bindings;
-use crate::manifest::Capability;
 use super::invocation::InvocationState;
+use crate::manifest::Capability;
 use wasmtime::component::{HasSelf, Linker};
 
 pub struct CapabilityDef {

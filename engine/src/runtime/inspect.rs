@@ -11,8 +11,8 @@
 use super::RuntimeError;
 use super::bindings::{WIT_PACKAGE, WIT_VERSION};
 use super::capabilities::Grants;
-use crate::manifest::Capability;
 use crate::limits::Limits;
+use crate::manifest::Capability;
 use wasmparser::{Parser, Payload, Validator, WasmFeatures};
 
 /// The exports of the `switchboard:plugin/plugin` world.

@@ -24,8 +24,8 @@ mod messaging;
 mod timers;
 pub mod usage;
 
-pub use capabilities::Grants;
 pub use crate::manifest::Capability;
+pub use capabilities::Grants;
 pub use http::host_allowed;
 pub use invocation::{InvocationFailure, InvocationOutcome, Trigger};
 

@@ -10,7 +10,7 @@
 //! older ones are skipped. A newly deployed schedule starts after its
 //! version's deploy time.
 
-use crate::app::App;
+use super::Context;
 use crate::clock::Millis;
 use crate::directory::PluginEntry;
 use crate::store::{EventKind, NewEvent};
@@ -18,8 +18,8 @@ use chrono::TimeZone;
 
 /// Fires what is due for every active plugin's schedules; returns when the
 /// next fire is due, if any schedule has one.
-pub async fn fire_due(app: &App, now: Millis) -> Option<Millis> {
-    let snapshot = app.directory.snapshot();
+pub async fn fire_due(ctx: &Context, now: Millis) -> Option<Millis> {
+    let snapshot = ctx.directory.snapshot();
     let mut next: Option<Millis> = None;
     let runs = |p: &PluginEntry| {
         p.row.status == "active"
@@ -28,7 +28,7 @@ pub async fn fire_due(app: &App, now: Millis) -> Option<Millis> {
     };
     for plugin in snapshot.plugins.values().filter(|p| runs(p)) {
         for (expr, schedule) in &plugin.cron {
-            match fire_schedule(app, plugin, expr, schedule, now).await {
+            match fire_schedule(ctx, plugin, expr, schedule, now).await {
                 Ok(Some(due)) => next = Some(next.map_or(due, |n| n.min(due))),
                 Ok(None) => {}
                 Err(e) => tracing::error!(plugin = %plugin.row.name, schedule = %expr, error = %e, "cron fire failed"),
@@ -40,7 +40,7 @@ pub async fn fire_due(app: &App, now: Millis) -> Option<Millis> {
 
 /// Fires one schedule if due; returns its next fire time.
 async fn fire_schedule(
-    app: &App,
+    ctx: &Context,
     plugin: &PluginEntry,
     expr: &str,
     schedule: &cron::Schedule,
@@ -48,8 +48,8 @@ async fn fire_schedule(
 ) -> Result<Option<Millis>, crate::store::StoreError> {
     let zone = plugin.timezone;
     let at = |ms: Millis| zone.timestamp_millis_opt(ms).single();
-    let last = app.db.cron_last_fire(&plugin.row.plugin_id, expr).await?;
-    let grace = app.settings.limits.cron_grace_s as i64 * 1000;
+    let last = ctx.db.cron_last_fire(&plugin.row.plugin_id, expr).await?;
+    let grace = ctx.cron_grace_ms;
     // Fires after the last one (or the deploy), but none older than the grace window.
     let from = last.unwrap_or(plugin.row.created_at).max(now - grace);
     let Some(from_dt) = at(from) else { return Ok(None) };
@@ -77,10 +77,10 @@ async fn fire_schedule(
         created_at: now,
         mode: "live",
     };
-    let lease = app.pipeline.lease(&app.clock);
-    if app.db.fire_cron(&plugin.row.plugin_id, expr, last, fire_at, &event, &lease).await? {
+    let lease = ctx.pipeline.lease(&ctx.clock);
+    if ctx.db.fire_cron(&plugin.row.plugin_id, expr, last, fire_at, &event, &lease).await? {
         tracing::info!(plugin = %plugin.row.name, schedule = %expr, fire = %fire_text, "cron fired");
-        app.pipeline.events.push(&event.id.clone(), event.to_row());
+        ctx.pipeline.enqueue_event(event.to_row());
     }
     Ok(upcoming)
 }

@@ -8,25 +8,40 @@
 
 pub mod cron;
 
-use crate::app::App;
+use crate::clock::Clock;
+use crate::directory::Directory;
+use crate::pipeline::Pipeline;
+use crate::store::Database;
 use std::sync::Arc;
 use std::time::Duration;
 
 const FIRE_BATCH: u32 = 256;
 const POLL: Duration = Duration::from_secs(5);
 
-pub async fn run(app: Arc<App>) {
+/// What the scheduler uses.
+pub struct Context {
+    pub db: Arc<dyn Database>,
+    pub clock: Clock,
+    /// Whose cron schedules run (active plugins of active tenants).
+    pub directory: Arc<Directory>,
+    /// How late a missed cron fire may still run (`limits.cron_grace_s`).
+    pub cron_grace_ms: i64,
+    /// Where fired events go, and the wake the scheduler sleeps on.
+    pub pipeline: Arc<Pipeline>,
+}
+
+pub async fn run(ctx: Context) {
     loop {
         // Fire only as fast as the workers take events: due timers wait in
         // the database, not in memory, and a burst of them (a whole day's
         // reminders at 9:00) does not queue ahead of everything else.
-        app.pipeline.events.wait_below(2 * FIRE_BATCH as usize).await;
-        let now = app.clock.now_ms();
-        match app.db.fire_due_timers(&app.pipeline.lease(&app.clock), now, FIRE_BATCH).await {
+        ctx.pipeline.wait_for_event_room(2 * FIRE_BATCH as usize).await;
+        let now = ctx.clock.now_ms();
+        match ctx.db.fire_due_timers(&ctx.pipeline.lease(&ctx.clock), now, FIRE_BATCH).await {
             Ok(events) => {
                 let full = events.len() == FIRE_BATCH as usize;
                 for e in events {
-                    app.pipeline.events.push(&e.id.clone(), e);
+                    ctx.pipeline.enqueue_event(e);
                 }
                 if full {
                     continue;
@@ -35,12 +50,12 @@ pub async fn run(app: Arc<App>) {
             Err(e) => tracing::error!(error = %e, "could not fire timers"),
         }
         let mut next = now + POLL.as_millis() as i64;
-        if let Ok(Some(due)) = app.db.next_timer_due().await {
+        if let Ok(Some(due)) = ctx.db.next_timer_due().await {
             next = next.min(due);
         }
-        if let Some(due) = cron::fire_due(&app, now).await {
+        if let Some(due) = cron::fire_due(&ctx, now).await {
             next = next.min(due);
         }
-        app.pipeline.scheduler.sleep_until(&app.clock, next.max(now + 1)).await;
+        ctx.pipeline.scheduler.sleep_until(&ctx.clock, next.max(now + 1)).await;
     }
 }

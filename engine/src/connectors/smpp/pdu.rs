@@ -2,8 +2,8 @@
 
 use super::SmppSettings;
 use super::receipt;
-use crate::connectors::{ConnectorError, InboundPart, OutboundSms, ProviderReport};
 use crate::connectors::InboundSms;
+use crate::connectors::{ConnectorError, InboundPart, OutboundSms, ProviderReport};
 use crate::sms::encoding::{self, Encoding};
 use rusmpp::pdus::{BindTransceiver, DeliverSm, SubmitSm};
 use rusmpp::types::{COctetString, OctetString};

@@ -1,7 +1,7 @@
 use super::pdu::{self, Delivered};
+use crate::connectors::InboundSms;
 use crate::connectors::testing::sms;
 use crate::connectors::{InboundPart, ProviderReport};
-use crate::connectors::InboundSms;
 use crate::store::MessageStatus;
 use rusmpp::pdus::DeliverSm;
 use rusmpp::types::{COctetString, OctetString};

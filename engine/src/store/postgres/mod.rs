@@ -49,7 +49,6 @@ impl PgStore {
     }
 }
 
-
 /// One pool for reads and writes: PostgreSQL takes many writers.
 impl super::sql::Backend for PgStore {
     type Db = sqlx::Postgres;
@@ -82,4 +81,3 @@ impl super::sql::Dialect for sqlx::Postgres {
         })
     }
 }
-

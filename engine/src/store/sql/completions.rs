@@ -44,7 +44,7 @@ pub(in crate::store) async fn complete(
                 }
                 if effects.sends.iter().any(|m| m.price > 0) {
                     // A savepoint, so an unpayable completion undoes only itself.
-                    let mut sp = (&mut *tx).begin().await?;
+                    let mut sp = (*tx).begin().await?;
                     if !debit::<DB>(&mut sp, c, effects, now).await? {
                         drop(sp);
                         results.push(CompletionResult::Conflict);

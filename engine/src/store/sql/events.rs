@@ -8,7 +8,8 @@ use crate::clock::Millis;
 use crate::store::*;
 use sqlx::{QueryBuilder, Row};
 
-pub(in crate::store) const EVENT_COLUMNS: &str = "id, tenant_id, plugin_id, kind, name, payload, message_id, attempts, created_at, mode";
+pub(in crate::store) const EVENT_COLUMNS: &str =
+    "id, tenant_id, plugin_id, kind, name, payload, message_id, attempts, created_at, mode";
 
 for_every_backend! {
 /// Whether a compliance confirmation goes out: the sender has had fewer

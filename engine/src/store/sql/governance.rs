@@ -1,9 +1,9 @@
 //! Audit records, plugin status and invocation records, retention, consent (opt-outs), counters and kv usage, cron fires.
 
 use super::RowsAffected;
-use super::{Conn, DbRow, for_every_backend};
 use super::conflict_as;
 use super::events::insert_event_rows;
+use super::{Conn, DbRow, for_every_backend};
 use crate::clock::Millis;
 use crate::store::*;
 use sqlx::{QueryBuilder, Row};

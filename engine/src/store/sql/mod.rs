@@ -16,14 +16,15 @@
 
 mod accounts;
 pub(super) mod completions;
+mod deliveries;
 pub(super) mod events;
 pub(super) mod governance;
 pub(super) mod outbound;
-mod outbox;
 mod plugins;
 mod queries;
 pub(super) mod status;
 mod tenants;
+mod webhooks;
 
 use super::{StoreError, StoreResult};
 use futures::future::BoxFuture;

@@ -6,7 +6,6 @@
 //! pool of others. Callers batch writes into few transactions (group
 //! commit): one fsync costs far more than the rows it carries.
 
-
 use super::StoreResult;
 use futures::future::BoxFuture;
 use sqlx::Row;

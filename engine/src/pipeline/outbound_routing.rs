@@ -8,8 +8,8 @@
 //! Without a route, a message goes through its sender's connector.
 //! Test-mode messages only ever go to the sandbox.
 
+use super::Context;
 use crate::connectors::SANDBOX_CONNECTOR;
-use crate::app::App;
 use crate::store::OutboxItem;
 use crate::tenancy::{Route, Strategy};
 
@@ -18,23 +18,23 @@ fn best<'a>(routes: &'a [Route], to: &str) -> Option<&'a Route> {
 }
 
 /// The connectors to try for `item`, best first.
-pub fn candidates(app: &App, item: &OutboxItem) -> Vec<String> {
+pub fn candidates(ctx: &Context, item: &OutboxItem) -> Vec<String> {
     if item.mode == "test" {
         return vec![SANDBOX_CONNECTOR.to_string()];
     }
-    let snapshot = app.directory.snapshot();
+    let snapshot = ctx.directory.snapshot();
     let tenant_routes = snapshot.tenants.get(&item.tenant_id).map(|t| t.settings.routes.clone()).unwrap_or_default();
-    let route = best(&tenant_routes, &item.to).or_else(|| best(&app.settings.routes, &item.to));
+    let route = best(&tenant_routes, &item.to).or_else(|| best(&ctx.routes, &item.to));
     // A connector whose tenant list leaves this tenant out is never tried,
     // whether a route, a failover or the sender's own number names it.
-    let allowed = |name: &String| app.connectors.allows(name, &item.tenant_id);
+    let allowed = |name: &String| ctx.connectors.allows(name, &item.tenant_id);
     let Some(route) = route else {
         return if allowed(&item.connector) { vec![item.connector.clone()] } else { Vec::new() };
     };
     let mut list: Vec<String> = route.connectors.iter().filter(|n| allowed(n)).cloned().collect();
     if route.strategy == Strategy::LeastCost {
         // Stable: equal prices keep the listed order.
-        list.sort_by_key(|name| app.connectors.get(name).and_then(|c| c.gate.price(&item.to)).unwrap_or(i64::MAX));
+        list.sort_by_key(|name| ctx.connectors.get(name).and_then(|c| c.gate.price(&item.to)).unwrap_or(i64::MAX));
     }
     list
 }
