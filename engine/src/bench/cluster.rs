@@ -73,6 +73,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// User + system time the live node processes have used.
+    pub fn nodes_cpu(&self) -> Duration {
+        self.nodes.iter().flatten().filter_map(|n| n.child.id()).filter_map(super::cpu::process).sum()
+    }
+
     /// Starts the nodes (all at once, on a fresh database they migrate
     /// together) and sets up one tenant on the fake carrier.
     pub async fn start(o: &ClusterOptions) -> anyhow::Result<Cluster> {
@@ -328,16 +333,21 @@ pub async fn run(opts: &Options, server_url: Option<String>) -> anyhow::Result<V
         let n = opts.messages;
         expected += n;
         let started = Instant::now();
+        let cpu_before = cluster.nodes_cpu();
         load::closed_loop(n, opts.connections, cluster.keyword_load(&all, 0)).await?;
         if !cluster.carrier.wait_for(expected, Duration::from_secs(300)).await {
             let arrived = cluster.carrier.arrivals().len();
             bail!("{arrived} of {expected} replies reached the carrier; {}", cluster.work_report().await);
         }
+        let nodes_cpu = cluster.nodes_cpu().saturating_sub(cpu_before);
         let last = cluster.carrier.arrivals().iter().map(|(_, at)| *at).max().unwrap_or(started);
         let throughput = n as f64 / last.duration_since(started).as_secs_f64();
         eprintln!("cluster: {nodes} node(s): {throughput:.0} msg/s");
-        let metric = if nodes == 1 { "throughput_1_node".to_string() } else { format!("throughput_{nodes}_nodes") };
-        out.push(Figure::new("cluster", &metric, throughput, "msg/s"));
+        let of_nodes = if nodes == 1 { "1_node".to_string() } else { format!("{nodes}_nodes") };
+        out.push(Figure::new("cluster", &format!("throughput_{of_nodes}"), throughput, "msg/s"));
+        // Every node process, summed (PostgreSQL's own time is not counted).
+        let per_message = super::cpu::per_item_us(nodes_cpu, n);
+        out.push(Figure::new("cluster", &format!("cpu_per_message_{of_nodes}"), per_message, "us"));
         cluster.stop().await;
     }
     Ok(out)

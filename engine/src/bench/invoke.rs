@@ -91,13 +91,22 @@ pub async fn run(opts: &Options) -> anyhow::Result<Vec<Figure>> {
     let bench = Bench::start(opts).await?;
     let n = opts.messages;
     let mut wasm_us = Vec::with_capacity(n);
+    let mut cpu_before = None;
     for i in 0..n + 1000 {
+        if i == 1000 {
+            cpu_before = super::cpu::process(std::process::id());
+        }
         let started = Instant::now();
         bench.invoke_once(i).await?;
         if i >= 1000 {
             wasm_us.push(started.elapsed().as_secs_f64() * 1e6);
         }
     }
+    // The whole process: here it only invokes (no load generator runs).
+    let invocations_cpu = super::cpu::process(std::process::id())
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before))
+        .unwrap_or_default();
     let mut native_us = Vec::with_capacity(n);
     for i in 0..n + 1000 {
         let m = message(i);
@@ -118,5 +127,6 @@ pub async fn run(opts: &Options) -> anyhow::Result<Vec<Figure>> {
         Figure::new("invoke", "wasm_p99", quantile(&mut wasm_us, 0.99), "us"),
         Figure::new("invoke", "native_p50", native_median, "us"),
         Figure::new("invoke", "wasm_to_native", wasm_median / native_median, "ratio"),
+        Figure::new("invoke", "cpu_per_invocation", super::cpu::per_item_us(invocations_cpu, n), "us"),
     ])
 }

@@ -9,11 +9,15 @@
 //! load generator shares the machine's cores with the engine.
 //!
 //! Scenarios: [`traffic`] (`keyword`, `send`), [`invoke`], [`tenants`],
-//! [`timers`], [`cluster`] (node processes on PostgreSQL).
+//! [`timers`], [`cluster`] (node processes on PostgreSQL), and [`kannel`],
+//! the peer `keyword` is compared with. Every scenario reports the engine's
+//! CPU time per message ([`cpu`]).
 
 pub mod carrier;
 pub mod cluster;
+pub mod cpu;
 pub mod invoke;
+pub mod kannel;
 pub mod load;
 pub mod tenants;
 pub mod timers;
@@ -102,6 +106,8 @@ pub fn customer_index(number: &str) -> Option<usize> {
 /// one tenant whose number sends through the fake carrier.
 pub struct Env {
     pub app: Arc<App>,
+    /// The runtime the engine's tasks run on, apart from the load's.
+    pub engine: EngineRuntime,
     pub base: String,
     pub carrier: FakeCarrier,
     pub tenant: String,
@@ -137,7 +143,8 @@ impl Env {
         let dir = scratch_dir();
         let settings = settings(&dir, &carrier.url)?;
         let clock = Clock::system();
-        let app = App::start(settings.clone(), clock.clone()).await?;
+        let engine = EngineRuntime::new()?;
+        let app = engine.start_app(&settings, &clock).await?;
         let tenant = app.control.create_tenant("Bench").await?;
         app.control.add_number(&tenant, NUMBER, "fake", true).await?;
         let key = app.control.create_api_key(&tenant, KeyMode::Live, Some("bench")).await?;
@@ -159,8 +166,8 @@ impl Env {
             }
         }
         let stop = tokio_util::sync::CancellationToken::new();
-        let base = serve(app.clone(), stop.clone()).await?;
-        Ok(Env { app, base, carrier, tenant, key, settings, clock, stop })
+        let base = engine.serve(app.clone(), stop.clone()).await?;
+        Ok(Env { app, engine, base, carrier, tenant, key, settings, clock, stop })
     }
 
     /// Stops the engine and removes its data directory.
@@ -168,6 +175,46 @@ impl Env {
         self.stop.cancel();
         self.app.shutdown().await;
         let _ = std::fs::remove_dir_all(&self.settings.data_dir);
+    }
+}
+
+/// A multi-threaded runtime for the engine alone, its threads named
+/// [`cpu::ENGINE_THREADS`], so the engine's CPU time can be told from the
+/// load generator's and the fake carrier's.
+pub struct EngineRuntime(Option<tokio::runtime::Runtime>);
+
+impl EngineRuntime {
+    pub fn new() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name(cpu::ENGINE_THREADS)
+            // No thread ends during a run, taking its CPU time with it.
+            .thread_keep_alive(std::time::Duration::from_secs(24 * 3600))
+            .enable_all()
+            .build()?;
+        Ok(EngineRuntime(Some(runtime)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("the engine runtime runs until dropped").handle()
+    }
+
+    /// Starts an engine whose tasks run on this runtime.
+    pub async fn start_app(&self, settings: &Settings, clock: &Clock) -> anyhow::Result<Arc<App>> {
+        Ok(self.handle().spawn(App::start(settings.clone(), clock.clone())).await??)
+    }
+
+    /// Serves `app`'s API from this runtime; returns its base URL.
+    pub async fn serve(&self, app: Arc<App>, stop: tokio_util::sync::CancellationToken) -> anyhow::Result<String> {
+        self.handle().spawn(serve(app, stop)).await?
+    }
+}
+
+impl Drop for EngineRuntime {
+    fn drop(&mut self) {
+        // Dropped from async code: a runtime may not block there.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! loading every version), and keyword traffic spread over all tenants.
 
 use super::traffic::{self, Kind};
-use super::{Env, Figure, Options, load, resident_bytes, serve};
+use super::{Env, Figure, Options, load, resident_bytes};
 use crate::app::App;
 use crate::deploy;
 use crate::manifest::read_plugins;
@@ -53,13 +53,13 @@ pub async fn run(opts: &Options) -> anyhow::Result<Vec<Figure>> {
     env.stop.cancel();
     env.app.shutdown().await;
     let restart = Instant::now();
-    let app = App::start(env.settings.clone(), env.clock.clone()).await?;
+    let app = env.engine.start_app(&env.settings, &env.clock).await?;
     let started = restart.elapsed();
     load_all(&app).await?;
     let ready = restart.elapsed();
     env.app = app;
     env.stop = tokio_util::sync::CancellationToken::new();
-    env.base = serve(env.app.clone(), env.stop.clone()).await?;
+    env.base = env.engine.serve(env.app.clone(), env.stop.clone()).await?;
     let resident = resident_bytes().unwrap_or(0);
 
     let tenants = opts.tenants;

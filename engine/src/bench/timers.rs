@@ -22,18 +22,22 @@ pub async fn run(opts: &Options) -> anyhow::Result<Vec<Figure>> {
         }))
     });
     let booking = Instant::now();
+    let cpu_at_booking = super::cpu::Snapshot::engine();
     load::closed_loop(n, opts.connections, make).await?;
     // Every booking processed: no event left pending.
     while env.app.engine.db.next_event_due().await?.is_some() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let booked = booking.elapsed();
+    let cpu_at_fire = super::cpu::Snapshot::engine();
+    let booking_cpu = cpu_at_fire.since(&cpu_at_booking);
 
     let fired = Instant::now();
     env.clock.advance_to(due);
     if !env.carrier.wait_for(n, Duration::from_secs(600)).await {
         anyhow::bail!("only some of the {n} reminders reached the carrier");
     }
+    let reminders_cpu = super::cpu::Snapshot::engine().since(&cpu_at_fire);
     let arrivals = env.carrier.take();
     let first = arrivals.iter().map(|(_, at)| *at).min().unwrap_or(fired);
     let last = arrivals.iter().map(|(_, at)| *at).max().unwrap_or(fired);
@@ -44,5 +48,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Vec<Figure>> {
         Figure::new("timers", "first_late", first.duration_since(fired).as_secs_f64() * 1e3, "ms"),
         Figure::new("timers", "last_late", last.duration_since(fired).as_secs_f64() * 1e3, "ms"),
         Figure::new("timers", "dispatch_rate", n as f64 / last.duration_since(fired).as_secs_f64(), "msg/s"),
+        Figure::new("timers", "booking_cpu_per_event", super::cpu::per_item_us(booking_cpu, n), "us"),
+        Figure::new("timers", "cpu_per_reminder", super::cpu::per_item_us(reminders_cpu, n), "us"),
     ])
 }

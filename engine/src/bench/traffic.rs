@@ -54,6 +54,8 @@ pub fn request(
 /// What one load phase measured.
 pub struct Phase {
     pub throughput: f64,
+    /// The engine's CPU time per message (µs), from first request to last arrival.
+    pub cpu_per_message_us: f64,
     pub accept_ms: Vec<f64>,
     pub end_to_end_ms: Vec<f64>,
 }
@@ -65,10 +67,12 @@ where
     F: std::future::Future<Output = anyhow::Result<Vec<Sample>>>,
 {
     let started = Instant::now();
+    let cpu_before = super::cpu::Snapshot::engine();
     let samples = load.await?;
     if !env.carrier.wait_for(n, Duration::from_secs(600)).await {
         anyhow::bail!("only some of the {n} messages reached the carrier");
     }
+    let engine_cpu = super::cpu::Snapshot::engine().since(&cpu_before);
     let arrivals = env.carrier.take();
     let last = arrivals.iter().map(|(_, at)| *at).max().unwrap_or(started);
     let starts: HashMap<usize, Instant> = samples.iter().map(|s| (s.index, s.start)).collect();
@@ -78,6 +82,7 @@ where
         .collect();
     Ok(Phase {
         throughput: n as f64 / last.duration_since(started).as_secs_f64(),
+        cpu_per_message_us: super::cpu::per_item_us(engine_cpu, n),
         accept_ms: samples.iter().map(|s| s.latency.as_secs_f64() * 1e3).collect(),
         end_to_end_ms,
     })
@@ -89,6 +94,12 @@ pub fn figures(scenario: &'static str, phase: &mut Phase, at_half_rate: bool, ou
     if !at_half_rate {
         out.push(Figure::new(scenario, "throughput", phase.throughput, "msg/s"));
     }
+    out.push(Figure::new(
+        scenario,
+        name("cpu_per_message", "half_rate_cpu_per_message"),
+        phase.cpu_per_message_us,
+        "us",
+    ));
     for (q, flat, half) in [(0.5, "accept_p50", "half_rate_accept_p50"), (0.99, "accept_p99", "half_rate_accept_p99")] {
         out.push(Figure::new(scenario, name(flat, half), load::quantile(&mut phase.accept_ms, q), "ms"));
     }

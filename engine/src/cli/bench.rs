@@ -18,6 +18,8 @@ enum Scenario {
     Timers,
     /// Keyword throughput with 1, 2 and 3 nodes on one PostgreSQL
     Cluster,
+    /// Kannel's keyword auto-reply on this machine (apt-get install kannel), for comparison
+    Kannel,
 }
 
 #[derive(Args)]
@@ -65,6 +67,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Tenants => bench::tenants::run(&opts).await?,
         Scenario::Timers => bench::timers::run(&opts).await?,
         Scenario::Cluster => bench::cluster::run(&opts, args.database_url).await?,
+        Scenario::Kannel => bench::kannel::run(&opts).await?,
     };
     summary("run", &figures);
     for f in &figures {
