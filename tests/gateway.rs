@@ -43,6 +43,36 @@ async fn a_message_is_queued_sent_and_delivered_with_its_history() {
     assert!(m["history"].as_array().unwrap().iter().all(|h| h["at"].as_str().unwrap().ends_with('Z')));
 }
 
+/// A message can be answered twice in one batch of carrier answers (its
+/// lease lapsed while the first answer waited to be recorded, and it was
+/// sent again). The batch is recorded, once per message, the later answer
+/// standing: a batch the store refused would be offered again and again, and
+/// no later answer on the node recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_answered_twice_in_one_batch_is_recorded_once() {
+    use switchboard::store::{Lease, SendOutcome, SendResult};
+    let h = gateway().await;
+    let mut watch = h.watch();
+    let answer = h.post("/v1/messages", json!({"to": CUSTOMER, "message": "twice"}), StatusCode::ACCEPTED).await;
+    let id = answer["id"].as_str().unwrap().to_string();
+    watch.message_status(&id, "delivered").await;
+    let answered = |provider_id: &str| SendResult {
+        message_id: id.clone(),
+        connector: "simulator".into(),
+        outcome: SendOutcome::Sent { provider_ids: vec![provider_id.into()] },
+        at: h.clock.now_ms(),
+    };
+    let lease = Lease { owner: "test".into(), until: 0 };
+    h.app
+        .engine
+        .db
+        .record_send_results(&[answered("SIM-FIRST"), answered("SIM-SECOND")], &lease)
+        .await
+        .expect("the batch is recorded");
+    let m = h.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!((m["provider_id"].as_str(), m["status"].as_str()), (Some("SIM-SECOND"), Some("delivered")));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segments_and_encoding_follow_gsm_03_38() {
     let h = gateway().await;

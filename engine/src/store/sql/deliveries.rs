@@ -120,6 +120,26 @@ async fn record_sent(
 }
 }
 
+/// The carrier's acceptances in a batch of answers, one per message: a
+/// message can be answered twice in one batch (its lease lapsed while the
+/// first answer waited to be recorded, and it was sent again), and one
+/// statement may not write the same row twice (PostgreSQL refuses it). The
+/// later answer stands, as it does for a carrier id given twice.
+fn accepted_once(results: &[SendResult]) -> Vec<(&SendResult, &[String])> {
+    let mut seen = std::collections::HashSet::new();
+    let mut sent: Vec<(&SendResult, &[String])> = results
+        .iter()
+        .rev()
+        .filter_map(|r| match &r.outcome {
+            SendOutcome::Sent { provider_ids } => Some((r, provider_ids.as_slice())),
+            _ => None,
+        })
+        .filter(|(r, _)| seen.insert(r.message_id.as_str()))
+        .collect();
+    sent.reverse();
+    sent
+}
+
 /// The lock that orders a carrier's report against the record of the send
 /// it reports on.
 fn report_key(connector: &str, provider_id: &str) -> String {
@@ -375,13 +395,7 @@ impl Deliveries {
             let mut tx = self.writer().begin().await?;
             let mut events = Vec::new();
             let mut changes = Vec::new();
-            let sent: Vec<(&SendResult, &[String])> = results
-                .iter()
-                .filter_map(|r| match &r.outcome {
-                    SendOutcome::Sent { provider_ids } => Some((r, provider_ids.as_slice())),
-                    _ => None,
-                })
-                .collect();
+            let sent = accepted_once(results);
             for chunk in sent.chunks(INSERT_CHUNK) {
                 record_sent::<B::Db>(&mut tx, chunk, &mut events, &mut changes).await?;
             }
