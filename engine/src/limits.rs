@@ -308,5 +308,12 @@ impl InvocationLimits {
     }
 }
 
+/// Why text with U+0000 is refused. The store keeps no NUL character:
+/// PostgreSQL's text type cannot hold one, and SQLite, which could, must not
+/// accept what PostgreSQL refuses. So the API refuses it in bodies and query
+/// strings, the plugin API in what it stores, and text from carriers (which
+/// cannot be asked again) has it replaced (`connectors::storable`).
+pub const NUL_REFUSED: &str = "text may not contain the NUL character (U+0000)";
+
 /// How far ahead a message may be scheduled.
 pub const MAX_SCHEDULE_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;

@@ -64,3 +64,54 @@ async fn every_error_is_json_even_from_the_framework() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert!(answer["error"]["code"].is_string(), "{answer}");
 }
+
+/// PostgreSQL's text type cannot hold U+0000, so nothing may carry one into
+/// the store: the API refuses it (400 naming the field) wherever a body, a
+/// query or a path holds text; the plugin API refuses it in what a plugin
+/// stores (a WIT error the plugin handles); text from a carrier, which
+/// cannot be asked again, is kept with U+FFFD in its place. On both
+/// backends, and never a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_holding_a_nul_character_is_refused_at_the_edge_or_kept_replaced() {
+    let h = harness().plugins(&["chaos"]).start().await;
+    let (status, answer) = h.admin(Method::POST, "/admin/v1/tenants", Some(json!({"name": "a\u{0}b"}))).await;
+    assert_eq!(
+        (status, code(&answer), answer["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, "INVALID_FIELD", Some("name")),
+        "{answer}"
+    );
+    let (status, answer) =
+        h.call(Method::POST, "/v1/messages", Some(json!({"to": CUSTOMER, "message": "a\u{0}b"})), Some(&h.key)).await;
+    assert_eq!(
+        (status, code(&answer), answer["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, "INVALID_FIELD", Some("message")),
+        "{answer}"
+    );
+    assert!(answer["error"]["message"].as_str().unwrap().contains("U+0000"), "{answer}");
+    let (status, answer) = h.call(Method::GET, "/v1/messages?to=%2B1555%00", None, Some(&h.key)).await;
+    assert_eq!(
+        (status, code(&answer), answer["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, "INVALID_PARAMETER", Some("to")),
+        "{answer}"
+    );
+    let (status, answer) = h.call(Method::GET, "/v1/messages/msg_%00", None, Some(&h.key)).await;
+    assert_eq!((status, code(&answer)), (StatusCode::BAD_REQUEST, "INVALID_PARAMETER"), "{answer}");
+    assert!(messages(&h, "outbound").await.is_empty(), "nothing was sent");
+
+    // A carrier's message with a NUL in it is kept, the NUL replaced.
+    let inbound = h.inbound(CUSTOMER, "hello\u{0}world").await;
+    let message = h.get(&format!("/v1/messages/{inbound}")).await;
+    assert_eq!(message["message"], "hello\u{FFFD}world", "{message}");
+
+    // A plugin trying to store such text gets an error it can handle; its
+    // log line is kept with the NUL replaced, and its reply goes out.
+    h.inbound(CUSTOMER, "NUL").await;
+    let sent = h.sent(1).await;
+    let expected: Vec<String> = ["body and reference", "kv key", "timer key", "timer payload"]
+        .iter()
+        .map(|what| format!("invalid-argument: {what}: {}", switchboard::limits::NUL_REFUSED))
+        .collect();
+    assert_eq!(sent[0].body, expected.join("; "));
+    let logs = h.get("/v1/plugins/chaos/logs?limit=10").await;
+    assert!(logs["data"].as_array().unwrap().iter().any(|l| l["message"] == "a\u{FFFD}b"), "{logs}");
+}

@@ -87,7 +87,7 @@ async fn webhook(
         routed: a.event_ids.len(),
         id: Some(a.message_id),
     };
-    let accepted = match event {
+    let accepted = match event.storable() {
         WebhookEvent::Inbound(sms) => Some(answer(ingest::accept(&ctx.engine, sms).await.map_err(ingest_error)?)),
         WebhookEvent::InboundPart(part) => {
             let a = ingest::accept_part(&ctx.engine, connector, part).await.map_err(ingest_error)?;

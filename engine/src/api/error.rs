@@ -100,7 +100,7 @@ pub const MAX_PATH_BYTES: usize = 2048;
 pub const MAX_QUERY_BYTES: usize = 4096;
 
 /// The last word on every error answer: refuses oversized request targets
-/// before anything parses them, and turns error responses that are not
+/// (and paths with an encoded NUL) before anything parses them, and turns error responses that are not
 /// our JSON (rejections of axum's own extractors, the body limit, 405s)
 /// into `{"error": {"code", "message"}}`.
 pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
@@ -112,6 +112,12 @@ pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Ne
             format!("the path is limited to {MAX_PATH_BYTES} bytes and the query to {MAX_QUERY_BYTES}"),
         )
         .into_response();
+    }
+    // A path parameter holding U+0000 names nothing that can exist (see
+    // `limits::NUL_REFUSED`); refused before a handler looks it up.
+    if uri.path().contains("%00") {
+        return ApiError::bad_request("INVALID_PARAMETER", format!("a path parameter: {}", crate::limits::NUL_REFUSED))
+            .into_response();
     }
     let response = next.run(req).await;
     let status = response.status();

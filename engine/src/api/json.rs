@@ -89,6 +89,16 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
+        // As in bodies, text with U+0000 is refused (see `objects_only`).
+        if let Some((name, _)) =
+            url::form_urlencoded::parse(query.as_bytes()).find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(ApiError::bad_request(
+                "INVALID_PARAMETER",
+                format!("invalid query string: {}", crate::limits::NUL_REFUSED),
+            )
+            .with_field(name.replace('\0', "")));
+        }
         let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
             let path = e.path().to_string();

@@ -5,7 +5,8 @@
 //! values as the fields in order (`[null, null]` reads as
 //! `{"label": null, "mode": null}`). The API's contract says a body and its
 //! nested records are objects, so every level of the deserializer is wrapped
-//! and `deserialize_struct` refuses a sequence. (Types serde buffers first,
+//! and `deserialize_struct` refuses a sequence. Text containing U+0000 is
+//! refused at every level too (see `without_nul`). (Types serde buffers first,
 //! untagged enums and flattened fields, are read from that buffer and are
 //! not covered; request types keep structs out of them.)
 
@@ -147,13 +148,23 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
         visit_f32(f32),
         visit_f64(f64),
         visit_char(char),
-        visit_str(&str),
-        visit_borrowed_str(&'de str),
-        visit_string(String),
         visit_bytes(&[u8]),
         visit_borrowed_bytes(&'de [u8]),
         visit_byte_buf(Vec<u8>),
     );
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<V::Value, E> {
+        self.inner.visit_str(without_nul(v)?)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<V::Value, E> {
+        self.inner.visit_borrowed_str(without_nul(v)?)
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<V::Value, E> {
+        without_nul(&v)?;
+        self.inner.visit_string(v)
+    }
 
     fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
         self.inner.visit_none()
@@ -185,6 +196,16 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
         self.inner.visit_enum(Enum(data))
     }
+}
+
+/// Text with a NUL character (`\u0000`) is refused wherever it appears, keys
+/// included: PostgreSQL cannot store it in a text column, and no name,
+/// number or message needs it (GSM's `@` is the character `@`, not U+0000).
+fn without_nul<E: de::Error>(v: &str) -> Result<&str, E> {
+    if v.contains('\0') {
+        return Err(E::custom(crate::limits::NUL_REFUSED));
+    }
+    Ok(v)
 }
 
 /// A seed that wraps the deserializer it is given.
@@ -307,5 +328,21 @@ mod tests {
             let err = read(bad).unwrap_err().to_string();
             assert!(err.contains("invalid type: sequence"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn text_with_a_nul_character_is_refused_at_every_level() {
+        for bad in [
+            r#"{"inner":{"a":1,"b":"x\u0000y"}}"#,
+            r#"{"tags":["ok","\u0000"]}"#,
+            r#"{"list":[{"b":"\u0000"}]}"#,
+            r#"{"inner\u0000":null}"#,
+        ] {
+            let err = read(bad).unwrap_err().to_string();
+            assert!(err.contains("NUL character"), "{bad}: {err}");
+        }
+        // An escaped backslash followed by "u0000" is six ordinary characters.
+        let ok = read(r#"{"inner":{"b":"\\u0000"}}"#).unwrap();
+        assert_eq!(ok.inner.unwrap().b.as_deref(), Some("\\u0000"));
     }
 }

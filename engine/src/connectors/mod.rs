@@ -161,6 +161,55 @@ pub enum WebhookEvent {
     Ignored,
 }
 
+impl WebhookEvent {
+    /// The event with its carrier text made storable (see [`storable`]).
+    pub fn storable(self) -> Self {
+        match self {
+            WebhookEvent::Inbound(sms) => WebhookEvent::Inbound(sms.storable()),
+            WebhookEvent::InboundPart(part) => WebhookEvent::InboundPart(storable_part(part)),
+            WebhookEvent::Status(report) => WebhookEvent::Status(storable_report(report)),
+            WebhookEvent::Ignored => WebhookEvent::Ignored,
+        }
+    }
+}
+
+/// Carrier text as the store can keep it: U+0000 becomes U+FFFD. A
+/// carrier that sends a NUL (a UCS-2 zero, a stray byte in an id) cannot be
+/// asked again, and PostgreSQL's text type cannot hold one; refusing would
+/// lose the message, keeping it as it came would leave it unstorable.
+/// Everything a carrier hands over passes through this where it enters
+/// (webhooks, SMPP PDUs).
+pub fn storable(text: String) -> String {
+    if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text }
+}
+
+impl InboundSms {
+    pub fn storable(self) -> Self {
+        InboundSms {
+            from: storable(self.from),
+            to: storable(self.to),
+            body: storable(self.body),
+            connector: self.connector,
+            provider_id: self.provider_id.map(storable),
+        }
+    }
+}
+
+pub fn storable_part(p: InboundPart) -> InboundPart {
+    InboundPart {
+        from: storable(p.from),
+        to: storable(p.to),
+        reference: storable(p.reference),
+        text: storable(p.text),
+        provider_id: p.provider_id.map(storable),
+        ..p
+    }
+}
+
+pub fn storable_report(r: ProviderReport) -> ProviderReport {
+    ProviderReport { provider_id: storable(r.provider_id), error_code: r.error_code.map(storable), ..r }
+}
+
 /// How to answer the carrier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookReply {

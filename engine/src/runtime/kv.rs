@@ -54,6 +54,9 @@ impl KvState {
         if key.is_empty() {
             return Err(Error::InvalidArgument("kv key is empty".into()));
         }
+        if key.contains('\0') {
+            return Err(Error::InvalidArgument(format!("kv key: {}", crate::limits::NUL_REFUSED)));
+        }
         if key.len() > self.key_bytes {
             return Err(Error::InvalidArgument(format!(
                 "kv key is {} bytes; the limit is {}",
@@ -182,6 +185,9 @@ impl kv::Host for KvState {
     }
 
     async fn list_keys(&mut self, prefix: String, limit: u32) -> wasmtime::Result<Result<Vec<String>, Error>> {
+        if prefix.contains('\0') {
+            return Ok(Err(Error::InvalidArgument(format!("kv prefix: {}", crate::limits::NUL_REFUSED))));
+        }
         let limit = limit.min(self.list_max);
         // Fetch enough to survive our own pending deletes, then overlay.
         let pending_deletes = self.writes.values().filter(|v| v.is_none()).count() as u32;

@@ -32,6 +32,10 @@ impl LogState {
             message.truncate(cut);
             message.push('…');
         }
+        // Kept in the store, which holds no U+0000 (see `limits::NUL_REFUSED`).
+        if message.contains('\0') {
+            message = message.replace('\0', "\u{FFFD}");
+        }
         self.total_bytes += message.len();
         self.lines.push(LogLine { level, message, at: self.clock.now_ms() });
     }

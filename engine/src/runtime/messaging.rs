@@ -144,6 +144,9 @@ impl MessagingState {
         if m.body.is_empty() {
             return Err(Error::InvalidArgument("body is empty".into()));
         }
+        if m.body.contains('\0') || m.reference.as_deref().is_some_and(|r| r.contains('\0')) {
+            return Err(Error::InvalidArgument(format!("body and reference: {}", crate::limits::NUL_REFUSED)));
+        }
         let chars = m.body.chars().count();
         if chars > self.max_chars {
             return Err(Error::InvalidArgument(format!("body is {chars} characters; the limit is {}", self.max_chars)));

@@ -25,8 +25,10 @@ pub struct TimersState {
 }
 
 impl TimersState {
-    fn schedule(&mut self, key: String, at: i64, payload: String) -> Result<(), Error> {
-        self.check(&key)?;
+    /// A timer the plugin may schedule, as far as its own arguments tell
+    /// (checked before the quota, whose lookup uses the key).
+    fn check_schedule(&self, key: &str, payload: &str) -> Result<(), Error> {
+        self.check(key)?;
         if payload.len() > self.payload_bytes {
             return Err(Error::QuotaExceeded(format!(
                 "timer payload is {} bytes; the limit is {}",
@@ -34,8 +36,22 @@ impl TimersState {
                 self.payload_bytes
             )));
         }
-        self.ops.push(TimerOp::Schedule { key, due_at: at, payload, mode: self.mode });
+        if payload.contains('\0') {
+            return Err(Error::InvalidArgument(format!("timer payload: {}", crate::limits::NUL_REFUSED)));
+        }
         Ok(())
+    }
+
+    /// Schedules a timer whose arguments and quota were checked.
+    async fn schedule(&mut self, key: String, at: i64, payload: String) -> wasmtime::Result<Result<(), Error>> {
+        if let Err(e) = self.check_schedule(&key, &payload) {
+            return Ok(Err(e));
+        }
+        if let Err(e) = self.check_quota(&key).await? {
+            return Ok(Err(e));
+        }
+        self.ops.push(TimerOp::Schedule { key, due_at: at, payload, mode: self.mode });
+        Ok(Ok(()))
     }
 
     /// Refuses a timer that would take the tenant past its quota (a key
@@ -59,6 +75,9 @@ impl TimersState {
         if key.is_empty() || key.len() > self.key_bytes {
             return Err(Error::InvalidArgument(format!("timer key must be 1 to {} bytes", self.key_bytes)));
         }
+        if key.contains('\0') {
+            return Err(Error::InvalidArgument(format!("timer key: {}", crate::limits::NUL_REFUSED)));
+        }
         if self.ops.len() >= self.max_ops {
             return Err(Error::QuotaExceeded(format!("at most {} timer operations per invocation", self.max_ops)));
         }
@@ -68,10 +87,7 @@ impl TimersState {
 
 impl timers::Host for TimersState {
     async fn schedule_at(&mut self, key: String, at: i64, payload: String) -> wasmtime::Result<Result<(), Error>> {
-        if let Err(e) = self.check_quota(&key).await? {
-            return Ok(Err(e));
-        }
-        Ok(self.schedule(key, at, payload))
+        self.schedule(key, at, payload).await
     }
 
     async fn schedule_after(
@@ -80,11 +96,8 @@ impl timers::Host for TimersState {
         delay_ms: u64,
         payload: String,
     ) -> wasmtime::Result<Result<(), Error>> {
-        if let Err(e) = self.check_quota(&key).await? {
-            return Ok(Err(e));
-        }
         let at = self.clock.now_ms().saturating_add(delay_ms.min(i64::MAX as u64) as i64);
-        Ok(self.schedule(key, at, payload))
+        self.schedule(key, at, payload).await
     }
 
     async fn cancel(&mut self, key: String) -> wasmtime::Result<Result<bool, Error>> {

@@ -32,6 +32,9 @@
 //! - `KVFLOOD`: writes 60 KB kv values under new keys until something
 //!   refuses one; replies with how many it wrote and the error.
 //! - `LOGFLOOD`: writes 10,000 log lines of 2 KB; replies `logged`.
+//! - `NUL`: tries to store text holding U+0000 (a message body, a kv key,
+//!   a timer key and payload) and logs a line with one; replies with the
+//!   errors it got.
 //!
 //! The `count` event increments the counter without replying. Cron fires
 //! (`on-timer` with a `cron` payload) increment the `cron` counter and log
@@ -171,6 +174,19 @@ impl Plugin for Chaos {
                     switchboard_sdk::log::info(&line);
                 }
                 message.reply("logged")?;
+                Ok(())
+            }
+            "NUL" => {
+                let outcomes = [
+                    messaging::Sms::new(&message.from, "a\0b").send().map(|_| ()),
+                    kv::set("a\0b", b"x"),
+                    switchboard_sdk::timers::schedule_after("a\0b", std::time::Duration::from_secs(60), "x"),
+                    switchboard_sdk::timers::schedule_after("k", std::time::Duration::from_secs(60), "a\0b"),
+                ];
+                switchboard_sdk::log::info("a\0b");
+                let described: Vec<String> =
+                    outcomes.iter().map(|o| o.as_ref().map_or_else(describe, |_| "ok".to_string())).collect();
+                message.reply(described.join("; "))?;
                 Ok(())
             }
             "COUNT" => {

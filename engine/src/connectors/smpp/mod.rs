@@ -335,7 +335,7 @@ fn handle_incoming(shared: &Arc<Shared>, session: &Arc<Session>, cmd: Command) -
     };
     match cmd.pdu() {
         Some(Pdu::DeliverSm(deliver)) => {
-            let received = pdu::parse_deliver(&shared.name, deliver, shared.ctx.clock.now_ms());
+            let received = pdu::parse_deliver(&shared.name, deliver, shared.ctx.clock.now_ms()).storable();
             let sinks = shared.ctx.sinks.clone();
             let outgoing = session.outgoing.clone();
             // Answered once recorded; other PDUs keep flowing meanwhile.

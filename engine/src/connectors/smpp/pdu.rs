@@ -122,6 +122,19 @@ pub enum Delivered {
     Unreadable(String),
 }
 
+impl Delivered {
+    /// What was delivered, its carrier text made storable.
+    pub fn storable(self) -> Self {
+        use crate::connectors::{storable_part, storable_report};
+        match self {
+            Delivered::Receipt(r) => Delivered::Receipt(storable_report(r)),
+            Delivered::Message(m) => Delivered::Message(m.storable()),
+            Delivered::Part((connector, p)) => Delivered::Part((connector, storable_part(p))),
+            Delivered::Unreadable(reason) => Delivered::Unreadable(reason),
+        }
+    }
+}
+
 fn plus(addr: &str) -> String {
     if addr.bytes().all(|b| b.is_ascii_digit()) && !addr.is_empty() { format!("+{addr}") } else { addr.to_string() }
 }
