@@ -617,3 +617,103 @@ async fn a_balance_spent_since_a_plugin_read_it_still_refuses_the_send() {
     assert_eq!(amounts, ["-0.01", "0.01"]);
     assert_eq!(h.get("/v1/account").await["balance"], "0.00");
 }
+
+/// A send request as the API hands it to the store: one message of `price`
+/// micros, scheduled an hour ahead (so that it stays in the outbox).
+fn send_request(h: &Harness, price: i64, key: Option<&str>) -> switchboard::store::OutboundRequest {
+    use switchboard::store::*;
+    let now = h.app.engine.clock.now_ms();
+    OutboundRequest {
+        tenant_id: h.tenant.clone(),
+        messages: vec![NewMessage {
+            id: switchboard::ids::message_id(),
+            tenant_id: h.tenant.clone(),
+            direction: Direction::Outbound,
+            from: NUMBER.into(),
+            to: CUSTOMER.into(),
+            body: "x".into(),
+            status: MessageStatus::Scheduled,
+            segments: 1,
+            encoding: "gsm7",
+            reference: None,
+            connector: None,
+            plugin_id: None,
+            event_id: None,
+            in_reply_to: None,
+            created_at: now,
+            mode: "live",
+            webhook_url: None,
+            scheduled_at: Some(now + 3_600_000),
+            price,
+            batch_id: None,
+            error_code: None,
+        }],
+        idempotency: key.map(|k| IdempotencyRecord {
+            key: k.into(),
+            request_hash: format!("hash of {k}"),
+            status: 202,
+            response: "{}".into(),
+        }),
+        lease: Lease { owner: "node".into(), until: 0 },
+    }
+}
+
+/// The store writes a batch of send requests at once when none of them is
+/// refused, and request by request when one is (a key used twice, a debit
+/// the balance cannot cover): each request gets the answer it would get
+/// alone, and the ledger records every debit with the balance after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_sends_is_written_at_once_or_request_by_request_with_the_same_answers() {
+    use switchboard::store::OutboundResult;
+    let h = harness().plugins(&[]).settings(|s| s.admin_token = Some(Secret::new("operator-token"))).start().await;
+    let (s, b) = h
+        .call(
+            Method::POST,
+            &format!("/admin/v1/tenants/{}/credits", h.tenant),
+            Some(json!({"amount": "0.10"})),
+            Some("operator-token"),
+        )
+        .await;
+    assert_eq!((s, b["balance"].as_str()), (StatusCode::OK, Some("0.10")), "{b}");
+    let db = &h.app.engine.db;
+    let accepted = |r: &OutboundResult| matches!(r, OutboundResult::Accepted { .. });
+
+    // Nothing refused: all accepted, 0.01 + 0.02 debited.
+    let batch = [send_request(&h, 10_000, None), send_request(&h, 20_000, Some("k1"))];
+    let results = db.insert_outbound(&batch).await.unwrap();
+    assert!(results.iter().all(accepted), "{results:?}");
+
+    // A key used twice in the batch, a key used before, and a debit over
+    // what is left: each refused alone, the others accepted.
+    let batch = [
+        send_request(&h, 30_000, Some("k2")),
+        send_request(&h, 10_000, Some("k2")),
+        send_request(&h, 10_000, Some("k1")),
+        send_request(&h, 50_000, None),
+        send_request(&h, 20_000, None),
+    ];
+    let results = db.insert_outbound(&batch).await.unwrap();
+    assert!(accepted(&results[0]), "{results:?}");
+    assert!(matches!(results[1], OutboundResult::Duplicate), "{results:?}");
+    assert!(matches!(results[2], OutboundResult::Duplicate), "{results:?}");
+    assert!(
+        matches!(results[3], OutboundResult::InsufficientBalance { balance: 40_000, needed: 50_000 }),
+        "{results:?}"
+    );
+    assert!(accepted(&results[4]), "{results:?}");
+
+    let ledger = h.get("/v1/account/ledger?limit=100").await;
+    let mut debits: Vec<(String, String)> = ledger["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "debit")
+        .map(|e| (e["amount"].as_str().unwrap().to_string(), e["balance_after"].as_str().unwrap().to_string()))
+        .collect();
+    debits.sort_by(|a, b| b.1.cmp(&a.1));
+    let expected = [("-0.01", "0.09"), ("-0.02", "0.07"), ("-0.03", "0.04"), ("-0.02", "0.02")];
+    assert_eq!(debits, expected.map(|(a, b)| (a.to_string(), b.to_string())));
+    assert_eq!(h.get("/v1/account").await["balance"], "0.02");
+    let scheduled = h.get("/v1/messages?status=scheduled&limit=100").await;
+    assert_eq!(scheduled["data"].as_array().unwrap().len(), 4, "{scheduled}");
+}

@@ -2,12 +2,12 @@
 //! delivery reports, and inbound parts waiting for the rest.
 
 use super::events::insert_event_rows;
-use super::outbound::{cancel, outbound_one};
+use super::outbound::{cancel, outbound_all, outbound_one};
 use super::status::{StatusChange, refund, status_changed, statuses_changed};
 use super::{Conn, Dialect, INSERT_CHUNK, RowsAffected, for_every_backend, retrying};
 use crate::clock::Millis;
 use crate::store::*;
-use sqlx::{QueryBuilder, Row};
+use sqlx::{Connection, QueryBuilder, Row};
 
 for_every_backend! {
 /// Messages the carrier accepted: their status, parts and history, their
@@ -291,6 +291,16 @@ impl Deliveries {
     async fn insert_outbound(&self, requests: &[OutboundRequest]) -> StoreResult<Vec<OutboundResult>> {
         retrying(|| async {
             let mut tx = self.writer().begin().await?;
+            // The batch at once when none of it is refused; else one by one.
+            if requests.len() > 1 {
+                let mut all = (&mut *tx).begin().await?;
+                if let Some(results) = outbound_all::<B::Db>(&mut all, requests).await? {
+                    all.commit().await?;
+                    tx.commit().await?;
+                    return Ok(results);
+                }
+                all.rollback().await?;
+            }
             let mut results = Vec::with_capacity(requests.len());
             for req in requests {
                 results.push(outbound_one::<B::Db>(&mut tx, req).await?);

@@ -142,11 +142,19 @@ pub(in crate::store) async fn insert_event_rows(conn: &mut Conn<DB>, events: &[&
 
 for_every_backend! {
 pub(in crate::store) async fn insert_outbox(conn: &mut Conn<DB>, messages: &[&NewMessage], lease: &Lease) -> StoreResult<()> {
+    let leased: Vec<(&NewMessage, &Lease)> = messages.iter().map(|m| (*m, lease)).collect();
+    insert_outbox_leased::<DB>(conn, &leased).await
+}
+}
+
+for_every_backend! {
+/// Outbox rows for messages, each under its own lease.
+pub(in crate::store) async fn insert_outbox_leased(conn: &mut Conn<DB>, messages: &[(&NewMessage, &Lease)]) -> StoreResult<()> {
     for chunk in messages.chunks(INSERT_CHUNK) {
         let mut q: QueryBuilder<DB> = QueryBuilder::new(
             "INSERT INTO outbox (message_id, tenant_id, attempts, run_at, lease_owner, lease_until) ",
         );
-        q.push_values(chunk, |mut b, m| {
+        q.push_values(chunk, |mut b, (m, lease)| {
             // Scheduled messages wait unleased until due; the sweeper claims them.
             let (owner, until) = match m.scheduled_at {
                 Some(_) => (None, None),

@@ -2,12 +2,92 @@
 //! cancelling scheduled messages.
 
 use super::RowsAffected;
-use super::events::{insert_messages, insert_outbox};
+use super::events::{insert_messages, insert_outbox, insert_outbox_leased};
 use super::status::{Entry, ledger_entry, refund, status_changed};
-use super::{Conn, for_every_backend};
+use super::{Conn, INSERT_CHUNK, for_every_backend};
 use crate::clock::Millis;
 use crate::store::*;
-use sqlx::{Connection, Pool, Row};
+use sqlx::{Connection, Pool, QueryBuilder, Row};
+
+for_every_backend! {
+/// A batch of API send requests in the caller's transaction, all at once:
+/// their idempotency records, one debit per tenant with a ledger row per
+/// message, their messages and outbox rows, in a handful of multi-row
+/// statements whatever the batch's size. `None` when a request would be
+/// refused (its idempotency key is taken, or a tenant's balance does not
+/// cover the batch); what was written is then the caller's to roll back,
+/// and [`outbound_one`] takes the requests one by one to answer each.
+pub(in crate::store) async fn outbound_all(
+    conn: &mut Conn<DB>,
+    reqs: &[OutboundRequest],
+) -> StoreResult<Option<Vec<OutboundResult>>> {
+    let keyed: Vec<(&OutboundRequest, &IdempotencyRecord)> =
+        reqs.iter().filter_map(|r| r.idempotency.as_ref().map(|i| (r, i))).collect();
+    for chunk in keyed.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<DB> = QueryBuilder::new(
+            "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, response, created_at) ",
+        );
+        q.push_values(chunk, |mut b, (r, idem)| {
+            b.push_bind(&r.tenant_id)
+                .push_bind(&idem.key)
+                .push_bind(&idem.request_hash)
+                .push_bind(idem.status as i64)
+                .push_bind(&idem.response)
+                .push_bind(r.messages.first().map_or(0, |m| m.created_at));
+        });
+        // Two requests of the batch with one key insert one row: refused.
+        q.push(" ON CONFLICT (tenant_id, key) DO NOTHING");
+        if q.build().execute(&mut *conn).await?.rows_affected() < chunk.len() as u64 {
+            return Ok(None);
+        }
+    }
+    // Debits: each tenant's total at once (in id order, so that two nodes
+    // lock tenants in the same order). Prices are positive, so a balance
+    // that covers the total covers every debit in between.
+    let priced: Vec<&NewMessage> = reqs.iter().flat_map(|r| &r.messages).filter(|m| m.price > 0).collect();
+    let mut totals: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for m in &priced {
+        *totals.entry(m.tenant_id.as_str()).or_default() += m.price;
+    }
+    // The balance before the batch's first debit, per tenant.
+    let mut running: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for (tenant_id, total) in &totals {
+        let balance: Option<i64> = sqlx::query_scalar(
+            "UPDATE tenants SET balance = balance - $1 WHERE id = $2 AND balance - $3 >= 0 RETURNING balance",
+        )
+        .bind(total)
+        .bind(*tenant_id)
+        .bind(total)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(balance) = balance else { return Ok(None) };
+        running.insert(tenant_id, balance + total);
+    }
+    for chunk in priced.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<DB> = QueryBuilder::new(
+            "INSERT INTO ledger (tenant_id, amount, balance_after, kind, message_id, note, at) ",
+        );
+        q.push_values(chunk, |mut b, m| {
+            let balance = running.get_mut(m.tenant_id.as_str()).expect("every priced tenant was debited");
+            *balance -= m.price;
+            b.push_bind(&m.tenant_id)
+                .push_bind(-m.price)
+                .push_bind(*balance)
+                .push_bind("debit")
+                .push_bind(&m.id)
+                .push_bind(None::<String>)
+                .push_bind(m.created_at);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    let messages: Vec<&NewMessage> = reqs.iter().flat_map(|r| &r.messages).collect();
+    insert_messages::<DB>(conn, &messages).await?;
+    let leased: Vec<(&NewMessage, &Lease)> =
+        reqs.iter().flat_map(|r| r.messages.iter().map(move |m| (m, &r.lease))).collect();
+    insert_outbox_leased::<DB>(conn, &leased).await?;
+    Ok(Some(reqs.iter().map(|r| OutboundResult::Accepted { due_now: outbox_items(&r.messages) }).collect()))
+}
+}
 
 for_every_backend! {
 /// One API send request in the caller's transaction: its idempotency
