@@ -159,3 +159,75 @@ async fn parts_belong_together_by_recipient_and_total_and_stale_ones_are_deliver
     let (s, answer) = h.call(Method::GET, &part(NUMBER, "9", 2, 2, "message"), None, None).await;
     assert_eq!((s, answer["status"].as_str()), (StatusCode::OK, Some("received")), "{answer}");
 }
+
+/// A batch of inbound messages as ingest hands it to the store; `ids` are
+/// the carrier's ids.
+fn inbound_batch(h: &Harness, ids: &[&str]) -> Vec<switchboard::store::NewInbound> {
+    use switchboard::store::*;
+    let now = h.app.engine.clock.now_ms();
+    ids.iter()
+        .map(|id| NewInbound {
+            message: NewMessage {
+                id: switchboard::ids::message_id(),
+                tenant_id: h.tenant.clone(),
+                direction: Direction::Inbound,
+                from: CUSTOMER.into(),
+                to: NUMBER.into(),
+                body: "hello".into(),
+                status: MessageStatus::Received,
+                segments: 1,
+                encoding: "gsm7",
+                reference: None,
+                connector: Some("generic".into()),
+                plugin_id: None,
+                event_id: None,
+                in_reply_to: None,
+                created_at: now,
+                mode: "live",
+                webhook_url: None,
+                scheduled_at: None,
+                price: 0,
+                batch_id: None,
+                error_code: None,
+            },
+            events: Vec::new(),
+            lease: Lease { owner: "node".into(), until: 0 },
+            consumes_parts: None,
+            consent: None,
+            confirmation: None,
+            confirmations_per_hour: 0,
+            provider_id: Some(id.to_string()),
+        })
+        .collect()
+}
+
+/// The store records a batch's carrier ids in one statement when no id
+/// repeats inside it, and one by one when one does: either way a retry is
+/// answered with the message first accepted, whether that came in an
+/// earlier batch or earlier in the same one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carrier_ids_in_one_batch_are_deduplicated_like_ids_across_batches() {
+    use switchboard::store::InboundOutcome::{Duplicate, Inserted};
+    let h = harness().plugins(&[]).start().await;
+    let db = &h.app.engine.db;
+    let first = inbound_batch(&h, &["c-1", "c-2"]);
+    let outcomes = db.insert_inbound(&first).await.unwrap();
+    assert_eq!(outcomes, [Inserted { confirmed: false }, Inserted { confirmed: false }]);
+    // Distinct ids, one of them a retry from the first batch.
+    let second = inbound_batch(&h, &["c-3", "c-1"]);
+    let outcomes = db.insert_inbound(&second).await.unwrap();
+    assert_eq!(outcomes, [Inserted { confirmed: false }, Duplicate { message_id: first[0].message.id.clone() }]);
+    // An id twice in one batch, and a retry from the first batch.
+    let third = inbound_batch(&h, &["c-4", "c-4", "c-2"]);
+    let outcomes = db.insert_inbound(&third).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            Inserted { confirmed: false },
+            Duplicate { message_id: third[0].message.id.clone() },
+            Duplicate { message_id: first[1].message.id.clone() },
+        ]
+    );
+    let stored = messages(&h, "inbound").await;
+    assert_eq!(stored.len(), 4, "c-1, c-2, c-3 and c-4 once each");
+}

@@ -7,6 +7,7 @@ use super::{Conn, DbRow, Dialect, INSERT_CHUNK, for_every_backend, retrying};
 use crate::clock::Millis;
 use crate::store::*;
 use sqlx::{QueryBuilder, Row};
+use std::collections::HashMap;
 
 pub(in crate::store) const EVENT_COLUMNS: &str =
     "id, tenant_id, plugin_id, kind, name, payload, message_id, attempts, created_at, mode";
@@ -174,6 +175,50 @@ pub(in crate::store) async fn insert_outbox_leased(conn: &mut Conn<DB>, messages
 }
 
 for_every_backend! {
+/// The carrier ids of a batch of inbound messages, recorded in one
+/// statement: for each (connector, id), the message it was first accepted
+/// as (this one's, unless it is a carrier's retry). `None` when the batch
+/// consumes stored parts or holds one id twice: those are recorded one by
+/// one, in order.
+async fn receipts_at_once(
+    conn: &mut Conn<DB>,
+    batch: &[NewInbound],
+) -> StoreResult<Option<HashMap<(String, String), String>>> {
+    if batch.iter().any(|b| b.consumes_parts.is_some()) {
+        return Ok(None);
+    }
+    let mut keyed: Vec<(&str, &str, &NewMessage)> = batch
+        .iter()
+        .filter_map(|b| match (&b.provider_id, &b.message.connector) {
+            (Some(id), Some(connector)) => Some((connector.as_str(), id.as_str(), &b.message)),
+            _ => None,
+        })
+        .collect();
+    // In one order on every node, so that two nodes' batches lock alike.
+    keyed.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    if keyed.windows(2).any(|w| (w[0].0, w[0].1) == (w[1].0, w[1].1)) {
+        return Ok(None);
+    }
+    let mut firsts = HashMap::with_capacity(keyed.len());
+    for chunk in keyed.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<DB> =
+            QueryBuilder::new("INSERT INTO inbound_receipts (connector, provider_id, message_id, at) ");
+        q.push_values(chunk, |mut b, (connector, id, m)| {
+            b.push_bind(*connector).push_bind(*id).push_bind(&m.id).push_bind(m.created_at);
+        });
+        q.push(
+            " ON CONFLICT (connector, provider_id) DO UPDATE SET at = inbound_receipts.at \
+             RETURNING connector, provider_id, message_id",
+        );
+        for r in q.build().fetch_all(&mut *conn).await? {
+            firsts.insert((r.get(0), r.get(1)), r.get(2));
+        }
+    }
+    Ok(Some(firsts))
+}
+}
+
+for_every_backend! {
 impl Events {
     async fn insert_inbound(&self, batch: &[NewInbound]) -> StoreResult<Vec<InboundOutcome>> {
         retrying(|| async {
@@ -181,6 +226,7 @@ impl Events {
                     return Ok(Vec::new());
                 }
                 let mut tx = self.writer().begin().await?;
+                let receipts = receipts_at_once::<B::Db>(&mut tx, batch).await?;
                 let mut outcomes = Vec::with_capacity(batch.len());
                 let mut accepted: Vec<&NewInbound> = Vec::new();
                 let mut confirmations: Vec<&NewMessage> = Vec::new();
@@ -218,7 +264,10 @@ impl Events {
                     if let (Some(provider_id), Some(connector)) = (&b.provider_id, &b.message.connector) {
                         // A retry accepted by another node at once waits here for
                         // that node's commit, then finds its message.
-                        let first: Option<String> = sqlx::query_scalar(
+                        let first: Option<String> = if let Some(firsts) = &receipts {
+                            firsts.get(&(connector.clone(), provider_id.clone())).cloned()
+                        } else {
+                            sqlx::query_scalar(
                             "INSERT INTO inbound_receipts (connector, provider_id, message_id, at) VALUES ($1, $2, $3, $4) \
                              ON CONFLICT (connector, provider_id) DO UPDATE SET at = inbound_receipts.at \
                              RETURNING message_id",
@@ -228,7 +277,8 @@ impl Events {
                         .bind(&b.message.id)
                         .bind(b.message.created_at)
                         .fetch_optional(&mut *tx)
-                        .await?;
+                        .await?
+                        };
                         if let Some(first) = first.filter(|id| *id != b.message.id) {
                             outcomes.push(InboundOutcome::Duplicate { message_id: first });
                             continue;
