@@ -220,32 +220,7 @@ async fn a_sigkill_mid_processing_loses_nothing_and_duplicates_nothing() {
     assert!(accepted.len() >= 200);
 
     let server = serve(dir.path(), &[]).await;
-    let inbound: Vec<Value> = {
-        let mut all = Vec::new();
-        let mut path = "/v1/messages?direction=inbound&limit=200".to_string();
-        loop {
-            let page = server.get(&path).await;
-            all.extend(page["data"].as_array().unwrap().iter().cloned());
-            match page["next_cursor"].as_str() {
-                Some(c) => path = format!("/v1/messages?direction=inbound&limit=200&cursor={c}"),
-                None => break all,
-            }
-        }
-    };
-    let stored: std::collections::HashSet<&str> = inbound.iter().map(|m| m["id"].as_str().unwrap()).collect();
-    for id in &accepted {
-        assert!(stored.contains(id.as_str()), "accepted message {id} was lost");
-    }
-    // Every reply reached the carrier. (A report the simulator had not yet
-    // emitted when the process died is gone with it, as a carrier's report
-    // is after its webhook retries run out: such replies stay `sent`.)
-    let outbound = server.wait_status(stored.len(), &["sent", "delivered"]).await;
-    let mut per_inbound = std::collections::HashMap::<&str, usize>::new();
-    for m in &outbound {
-        *per_inbound.entry(m["in_reply_to"].as_str().unwrap()).or_default() += 1;
-    }
-    assert_eq!(per_inbound.len(), stored.len(), "every stored inbound message was answered");
-    assert!(per_inbound.values().all(|&n| n == 1), "no message was answered twice");
+    assert_each_answered_once(&server, &accepted).await;
 }
 
 /// Runs a `switchboard` command against `url`; returns (success, stdout, stderr).
@@ -449,4 +424,88 @@ async fn bench_scenarios_run_and_print_one_json_line_per_figure() {
         }
         assert!(stderr.contains(scenario), "a human summary goes to stderr: {stderr}");
     }
+}
+
+/// After a restart: every accepted inbound message is stored, and each
+/// stored one has exactly one reply that reached the carrier.
+async fn assert_each_answered_once(server: &Server, accepted: &[String]) {
+    let inbound: Vec<Value> = {
+        let mut all = Vec::new();
+        let mut path = "/v1/messages?direction=inbound&limit=200".to_string();
+        loop {
+            let page = server.get(&path).await;
+            all.extend(page["data"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => path = format!("/v1/messages?direction=inbound&limit=200&cursor={c}"),
+                None => break all,
+            }
+        }
+    };
+    let stored: std::collections::HashSet<&str> = inbound.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    for id in accepted {
+        assert!(stored.contains(id.as_str()), "accepted message {id} was lost");
+    }
+    // Every reply reached the carrier. (A report the simulator had not yet
+    // emitted when the process died is gone with it, as a carrier's report
+    // is after its webhook retries run out: such replies stay `sent`.)
+    let outbound = server.wait_status(stored.len(), &["sent", "delivered"]).await;
+    let mut per_inbound = std::collections::HashMap::<&str, usize>::new();
+    for m in &outbound {
+        *per_inbound.entry(m["in_reply_to"].as_str().unwrap()).or_default() += 1;
+    }
+    assert_eq!(per_inbound.len(), stored.len(), "every stored inbound message was answered");
+    assert!(per_inbound.values().all(|&n| n == 1), "no message was answered twice");
+}
+
+/// The same under the load of `switchboard bench keyword`: 64 connections
+/// posting flat out, the tenant's quotas out of the way, killed once 2,000
+/// messages are accepted (thousands are then in flight: accepted and not
+/// run, run and not committed, committed and not sent, sent and not
+/// recorded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_under_full_keyword_load_loses_nothing_and_duplicates_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const CONNECTIONS: usize = 64;
+    const KILL_AT: usize = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let unlimited = dir.path().join("unlimited.toml");
+    std::fs::write(
+        &unlimited,
+        "[limits]\ntenant_invocations_per_minute = 100000000\ntenant_sends_per_day = 100000000\n",
+    )
+    .unwrap();
+    let server = serve(dir.path(), &["--config", unlimited.to_str().unwrap()]).await;
+    let client = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let enough = Arc::new(tokio::sync::Notify::new());
+    let workers: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let (client, url) = (client.clone(), server.url.clone());
+            let (next, accepted, enough) = (next.clone(), accepted.clone(), enough.clone());
+            tokio::spawn(async move {
+                // Until the process dies under it.
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Ok(id) = post_inbound(&client, &url, &customer(i), "HOURS").await else { break };
+                    let mut accepted = accepted.lock().unwrap();
+                    accepted.push(id);
+                    if accepted.len() == KILL_AT {
+                        enough.notify_one();
+                    }
+                }
+            })
+        })
+        .collect();
+    enough.notified().await;
+    server.kill9().await;
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let accepted = std::mem::take(&mut *accepted.lock().unwrap());
+    assert!(accepted.len() >= KILL_AT);
+
+    let server = serve(dir.path(), &["--config", unlimited.to_str().unwrap()]).await;
+    assert_each_answered_once(&server, &accepted).await;
 }
