@@ -626,27 +626,10 @@ fn send_request(h: &Harness, price: i64, key: Option<&str>) -> switchboard::stor
     OutboundRequest {
         tenant_id: h.tenant.clone(),
         messages: vec![NewMessage {
-            id: switchboard::ids::message_id(),
-            tenant_id: h.tenant.clone(),
-            direction: Direction::Outbound,
-            from: NUMBER.into(),
-            to: CUSTOMER.into(),
-            body: "x".into(),
             status: MessageStatus::Scheduled,
-            segments: 1,
-            encoding: "gsm7",
-            reference: None,
-            connector: None,
-            plugin_id: None,
-            event_id: None,
-            in_reply_to: None,
-            created_at: now,
-            mode: "live",
-            webhook_url: None,
             scheduled_at: Some(now + 3_600_000),
             price,
-            batch_id: None,
-            error_code: None,
+            ..new_message(h, Direction::Outbound)
         }],
         idempotency: key.map(|k| IdempotencyRecord {
             key: k.into(),

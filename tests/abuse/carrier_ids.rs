@@ -164,31 +164,12 @@ async fn parts_belong_together_by_recipient_and_total_and_stale_ones_are_deliver
 /// the carrier's ids.
 fn inbound_batch(h: &Harness, ids: &[&str]) -> Vec<switchboard::store::NewInbound> {
     use switchboard::store::*;
-    let now = h.app.engine.clock.now_ms();
     ids.iter()
         .map(|id| NewInbound {
             message: NewMessage {
-                id: switchboard::ids::message_id(),
-                tenant_id: h.tenant.clone(),
-                direction: Direction::Inbound,
-                from: CUSTOMER.into(),
-                to: NUMBER.into(),
                 body: "hello".into(),
-                status: MessageStatus::Received,
-                segments: 1,
-                encoding: "gsm7",
-                reference: None,
                 connector: Some("generic".into()),
-                plugin_id: None,
-                event_id: None,
-                in_reply_to: None,
-                created_at: now,
-                mode: "live",
-                webhook_url: None,
-                scheduled_at: None,
-                price: 0,
-                batch_id: None,
-                error_code: None,
+                ..new_message(h, Direction::Inbound)
             },
             events: Vec::new(),
             lease: Lease { owner: "node".into(), until: 0 },

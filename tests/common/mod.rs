@@ -427,3 +427,37 @@ impl Watch {
         .await;
     }
 }
+
+/// A message row as the pipeline builds one, for tests that drive the store
+/// directly: from the customer to the tenant's number (inbound, `received`)
+/// or back (outbound, `queued`), created now.
+pub fn new_message(h: &Harness, direction: switchboard::store::Direction) -> switchboard::store::NewMessage {
+    use switchboard::store::{Direction, MessageStatus, NewMessage};
+    let (from, to, status) = match direction {
+        Direction::Inbound => (CUSTOMER, NUMBER, MessageStatus::Received),
+        Direction::Outbound => (NUMBER, CUSTOMER, MessageStatus::Queued),
+    };
+    NewMessage {
+        id: switchboard::ids::message_id(),
+        tenant_id: h.tenant.clone(),
+        direction,
+        from: from.into(),
+        to: to.into(),
+        body: "x".into(),
+        status,
+        segments: 1,
+        encoding: "gsm7",
+        reference: None,
+        connector: None,
+        plugin_id: None,
+        event_id: None,
+        in_reply_to: None,
+        created_at: h.app.engine.clock.now_ms(),
+        mode: "live",
+        webhook_url: None,
+        scheduled_at: None,
+        price: 0,
+        batch_id: None,
+        error_code: None,
+    }
+}
