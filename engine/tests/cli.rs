@@ -71,13 +71,18 @@ impl Server {
 
     /// Every outbound message, following the cursor.
     async fn outbound(&self) -> Vec<Value> {
+        self.messages("outbound").await
+    }
+
+    /// Every message in one direction, following the cursor.
+    async fn messages(&self, direction: &str) -> Vec<Value> {
         let mut all = Vec::new();
-        let mut path = "/v1/messages?direction=outbound&limit=200".to_string();
+        let mut path = format!("/v1/messages?direction={direction}&limit=200");
         loop {
             let page = self.get(&path).await;
             all.extend(page["data"].as_array().unwrap().iter().cloned());
             match page["next_cursor"].as_str() {
-                Some(c) => path = format!("/v1/messages?direction=outbound&limit=200&cursor={c}"),
+                Some(c) => path = format!("/v1/messages?direction={direction}&limit=200&cursor={c}"),
                 None => return all,
             }
         }
@@ -429,18 +434,7 @@ async fn bench_scenarios_run_and_print_one_json_line_per_figure() {
 /// After a restart: every accepted inbound message is stored, and each
 /// stored one has exactly one reply that reached the carrier.
 async fn assert_each_answered_once(server: &Server, accepted: &[String]) {
-    let inbound: Vec<Value> = {
-        let mut all = Vec::new();
-        let mut path = "/v1/messages?direction=inbound&limit=200".to_string();
-        loop {
-            let page = server.get(&path).await;
-            all.extend(page["data"].as_array().unwrap().iter().cloned());
-            match page["next_cursor"].as_str() {
-                Some(c) => path = format!("/v1/messages?direction=inbound&limit=200&cursor={c}"),
-                None => break all,
-            }
-        }
-    };
+    let inbound = server.messages("inbound").await;
     let stored: std::collections::HashSet<&str> = inbound.iter().map(|m| m["id"].as_str().unwrap()).collect();
     for id in accepted {
         assert!(stored.contains(id.as_str()), "accepted message {id} was lost");
