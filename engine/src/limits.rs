@@ -315,5 +315,11 @@ impl InvocationLimits {
 /// cannot be asked again) has it replaced (`connectors::storable`).
 pub const NUL_REFUSED: &str = "text may not contain the NUL character (U+0000)";
 
+/// Text kept where it cannot be refused (a carrier's, which cannot be asked
+/// again; a plugin's log line): U+0000 becomes U+FFFD.
+pub fn nul_replaced(text: String) -> String {
+    if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text }
+}
+
 /// How far ahead a message may be scheduled.
 pub const MAX_SCHEDULE_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;

@@ -180,7 +180,7 @@ impl WebhookEvent {
 /// Everything a carrier hands over passes through this where it enters
 /// (webhooks, SMPP PDUs).
 pub fn storable(text: String) -> String {
-    if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text }
+    crate::limits::nul_replaced(text)
 }
 
 impl InboundSms {

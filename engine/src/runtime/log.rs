@@ -33,9 +33,7 @@ impl LogState {
             message.push('…');
         }
         // Kept in the store, which holds no U+0000 (see `limits::NUL_REFUSED`).
-        if message.contains('\0') {
-            message = message.replace('\0', "\u{FFFD}");
-        }
+        let message = crate::limits::nul_replaced(message);
         self.total_bytes += message.len();
         self.lines.push(LogLine { level, message, at: self.clock.now_ms() });
     }
