@@ -700,3 +700,74 @@ async fn a_batch_of_sends_is_written_at_once_or_request_by_request_with_the_same
     let scheduled = h.get("/v1/messages?status=scheduled&limit=100").await;
     assert_eq!(scheduled["data"].as_array().unwrap().len(), 4, "{scheduled}");
 }
+
+/// One writer cycle commits every kind of work it holds in one
+/// transaction. A kind that fails is undone alone (the whole kind, not
+/// only the item that failed) while the others commit; alone in its cycle,
+/// its failure is the cycle's. The writer answers the callers of a failed
+/// kind with the error after writing that kind again on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cycle_commits_every_kind_it_holds_and_undoes_only_the_kind_that_failed() {
+    use switchboard::store::cycle::{SendingMarks, WriteCycle};
+    use switchboard::store::*;
+    let h = gateway().await;
+    let db = &h.app.engine.db;
+    let lease = Lease { owner: "node".into(), until: 0 };
+    let inbound = |message: NewMessage| NewInbound {
+        message,
+        events: vec![],
+        lease: lease.clone(),
+        consumes_parts: None,
+        consent: None,
+        confirmation: None,
+        confirmations_per_hour: 0,
+        provider_id: None,
+    };
+    let status_of = |id: String| {
+        let h = &h;
+        async move { h.call(Method::GET, &format!("/v1/messages/{id}"), None, Some(&h.key)).await.0 }
+    };
+    let taken = new_message(&h, Direction::Inbound);
+    let results = db.insert_inbound(&[inbound(taken.clone())]).await.unwrap();
+    assert_eq!(results, [InboundOutcome::Inserted { confirmed: false }]);
+
+    // Inbound messages, one of them under an id already stored (the other
+    // records its carrier id before that fails); a send; a mark for a
+    // message no node holds.
+    let fresh = NewMessage { connector: Some("simulator".into()), ..new_message(&h, Direction::Inbound) };
+    let from_carrier = |message: NewMessage| NewInbound { provider_id: Some("carrier-1".into()), ..inbound(message) };
+    let send = send_request(&h, 0, Some("cycle"));
+    let cycle = WriteCycle {
+        inbound: vec![from_carrier(fresh.clone()), inbound(taken.clone())],
+        outbound: vec![send.clone()],
+        sending: vec![SendingMarks { message_ids: vec!["msg_nobody".into()], at: 0, lease: lease.clone() }],
+        ..Default::default()
+    };
+    let results = db.write_cycle(&cycle).await;
+    assert!(results.committed);
+    assert!(results.inbound.is_err());
+    assert!(matches!(results.outbound.as_deref(), Ok([OutboundResult::Accepted { .. }])));
+    assert_eq!(results.sending.len(), 1);
+    assert_eq!(results.sending[0].as_deref().ok(), Some(&[][..]));
+    assert_eq!(status_of(fresh.id.clone()).await, StatusCode::NOT_FOUND, "undone with its kind");
+    assert_eq!(status_of(send.messages[0].id.clone()).await, StatusCode::OK, "committed beside it");
+
+    // Alone in its cycle, the failing kind fails the cycle.
+    let cycle = WriteCycle { inbound: vec![from_carrier(fresh.clone()), inbound(taken.clone())], ..Default::default() };
+    let results = db.write_cycle(&cycle).await;
+    assert!(!results.committed);
+    assert!(results.inbound.is_err());
+    assert_eq!(status_of(fresh.id.clone()).await, StatusCode::NOT_FOUND);
+
+    // The pipeline's writer: the error reaches the caller; what is right commits.
+    let writer = &h.app.engine.pipeline.writer;
+    assert!(writer.inbound(inbound(taken.clone())).await.is_err());
+    // Nothing of the failed kind stayed behind: its carrier id is not taken.
+    let again = NewMessage { connector: Some("simulator".into()), ..new_message(&h, Direction::Inbound) };
+    assert_eq!(
+        writer.inbound(from_carrier(again.clone())).await.unwrap(),
+        InboundOutcome::Inserted { confirmed: false }
+    );
+    assert_eq!(status_of(again.id.clone()).await, StatusCode::OK);
+    assert_eq!(status_of(fresh.id.clone()).await, StatusCode::NOT_FOUND);
+}

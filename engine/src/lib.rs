@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! carrier webhook / API call / timer / cron fire
-//!   → persisted event            (pipeline::ingest, pipeline::outbound, scheduler; group commit)
+//!   → persisted event            (pipeline::ingest, pipeline::outbound, scheduler; pipeline::writer)
 //!     STOP/START/HELP: consent + one confirmation, not routed  (compliance)
 //!   → inbound routing (tenant, keyword)  (pipeline::inbound_routing over the directory)
 //!   → per-tenant queue, fair turns, quotas                    (pipeline::fair, pipeline::worker)
@@ -40,7 +40,7 @@
 //!    listed in one table), [`runtime`] (the wasmtime host, one module per
 //!    capability).
 //! 5. Work: [`pipeline`] (ingest, API sends, routing, fair queues, workers,
-//!    group commit, dispatcher, delivery reports, webhooks, sweeper,
+//!    the writer (one transaction per cycle), dispatcher, delivery reports, webhooks, sweeper,
 //!    retention; its [`pipeline::Context`] and the one way to enqueue work),
 //!    [`scheduler`] (due timers and cron fires become events), [`deploy`]
 //!    (validation, versions, rollback), [`control`] (operations that change

@@ -211,7 +211,7 @@ impl Control {
             idempotency: None,
             lease: self.engine.pipeline.lease(&self.engine.clock),
         };
-        match self.engine.pipeline.outbound.submit(request).await {
+        match self.engine.pipeline.writer.outbound(request).await {
             Ok(OutboundResult::Accepted { due_now }) => {
                 for item in due_now {
                     self.engine.pipeline.enqueue_send(item);

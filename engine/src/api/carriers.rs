@@ -97,7 +97,7 @@ async fn webhook(
             })
         }
         WebhookEvent::Status(report) => {
-            delivery::record(&ctx.engine, std::slice::from_ref(&report)).await;
+            delivery::record(&ctx.engine, vec![report]).await;
             None
         }
         WebhookEvent::Ignored => None,

@@ -23,6 +23,8 @@ pub const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/test";
 pub const ADMIN_TOKEN: &str = "cluster-admin-token";
 /// The secret key every node shares (32 bytes, base64).
 const SECRET_KEY: &str = "Y2x1c3Rlci1zZWNyZXQta2V5LWZvci1zd2l0Y2hib2E=";
+/// The API limit the benchmark tenant gets: high enough never to refuse.
+const API_REQUESTS_PER_SECOND: u64 = 10_000_000;
 
 /// How a cluster is made.
 #[derive(Debug, Clone)]
@@ -137,11 +139,33 @@ impl Cluster {
         self.http
             .put(admin(&format!("/tenants/{}/limits", self.tenant)))
             .bearer_auth(ADMIN_TOKEN)
-            .json(&serde_json::json!({ "requests_per_second": 10_000_000, "requests_per_day": 1_000_000_000_000u64,
+            .json(&serde_json::json!({ "requests_per_second": API_REQUESTS_PER_SECOND, "requests_per_day": 1_000_000_000_000u64,
                 "quotas": super::unlimited_quotas() }))
             .send()
             .await?
             .error_for_status()?;
+        self.wait_for_limits(API_REQUESTS_PER_SECOND).await
+    }
+
+    /// Waits until every node applies the tenant's API limit (each learns
+    /// of the change through the database's notices): a node still on the
+    /// defaults would refuse a burst of requests with 429.
+    async fn wait_for_limits(&self, per_second: u64) -> anyhow::Result<()> {
+        for node in self.nodes.iter().flatten() {
+            let seen = async {
+                loop {
+                    let r = self.http.get(format!("{}/v1/account", node.base)).bearer_auth(&self.key).send().await?;
+                    let limit = r.headers().get("x-ratelimit-limit").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                    if limit == Some(per_second) {
+                        return anyhow::Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(30), seen)
+                .await
+                .with_context(|| format!("node {} did not apply the tenant's limits within 30 s", node.base))??;
+        }
         Ok(())
     }
 

@@ -13,7 +13,7 @@ pub async fn run(ctx: Arc<Context>, mut reports: TrackedReceiver<Acked<ProviderR
     let mut batch = Vec::new();
     while reports.recv_many(&mut batch, 512).await > 0 {
         let items: Vec<ProviderReport> = batch.iter().map(|a| a.item.clone()).collect();
-        record(&ctx, &items).await;
+        record(&ctx, items).await;
         reports.committed(batch.len());
         for acked in batch.drain(..) {
             acked.done();
@@ -23,9 +23,10 @@ pub async fn run(ctx: Arc<Context>, mut reports: TrackedReceiver<Acked<ProviderR
 
 /// Records reports durably (retrying while the store is unavailable) and
 /// hands on what they trigger.
-pub async fn record(ctx: &Context, batch: &[ProviderReport]) {
+pub async fn record(ctx: &Context, batch: Vec<ProviderReport>) {
+    let batch = Arc::new(batch);
     let recorded = loop {
-        match ctx.db.record_reports(batch, &ctx.pipeline.lease(&ctx.clock)).await {
+        match ctx.pipeline.writer.reports(batch.clone(), ctx.pipeline.lease(&ctx.clock)).await {
             Ok(r) => break r,
             Err(e) => {
                 tracing::error!(error = %e, "could not record delivery reports; retrying");

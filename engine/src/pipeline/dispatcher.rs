@@ -1,8 +1,8 @@
 //! The dispatcher: hands outbox messages to connectors and records what
 //! the carrier said.
 //!
-//! Each batch taken from the queue is first marked `sending` (one
-//! transaction), then every message tries the connectors of its route in
+//! Each batch taken from the queue is first marked `sending` (in the
+//! writer's next cycle), then every message tries the connectors of its route in
 //! order, each behind its gate (circuit breaker, rate limit, concurrency).
 //! A transient failure or an open circuit moves on to the next connector
 //! (failover); a permanent refusal fails the message at once; when no
@@ -19,6 +19,7 @@ use super::{Notification, TrackedReceiver, delivery};
 use crate::connectors::{ConnectorError, OutboundSms};
 use crate::phone::Masked;
 use crate::sms::encoding::Encoding;
+use crate::store::cycle::SendingMarks;
 use crate::store::{OutboxItem, SendOutcome, SendResult};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +62,9 @@ pub async fn run(ctx: Arc<Context>, mut outbox: mpsc::UnboundedReceiver<OutboxIt
         }
         let ids: Vec<String> = batch.iter().map(|i| i.message_id.clone()).collect();
         let started = std::time::Instant::now();
-        let marked = ctx.db.mark_sending(&ids, ctx.clock.now_ms(), &ctx.pipeline.lease(&ctx.clock)).await;
+        let marks =
+            SendingMarks { message_ids: ids.clone(), at: ctx.clock.now_ms(), lease: ctx.pipeline.lease(&ctx.clock) };
+        let marked = ctx.pipeline.writer.sending(marks).await;
         tracing::trace!(size = ids.len(), took_us = started.elapsed().as_micros() as u64, "marked sending");
         match marked {
             Ok(ours) => {
@@ -193,13 +196,15 @@ async fn send(ctx: &Context, item: &OutboxItem) -> SendResult {
     SendResult { message_id: item.message_id.clone(), connector, outcome, at: now }
 }
 
-/// Records connector results in batches (group commit).
+/// Records connector results in batches (through the writer).
 pub async fn record_results(ctx: Arc<Context>, mut results: TrackedReceiver<SendResult>) {
     let mut batch = Vec::new();
     while results.recv_many(&mut batch, 512).await > 0 {
         let started = std::time::Instant::now();
+        let count = batch.len();
+        let batch_now = Arc::new(std::mem::take(&mut batch));
         let recorded = loop {
-            match ctx.db.record_send_results(&batch, &ctx.pipeline.lease(&ctx.clock)).await {
+            match ctx.pipeline.writer.send_results(batch_now.clone(), ctx.pipeline.lease(&ctx.clock)).await {
                 Ok(r) => break r,
                 Err(e) => {
                     tracing::error!(error = %e, "could not record send results; retrying");
@@ -207,9 +212,8 @@ pub async fn record_results(ctx: Arc<Context>, mut results: TrackedReceiver<Send
                 }
             }
         };
-        tracing::trace!(size = batch.len(), took_us = started.elapsed().as_micros() as u64, "send results recorded");
-        results.committed(batch.len());
-        batch.clear();
+        tracing::trace!(size = count, took_us = started.elapsed().as_micros() as u64, "send results recorded");
+        results.committed(count);
         delivery::hand_on(&ctx, recorded);
     }
 }

@@ -1,11 +1,11 @@
-//! Accepting inbound SMS: validate, route, persist (group commit), then
+//! Accepting inbound SMS: validate, route, persist (the writer), then
 //! hand the routed events to the workers. A message is acknowledged only
 //! once it is durable.
 
 use super::Context;
 use super::TrackedReceiver;
-use super::batch::BatchError;
 use super::inbound_routing;
+use super::writer::WriteError;
 use crate::compliance;
 use crate::connectors::Acked;
 use crate::connectors::InboundSms;
@@ -30,7 +30,7 @@ pub enum IngestError {
     #[error("{field}: {message}")]
     Invalid { field: &'static str, message: String },
     #[error("could not persist the message: {0}")]
-    Store(#[from] BatchError),
+    Store(#[from] WriteError),
 }
 
 /// Longest carrier message id accepted, in bytes.
@@ -92,7 +92,7 @@ pub async fn accept_part(ctx: &Context, connector: &str, part: InboundPart) -> R
     // A retry of a part of a message already accepted answers as that message.
     if let Some(id) = &part.provider_id {
         let seen = ctx.db.inbound_receipt(connector, id).await;
-        if let Some(message_id) = seen.map_err(|e| IngestError::Store(BatchError::Store(std::sync::Arc::new(e))))? {
+        if let Some(message_id) = seen.map_err(|e| IngestError::Store(WriteError::Store(std::sync::Arc::new(e))))? {
             let tenant_id = owner_of(ctx, &to, connector)?;
             return Ok(Some(Accepted { message_id, tenant_id, event_ids: Vec::new(), duplicate: true }));
         }
@@ -102,7 +102,7 @@ pub async fn accept_part(ctx: &Context, connector: &str, part: InboundPart) -> R
         .db
         .store_inbound_part(connector, &part, ctx.clock.now_ms())
         .await
-        .map_err(|e| IngestError::Store(BatchError::Store(std::sync::Arc::new(e))))?;
+        .map_err(|e| IngestError::Store(WriteError::Store(std::sync::Arc::new(e))))?;
     let Some(whole) = stored else { return Ok(None) };
     accept_reassembled(ctx, connector, whole).await
 }
@@ -337,7 +337,7 @@ async fn accept_consuming(
         provider_id: sms.provider_id,
     };
     let event_rows: Vec<_> = inbound.events.iter().map(NewEvent::to_row).collect();
-    match ctx.pipeline.ingest.submit(inbound).await? {
+    match ctx.pipeline.writer.inbound(inbound).await? {
         InboundOutcome::PartsTaken => return Ok(None),
         InboundOutcome::Duplicate { message_id } => {
             return Ok(Some(Accepted { message_id, tenant_id, event_ids: Vec::new(), duplicate: true }));

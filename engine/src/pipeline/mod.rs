@@ -14,7 +14,6 @@
 //! loses nothing (the leases lapse, or are released at restart, and the
 //! sweeper claims the rows again).
 
-pub mod batch;
 pub mod delivery;
 pub mod dispatcher;
 pub mod fair;
@@ -26,6 +25,7 @@ pub mod retention;
 pub mod sweeper;
 pub mod webhooks;
 pub mod worker;
+pub mod writer;
 
 use crate::billing::Pricing;
 use crate::clock::{Clock, Millis};
@@ -36,12 +36,8 @@ use crate::limits::Limits;
 use crate::net::Dns;
 use crate::runtime::Runtime;
 use crate::secrets::Sealer;
-use crate::store::{
-    CompletionResult, Database, EventCompletion, EventRow, Lease, NewInbound, OutboundRequest, OutboundResult,
-    OutboxItem,
-};
+use crate::store::{Database, EventRow, Lease, OutboxItem};
 use crate::tenancy::Route;
-use batch::Batcher;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,10 +45,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-
-/// How long a node may hold work before others may take it over.
-/// Rows per group commit at most.
-const MAX_BATCH: usize = 512;
+use writer::Writer;
 
 /// What happened in the pipeline, for observers (tests, `--follow`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,9 +185,8 @@ pub struct Pipeline {
     lease_ms: i64,
     events: WorkQueue<EventRow>,
     outbox: WorkQueue<OutboxItem>,
-    pub ingest: Batcher<NewInbound, crate::store::InboundOutcome>,
-    pub completions: Batcher<EventCompletion, CompletionResult>,
-    pub outbound: Batcher<OutboundRequest, OutboundResult>,
+    /// Commits accepted work, completions, marks, answers and reports.
+    pub writer: Writer,
     pub sends: Tracked<crate::store::SendResult>,
     /// What session connectors (SMPP) receive: reports, messages, parts.
     pub sinks: crate::connectors::Sinks,
@@ -226,29 +218,14 @@ impl Pipeline {
         let (reports, reports_rx) = Tracked::new();
         let (inbound, inbound_rx) = Tracked::new();
         let (parts, parts_rx) = Tracked::new();
-        let ingest_db = db.clone();
-        let ingest = Batcher::spawn(MAX_BATCH, move |batch: Vec<NewInbound>| {
-            let db = ingest_db.clone();
-            async move { db.insert_inbound(&batch).await }
-        });
-        let completions_db = db.clone();
-        let completions = Batcher::spawn(MAX_BATCH, move |batch: Vec<EventCompletion>| {
-            let db = completions_db.clone();
-            async move { db.complete_events(&batch).await }
-        });
-        let outbound = Batcher::spawn(MAX_BATCH, move |batch: Vec<OutboundRequest>| {
-            let db = db.clone();
-            async move { db.insert_outbound(&batch).await }
-        });
+        let writer = Writer::spawn(db);
         let pipeline = Pipeline {
             node_id,
             processing,
             lease_ms: lease_ms as i64,
             events,
             outbox,
-            ingest,
-            completions,
-            outbound,
+            writer,
             sends,
             sinks: crate::connectors::Sinks { reports, inbound, parts },
             sweeper: Wake::default(),

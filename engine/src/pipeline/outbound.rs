@@ -1,10 +1,10 @@
 //! Accepting messages from the gateway API: validate and normalise, price,
-//! persist with the debit and idempotency record (group commit), then hand
+//! persist with the debit and idempotency record (the writer), then hand
 //! what is due now to the dispatcher. Scheduled messages wait in the
 //! outbox until the sweeper finds them due.
 
 use super::Context;
-use super::batch::BatchError;
+use super::writer::WriteError;
 use crate::billing::Micros;
 use crate::directory::TenantProfile;
 use crate::phone;
@@ -54,7 +54,7 @@ pub enum SendError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Commit(#[from] BatchError),
+    Commit(#[from] WriteError),
 }
 
 fn invalid(code: &'static str, message: impl Into<String>, field: String) -> SendError {
@@ -284,7 +284,7 @@ pub async fn commit(
         idempotency,
         lease: ctx.pipeline.lease(&ctx.clock),
     };
-    match ctx.pipeline.outbound.submit(request).await? {
+    match ctx.pipeline.writer.outbound(request).await? {
         OutboundResult::Accepted { due_now } => {
             let live = prepared.messages.iter().filter(|m| m.mode == "live").count();
             ctx.runtime.usage.admitted_sends(tenant_id, live as i64);

@@ -86,7 +86,7 @@ pub async fn run(ctx: Arc<Context>, mut events: mpsc::UnboundedReceiver<EventRow
 }
 
 /// A tenant's turn in the fair queue, given back as soon as its plugin has
-/// run: waiting for the group commit costs no CPU, and holding the turn
+/// run: waiting for the writer's commit costs no CPU, and holding the turn
 /// through it would cap a tenant at (turns ÷ commit time) events/s.
 /// (Re-runs after a kv conflict run outside the turn: they are rare, and
 /// one at a time per plugin.)
@@ -181,8 +181,8 @@ async fn process(ctx: &Context, locks: &RerunLocks, minutes: &MinuteCounts, even
         });
         let submitted = ctx
             .pipeline
-            .completions
-            .submit(EventCompletion {
+            .writer
+            .completion(EventCompletion {
                 event_id: event.id.clone(),
                 tenant_id: event.tenant_id.clone(),
                 plugin_id: event.plugin_id.clone(),

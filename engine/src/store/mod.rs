@@ -12,6 +12,7 @@
 //! then work on it here) needs no claim query; the sweeper claims only what
 //! is due for retry or was orphaned by a crash.
 
+pub mod cycle;
 pub mod lock;
 mod models;
 pub mod postgres;
@@ -60,7 +61,19 @@ pub fn default_url(data_dir: &Path) -> String {
 
 /// The whole store: one backend implements every part.
 pub trait Database:
-    Tenants + Accounts + Plugins + Events + Deliveries + Webhooks + Queries + Governance + Cluster + Send + Sync + 'static
+    Tenants
+    + Accounts
+    + Plugins
+    + Events
+    + Deliveries
+    + cycle::WriteCycles
+    + Webhooks
+    + Queries
+    + Governance
+    + Cluster
+    + Send
+    + Sync
+    + 'static
 {
 }
 impl<
@@ -69,6 +82,7 @@ impl<
         + Plugins
         + Events
         + Deliveries
+        + cycle::WriteCycles
         + Webhooks
         + Queries
         + Governance
@@ -185,7 +199,7 @@ pub trait Plugins {
 #[async_trait]
 pub trait Events {
     /// Persists accepted inbound messages and the events routed from them,
-    /// all in one transaction (group commit). Per message: what became of
+    /// all in one transaction (a writer cycle, [`cycle`]). Per message: what became of
     /// it (a carrier retry of an id already stored is not stored again).
     async fn insert_inbound(&self, batch: &[NewInbound]) -> StoreResult<Vec<InboundOutcome>>;
     /// Persists business events, leased to `lease` (one transaction).

@@ -725,7 +725,7 @@ pub struct LogRow {
     pub at: Millis,
 }
 
-/// The API's request to queue messages (one item of a group commit).
+/// The API's request to queue messages (one item of a writer cycle).
 #[derive(Debug, Clone)]
 pub struct OutboundRequest {
     pub tenant_id: String,

@@ -287,24 +287,153 @@ async fn apply_reports(
 }
 
 for_every_backend! {
+/// Queues API requests inside the caller's transaction (see
+/// [`Deliveries::insert_outbound`]): the batch at once when none of it is
+/// refused, else one by one.
+pub(in crate::store) async fn outbound_in(
+    tx: &mut Conn<DB>,
+    requests: &[OutboundRequest],
+) -> StoreResult<Vec<OutboundResult>> {
+    if requests.len() > 1 {
+        let mut all = (*tx).begin().await?;
+        if let Some(results) = outbound_all::<DB>(&mut all, requests).await? {
+            all.commit().await?;
+            return Ok(results);
+        }
+        all.rollback().await?;
+    }
+    let mut results = Vec::with_capacity(requests.len());
+    for req in requests {
+        results.push(outbound_one::<DB>(tx, req).await?);
+    }
+    Ok(results)
+}
+}
+
+for_every_backend! {
+/// Marks messages `sending` inside the caller's transaction (see
+/// [`Deliveries::mark_sending`]).
+pub(in crate::store) async fn sending_in(
+    tx: &mut Conn<DB>,
+    message_ids: &[String],
+    at: Millis,
+    lease: &Lease,
+) -> StoreResult<Vec<String>> {
+    let mut ours = Vec::with_capacity(message_ids.len());
+    for chunk in message_ids.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<DB> = QueryBuilder::new("UPDATE outbox SET lease_until = ");
+        q.push_bind(lease.until).push(" WHERE lease_owner = ").push_bind(&lease.owner).push(" AND message_id IN (");
+        let mut ids = q.separated(", ");
+        for id in chunk {
+            ids.push_bind(id);
+        }
+        q.push(") RETURNING message_id");
+        let chunk: Vec<String> = q.build().fetch_all(&mut *tx).await?.iter().map(|r| r.get(0)).collect();
+        // None still ours (PostgreSQL refuses an empty `IN ()`).
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut q: QueryBuilder<DB> =
+            QueryBuilder::new("UPDATE messages SET status = 'sending', status_rank = 1, updated_at = ");
+        q.push_bind(at).push(" WHERE status_rank < 1 AND id IN (");
+        let mut ids = q.separated(", ");
+        for id in &chunk {
+            ids.push_bind(id);
+        }
+        q.push(") RETURNING id");
+        let changed: Vec<String> = q.build().fetch_all(&mut *tx).await?.iter().map(|r| r.get(0)).collect();
+        let changes: Vec<StatusChange> = changed
+            .iter()
+            .map(|id| StatusChange { message_id: id, status: MessageStatus::Sending, error_code: None, at })
+            .collect();
+        statuses_changed::<DB>(tx, &changes).await?;
+        ours.extend(chunk);
+    }
+    Ok(ours)
+}
+}
+
+for_every_backend! {
+/// Records connector results inside the caller's transaction (see
+/// [`Deliveries::record_send_results`]).
+pub(in crate::store) async fn send_results_in(
+    tx: &mut Conn<DB>,
+    results: &[SendResult],
+    lease: &Lease,
+) -> StoreResult<Recorded> {
+    let mut events = Vec::new();
+    let mut changes = Vec::new();
+    let sent = accepted_once(results);
+    for chunk in sent.chunks(INSERT_CHUNK) {
+        record_sent::<DB>(tx, chunk, &mut events, &mut changes).await?;
+    }
+    for r in results {
+        match &r.outcome {
+            // Recorded above, all at once.
+            SendOutcome::Sent { .. } => {}
+            SendOutcome::Retry { at, .. } => {
+                sqlx::query(
+                    "UPDATE outbox SET attempts = attempts + 1, run_at = $1, lease_owner = NULL, lease_until = NULL \
+                     WHERE message_id = $2",
+                )
+                .bind(at)
+                .bind(&r.message_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            SendOutcome::Failed { error_code, .. } => {
+                let changed = sqlx::query(
+                    "UPDATE messages SET status = 'failed', status_rank = 3, error_code = $1, updated_at = $2 \
+                     WHERE id = $3 AND status_rank < 3",
+                )
+                .bind(error_code)
+                .bind(r.at)
+                .bind(&r.message_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed > 0 {
+                    status_changed::<DB>(tx, &r.message_id, MessageStatus::Failed, Some(error_code), r.at).await?;
+                    refund::<DB>(tx, &r.message_id, r.at).await?;
+                    changes.push((r.message_id.clone(), MessageStatus::Failed));
+                    if let Some(e) =
+                        delivery_event::<DB>(tx, &r.message_id, MessageStatus::Failed, Some(error_code), r.at).await?
+                    {
+                        events.push(e);
+                    }
+                }
+                sqlx::query("DELETE FROM outbox WHERE message_id = $1").bind(&r.message_id).execute(&mut *tx).await?;
+            }
+        }
+    }
+    let refs: Vec<&NewEvent> = events.iter().collect();
+    insert_event_rows::<DB>(tx, &refs, lease).await?;
+    Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
+}
+}
+
+for_every_backend! {
+/// Applies delivery reports inside the caller's transaction (see
+/// [`Deliveries::record_reports`]).
+pub(in crate::store) async fn reports_in(
+    tx: &mut Conn<DB>,
+    reports: &[ProviderReport],
+    lease: &Lease,
+) -> StoreResult<Recorded> {
+    let (mut events, mut changes) = (Vec::new(), Vec::new());
+    apply_reports::<DB>(tx, reports, &mut events, &mut changes).await?;
+    let refs: Vec<&NewEvent> = events.iter().collect();
+    insert_event_rows::<DB>(tx, &refs, lease).await?;
+    Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
+}
+}
+
+for_every_backend! {
 impl Deliveries {
     async fn insert_outbound(&self, requests: &[OutboundRequest]) -> StoreResult<Vec<OutboundResult>> {
         retrying(|| async {
             let mut tx = self.writer().begin().await?;
-            // The batch at once when none of it is refused; else one by one.
-            if requests.len() > 1 {
-                let mut all = (&mut *tx).begin().await?;
-                if let Some(results) = outbound_all::<B::Db>(&mut all, requests).await? {
-                    all.commit().await?;
-                    tx.commit().await?;
-                    return Ok(results);
-                }
-                all.rollback().await?;
-            }
-            let mut results = Vec::with_capacity(requests.len());
-            for req in requests {
-                results.push(outbound_one::<B::Db>(&mut tx, req).await?);
-            }
+            let results = outbound_in::<B::Db>(&mut tx, requests).await?;
             tx.commit().await?;
             Ok(results)
         })
@@ -369,93 +498,21 @@ impl Deliveries {
     }
 
     async fn mark_sending(&self, message_ids: &[String], at: Millis, lease: &Lease) -> StoreResult<Vec<String>> {
-        let mut tx = self.writer().begin().await?;
-        let mut ours = Vec::with_capacity(message_ids.len());
-        for chunk in message_ids.chunks(INSERT_CHUNK) {
-            let mut q: QueryBuilder<B::Db> = QueryBuilder::new("UPDATE outbox SET lease_until = ");
-            q.push_bind(lease.until).push(" WHERE lease_owner = ").push_bind(&lease.owner).push(" AND message_id IN (");
-            let mut ids = q.separated(", ");
-            for id in chunk {
-                ids.push_bind(id);
-            }
-            q.push(") RETURNING message_id");
-            let chunk: Vec<String> = q.build().fetch_all(&mut *tx).await?.iter().map(|r| r.get(0)).collect();
-            let mut q: QueryBuilder<B::Db> =
-                QueryBuilder::new("UPDATE messages SET status = 'sending', status_rank = 1, updated_at = ");
-            q.push_bind(at).push(" WHERE status_rank < 1 AND id IN (");
-            let mut ids = q.separated(", ");
-            for id in &chunk {
-                ids.push_bind(id);
-            }
-            q.push(") RETURNING id");
-            let changed: Vec<String> = q.build().fetch_all(&mut *tx).await?.iter().map(|r| r.get(0)).collect();
-            let changes: Vec<StatusChange> = changed
-                .iter()
-                .map(|id| StatusChange { message_id: id, status: MessageStatus::Sending, error_code: None, at })
-                .collect();
-            statuses_changed::<B::Db>(&mut tx, &changes).await?;
-            ours.extend(chunk);
-        }
-        tx.commit().await?;
-        Ok(ours)
+        retrying(|| async {
+            let mut tx = self.writer().begin().await?;
+            let ours = sending_in::<B::Db>(&mut tx, message_ids, at, lease).await?;
+            tx.commit().await?;
+            Ok(ours)
+        })
+        .await
     }
 
     async fn record_send_results(&self, results: &[SendResult], lease: &Lease) -> StoreResult<Recorded> {
         retrying(|| async {
             let mut tx = self.writer().begin().await?;
-            let mut events = Vec::new();
-            let mut changes = Vec::new();
-            let sent = accepted_once(results);
-            for chunk in sent.chunks(INSERT_CHUNK) {
-                record_sent::<B::Db>(&mut tx, chunk, &mut events, &mut changes).await?;
-            }
-            for r in results {
-                match &r.outcome {
-                    // Recorded above, all at once.
-                    SendOutcome::Sent { .. } => {}
-                    SendOutcome::Retry { at, .. } => {
-                        sqlx::query(
-                            "UPDATE outbox SET attempts = attempts + 1, run_at = $1, lease_owner = NULL, lease_until = NULL \
-                             WHERE message_id = $2",
-                        )
-                        .bind(at)
-                        .bind(&r.message_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    SendOutcome::Failed { error_code, .. } => {
-                        let changed = sqlx::query(
-                            "UPDATE messages SET status = 'failed', status_rank = 3, error_code = $1, updated_at = $2 \
-                             WHERE id = $3 AND status_rank < 3",
-                        )
-                        .bind(error_code)
-                        .bind(r.at)
-                        .bind(&r.message_id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                        if changed > 0 {
-                            status_changed::<B::Db>(&mut tx, &r.message_id, MessageStatus::Failed, Some(error_code), r.at).await?;
-                            refund::<B::Db>(&mut tx, &r.message_id, r.at).await?;
-                            changes.push((r.message_id.clone(), MessageStatus::Failed));
-                            if let Some(e) =
-                                delivery_event::<B::Db>(&mut tx, &r.message_id, MessageStatus::Failed, Some(error_code), r.at)
-                                    .await?
-                            {
-                                events.push(e);
-                            }
-                        }
-                        sqlx::query("DELETE FROM outbox WHERE message_id = $1")
-                            .bind(&r.message_id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
-            }
-            let refs: Vec<&NewEvent> = events.iter().collect();
-            insert_event_rows::<B::Db>(&mut tx, &refs, lease).await?;
+            let recorded = send_results_in::<B::Db>(&mut tx, results, lease).await?;
             tx.commit().await?;
-            Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
+            Ok(recorded)
         })
         .await
     }
@@ -463,12 +520,9 @@ impl Deliveries {
     async fn record_reports(&self, reports: &[ProviderReport], lease: &Lease) -> StoreResult<Recorded> {
         retrying(|| async {
             let mut tx = self.writer().begin().await?;
-            let (mut events, mut changes) = (Vec::new(), Vec::new());
-            apply_reports::<B::Db>(&mut tx, reports, &mut events, &mut changes).await?;
-            let refs: Vec<&NewEvent> = events.iter().collect();
-            insert_event_rows::<B::Db>(&mut tx, &refs, lease).await?;
+            let recorded = reports_in::<B::Db>(&mut tx, reports, lease).await?;
             tx.commit().await?;
-            Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
+            Ok(recorded)
         })
         .await
     }

@@ -219,118 +219,132 @@ async fn receipts_at_once(
 }
 
 for_every_backend! {
+/// Accepts a batch of inbound messages inside the caller's transaction
+/// (see [`Events::insert_inbound`]). `opt_out_index` learns the opt-outs
+/// the batch records.
+pub(in crate::store) async fn inbound_in(
+    tx: &mut Conn<DB>,
+    batch: &[NewInbound],
+    opt_out_index: Option<&super::governance::OptOutIndex>,
+) -> StoreResult<Vec<InboundOutcome>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+        let receipts = receipts_at_once::<DB>(tx, batch).await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut accepted: Vec<&NewInbound> = Vec::new();
+        let mut confirmations: Vec<&NewMessage> = Vec::new();
+        for b in batch {
+            if let Some(k) = &b.consumes_parts {
+                let removed: Vec<Option<String>> = sqlx::query_scalar(
+                    "DELETE FROM inbound_parts WHERE connector = $1 AND from_addr = $2 AND to_addr = $3 \
+                     AND reference = $4 AND total = $5 RETURNING provider_id",
+                )
+                .bind(&k.connector)
+                .bind(&k.from)
+                .bind(&k.to)
+                .bind(&k.reference)
+                .bind(k.total as i64)
+                .fetch_all(&mut *tx)
+                .await?;
+                if removed.len() != k.parts as usize {
+                    outcomes.push(InboundOutcome::PartsTaken);
+                    continue;
+                }
+                // A carrier's retry of one of the parts is then a duplicate.
+                for id in removed.iter().flatten() {
+                    sqlx::query(
+                        "INSERT INTO inbound_receipts (connector, provider_id, message_id, at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&k.connector)
+                    .bind(id)
+                    .bind(&b.message.id)
+                    .bind(b.message.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            if let (Some(provider_id), Some(connector)) = (&b.provider_id, &b.message.connector) {
+                // A retry accepted by another node at once waits here for
+                // that node's commit, then finds its message.
+                let first: Option<String> = if let Some(firsts) = &receipts {
+                    firsts.get(&(connector.clone(), provider_id.clone())).cloned()
+                } else {
+                    sqlx::query_scalar(
+                    "INSERT INTO inbound_receipts (connector, provider_id, message_id, at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (connector, provider_id) DO UPDATE SET at = inbound_receipts.at \
+                     RETURNING message_id",
+                )
+                .bind(connector)
+                .bind(provider_id)
+                .bind(&b.message.id)
+                .bind(b.message.created_at)
+                .fetch_optional(&mut *tx)
+                .await?
+                };
+                if let Some(first) = first.filter(|id| *id != b.message.id) {
+                    outcomes.push(InboundOutcome::Duplicate { message_id: first });
+                    continue;
+                }
+            }
+            let mut confirmed = false;
+            if let Some(c) = &b.confirmation {
+                confirmed = may_confirm::<DB>(tx, b, c).await?;
+                if confirmed {
+                    confirmations.push(c);
+                }
+            }
+            outcomes.push(InboundOutcome::Inserted { confirmed });
+            accepted.push(b);
+        }
+        let mut messages: Vec<&NewMessage> = accepted.iter().map(|b| &b.message).collect();
+        // STOP/START: the consent change commits with the message, answered or not.
+        messages.extend(confirmations.iter().copied());
+        for b in &accepted {
+            match &b.consent {
+                Some(ConsentChange::OptOut(row)) => {
+                    if let Some(index) = opt_out_index {
+                        index.add(&b.message.tenant_id, &row.recipient);
+                    }
+                    insert_opt_out::<DB>(tx, &b.message.tenant_id, row).await?;
+                }
+                Some(ConsentChange::OptIn { recipient, scope }) => {
+                    sqlx::query(
+                        "DELETE FROM opt_outs WHERE tenant_id = $1 AND recipient = $2 AND (scope = $3 OR scope = '')",
+                    )
+                    .bind(&b.message.tenant_id)
+                    .bind(recipient)
+                    .bind(scope)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {}
+            }
+        }
+        if !messages.is_empty() {
+            insert_messages::<DB>(tx, &messages).await?;
+        }
+        if !confirmations.is_empty() {
+            insert_outbox::<DB>(tx, &confirmations, &batch[0].lease).await?;
+        }
+        // Events of one batch share the accepting node's lease.
+        let events: Vec<&NewEvent> = accepted.iter().flat_map(|b| &b.events).collect();
+        if !events.is_empty() {
+            insert_event_rows::<DB>(tx, &events, &batch[0].lease).await?;
+        }
+    Ok(outcomes)
+}
+}
+
+for_every_backend! {
 impl Events {
     async fn insert_inbound(&self, batch: &[NewInbound]) -> StoreResult<Vec<InboundOutcome>> {
         retrying(|| async {
-                if batch.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let mut tx = self.writer().begin().await?;
-                let receipts = receipts_at_once::<B::Db>(&mut tx, batch).await?;
-                let mut outcomes = Vec::with_capacity(batch.len());
-                let mut accepted: Vec<&NewInbound> = Vec::new();
-                let mut confirmations: Vec<&NewMessage> = Vec::new();
-                for b in batch {
-                    if let Some(k) = &b.consumes_parts {
-                        let removed: Vec<Option<String>> = sqlx::query_scalar(
-                            "DELETE FROM inbound_parts WHERE connector = $1 AND from_addr = $2 AND to_addr = $3 \
-                             AND reference = $4 AND total = $5 RETURNING provider_id",
-                        )
-                        .bind(&k.connector)
-                        .bind(&k.from)
-                        .bind(&k.to)
-                        .bind(&k.reference)
-                        .bind(k.total as i64)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                        if removed.len() != k.parts as usize {
-                            outcomes.push(InboundOutcome::PartsTaken);
-                            continue;
-                        }
-                        // A carrier's retry of one of the parts is then a duplicate.
-                        for id in removed.iter().flatten() {
-                            sqlx::query(
-                                "INSERT INTO inbound_receipts (connector, provider_id, message_id, at) VALUES ($1, $2, $3, $4) \
-                                 ON CONFLICT DO NOTHING",
-                            )
-                            .bind(&k.connector)
-                            .bind(id)
-                            .bind(&b.message.id)
-                            .bind(b.message.created_at)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                    }
-                    if let (Some(provider_id), Some(connector)) = (&b.provider_id, &b.message.connector) {
-                        // A retry accepted by another node at once waits here for
-                        // that node's commit, then finds its message.
-                        let first: Option<String> = if let Some(firsts) = &receipts {
-                            firsts.get(&(connector.clone(), provider_id.clone())).cloned()
-                        } else {
-                            sqlx::query_scalar(
-                            "INSERT INTO inbound_receipts (connector, provider_id, message_id, at) VALUES ($1, $2, $3, $4) \
-                             ON CONFLICT (connector, provider_id) DO UPDATE SET at = inbound_receipts.at \
-                             RETURNING message_id",
-                        )
-                        .bind(connector)
-                        .bind(provider_id)
-                        .bind(&b.message.id)
-                        .bind(b.message.created_at)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        };
-                        if let Some(first) = first.filter(|id| *id != b.message.id) {
-                            outcomes.push(InboundOutcome::Duplicate { message_id: first });
-                            continue;
-                        }
-                    }
-                    let mut confirmed = false;
-                    if let Some(c) = &b.confirmation {
-                        confirmed = may_confirm::<B::Db>(&mut tx, b, c).await?;
-                        if confirmed {
-                            confirmations.push(c);
-                        }
-                    }
-                    outcomes.push(InboundOutcome::Inserted { confirmed });
-                    accepted.push(b);
-                }
-                let mut messages: Vec<&NewMessage> = accepted.iter().map(|b| &b.message).collect();
-                // STOP/START: the consent change commits with the message, answered or not.
-                messages.extend(confirmations.iter().copied());
-                for b in &accepted {
-                    match &b.consent {
-                        Some(ConsentChange::OptOut(row)) => {
-                            if let Some(index) = self.opt_out_index() {
-                        index.add(&b.message.tenant_id, &row.recipient);
-                    }
-                    insert_opt_out::<B::Db>(&mut tx, &b.message.tenant_id, row).await?;
-                        }
-                        Some(ConsentChange::OptIn { recipient, scope }) => {
-                            sqlx::query(
-                                "DELETE FROM opt_outs WHERE tenant_id = $1 AND recipient = $2 AND (scope = $3 OR scope = '')",
-                            )
-                            .bind(&b.message.tenant_id)
-                            .bind(recipient)
-                            .bind(scope)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        None => {}
-                    }
-                }
-                if !messages.is_empty() {
-                    insert_messages::<B::Db>(&mut tx, &messages).await?;
-                }
-                if !confirmations.is_empty() {
-                    insert_outbox::<B::Db>(&mut tx, &confirmations, &batch[0].lease).await?;
-                }
-                // Events of one batch share the accepting node's lease.
-                let events: Vec<&NewEvent> = accepted.iter().flat_map(|b| &b.events).collect();
-                if !events.is_empty() {
-                    insert_event_rows::<B::Db>(&mut tx, &events, &batch[0].lease).await?;
-                }
-                tx.commit().await?;
-                Ok(outcomes)
+            let mut tx = self.writer().begin().await?;
+            let outcomes = inbound_in::<B::Db>(&mut tx, batch, self.opt_out_index()).await?;
+            tx.commit().await?;
+            Ok(outcomes)
         })
         .await
     }

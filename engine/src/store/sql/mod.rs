@@ -16,7 +16,8 @@
 
 mod accounts;
 pub(super) mod completions;
-mod deliveries;
+mod cycle;
+pub(super) mod deliveries;
 pub(super) mod events;
 pub(super) mod governance;
 pub(super) mod outbound;

@@ -1,0 +1,83 @@
+//! One writer cycle in one transaction (see [`crate::store::cycle`]).
+
+use super::completions::complete;
+use super::deliveries::{outbound_in, reports_in, send_results_in, sending_in};
+use super::events::inbound_in;
+use super::for_every_backend;
+use crate::store::StoreError;
+use crate::store::cycle::{CycleResults, Shared, WriteCycle, WriteCycles};
+use sqlx::Connection;
+use std::sync::Arc;
+
+/// Runs one part of a cycle: inside a savepoint when the cycle holds more
+/// than one kind of work, so that a failing part is undone alone. An error
+/// undoing it is the whole cycle's (the transaction is then unusable), and
+/// so is the error of a part alone in its cycle.
+macro_rules! part {
+    ($tx:ident, $isolated:expr, |$conn:ident| $work:expr) => {
+        async {
+            if !$isolated {
+                // Alone in the cycle, its failure is the cycle's.
+                let $conn = &mut *$tx;
+                return Ok::<_, StoreError>(Ok($work.await?));
+            }
+            let mut savepoint = (&mut *$tx).begin().await?;
+            let $conn = &mut *savepoint;
+            match $work.await {
+                Ok(done) => {
+                    savepoint.commit().await?;
+                    Ok(Ok(done))
+                }
+                Err(e) => {
+                    savepoint.rollback().await?;
+                    Ok(Err(Arc::new(e)))
+                }
+            }
+        }
+    };
+}
+
+for_every_backend! {
+impl WriteCycles {
+    async fn write_cycle(&self, cycle: &WriteCycle) -> CycleResults {
+        let written: Result<CycleResults, StoreError> = async {
+            let isolated = cycle.kinds() > 1;
+            let mut tx = self.writer().begin().await?;
+            let inbound: Shared<_> = if cycle.inbound.is_empty() {
+                Ok(Vec::new())
+            } else {
+                part!(tx, isolated, |conn| inbound_in::<B::Db>(conn, &cycle.inbound, self.opt_out_index())).await?
+            };
+            let outbound: Shared<_> = if cycle.outbound.is_empty() {
+                Ok(Vec::new())
+            } else {
+                part!(tx, isolated, |conn| outbound_in::<B::Db>(conn, &cycle.outbound)).await?
+            };
+            let completions: Shared<_> = if cycle.completions.is_empty() {
+                Ok(Vec::new())
+            } else {
+                part!(tx, isolated, |conn| complete::<B::Db>(conn, &cycle.completions)).await?
+            };
+            let mut sending = Vec::with_capacity(cycle.sending.len());
+            for marks in &cycle.sending {
+                sending.push(
+                    part!(tx, isolated, |conn| sending_in::<B::Db>(conn, &marks.message_ids, marks.at, &marks.lease))
+                        .await?,
+                );
+            }
+            let mut send_results = Vec::with_capacity(cycle.send_results.len());
+            for (results, lease) in &cycle.send_results {
+                send_results.push(part!(tx, isolated, |conn| send_results_in::<B::Db>(conn, results, lease)).await?);
+            }
+            let mut reports = Vec::with_capacity(cycle.reports.len());
+            for (batch, lease) in &cycle.reports {
+                reports.push(part!(tx, isolated, |conn| reports_in::<B::Db>(conn, batch, lease)).await?);
+            }
+            tx.commit().await?;
+            Ok(CycleResults { committed: true, inbound, outbound, completions, sending, send_results, reports })
+        }
+        .await;
+        written.unwrap_or_else(|e| CycleResults::failed(cycle, e))
+    }
+}
+}
