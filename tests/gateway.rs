@@ -701,11 +701,11 @@ async fn a_batch_of_sends_is_written_at_once_or_request_by_request_with_the_same
     assert_eq!(scheduled["data"].as_array().unwrap().len(), 4, "{scheduled}");
 }
 
-/// One writer cycle commits every kind of work it holds in one
-/// transaction. A kind that fails is undone alone (the whole kind, not
-/// only the item that failed) while the others commit; alone in its cycle,
-/// its failure is the cycle's. The writer answers the callers of a failed
-/// kind with the error after writing that kind again on its own.
+/// One writer cycle commits every kind of work it holds: in one
+/// transaction on SQLite, each kind in its own on PostgreSQL. A kind that
+/// fails is undone alone (the whole kind, not only the item that failed)
+/// while the others commit; alone in a SQLite cycle, its failure is the
+/// cycle's. The writer answers the callers of a failed kind with the error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_cycle_commits_every_kind_it_holds_and_undoes_only_the_kind_that_failed() {
     use switchboard::store::cycle::{SendingMarks, WriteCycle};
@@ -744,7 +744,9 @@ async fn a_write_cycle_commits_every_kind_it_holds_and_undoes_only_the_kind_that
         ..Default::default()
     };
     let results = db.write_cycle(&cycle).await;
+    // SQLite writes the kinds in one transaction; PostgreSQL each in its own.
     assert!(results.committed);
+    assert_eq!(results.kinds_alone, !db.single_writer());
     assert!(results.inbound.is_err());
     assert!(matches!(results.outbound.as_deref(), Ok([OutboundResult::Accepted { .. }])));
     assert_eq!(results.sending.len(), 1);
@@ -752,10 +754,11 @@ async fn a_write_cycle_commits_every_kind_it_holds_and_undoes_only_the_kind_that
     assert_eq!(status_of(fresh.id.clone()).await, StatusCode::NOT_FOUND, "undone with its kind");
     assert_eq!(status_of(send.messages[0].id.clone()).await, StatusCode::OK, "committed beside it");
 
-    // Alone in its cycle, the failing kind fails the cycle.
+    // Alone in its cycle, the failing kind fails the cycle (or, written
+    // alone anyway, its own transaction).
     let cycle = WriteCycle { inbound: vec![from_carrier(fresh.clone()), inbound(taken.clone())], ..Default::default() };
     let results = db.write_cycle(&cycle).await;
-    assert!(!results.committed);
+    assert_eq!(results.committed, !db.single_writer());
     assert!(results.inbound.is_err());
     assert_eq!(status_of(fresh.id.clone()).await, StatusCode::NOT_FOUND);
 

@@ -8,6 +8,11 @@
 //! cycle is written the next accumulates, so cycles follow load: one item
 //! when idle, hundreds under load, without a timer adding latency.
 //!
+//! Where the database takes several writers (PostgreSQL), each kind of
+//! work has a lane of its own instead, written side by side, so that a
+//! slow kind does not hold the others back
+//! ([`crate::store::cycle::WriteCycles::single_writer`]).
+//!
 //! A kind of work the cycle could not write is tried again in its own
 //! transaction (where PostgreSQL's conflicts with other nodes are retried)
 //! before its callers hear of an error.
@@ -48,15 +53,22 @@ pub enum WriteError {
 
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::UnboundedSender<Job>,
+    /// One lane, or one per kind of job (see the module documentation).
+    lanes: Vec<mpsc::UnboundedSender<Job>>,
 }
 
 impl Writer {
     /// Spawns the writing task.
     pub fn spawn(db: Arc<dyn Database>) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(db, rx));
-        Writer { tx }
+        let lanes = if db.single_writer() { 1 } else { Job::KINDS };
+        let lanes = (0..lanes)
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(run(db.clone(), rx));
+                tx
+            })
+            .collect();
+        Writer { lanes }
     }
 
     /// Accepts an inbound message with the events routed from it.
@@ -91,8 +103,25 @@ impl Writer {
 
     async fn submit<R>(&self, job: impl FnOnce(Reply<R>) -> Job) -> Result<R, WriteError> {
         let (reply, wait) = oneshot::channel();
-        self.tx.send(job(reply)).map_err(|_| WriteError::Closed)?;
+        let job = job(reply);
+        let lane = &self.lanes[job.kind() % self.lanes.len()];
+        lane.send(job).map_err(|_| WriteError::Closed)?;
         wait.await.map_err(|_| WriteError::Closed)?.map_err(WriteError::Store)
+    }
+}
+
+impl Job {
+    const KINDS: usize = 6;
+
+    fn kind(&self) -> usize {
+        match self {
+            Job::Inbound(..) => 0,
+            Job::Outbound(..) => 1,
+            Job::Completion(..) => 2,
+            Job::Sending(..) => 3,
+            Job::SendResults(..) => 4,
+            Job::Reports(..) => 5,
+        }
     }
 }
 
@@ -176,41 +205,45 @@ async fn run(db: Arc<dyn Database>, mut rx: mpsc::UnboundedReceiver<Job>) {
 /// Hands each caller its result, first writing again, alone, what failed.
 async fn answer(db: &dyn Database, cycle: Cycle, results: CycleResults) {
     let Cycle { work, inbound, outbound, completions, sending, send_results, reports, .. } = cycle;
+    // Kinds already written alone are not written again.
+    let alone = results.kinds_alone;
     let inbound_results = match results.inbound {
         Err(_) if work.inbound.is_empty() => Ok(Vec::new()),
-        Err(e) => again("inbound", e, db.insert_inbound(&work.inbound)).await,
+        Err(e) if !alone => again("inbound", e, db.insert_inbound(&work.inbound)).await,
         ok => ok,
     };
     reply_each(inbound, inbound_results);
     let outbound_results = match results.outbound {
         Err(_) if work.outbound.is_empty() => Ok(Vec::new()),
-        Err(e) => again("sends", e, db.insert_outbound(&work.outbound)).await,
+        Err(e) if !alone => again("sends", e, db.insert_outbound(&work.outbound)).await,
         ok => ok,
     };
     reply_each(outbound, outbound_results);
     let completion_results = match results.completions {
         Err(_) if work.completions.is_empty() => Ok(Vec::new()),
-        Err(e) => again("completions", e, db.complete_events(&work.completions)).await,
+        Err(e) if !alone => again("completions", e, db.complete_events(&work.completions)).await,
         ok => ok,
     };
     reply_each(completions, completion_results);
     for ((marks, result), reply) in work.sending.iter().zip(results.sending).zip(sending) {
         let result = match result {
-            Err(e) => again("sending marks", e, db.mark_sending(&marks.message_ids, marks.at, &marks.lease)).await,
+            Err(e) if !alone => {
+                again("sending marks", e, db.mark_sending(&marks.message_ids, marks.at, &marks.lease)).await
+            }
             ok => ok,
         };
         let _ = reply.send(result);
     }
     for (((batch, lease), result), reply) in work.send_results.iter().zip(results.send_results).zip(send_results) {
         let result = match result {
-            Err(e) => again("carrier answers", e, db.record_send_results(batch, lease)).await,
+            Err(e) if !alone => again("carrier answers", e, db.record_send_results(batch, lease)).await,
             ok => ok,
         };
         let _ = reply.send(result);
     }
     for (((batch, lease), result), reply) in work.reports.iter().zip(results.reports).zip(reports) {
         let result = match result {
-            Err(e) => again("delivery reports", e, db.record_reports(batch, lease)).await,
+            Err(e) if !alone => again("delivery reports", e, db.record_reports(batch, lease)).await,
             ok => ok,
         };
         let _ = reply.send(result);

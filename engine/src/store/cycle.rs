@@ -4,7 +4,9 @@
 //!
 //! Each kind is what its own store method would write ([`Events`],
 //! [`Deliveries`]); taken together they cost one `BEGIN`/`COMMIT` and one
-//! disk flush instead of one each. When more than one kind is present,
+//! disk flush instead of one each. That is how a database with one writer
+//! connection (SQLite) writes a cycle; one with several (PostgreSQL) writes
+//! each kind in a transaction of its own, side by side. When more than one kind is present,
 //! each runs inside a savepoint, so a kind that fails (a PostgreSQL
 //! deadlock with another node, say) is undone alone and the others commit.
 //!
@@ -66,6 +68,9 @@ impl WriteCycle {
 pub struct CycleResults {
     /// Whether the transaction committed (what failed alone inside it did not).
     pub committed: bool,
+    /// Whether each kind was written in a transaction of its own (a
+    /// database with several writers): what failed, failed alone.
+    pub kinds_alone: bool,
     pub inbound: Shared<Vec<InboundOutcome>>,
     pub outbound: Shared<Vec<OutboundResult>>,
     pub completions: Shared<Vec<CompletionResult>>,
@@ -80,6 +85,7 @@ impl CycleResults {
         let error = Arc::new(error);
         CycleResults {
             committed: false,
+            kinds_alone: false,
             inbound: Err(error.clone()),
             outbound: Err(error.clone()),
             completions: Err(error.clone()),
@@ -94,4 +100,9 @@ impl CycleResults {
 pub trait WriteCycles {
     /// Writes `cycle` in one transaction (see the module documentation).
     async fn write_cycle(&self, cycle: &WriteCycle) -> CycleResults;
+    /// Whether the database writes through one connection (SQLite): then
+    /// one cycle holds every kind of work. A database with several
+    /// (PostgreSQL, where each statement is a network round trip) is
+    /// better served by a writer per kind, side by side.
+    fn single_writer(&self) -> bool;
 }

@@ -4,8 +4,9 @@ use super::completions::complete;
 use super::deliveries::{outbound_in, reports_in, send_results_in, sending_in};
 use super::events::inbound_in;
 use super::for_every_backend;
-use crate::store::StoreError;
 use crate::store::cycle::{CycleResults, Shared, WriteCycle, WriteCycles};
+use crate::store::{Deliveries, Events, StoreError};
+use futures::future::join_all;
 use sqlx::Connection;
 use std::sync::Arc;
 
@@ -40,6 +41,9 @@ macro_rules! part {
 for_every_backend! {
 impl WriteCycles {
     async fn write_cycle(&self, cycle: &WriteCycle) -> CycleResults {
+        if !self.single_writer() {
+            return each_kind_alone(self, cycle).await;
+        }
         let written: Result<CycleResults, StoreError> = async {
             let isolated = cycle.kinds() > 1;
             let mut tx = self.writer().begin().await?;
@@ -74,10 +78,53 @@ impl WriteCycles {
                 reports.push(part!(tx, isolated, |conn| reports_in::<B::Db>(conn, batch, lease)).await?);
             }
             tx.commit().await?;
-            Ok(CycleResults { committed: true, inbound, outbound, completions, sending, send_results, reports })
+            Ok(CycleResults {
+                committed: true,
+                kinds_alone: false,
+                inbound,
+                outbound,
+                completions,
+                sending,
+                send_results,
+                reports,
+            })
         }
         .await;
         written.unwrap_or_else(|e| CycleResults::failed(cycle, e))
     }
+
+    fn single_writer(&self) -> bool {
+        self.writer().options().get_max_connections() == 1
+    }
 }
+}
+
+/// Several connections (PostgreSQL): each kind in a transaction of its own,
+/// all at once. Each statement there is a network round trip, so kinds
+/// written side by side finish sooner than one after the other in one
+/// transaction, and a kind aborted by a conflict with another node is
+/// retried alone (`sql::retrying`).
+async fn each_kind_alone(db: &(impl Events + Deliveries + Sync), cycle: &WriteCycle) -> CycleResults {
+    fn shared<T>(r: Result<T, StoreError>) -> Shared<T> {
+        r.map_err(Arc::new)
+    }
+    let (inbound, outbound, completions, sending, send_results, reports) = tokio::join!(
+        async {
+            if cycle.inbound.is_empty() { Ok(Vec::new()) } else { shared(db.insert_inbound(&cycle.inbound).await) }
+        },
+        async {
+            if cycle.outbound.is_empty() { Ok(Vec::new()) } else { shared(db.insert_outbound(&cycle.outbound).await) }
+        },
+        async {
+            if cycle.completions.is_empty() {
+                Ok(Vec::new())
+            } else {
+                shared(db.complete_events(&cycle.completions).await)
+            }
+        },
+        join_all(cycle.sending.iter().map(|m| async { shared(db.mark_sending(&m.message_ids, m.at, &m.lease).await) })),
+        join_all(cycle.send_results.iter().map(|(r, lease)| async { shared(db.record_send_results(r, lease).await) })),
+        join_all(cycle.reports.iter().map(|(r, lease)| async { shared(db.record_reports(r, lease).await) })),
+    );
+    CycleResults { committed: true, kinds_alone: true, inbound, outbound, completions, sending, send_results, reports }
 }
