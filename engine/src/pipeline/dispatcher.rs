@@ -53,7 +53,16 @@ pub async fn run(ctx: Arc<Context>, mut outbox: mpsc::UnboundedReceiver<OutboxIt
                 outcome: SendOutcome::Retry { at, error: "consent could not be checked".into() },
                 at: now,
             };
-            ctx.pipeline.outbox.run(&item.message_id, async { ctx.pipeline.sends.send(result) }).await;
+            // Recorded before it is announced: whoever hears of the hold
+            // (tests, `--follow`) finds the retry durable.
+            let record = async {
+                let lease = ctx.pipeline.lease(&ctx.clock);
+                if let Err(e) = ctx.pipeline.writer.send_results(Arc::new(vec![result]), lease).await {
+                    // The lease lapses and the sweeper offers the message again.
+                    tracing::error!(error = %e, message_id = %item.message_id, "could not record a held message");
+                }
+            };
+            ctx.pipeline.outbox.run(&item.message_id, record).await;
             ctx.pipeline.sweeper.now();
             ctx.pipeline.notify(Notification::SendHeld { message_id: item.message_id, reason: "consent unchecked" });
         }

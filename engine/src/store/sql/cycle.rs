@@ -108,7 +108,7 @@ async fn each_kind_alone(db: &(impl Events + Deliveries + Sync), cycle: &WriteCy
     fn shared<T>(r: Result<T, StoreError>) -> Shared<T> {
         r.map_err(Arc::new)
     }
-    let (inbound, outbound, completions, sending, send_results, reports) = tokio::join!(
+    let (inbound, outbound, completions, sending, (send_results, reports)) = tokio::join!(
         async {
             if cycle.inbound.is_empty() { Ok(Vec::new()) } else { shared(db.insert_inbound(&cycle.inbound).await) }
         },
@@ -123,8 +123,19 @@ async fn each_kind_alone(db: &(impl Events + Deliveries + Sync), cycle: &WriteCy
             }
         },
         join_all(cycle.sending.iter().map(|m| async { shared(db.mark_sending(&m.message_ids, m.at, &m.lease).await) })),
-        join_all(cycle.send_results.iter().map(|(r, lease)| async { shared(db.record_send_results(r, lease).await) })),
-        join_all(cycle.reports.iter().map(|(r, lease)| async { shared(db.record_reports(r, lease).await) })),
+        // Answers before reports, as in one transaction: a report then
+        // finds the part its answer recorded.
+        async {
+            let mut answers = Vec::with_capacity(cycle.send_results.len());
+            for (results, lease) in &cycle.send_results {
+                answers.push(shared(db.record_send_results(results, lease).await));
+            }
+            let mut reports = Vec::with_capacity(cycle.reports.len());
+            for (batch, lease) in &cycle.reports {
+                reports.push(shared(db.record_reports(batch, lease).await));
+            }
+            (answers, reports)
+        },
     );
     CycleResults { committed: true, kinds_alone: true, inbound, outbound, completions, sending, send_results, reports }
 }
