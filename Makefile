@@ -2,14 +2,14 @@
 #   make demo   build everything, run the engine with the demo tenant (SQLite)
 #   make test   build everything, run the whole test suite
 WASM_TARGET := wasm32-wasip2
-PLUGINS := -p keyword-reply -p appointment-reminders -p order-notifications -p chaos-plugin -p wrong-wit-plugin
+PLUGINS := -p keyword-reply -p appointment-reminders -p order-notifications -p chaos-plugin -p wrong-wit-plugin -p visit-bot-rs
 
 PRISM_VERSION := 5.16.0
 PRISM := target/tools/node_modules/.bin/prism
 # schemathesis and its dependencies, pinned in tests/tools/schemathesis.txt.
 SCHEMATHESIS := target/tools/venv/bin/schemathesis
 
-.PHONY: plugins demo test engine tools
+.PHONY: plugins demo test engine tools guests
 
 # Plugins are WebAssembly components built with the small `plugin` profile
 # into target/wasm32-wasip2/plugin/.
@@ -22,6 +22,20 @@ engine:
 
 demo: plugins engine
 	./target/release/switchboard serve
+
+# The JavaScript and Python examples, built by `switchboard plugin build`
+# with the toolchains it pins (jco and componentize-js from the npm registry,
+# componentize-py from PyPI), installed once under target/tools/guests.
+GUEST_TOOLS := $(CURDIR)/target/tools/guests
+WIT := sdk-guest/wit/plugin.wit
+
+guests: target/guests/visit-bot-js.wasm target/guests/visit-bot-py.wasm
+
+target/guests/visit-bot-js.wasm: examples/visit-bot-js/plugin.js examples/visit-bot-js/package.json examples/visit-bot-js/plugin.toml $(WIT)
+	SWITCHBOARD_TOOLS_DIR=$(GUEST_TOOLS) ./target/release/switchboard plugin build examples/visit-bot-js
+
+target/guests/visit-bot-py.wasm: examples/visit-bot-py/app.py examples/visit-bot-py/plugin.toml $(WIT)
+	SWITCHBOARD_TOOLS_DIR=$(GUEST_TOOLS) ./target/release/switchboard plugin build examples/visit-bot-py
 
 # Test tools from the registries: Prism (npm) checks the Twilio connector's
 # requests against Twilio's OpenAPI description; schemathesis (PyPI) fuzzes
@@ -42,6 +56,9 @@ $(SCHEMATHESIS): tests/tools/schemathesis.txt
 TEST_DATABASE ?= postgres://postgres@127.0.0.1:5432/test
 E2E_TESTS := $(foreach t,$(basename $(notdir $(wildcard tests/*.rs))),--test $(t)) --test abuse
 
+# The test build comes first: `make guests` builds with its switchboard.
 test: plugins tools
+	cargo test --release --workspace --no-run
+	$(MAKE) guests
 	cargo test --release --workspace --no-fail-fast
 	SWITCHBOARD_TEST_DATABASE=$(TEST_DATABASE) cargo test --release --workspace --no-fail-fast $(E2E_TESTS)

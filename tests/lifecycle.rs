@@ -1,5 +1,5 @@
-//! Shipping plugins through the API: deploy validation, versions and
-//! rollback, disable and enable, automatic suspension, invocation records,
+//! Shipping plugins through the API: deploy validation, ungranted imports
+//! refused at call time, versions and rollback, disable and enable, automatic suspension, invocation records,
 //! cron triggers (exactly once per fire, across restarts), and the `http`
 //! capability's allow-list and SSRF guard.
 
@@ -10,6 +10,42 @@ use common::*;
 use serde_json::{Value, json};
 use switchboard::clock::Clock;
 
+/// The chaos plugin imports `http`. Deployed with a manifest that does not
+/// grant it, it runs; the deploy answer names the ungranted import, and the
+/// plugin's call is refused with `access-denied`, which it can handle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ungranted_import_deploys_and_its_calls_are_refused_with_access_denied() {
+    let server = hello_server().await;
+    let h = harness().plugins(&[]).settings(|s| s.plugins_http_allow_private_addresses = true).start().await;
+    let (manifest, wasm) = plugin_files("chaos");
+    let without_http = manifest
+        .replace(
+            r#"capabilities = ["messaging", "kv", "timers", "http"]"#,
+            r#"capabilities = ["messaging", "kv", "timers"]"#,
+        )
+        .replace("[http]\nallow = [\"127.0.0.1\", \"localhost\", \"allowed.example\"]", "");
+    assert_ne!(without_http, manifest);
+    let (status, body) = h.deploy(&h.key, &without_http, &wasm).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["capabilities"], json!(["messaging", "kv", "timers"]));
+    assert_eq!(body["ungranted_imports"], json!(["http"]));
+
+    h.inbound(CUSTOMER, &format!("FETCH http://{server}/hello")).await;
+    assert_eq!(
+        h.sent(1).await[0].body,
+        "access-denied: this plugin's manifest does not grant the \"http\" capability; \
+         add it to `capabilities` in plugin.toml"
+    );
+
+    // Granted, the same component reaches the host; the answer names nothing.
+    let granted = manifest.replace("version = \"0.1.0\"", "version = \"0.1.1\"");
+    let (status, body) = h.deploy(&h.key, &granted, &wasm).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["ungranted_imports"], json!([]));
+    h.inbound(CUSTOMER, &format!("FETCH http://{server}/hello")).await;
+    assert_eq!(h.sent(2).await[1].body, "status 200: hello from the allow-listed host");
+}
+
 /// 2026-11-23 12:00:30 UTC, a Monday.
 const MONDAY_NOON_30: i64 = 1_795_435_230_000;
 
@@ -18,7 +54,7 @@ fn error_code(body: &Value) -> &str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deploys_that_are_not_our_components_or_import_ungranted_capabilities_are_refused() {
+async fn deploys_that_are_not_our_components_are_refused() {
     let h = harness().plugins(&[]).start().await;
     let (manifest, wasm) = plugin_files("chaos");
 
@@ -37,18 +73,6 @@ async fn deploys_that_are_not_our_components_or_import_ungranted_capabilities_ar
     assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "WRONG_WIT_VERSION"), "{body}");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("switchboard:plugin@0.2.0") && message.contains("switchboard:plugin@0.1.0"), "{message}");
-
-    // The chaos plugin imports http and timers; a manifest without them is refused by name.
-    let without_http = manifest
-        .replace(
-            r#"capabilities = ["messaging", "kv", "timers", "http"]"#,
-            r#"capabilities = ["messaging", "kv", "timers"]"#,
-        )
-        .replace("[http]\nallow = [\"127.0.0.1\", \"localhost\", \"allowed.example\"]", "");
-    assert_ne!(without_http, manifest);
-    let (status, body) = h.deploy(&h.key, &without_http, &wasm).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "CAPABILITY_NOT_GRANTED"), "{body}");
-    assert_eq!(body["error"]["message"], "component imports capability \"http\", which its manifest does not grant");
 
     // The http capability needs its allow-list.
     let no_allow_list = manifest.replace("[http]\nallow = [\"127.0.0.1\", \"localhost\", \"allowed.example\"]", "");

@@ -76,6 +76,7 @@ pub mod senders;
 pub mod sms;
 pub mod store;
 pub mod tenancy;
+pub mod toolchain;
 
 #[cfg(test)]
 mod properties;

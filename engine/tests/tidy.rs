@@ -17,7 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("work", &["pipeline", "scheduler", "deploy", "control", "senders"]),
     ("HTTP API", &["api"]),
     ("wiring", &["app"]),
-    ("commands", &["bench", "cli", "properties"]),
+    ("commands", &["bench", "toolchain", "cli", "properties"]),
 ];
 
 /// `(layer, position in the layer)` of every module.

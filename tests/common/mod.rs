@@ -47,6 +47,7 @@ pub fn manifest_path(plugin: &str) -> PathBuf {
     match plugin {
         "chaos" => ws.join("examples/chaos-plugin/plugin.toml"),
         "wrong-wit" => ws.join("examples/wrong-wit-plugin/plugin.toml"),
+        name if name.starts_with("visit-bot-") => ws.join("examples").join(name).join("plugin.toml"),
         name => ws.join("plugins").join(name).join("plugin.toml"),
     }
 }

@@ -11,7 +11,7 @@ use crate::manifest::{Manifest, ManifestError};
 use crate::runtime::RuntimeError;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
 
@@ -45,9 +45,6 @@ fn deploy_error(e: DeployError) -> ApiError {
                 RuntimeError::WrongWitVersion(_) => bad("WRONG_WIT_VERSION", message, "component"),
                 RuntimeError::WrongExports(_) => bad("WRONG_EXPORTS", message, "component"),
                 RuntimeError::UnknownImport(_) => bad("UNKNOWN_IMPORT", message, "component"),
-                RuntimeError::CapabilityNotGranted { .. } => {
-                    bad("CAPABILITY_NOT_GRANTED", message, "manifest.capabilities")
-                }
                 RuntimeError::MissingComponent(_) | RuntimeError::Setup(_) | RuntimeError::Store(_) => {
                     ApiError::internal(message)
                 }
@@ -109,17 +106,28 @@ async fn read_form(mut form: Multipart, manifest_limit: usize) -> Result<(Manife
     Ok((manifest, component))
 }
 
-/// Deploy a plugin version: validated (a component, our WIT world, only
-/// granted imports), compiled once, stored, and made active at once.
+/// The answer to a deploy: the plugin, and what its manifest leaves out.
+#[derive(Serialize, ToSchema)]
+pub struct Deployed {
+    #[serde(flatten)]
+    plugin: PluginDetail,
+    /// Capabilities the component imports that the manifest does not grant
+    /// (toolchains for JavaScript and Python import the whole world). The
+    /// plugin runs; each call to one of them returns `access-denied`.
+    ungranted_imports: Vec<String>,
+}
+
+/// Deploy a plugin version: validated (a component of our WIT world,
+/// within the limits), compiled once, stored, and made active at once.
 #[utoipa::path(post, path = "/v1/plugins", tag = "plugins", request_body(content = DeployForm, content_type = "multipart/form-data"),
-    responses((status = 201, body = PluginDetail), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+    responses((status = 201, body = Deployed), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn deploy(
     State(ctx): State<Arc<Context>>,
     LiveTenant(auth): LiveTenant,
     form: Multipart,
-) -> Result<(StatusCode, axum::Json<PluginDetail>), ApiError> {
+) -> Result<(StatusCode, axum::Json<Deployed>), ApiError> {
     let (manifest, wasm) = read_form(form, ctx.engine.limits.manifest_bytes).await?;
     let deployed = ctx.control.deploy_plugin(&auth.tenant_id, &manifest, &wasm).await.map_err(deploy_error)?;
     ctx.control
@@ -131,7 +139,10 @@ pub async fn deploy(
             "component_sha256": crate::runtime::component_hash(&wasm) }),
         )
         .await;
-    Ok((StatusCode::CREATED, axum::Json(detail(&ctx, &auth.tenant_id, &manifest.name).await?)))
+    let grants = crate::runtime::Grants::from_capabilities(&manifest.capabilities);
+    let ungranted_imports = crate::runtime::ungranted_imports(&wasm, grants).into_iter().map(String::from).collect();
+    let plugin = detail(&ctx, &auth.tenant_id, &manifest.name).await?;
+    Ok((StatusCode::CREATED, axum::Json(Deployed { plugin, ungranted_imports })))
 }
 
 #[derive(Deserialize, ToSchema, Default)]

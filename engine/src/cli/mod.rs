@@ -5,6 +5,7 @@ mod bench;
 mod client;
 pub mod demo;
 mod plugin;
+mod run;
 mod serve;
 mod simulate;
 
@@ -23,8 +24,11 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Send an inbound SMS to a running engine and print the replies.
     Simulate(simulate::SimulateArgs),
-    /// Deploy and manage the tenant's plugins (tenant API key).
+    /// Start, build, deploy and manage plugins.
     Plugin(plugin::PluginArgs),
+    /// Run one event through a component in the sandbox, with no server,
+    /// and print what it would commit.
+    Run(run::RunArgs),
     /// Manage tenants (admin token).
     Tenant(admin::TenantArgs),
     /// Issue and revoke tenants' API keys (admin token).
@@ -44,6 +48,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Plugin(args) => plugin::run(args).await,
+        Command::Run(args) => run::run(args).await,
         Command::Tenant(args) => admin::tenant(args).await,
         Command::Key(args) => admin::key(args).await,
         Command::Number(args) => admin::number(args).await,

@@ -1,8 +1,10 @@
-//! Plugin developers' commands over the tenant API: `plugin deploy`,
-//! `list`, `rollback`, `disable`, `enable`, `logs [--follow]`.
+//! Plugin developers' commands: `plugin new`, `build` and `wit` on the
+//! local disk; over the tenant API `plugin deploy`, `list`, `rollback`,
+//! `disable`, `enable`, `logs [--follow]`.
 
 use super::client::{Client, Server, TenantAuth, segment};
 use crate::manifest::Manifest;
+use crate::toolchain::{self, Language, Project, Tools};
 use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -21,6 +23,27 @@ pub struct PluginArgs {
 
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Start a plugin project: a keyword bot with kv, a timer, a test and a README.
+    New {
+        /// The plugin's name (lower-case letters, digits, dashes)
+        name: String,
+        #[arg(long, value_enum)]
+        lang: Language,
+        /// Where to write it (default: ./NAME)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build the project's component with its language's pinned toolchain.
+    Build {
+        /// The project folder (holding plugin.toml)
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the WIT package plugins are built against (or write it into a folder).
+    Wit {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Upload a component with its manifest; the new version is active at once.
     Deploy {
         /// The component (default: the manifest's `component`)
@@ -57,8 +80,15 @@ enum PluginCommand {
 }
 
 pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
+    match args.command {
+        PluginCommand::New { name, lang, dir } => return new(&name, lang, dir),
+        PluginCommand::Build { dir } => return build(&dir).await,
+        PluginCommand::Wit { out } => return wit(out),
+        _ => {}
+    }
     let client = Client::new(&args.server, args.auth.key()?);
     match args.command {
+        PluginCommand::New { .. } | PluginCommand::Build { .. } | PluginCommand::Wit { .. } => unreachable!("handled above"),
         PluginCommand::Deploy { wasm, manifest } => deploy(&client, wasm, &manifest).await,
         PluginCommand::List => {
             let list = client.get("/v1/plugins").await?;
@@ -102,6 +132,37 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     }
 }
 
+fn new(name: &str, lang: Language, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    let files = toolchain::templates::new_project(&dir, name, lang)?;
+    println!("wrote a {} plugin in {}: {}", lang.name(), dir.display(), files.join(", "));
+    println!("next: cd {} && switchboard plugin build", dir.display());
+    Ok(())
+}
+
+async fn build(dir: &std::path::Path) -> anyhow::Result<()> {
+    let project = Project::open(dir)?;
+    let tools = Tools::from_env();
+    // The toolchains are separate processes; this thread only waits.
+    let component = tokio::task::spawn_blocking(move || toolchain::build(&project, &tools)).await??;
+    let size = std::fs::metadata(&component).map(|m| m.len()).unwrap_or(0);
+    println!("built {} ({:.1} MB)", component.display(), size as f64 / 1e6);
+    Ok(())
+}
+
+fn wit(out: Option<PathBuf>) -> anyhow::Result<()> {
+    match out {
+        None => print!("{}", toolchain::WIT),
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let file = dir.join("plugin.wit");
+            std::fs::write(&file, toolchain::WIT).with_context(|| format!("cannot write {}", file.display()))?;
+            println!("wrote {}", file.display());
+        }
+    }
+    Ok(())
+}
+
 fn triggers(p: &Value) -> String {
     let list = |k: &str| -> Vec<String> {
         p[k].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect()
@@ -140,6 +201,9 @@ async fn deploy(client: &Client, wasm: Option<PathBuf>, manifest_path: &PathBuf)
     );
     let p = client.send(client.http().post(client.url("/v1/plugins")).multipart(form)).await?;
     println!("deployed {} version {}", p["name"].as_str().unwrap_or(""), p["version"].as_str().unwrap_or(""));
+    for name in p["ungranted_imports"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        println!("note: the component imports {name:?}, which the manifest does not grant: its calls return access-denied");
+    }
     Ok(())
 }
 

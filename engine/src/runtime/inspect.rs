@@ -76,9 +76,10 @@ pub fn shape(wasm: &[u8]) -> Result<Shape, RuntimeError> {
 }
 
 /// Refuses a component over the limits, outside our world, or importing
-/// what `grants` does not link; then validates its structure. Nothing is
-/// compiled.
-pub fn check(wasm: &[u8], grants: Grants, limits: &Limits) -> Result<(), RuntimeError> {
+/// what this engine does not provide; then validates its structure. Nothing
+/// is compiled. An ungranted capability is not refused: it is linked to
+/// `ungranted.rs`'s refusals.
+pub fn check(wasm: &[u8], limits: &Limits) -> Result<(), RuntimeError> {
     let shape = shape(wasm)?;
     let too_big = |what: String| Err(RuntimeError::TooComplex(what));
     if shape.functions > u64::from(limits.component_max_functions) {
@@ -97,7 +98,7 @@ pub fn check(wasm: &[u8], grants: Grants, limits: &Limits) -> Result<(), Runtime
         ));
     }
     for name in &shape.imports {
-        check_import(name, grants)?;
+        check_import(name)?;
     }
     let missing: Vec<&str> = WORLD_EXPORTS.iter().copied().filter(|e| !shape.exports.iter().any(|x| x == e)).collect();
     if !missing.is_empty() {
@@ -111,16 +112,38 @@ pub fn check(wasm: &[u8], grants: Grants, limits: &Limits) -> Result<(), Runtime
     Ok(())
 }
 
+/// The capabilities a component imports that `grants` does not grant: their
+/// calls will be refused with `access-denied`. Deploy answers name them.
+pub fn ungranted_imports(wasm: &[u8], grants: Grants) -> Vec<&'static str> {
+    let Ok(shape) = shape(wasm) else { return Vec::new() };
+    let mut names: Vec<&'static str> = shape
+        .imports
+        .iter()
+        .filter_map(|name| our_interface(name))
+        .filter_map(|(interface, _)| Capability::from_interface(interface))
+        .filter(|cap| !grants.contains(*cap))
+        .map(Capability::name)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// `switchboard:plugin/kv@0.1.0` → `("kv", "0.1.0")`.
+fn our_interface(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix(WIT_PACKAGE)?.strip_prefix('/')?;
+    Some(rest.split_once('@').unwrap_or((rest, "")))
+}
+
 /// An import is WASI (resolved, or refused, when linking) or one of our
-/// interfaces at our version, granted by the manifest.
-pub fn check_import(name: &str, grants: Grants) -> Result<(), RuntimeError> {
+/// interfaces at our version.
+pub fn check_import(name: &str) -> Result<(), RuntimeError> {
     if name.starts_with("wasi:") {
         return Ok(());
     }
-    let Some(rest) = name.strip_prefix(WIT_PACKAGE).and_then(|r| r.strip_prefix('/')) else {
+    let Some((interface, version)) = our_interface(name) else {
         return Err(RuntimeError::UnknownImport(name.to_string()));
     };
-    let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
     if version != WIT_VERSION {
         return Err(RuntimeError::WrongWitVersion(format!(
             "component targets {WIT_PACKAGE}@{}; this engine provides {WIT_PACKAGE}@{WIT_VERSION}",
@@ -131,8 +154,7 @@ pub fn check_import(name: &str, grants: Grants) -> Result<(), RuntimeError> {
         return Ok(());
     }
     match Capability::from_interface(interface) {
-        Some(cap) if grants.contains(cap) => Ok(()),
-        Some(cap) => Err(RuntimeError::CapabilityNotGranted { capability: cap.name().into() }),
+        Some(_) => Ok(()),
         None => Err(RuntimeError::UnknownImport(name.to_string())),
     }
 }

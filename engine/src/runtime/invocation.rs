@@ -45,6 +45,8 @@ pub struct InvocationState {
     pub(super) http: HttpState,
     pub(super) log: LogState,
     pub(super) clock: ClockState,
+    /// Stands in for every capability the manifest does not grant.
+    pub(super) ungranted: super::ungranted::Ungranted,
 }
 
 impl WasiView for InvocationState {

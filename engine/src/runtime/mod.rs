@@ -22,11 +22,13 @@ mod kv;
 mod log;
 mod messaging;
 mod timers;
+mod ungranted;
 pub mod usage;
 
 pub use crate::manifest::Capability;
 pub use capabilities::Grants;
 pub use http::host_allowed;
+pub use inspect::ungranted_imports;
 pub use invocation::{InvocationFailure, InvocationOutcome, Trigger};
 
 use crate::clock::Clock;
@@ -66,8 +68,6 @@ pub enum RuntimeError {
     CompileTimeout(Duration),
     #[error("{0}")]
     WrongWitVersion(String),
-    #[error("component imports capability {capability:?}, which its manifest does not grant")]
-    CapabilityNotGranted { capability: String },
     #[error("component imports {0:?}, which this engine does not provide")]
     UnknownImport(String),
     #[error("component does not implement the {WIT_PACKAGE}/plugin@{WIT_VERSION} world: {0}")]
@@ -328,7 +328,7 @@ impl Runtime {
 
     /// Checks a component for deployment: its shape is read and limited
     /// before anything compiles it; it must target our WIT world and import
-    /// only what `grants` links. Kept (compiled, in memory and on disk)
+    /// only what this engine provides. Kept (compiled, in memory and on disk)
     /// only when it passes. Returns its hash.
     pub async fn validate(&self, wasm: &[u8], grants: Grants) -> Result<String, RuntimeError> {
         if wasm.len() > self.limits.plugin_upload_bytes {
@@ -338,22 +338,22 @@ impl Runtime {
                 self.limits.plugin_upload_bytes
             )));
         }
-        inspect::check(wasm, grants, &self.limits)?;
+        inspect::check(wasm, &self.limits)?;
         let hash = component_hash(wasm);
         let (component, fresh) = match self.cached(&hash).await {
             Some(c) => (c, false),
             None => (self.compile(wasm).await?, true),
         };
-        self.check_imports(&component, grants)?;
+        self.check_imports(&component)?;
         self.prepare(&component, grants)?;
         self.remember(&hash, &component, fresh).await;
         Ok(hash)
     }
 
-    fn check_imports(&self, component: &Component, grants: Grants) -> Result<(), RuntimeError> {
+    fn check_imports(&self, component: &Component) -> Result<(), RuntimeError> {
         let ty = component.component_type();
         for (name, _) in ty.imports(&self.engine) {
-            inspect::check_import(name, grants)?;
+            inspect::check_import(name)?;
         }
         Ok(())
     }
@@ -459,6 +459,7 @@ impl Runtime {
                 dropped: 0,
             },
             clock: clock::ClockState { clock: self.clock.clone() },
+            ungranted: ungranted::Ungranted,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -184,6 +184,9 @@ pub trait Plugins {
     async fn active_plugins(&self) -> StoreResult<Vec<PluginVersionRow>>;
     async fn kv_get(&self, tenant_id: &str, plugin_id: &str, key: &str) -> StoreResult<Option<KvEntry>>;
     async fn kv_list(&self, tenant_id: &str, plugin_id: &str, prefix: &str, limit: u32) -> StoreResult<Vec<String>>;
+    /// Sets one key outside any invocation (`switchboard run` seeds its
+    /// throwaway store with it).
+    async fn kv_put(&self, tenant_id: &str, plugin_id: &str, key: &str, value: &[u8], now: Millis) -> StoreResult<()>;
     async fn timer_pending(&self, tenant_id: &str, plugin_id: &str, key: &str) -> StoreResult<bool>;
     /// Newest first; with `after`, the lines after that id, oldest first.
     async fn plugin_logs(

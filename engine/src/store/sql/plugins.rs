@@ -101,6 +101,22 @@ impl Plugins {
         Ok(row.map(|r| KvEntry { value: r.get(0), version: r.get(1) }))
     }
 
+    async fn kv_put(&self, tenant_id: &str, plugin_id: &str, key: &str, value: &[u8], now: Millis) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO kv (tenant_id, plugin_id, key, value, version, updated_at) VALUES ($1, $2, $3, $4, 1, $5) \
+             ON CONFLICT (tenant_id, plugin_id, key) DO UPDATE SET value = excluded.value, \
+             version = kv.version + 1, updated_at = excluded.updated_at",
+        )
+        .bind(tenant_id)
+        .bind(plugin_id)
+        .bind(key)
+        .bind(value)
+        .bind(now)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
     async fn kv_list(&self, tenant_id: &str, plugin_id: &str, prefix: &str, limit: u32) -> StoreResult<Vec<String>> {
         // Range scan on the primary key: [prefix, prefix + U+10FFFF).
         let upper = format!("{prefix}\u{10FFFF}");
