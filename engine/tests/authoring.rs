@@ -2,7 +2,8 @@
 //! language: `plugin new` → `plugin build` (the pinned toolchain, installed
 //! from its registry) → the project's own test (which runs the component
 //! with `switchboard run`) → `plugin deploy` to a running engine → an SMS
-//! from `simulate` → the reply.
+//! from `simulate` → the reply. And `switchboard run` on its own: the
+//! effects of an event and of a timer, a trap, bad arguments.
 //!
 //! Toolchains install once under target/tools/guests (shared with `make
 //! guests`); Rust projects share target/guest-rust for their dependencies.
@@ -145,4 +146,102 @@ async fn a_missing_toolchain_is_named_with_what_to_install() {
         "error: building a JavaScript plugin needs Node.js (node), which is not installed: \
          install Node.js 20 or later, which comes with npm"
     );
+}
+
+/// `switchboard run ARGS` on a component built by `make plugins`:
+/// (success, stdout as JSON or text, stderr).
+async fn run_component(args: &[&str]) -> (bool, String, String) {
+    let ws = workspace();
+    let out = Command::new(BIN)
+        .arg("run")
+        .args(args)
+        .current_dir(&ws)
+        .env("SWITCHBOARD_TOOLS_DIR", ws.join("target/tools/guests"))
+        .output()
+        .await
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+const REMINDERS: [&str; 3] = [
+    "target/wasm32-wasip2/plugin/appointment_reminders.wasm",
+    "--manifest",
+    "plugins/appointment-reminders/plugin.toml",
+];
+
+/// An event and a timer through the appointment-reminders plugin, at a set
+/// instant: what each would commit, and nothing committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_prints_the_effects_of_an_event_and_of_a_timer() {
+    let booking = r#"{"id":"appt-1","phone":"+15551234567","doctor":"Dr Lee","at":"2026-12-03T15:00:00Z"}"#;
+    let (ok, out, err) = run_component(
+        &[&REMINDERS[..], &["--event", "appointment.booked", "--payload", booking, "--at", "2026-12-01T09:00:00Z", "--json"]]
+            .concat(),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["outcome"], "ok");
+    assert_eq!(result["sends"], serde_json::json!([]));
+    let record = r#"{"id":"appt-1","phone":"+15551234567","doctor":"Dr Lee","at_ms":1796310000000,"tz":"UTC","status":"booked"}"#;
+    assert_eq!(
+        result["kv_writes"],
+        serde_json::json!([{ "key": "appt:appt-1", "value": record }, { "key": "phone:+15551234567", "value": "appt-1" }])
+    );
+    let timers: Vec<(&str, &str)> = result["timers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["key"].as_str().unwrap(), t["at"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        timers,
+        [("reminder:appt-1:24h", "2026-12-02T15:00:00.000Z"), ("reminder:appt-1:2h", "2026-12-03T13:00:00.000Z")]
+    );
+    assert_eq!(result["logs"][0]["message"], "appointment appt-1 booked; reminders scheduled");
+    assert!(result["fuel_used"].as_u64().unwrap() > 0 && result["memory_peak_bytes"].as_u64().unwrap() > 0);
+
+    // The 24-hour reminder fires against the kv the booking wrote.
+    let state = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(state.path(), serde_json::json!({ "appt:appt-1": record }).to_string()).unwrap();
+    let reminder = r#"{"id":"appt-1","kind":"24h","due_ms":1796223600000}"#;
+    let kv = state.path().to_str().unwrap();
+    let (ok, out, err) =
+        run_component(&[&REMINDERS[..], &["--timer", reminder, "--kv", kv, "--at", "2026-12-02T15:00:00Z"]].concat())
+            .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(
+            "send +15550000000 -> +15551234567: Reminder: you see Dr Lee tomorrow, Thu Dec 3 at 3:00 PM. \
+             Reply C to confirm or R to reschedule."
+        ),
+        "{out}"
+    );
+}
+
+/// A failing invocation prints its outcome and error and exits non-zero;
+/// bad arguments are one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_reports_a_trap_and_refuses_bad_arguments() {
+    let visit_bot = "target/wasm32-wasip2/plugin/visit_bot_rs.wasm";
+    let manifest = std::fs::read_to_string(workspace().join("examples/visit-bot-rs/plugin.toml")).unwrap();
+    let without_config = manifest.replace(r#", "config"]"#, "]");
+    assert_ne!(without_config, manifest);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), without_config).unwrap();
+    let manifest_path = file.path().to_str().unwrap();
+    let (ok, out, err) =
+        run_component(&[visit_bot, "--manifest", manifest_path, "--inbound", "+15551234567:VISIT", "--json"]).await;
+    assert!(!ok);
+    let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["outcome"], "trap");
+    let expected = "plugin trapped: config.get called, but this plugin's manifest does not grant the \"config\" \
+                    capability; add it to `capabilities` in plugin.toml";
+    assert_eq!(result["error"], expected);
+    assert_eq!(err.trim(), format!("error: visit-bot-rs failed: {expected}"));
+
+    let (ok, _, err) = run_component(&[visit_bot, "--inbound", "VISIT"]).await;
+    assert!(!ok);
+    assert_eq!(err.trim(), "error: --inbound \"VISIT\": give SENDER:TEXT, like +15551234567:VISIT");
 }
