@@ -49,8 +49,10 @@
 //!    `api::run` to serve.
 //! 7. [`app`]: the wiring; settings, and `App::start`, which builds every
 //!    part and hands each what it uses.
-//! 8. Commands: [`cli`] (the `switchboard` command and the demo tenant),
-//!    [`bench`] (the load harness behind `switchboard bench`).
+//! 8. Commands: [`bench`] (the load harness behind `switchboard bench`),
+//!    [`toolchain`] (building plugins from Rust, JavaScript or Python
+//!    source; the projects `plugin new` writes), [`cli`] (the `switchboard`
+//!    command, `run`, and the demo tenant).
 
 pub mod api;
 pub mod app;
