@@ -112,7 +112,16 @@ maxLength = 20
     let (status, body) = h.deploy(&h.key, &format!("{manifest}{schema}"), &wasm).await;
     assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "INVALID_MANIFEST"), "{body}");
     assert_eq!(body["error"]["field"], "manifest.config");
-    assert!(body["error"]["message"].as_str().unwrap().contains("/default_reply"), "{body}");
+    // The error names the TOML key and where its value is written.
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("does not match config_schema at config.default_reply: "), "{message}");
+    assert!(message.ends_with("(line 12, column 17)"), "{message}");
+
+    // A TOML syntax error says where it is.
+    let unclosed = manifest.replace(r#"capabilities = ["messaging", "config"]"#, r#"capabilities = ["messaging", "config""#);
+    let (status, body) = h.deploy(&h.key, &unclosed, &wasm).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "INVALID_MANIFEST"), "{body}");
+    assert_eq!(body["error"]["message"], "invalid manifest: line 7, column 1: missing comma between array elements, expected `,`");
 
     let fits = manifest.replace(
         "default_reply = \"Thanks for texting Demo Store! Reply HOURS for opening hours, STATUS for your order, RETURN for returns.\"",

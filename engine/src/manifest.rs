@@ -107,9 +107,24 @@ pub enum ManifestError {
 }
 
 impl Manifest {
+    /// Parses and validates a manifest. Errors say where in `text` they
+    /// are, as a line and column.
     pub fn from_toml(text: &str) -> Result<Self, ManifestError> {
-        let m: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse(e.message().to_string()))?;
-        m.validate()?;
+        let m: Manifest = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|span| line_column(text, span.start));
+            ManifestError::Parse(match at {
+                Some((line, column)) => format!("line {line}, column {column}: {}", e.message().trim_end()),
+                None => e.message().trim_end().to_string(),
+            })
+        })?;
+        if let Err((error, path)) = m.check() {
+            return Err(match (error, locate(text, &path)) {
+                (ManifestError::Field { field, message }, Some((line, column))) => {
+                    ManifestError::Field { field, message: format!("{message} (line {line}, column {column})") }
+                }
+                (error, _) => error,
+            });
+        }
         Ok(m)
     }
 
@@ -126,7 +141,15 @@ impl Manifest {
     }
 
     pub fn validate(&self) -> Result<(), ManifestError> {
-        let field = |field, message: &str| Err(ManifestError::Field { field, message: message.to_string() });
+        self.check().map_err(|(error, _)| error)
+    }
+
+    /// Validates; an error comes with the path of the TOML keys it is about.
+    fn check(&self) -> Result<(), (ManifestError, Vec<String>)> {
+        let path = |field: &str| field.split('.').map(String::from).collect::<Vec<_>>();
+        let field = |field: &'static str, message: &str| {
+            Err((ManifestError::Field { field, message: message.to_string() }, path(field)))
+        };
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 64
             && self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -154,7 +177,10 @@ impl Manifest {
         }
         for c in &self.triggers.cron {
             if let Err(e) = c.parse::<cron::Schedule>() {
-                return Err(ManifestError::Field { field: "triggers.cron", message: format!("{c:?}: {e}") });
+                // The parser's message ends with its own line; a caret drawing precedes it.
+                let reason = e.to_string();
+                let reason = reason.lines().last().unwrap_or_default().trim().to_string();
+                return field("triggers.cron", &format!("{c:?}: {reason}"));
             }
         }
         if let Some(z) = &self.triggers.timezone
@@ -180,20 +206,18 @@ impl Manifest {
             }
         }
         if let Some(schema) = &self.config_schema {
-            let validator = jsonschema::validator_for(schema).map_err(|e| ManifestError::Field {
-                field: "config_schema",
-                message: format!("not a valid JSON Schema: {e}"),
-            })?;
+            let validator = match jsonschema::validator_for(schema) {
+                Ok(v) => v,
+                Err(e) => return field("config_schema", &format!("not a valid JSON Schema: {e}")),
+            };
             let config = self.config.clone().unwrap_or_else(|| serde_json::json!({}));
             if let Some(e) = validator.iter_errors(&config).next() {
-                let at = e.instance_path().to_string();
-                return Err(ManifestError::Field {
-                    field: "config",
-                    message: format!(
-                        "does not match config_schema{}: {e}",
-                        if at.is_empty() { String::new() } else { format!(" at {at}") }
-                    ),
-                });
+                // The JSON pointer into the config, as TOML keys under [config].
+                let mut keys = vec!["config".to_string()];
+                keys.extend(e.instance_path().into_iter().map(|segment| segment.to_string()));
+                let at = if keys.len() > 1 { format!(" at {}", keys.join(".")) } else { String::new() };
+                let error = ManifestError::Field { field: "config", message: format!("does not match config_schema{at}: {e}") };
+                return Err((error, keys));
             }
         }
         Ok(())
@@ -242,6 +266,34 @@ pub fn stored(json: &str) -> Manifest {
 /// The routes of a stored manifest.
 pub fn routes_from_json(json: &str) -> Vec<RouteRow> {
     stored(json).routes()
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Where the value at `keys` (table keys, or array indexes) is written in
+/// `text`, as a line and column; `None` if it is not written there.
+fn locate(text: &str, keys: &[String]) -> Option<(usize, usize)> {
+    use toml::de::{DeTable, DeValue};
+    let root = DeTable::parse(text).ok()?;
+    let mut span = None;
+    let mut current: Option<&DeValue> = None;
+    for (depth, key) in keys.iter().enumerate() {
+        let next = match (depth, current) {
+            (0, _) => root.get_ref().iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v),
+            (_, Some(DeValue::Table(table))) => table.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v),
+            (_, Some(DeValue::Array(array))) => key.parse::<usize>().ok().and_then(|i| array.get(i)),
+            _ => None,
+        }?;
+        span = Some(next.span());
+        current = Some(next.get_ref());
+    }
+    span.map(|s| line_column(text, s.start))
 }
 
 /// What reading a folder of plugins (`plugins/*/plugin.toml` and their
