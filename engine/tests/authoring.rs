@@ -245,3 +245,23 @@ async fn run_reports_a_trap_and_refuses_bad_arguments() {
     assert!(!ok);
     assert_eq!(err.trim(), "error: --inbound \"VISIT\": give SENDER:TEXT, like +15551234567:VISIT");
 }
+
+/// `simulate` prints a failing plugin's error, with its event id and the
+/// panic's message and line, as soon as the first attempt fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_prints_a_failing_plugins_error_with_its_event() {
+    let data = tempfile::tempdir().unwrap();
+    let server = serve(data.path()).await;
+    let api = [("SWITCHBOARD_URL", server.url.as_str()), ("SWITCHBOARD_API_KEY", server.key.as_str())];
+    let chaos = workspace().join("examples/chaos-plugin");
+    let deployed = switchboard(&chaos, &["plugin", "deploy"], &api).await;
+    assert!(deployed.starts_with("deployed chaos version 0.1.0"), "{deployed}");
+    let out = switchboard(&chaos, &["simulate", "--from", "+15551234567", "--to", "+15550000000", "TRAP"], &api).await;
+    let line = out.lines().find(|l| l.starts_with("[chaos] failed")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.starts_with("[chaos] failed (attempt 1; it will be retried), event evt_"), "{line}");
+    assert!(
+        out.contains("panicked at examples/chaos-plugin/src/lib.rs:68:17:\ndeliberate trap after send"),
+        "{out}"
+    );
+    assert!(out.contains("The plugins sent no reply."), "{out}");
+}

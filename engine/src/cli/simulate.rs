@@ -57,14 +57,25 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         async move { super::client::read(http.get(url).bearer_auth(key).send().await?).await }
     };
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    // Settled: every event done or dead, or failed once (its retries run
+    // later, with backoff; waiting for them would hide the error).
     let message = loop {
         let m = get(format!("{base}/v1/messages/{id}")).await?;
-        let settled = m["processing"].as_array().is_some_and(|events| events.iter().all(|e| e["status"] != "pending"));
+        let settled = m["processing"]
+            .as_array()
+            .is_some_and(|events| events.iter().all(|e| e["status"] != "pending" || e["last_error"].is_string()));
         if settled {
             break m;
         }
         if Instant::now() > deadline {
-            bail!("the plugins did not finish within {} s", args.timeout);
+            let waiting: Vec<String> = m["processing"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["status"] == "pending")
+                .map(|e| format!("{} (event {})", e["plugin"].as_str().unwrap_or("?"), e["id"].as_str().unwrap_or("?")))
+                .collect();
+            bail!("message {id}: still waiting after {} s for {}", args.timeout, waiting.join(", "));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
@@ -72,8 +83,15 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     if events.is_empty() {
         println!("No plugin handles this message (no keyword matched and no catch-all plugin).");
     }
-    for e in events.iter().filter(|e| e["status"] == "dead") {
-        println!("Plugin {} failed: {}", e["plugin"].as_str().unwrap_or("?"), e["last_error"].as_str().unwrap_or("?"));
+    for e in events.iter().filter(|e| e["last_error"].is_string()) {
+        let (plugin, event) = (e["plugin"].as_str().unwrap_or("?"), e["id"].as_str().unwrap_or("?"));
+        let error = e["last_error"].as_str().unwrap_or("?");
+        let what = if e["status"] == "dead" {
+            "failed for good (dead-lettered)".to_string()
+        } else {
+            format!("failed (attempt {}; it will be retried)", e["attempts"])
+        };
+        println!("[{plugin}] {what}, event {event}: {error}");
     }
     let replies = get(format!("{base}/v1/messages?in_reply_to={id}&limit=200")).await?;
     let mut replies = replies["data"].as_array().cloned().unwrap_or_default();
