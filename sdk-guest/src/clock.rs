@@ -2,5 +2,5 @@
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    crate::wit::switchboard::plugin::clock::now()
+    crate::host::clock::now()
 }

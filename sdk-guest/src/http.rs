@@ -7,7 +7,7 @@
 //! ```
 
 use crate::types::HostError;
-use crate::wit::switchboard::plugin::http as raw;
+use crate::host::http as raw;
 
 pub use raw::{Request, Response};
 

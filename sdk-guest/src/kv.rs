@@ -3,7 +3,7 @@
 //! isolated (the host re-runs a handler whose reads went stale).
 
 use crate::types::{Error, HostError, Result};
-use crate::wit::switchboard::plugin::kv as raw;
+use crate::host::kv as raw;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -22,7 +22,8 @@
 //! file is the component to deploy with a `plugin.toml` manifest.
 //!
 //! Every handler runs in a fresh instance; keep state in [`kv`] and
-//! schedule work with [`timers`]. Effects (sends, kv writes, timers) are
+//! schedule work with [`timers`]. Under `cargo test` the capabilities talk
+//! to [`testing::MockHost`], so handlers are unit-tested natively. Effects (sends, kv writes, timers) are
 //! committed only if the handler returns `Ok`: return `Err` (or panic) and
 //! nothing happened, and the event is retried later.
 
@@ -40,10 +41,13 @@ pub mod wit {
 
 pub mod clock;
 pub mod config;
+mod host;
 pub mod http;
 pub mod kv;
 pub mod log;
 pub mod messaging;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 pub mod timers;
 
 mod types;

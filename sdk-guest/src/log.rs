@@ -1,7 +1,7 @@
 //! Log lines, stored with the invocation and readable by the tenant
 //! (`GET /v1/plugins/{name}/logs`).
 
-use crate::wit::switchboard::plugin::log::{Level, write};
+use crate::host::log::{Level, write};
 
 pub fn debug(message: impl AsRef<str>) {
     write(Level::Debug, message.as_ref());

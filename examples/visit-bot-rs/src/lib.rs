@@ -70,3 +70,45 @@ impl Plugin for VisitBot {
 }
 
 export_plugin!(VisitBot);
+
+/// Unit tests against the SDK's host in memory (`switchboard_sdk::testing`).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_sdk::testing::{self, MockHost};
+
+    const CUSTOMER: &str = "+15551234567";
+
+    fn host() -> MockHost {
+        MockHost::new().config(serde_json::json!({ "followup_after_s": 3600, "followup": "See you soon!" }))
+    }
+
+    #[test]
+    fn a_visit_is_counted_answered_and_followed_up_an_hour_later() {
+        host().kv(format!("visits:{CUSTOMER}"), "2").install();
+        testing::run(|| VisitBot::on_inbound(testing::inbound(CUSTOMER, "visit!"))).unwrap();
+        let sent = testing::sent();
+        assert_eq!((sent[0].to.as_str(), sent[0].from.as_deref()), (CUSTOMER, Some(testing::NUMBER)));
+        assert_eq!(sent[0].body, "Welcome! This is visit #3.");
+        assert_eq!(testing::kv_get(&format!("visits:{CUSTOMER}")).as_deref(), Some(&b"3"[..]));
+        let timers = testing::timers();
+        assert_eq!(timers.len(), 1);
+        assert_eq!((timers[0].key.as_str(), timers[0].at_ms), ("followup:+15551234567", testing::START_MS + 3_600_000));
+        assert_eq!(testing::logs(), [("info".to_string(), "visit 3 recorded".to_string())]);
+
+        assert!(testing::advance(3_599_999).is_empty());
+        let due = testing::advance(1);
+        testing::run(|| VisitBot::on_timer(due[0].payload.clone())).unwrap();
+        let followup = &testing::sent()[1];
+        assert_eq!((followup.to.as_str(), followup.body.as_str()), (CUSTOMER, "See you soon!"));
+    }
+
+    #[test]
+    fn a_failed_handler_leaves_nothing_behind() {
+        host().kv(format!("visits:{CUSTOMER}"), "not a number").install();
+        let error = testing::run(|| VisitBot::on_inbound(testing::inbound(CUSTOMER, "VISIT"))).unwrap_err();
+        assert!(error.0.contains("does not hold an integer"), "{error}");
+        assert!(testing::sent().is_empty() && testing::timers().is_empty());
+        assert_eq!(testing::kv_get(&format!("visits:{CUSTOMER}")).as_deref(), Some(&b"not a number"[..]));
+    }
+}
