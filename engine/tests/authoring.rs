@@ -265,3 +265,74 @@ async fn simulate_prints_a_failing_plugins_error_with_its_event() {
     );
     assert!(out.contains("The plugins sent no reply."), "{out}");
 }
+
+/// Reads `lines` into `seen` until `done(seen)` holds.
+async fn until(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    seen: &mut Vec<String>,
+    done: impl Fn(&[String]) -> bool,
+) {
+    let read = async {
+        while !done(seen) {
+            match lines.next_line().await.unwrap() {
+                Some(line) => seen.push(line),
+                None => return false,
+            }
+        }
+        true
+    };
+    let finished = tokio::time::timeout(Duration::from_secs(300), read).await;
+    assert!(finished == Ok(true), "switchboard dev did not print what was expected; it printed:\n{}", seen.join("\n"));
+}
+
+fn printed(seen: &[String], wanted: impl Fn(&str) -> bool) -> bool {
+    seen.iter().any(|l| wanted(l))
+}
+
+/// `switchboard dev` in a new project: the bot answers texts typed at the
+/// prompt; an edit saved to the source is built and deployed as the next
+/// dev version with no version bump by hand, and the new behaviour answers;
+/// the plugin's invocations are printed as they run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_redeploys_each_saved_edit_and_the_new_behaviour_answers() {
+    use tokio::io::AsyncWriteExt;
+    let scratch = tempfile::tempdir().unwrap();
+    let project = scratch.path().join("dev-bot");
+    switchboard(scratch.path(), &["plugin", "new", "dev-bot", "--lang", "python"], &[]).await;
+    let mut dev = Command::new(BIN)
+        .args(["dev", "--listen", "127.0.0.1:0"])
+        .current_dir(&project)
+        .env("SWITCHBOARD_TOOLS_DIR", workspace().join("target/tools/guests"))
+        .env("SWITCHBOARD_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = dev.stdin.take().unwrap();
+    let mut lines = BufReader::new(dev.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    until(&mut lines, &mut seen, |s| printed(s, |l| l == "deployed dev-bot version 0.1.0+dev.1")).await;
+
+    stdin.write_all(b"VISIT\n").await.unwrap();
+    until(&mut lines, &mut seen, |s| {
+        printed(s, |l| l.ends_with("+15550000000 -> +15551234567: Welcome! This is visit #1."))
+            && printed(s, |l| l.starts_with("[dev-bot] inbound "))
+    })
+    .await;
+    assert!(printed(&seen, |l| l.starts_with("[dev-bot] inbound ok in ") && l.contains("fuel")), "{seen:?}");
+    assert!(printed(&seen, |l| l.starts_with("[dev-bot] log info  visit 1 recorded (event evt_")), "{seen:?}");
+
+    let source = project.join("app.py");
+    let edited = std::fs::read_to_string(&source).unwrap().replace("Welcome! This is visit", "Hello again! This is visit");
+    std::fs::write(&source, edited).unwrap();
+    until(&mut lines, &mut seen, |s| printed(s, |l| l == "deployed dev-bot version 0.1.0+dev.2")).await;
+    stdin.write_all(b"VISIT\n").await.unwrap();
+    until(&mut lines, &mut seen, |s| printed(s, |l| l.ends_with("-> +15551234567: Hello again! This is visit #2."))).await;
+
+    // A save that changes nothing is not a new version.
+    let same = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(&source, same).unwrap();
+    until(&mut lines, &mut seen, |s| printed(s, |l| l == "dev-bot: unchanged, still running the last build")).await;
+    assert!(!seen.iter().any(|l| l.contains("0.1.0+dev.3")), "{seen:?}");
+}

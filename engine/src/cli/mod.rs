@@ -4,6 +4,7 @@ mod admin;
 mod bench;
 mod client;
 pub mod demo;
+mod dev;
 mod plugin;
 mod run;
 mod serve;
@@ -26,6 +27,9 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Start, build, deploy and manage plugins.
     Plugin(plugin::PluginArgs),
+    /// A local engine that builds and redeploys the plugin in this folder on
+    /// every save, streams its logs and replies, and texts it from a prompt.
+    Dev(dev::DevArgs),
     /// Run one event through a component in the sandbox, with no server,
     /// and print what it would commit.
     Run(run::RunArgs),
@@ -49,6 +53,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Simulate(args) => simulate::run(args).await,
         Command::Plugin(args) => plugin::run(args).await,
         Command::Run(args) => run::run(args).await,
+        Command::Dev(args) => dev::run(args).await,
         Command::Tenant(args) => admin::tenant(args).await,
         Command::Key(args) => admin::key(args).await,
         Command::Number(args) => admin::number(args).await,
