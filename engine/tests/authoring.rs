@@ -56,13 +56,18 @@ struct Server {
 }
 
 async fn serve(data_dir: &Path) -> Server {
+    serve_in(data_dir, &workspace(), &mut Vec::new()).await
+}
+
+/// `switchboard serve` started in `cwd` (whose `plugins` folder, if any,
+/// seeds the demo tenant); what it printed before listening goes to `printed`.
+async fn serve_in(data_dir: &Path, cwd: &Path, printed: &mut Vec<String>) -> Server {
     let mut child = Command::new(BIN)
         .arg("serve")
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--listen", "127.0.0.1:0"])
-        .arg("--plugins-dir")
-        .arg(workspace().join("plugins"))
+        .current_dir(cwd)
         .env("SWITCHBOARD_LOG", "warn")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -74,6 +79,7 @@ async fn serve(data_dir: &Path) -> Server {
         if let Some(url) = line.strip_prefix("Switchboard is listening on ") {
             break url.to_string();
         }
+        printed.push(line);
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let key = std::fs::read_to_string(data_dir.join("demo-api-key")).unwrap().trim().to_string();
@@ -335,4 +341,23 @@ async fn dev_redeploys_each_saved_edit_and_the_new_behaviour_answers() {
     std::fs::write(&source, same).unwrap();
     until(&mut lines, &mut seen, |s| printed(s, |l| l == "dev-bot: unchanged, still running the last build")).await;
     assert!(!seen.iter().any(|l| l.contains("0.1.0+dev.3")), "{seen:?}");
+}
+
+/// `serve` started outside a checkout (no `plugins` folder) still creates
+/// the demo tenant, says it has no plugins, and takes a deploy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_outside_a_checkout_starts_with_an_empty_demo_tenant() {
+    let (data, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut printed = Vec::new();
+    let server = serve_in(data.path(), elsewhere.path(), &mut printed).await;
+    assert!(
+        printed[0].starts_with("Created the demo tenant: number +15550000000, no plugins (none under plugins;"),
+        "{printed:?}"
+    );
+    let api = [("SWITCHBOARD_URL", server.url.as_str()), ("SWITCHBOARD_API_KEY", server.key.as_str())];
+    let bot = workspace().join("examples/visit-bot-rs");
+    switchboard(&bot, &["plugin", "deploy"], &api).await;
+    let replies =
+        switchboard(&bot, &["simulate", "--from", "+15551234567", "--to", "+15550000000", "VISIT"], &api).await;
+    assert!(replies.contains("[visit-bot-rs] +15550000000 -> +15551234567: Welcome! This is visit #1."), "{replies}");
 }

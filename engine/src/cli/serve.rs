@@ -61,7 +61,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !args.no_demo
         && let Some(demo) = demo::seed_if_empty(&app, &args.plugins_dir).await?
     {
-        println!("Created the demo tenant: number {DEMO_NUMBER}, plugins {}.", demo.plugins.join(", "));
+        if demo.plugins.is_empty() {
+            println!(
+                "Created the demo tenant: number {DEMO_NUMBER}, no plugins (none under {}; deploy yours with \
+                 `switchboard plugin deploy`).",
+                args.plugins_dir.display()
+            );
+        } else {
+            println!("Created the demo tenant: number {DEMO_NUMBER}, plugins {}.", demo.plugins.join(", "));
+        }
         println!("Its API key (shown once; saved to {}):", demo.key_file.display());
         println!("  {}", demo.api_key);
     }

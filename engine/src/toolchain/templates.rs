@@ -267,6 +267,7 @@ Needs {tools}.
 switchboard plugin build          # writes the component named in plugin.toml
 {test}                     # runs it in the sandbox with `switchboard run`
 switchboard run {component} --manifest plugin.toml --inbound '+15551234567:VISIT'
+switchboard dev                   # a local engine that redeploys on every save
 switchboard plugin deploy         # to the engine at SWITCHBOARD_URL, with SWITCHBOARD_API_KEY
 ```
 "#,
