@@ -11,11 +11,13 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::time::Duration;
+use switchboard::pipeline::Notification;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
 async fn the_visit_bot_counts_answers_and_follows_up(plugin: &'static str) {
     let h = harness().plugins(&[plugin]).start().await;
+    let mut watch = h.watch();
     h.inbound(CUSTOMER, "VISIT").await;
     let first = &h.sent(1).await[0];
     assert_eq!((first.to.as_str(), first.from.as_str()), (CUSTOMER, NUMBER));
@@ -33,6 +35,13 @@ async fn the_visit_bot_counts_answers_and_follows_up(plugin: &'static str) {
     let count = db.kv_get(&h.tenant, &plugin_id, &format!("visits:{CUSTOMER}")).await.unwrap().expect("count");
     assert_eq!(count.value, b"2");
     assert!(db.timer_pending(&h.tenant, &plugin_id, &format!("followup:{CUSTOMER}")).await.unwrap());
+
+    // Every reply's outcome is recorded before the clock jumps: an hour's
+    // jump would expire the dispatcher's lease on a reply still in flight,
+    // and it would be offered to the carrier again.
+    for _ in 0..3 {
+        watch.until(|n| matches!(n, Notification::MessageStatus { status, .. } if status == "delivered")).await;
+    }
 
     // An hour later (the configured `followup_after_s`) the follow-up goes out.
     h.clock.advance(HOUR);
