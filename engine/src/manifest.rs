@@ -150,11 +150,7 @@ impl Manifest {
         let field = |field: &'static str, message: &str| {
             Err((ManifestError::Field { field, message: message.to_string() }, path(field)))
         };
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !self.name.starts_with('-');
-        if !name_ok {
+        if !valid_name(&self.name) {
             return field("name", "1 to 64 lower-case letters, digits or dashes");
         }
         if self.version.is_empty() || self.version.len() > 32 || self.version.chars().any(char::is_whitespace) {
@@ -266,6 +262,15 @@ pub fn stored(json: &str) -> Manifest {
 /// The routes of a stored manifest.
 pub fn routes_from_json(json: &str) -> Vec<RouteRow> {
     stored(json).routes()
+}
+
+/// A plugin name: 1 to 64 lower-case letters, digits or dashes, not
+/// starting with a dash.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
 }
 
 /// 1-based line and column of byte `offset` in `text`.

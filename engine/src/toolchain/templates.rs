@@ -21,11 +21,8 @@ fn sdk_checkout() -> Option<PathBuf> {
 /// Writes a new project named `name` into `dir` (which must not exist or
 /// be empty). Returns the files written, relative to `dir`.
 pub fn new_project(dir: &Path, name: &str, language: Language) -> Result<Vec<String>, ToolchainError> {
-    let name_ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && name.as_bytes()[0].is_ascii_lowercase();
-    if !name_ok {
+    // A letter first too: the name is also a crate and package name.
+    if !crate::manifest::valid_name(name) || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         return Err(ToolchainError::Project(format!(
             "{name:?} is not a plugin name: use 1 to 64 lower-case letters, digits or dashes, starting with a letter"
         )));

@@ -299,6 +299,11 @@ async fn debit(conn: &mut Conn<DB>, c: &EventCompletion, effects: &Effects, now:
 }
 }
 
+/// Sets one kv key, bumping its version (what isolation checks at commit).
+pub(super) const KV_UPSERT: &str = "INSERT INTO kv (tenant_id, plugin_id, key, value, version, updated_at) \
+     VALUES ($1, $2, $3, $4, 1, $5) ON CONFLICT (tenant_id, plugin_id, key) DO UPDATE SET value = excluded.value, \
+     version = kv.version + 1, updated_at = excluded.updated_at";
+
 for_every_backend! {
 /// An invocation's kv writes and timers (its messages are inserted with
 /// the whole batch's).
@@ -306,11 +311,7 @@ async fn apply_state(conn: &mut Conn<DB>, c: &EventCompletion, effects: &Effects
     for (key, value) in &effects.kv_writes {
         match value {
             Some(value) => {
-                sqlx::query(
-                    "INSERT INTO kv (tenant_id, plugin_id, key, value, version, updated_at) VALUES ($1, $2, $3, $4, 1, $5) \
-                     ON CONFLICT (tenant_id, plugin_id, key) DO UPDATE SET value = excluded.value, \
-                     version = kv.version + 1, updated_at = excluded.updated_at",
-                )
+                sqlx::query(KV_UPSERT)
                 .bind(&c.tenant_id)
                 .bind(&c.plugin_id)
                 .bind(key)

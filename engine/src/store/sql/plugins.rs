@@ -102,11 +102,7 @@ impl Plugins {
     }
 
     async fn kv_put(&self, tenant_id: &str, plugin_id: &str, key: &str, value: &[u8], now: Millis) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO kv (tenant_id, plugin_id, key, value, version, updated_at) VALUES ($1, $2, $3, $4, 1, $5) \
-             ON CONFLICT (tenant_id, plugin_id, key) DO UPDATE SET value = excluded.value, \
-             version = kv.version + 1, updated_at = excluded.updated_at",
-        )
+        sqlx::query(super::completions::KV_UPSERT)
         .bind(tenant_id)
         .bind(plugin_id)
         .bind(key)
