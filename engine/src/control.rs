@@ -5,13 +5,13 @@
 //! are `senders`.
 
 use crate::billing::Micros;
-use crate::deploy::{self, DeployError, LifecycleError};
+use crate::deploy::{self, DeployError, Deployment, LifecycleError};
 use crate::directory::TenantSettings;
 use crate::ids;
 use crate::manifest::Manifest;
 use crate::pipeline;
 use crate::secrets::{self, KeyMode};
-use crate::store::{AuditEntry, DeployedVersion, NewApiKeyRow, NewTenant, PluginVersionRow, StoreError};
+use crate::store::{AuditEntry, NewApiKeyRow, NewTenant, PluginVersionRow, StoreError};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +145,13 @@ impl Control {
         tenant_id: &str,
         manifest: &Manifest,
         wasm: &[u8],
-    ) -> Result<DeployedVersion, DeployError> {
+    ) -> Result<Deployment, DeployError> {
+        let snapshot = self.engine.directory.snapshot();
+        let active = snapshot
+            .plugin_names
+            .get(&(tenant_id.to_string(), manifest.name.clone()))
+            .and_then(|id| snapshot.plugins.get(id))
+            .map(|p| p.row.version_id.clone());
         let deployed = deploy::deploy(
             self.engine.db.as_ref(),
             &self.engine.runtime,
@@ -153,8 +159,12 @@ impl Control {
             tenant_id,
             manifest,
             wasm,
+            active.as_deref(),
         )
         .await?;
+        if deployed.unchanged {
+            return Ok(deployed);
+        }
         self.reload().await?;
         // New cron schedules take effect now.
         self.engine.pipeline.scheduler.now();

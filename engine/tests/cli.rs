@@ -275,6 +275,11 @@ async fn tenants_keys_numbers_and_plugins_are_managed_from_the_cli() {
         run_cli(&url, &tenant_env, &["plugin", "deploy", "--manifest", chaos_manifest.to_str().unwrap()]).await;
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "deployed chaos version 0.1.0");
+    // Exactly the active version again: nothing changes, and it says so.
+    let (ok, out, err) =
+        run_cli(&url, &tenant_env, &["plugin", "deploy", "--manifest", chaos_manifest.to_str().unwrap()]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "chaos version 0.1.0 is already deployed and active, byte for byte: nothing changed");
 
     // A file that is not a component: one line naming the problem.
     let bogus = dir.path().join("bogus.wasm");
@@ -375,6 +380,77 @@ async fn tenants_keys_numbers_and_plugins_are_managed_from_the_cli() {
             "tenant.create"
         ]
     );
+}
+
+/// Polls a plugin's event until it has settled with `status` after at
+/// least `runs` invocations (across processes there is nothing to
+/// subscribe to; the guard bounds the wait).
+async fn wait_event(server: &Server, plugin: &str, id: &str, status: &str, runs: usize) -> Value {
+    tokio::time::timeout(GUARD, async {
+        loop {
+            let event = server.get(&format!("/v1/plugins/{plugin}/events/{id}")).await;
+            let records = server.get(&format!("/v1/plugins/{plugin}/invocations?limit=1000")).await;
+            let ran = records["data"].as_array().unwrap().iter().filter(|r| r["event_id"] == id).count();
+            if event["status"] == status && ran >= runs {
+                return event;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the event settled")
+}
+
+/// `plugin kv`, `timers`, `events` and `retry`: what an author uses to look
+/// into a running plugin and run a dead letter again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugins_state_and_dead_letters_are_read_and_retried_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("settings.toml");
+    std::fs::write(&config, "[limits]\nevent_max_attempts = 1\n").unwrap();
+    let server = serve(dir.path(), &["--config", config.to_str().unwrap()]).await;
+    let env = [("SWITCHBOARD_API_KEY", server.key.as_str())];
+    let client = reqwest::Client::new();
+    let post_event = |payload: Value| {
+        let request = client
+            .post(format!("{}/v1/events/appointment-reminders", server.url))
+            .bearer_auth(&server.key)
+            .json(&json!({"name": "appointment.booked", "payload": payload}));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string() }
+    };
+    let booked = post_event(json!({"id": "a-7", "phone": "+15551230007", "doctor": "Dr. Ortiz", "at": "2099-03-04T09:15"})).await;
+    wait_event(&server, "appointment-reminders", &booked, "done", 1).await;
+
+    let (ok, out, err) = run_cli(&server.url, &env, &["plugin", "kv", "appointment-reminders"]).await;
+    assert!(ok, "{err}");
+    assert!(out.lines().any(|l| l.starts_with("appt:a-7") && l.contains("Dr. Ortiz")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("phone:+15551230007") && l.ends_with("\"a-7\"")), "{out}");
+    let (ok, out, _) = run_cli(&server.url, &env, &["plugin", "kv", "appointment-reminders", "--prefix", "phone:", "--json"]).await;
+    let listed: Value = serde_json::from_str(&out).expect("--json prints JSON");
+    assert!(ok && listed["data"].as_array().unwrap().len() == 1 && listed["data"][0]["value"] == "a-7", "{out}");
+    let (ok, out, _) = run_cli(&server.url, &env, &["plugin", "timers", "appointment-reminders"]).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(ok && lines[0].starts_with("DUE") && lines.len() == 3, "two reminders: {out}");
+    assert!(lines[1].starts_with("2099-03-03T09:15:00") && lines[2].starts_with("2099-03-04T07:15:00"), "{out}");
+    let (ok, out, _) = run_cli(&server.url, &env, &["plugin", "events", "appointment-reminders"]).await;
+    assert!(ok && out.trim() == "appointment-reminders has no dead-lettered events", "{out}");
+
+    // A booking the plugin cannot read fails, once (the settings allow one
+    // attempt), and is dead-lettered; a retry runs it again on that version.
+    let bad = post_event(json!({"id": "a-8"})).await;
+    wait_event(&server, "appointment-reminders", &bad, "dead", 1).await;
+    let (ok, out, _) = run_cli(&server.url, &env, &["plugin", "events", "appointment-reminders"]).await;
+    let row = out.lines().find(|l| l.starts_with(&bad)).unwrap_or_else(|| panic!("{out}"));
+    assert!(ok && row.contains("0.1.0") && row.contains("missing field"), "{out}");
+    let (ok, out, err) = run_cli(&server.url, &env, &["plugin", "retry", "appointment-reminders", &bad]).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with(&format!("event {bad} is pending again; it runs version 0.1.0")), "{out}");
+    let event = wait_event(&server, "appointment-reminders", &bad, "dead", 2).await;
+    assert_eq!(event["attempts"], 1, "a retry starts from the first attempt: {event}");
+    let (ok, _, err) = run_cli(&server.url, &env, &["plugin", "retry", "appointment-reminders", &booked]).await;
+    assert!(!ok && err.trim().starts_with("error: EVENT_NOT_DEAD: "), "{err}");
+    let (ok, _, err) = run_cli(&server.url, &env, &["plugin", "kv", "no-such-plugin"]).await;
+    assert!(!ok && err.trim() == "error: PLUGIN_NOT_FOUND: no plugin named \"no-such-plugin\"", "{err}");
 }
 
 /// Every benchmark scenario runs end to end on loopback (tiny loads: this

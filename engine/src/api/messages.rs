@@ -91,6 +91,10 @@ pub struct EventJson {
     pub message_id: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The version the event runs: the one it failed on (its retries run
+    /// it too), or the one a retry asked for. Absent: the active version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 impl From<EventView> for EventJson {
@@ -106,6 +110,7 @@ impl From<EventView> for EventJson {
             message_id: e.message_id,
             created_at: to_rfc3339(e.created_at),
             updated_at: to_rfc3339(e.updated_at),
+            version: e.version,
         }
     }
 }

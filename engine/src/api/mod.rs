@@ -20,6 +20,7 @@ mod numbers;
 mod objects_only;
 mod params;
 mod plugin_lifecycle;
+mod plugin_state;
 mod plugins;
 mod rate_limit;
 mod routes;
@@ -128,6 +129,11 @@ fn tenant_api(ctx: &Arc<Context>) -> OpenApiRouter<Arc<Context>> {
         .routes(routes!(routes::get, routes::put))
         .routes(routes!(events::post))
         .routes(routes!(events::get))
+        .routes(routes!(events::list))
+        .routes(routes!(events::retry))
+        .routes(routes!(plugin_state::list))
+        .routes(routes!(plugin_state::get))
+        .routes(routes!(plugin_state::timers))
         .routes(routes!(plugins::get))
         .routes(routes!(plugins::logs))
         .routes(routes!(plugins::invocations))

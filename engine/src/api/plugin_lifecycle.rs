@@ -50,7 +50,7 @@ fn deploy_error(e: DeployError) -> ApiError {
                 }
             }
         }
-        DeployError::VersionExists(_) => {
+        DeployError::VersionExists { .. } => {
             ApiError::conflict("VERSION_EXISTS", e.to_string()).with_field("manifest.version")
         }
         DeployError::Store(e) => ApiError::internal(e),
@@ -115,12 +115,17 @@ pub struct Deployed {
     /// (toolchains for JavaScript and Python import the whole world). The
     /// plugin runs; each call to one of them returns `access-denied`.
     ungranted_imports: Vec<String>,
+    /// True when this exact version (component, manifest and config) was
+    /// already the active one: nothing changed (answered 200, not 201).
+    unchanged: bool,
 }
 
 /// Deploy a plugin version: validated (a component of our WIT world,
 /// within the limits), compiled once, stored, and made active at once.
+/// Deploying again the active version, byte for byte, changes nothing.
 #[utoipa::path(post, path = "/v1/plugins", tag = "plugins", request_body(content = DeployForm, content_type = "multipart/form-data"),
-    responses((status = 201, body = Deployed), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+    responses((status = 201, body = Deployed), (status = 200, description = "Already deployed and active: nothing changed", body = Deployed),
+        (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn deploy(
@@ -130,6 +135,11 @@ pub async fn deploy(
 ) -> Result<(StatusCode, axum::Json<Deployed>), ApiError> {
     let (manifest, wasm) = read_form(form, ctx.engine.limits.manifest_bytes).await?;
     let deployed = ctx.control.deploy_plugin(&auth.tenant_id, &manifest, &wasm).await.map_err(deploy_error)?;
+    let ungranted_imports = deployed.ungranted_imports.iter().map(|s| s.to_string()).collect();
+    if deployed.unchanged {
+        let plugin = detail(&ctx, &auth.tenant_id, &manifest.name).await?;
+        return Ok((StatusCode::OK, axum::Json(Deployed { plugin, ungranted_imports, unchanged: true })));
+    }
     ctx.control
         .audit(
             &auth.actor(),
@@ -139,10 +149,8 @@ pub async fn deploy(
             "component_sha256": crate::runtime::component_hash(&wasm) }),
         )
         .await;
-    let grants = crate::runtime::Grants::from_capabilities(&manifest.capabilities);
-    let ungranted_imports = crate::runtime::ungranted_imports(&wasm, grants).into_iter().map(String::from).collect();
     let plugin = detail(&ctx, &auth.tenant_id, &manifest.name).await?;
-    Ok((StatusCode::CREATED, axum::Json(Deployed { plugin, ungranted_imports })))
+    Ok((StatusCode::CREATED, axum::Json(Deployed { plugin, ungranted_imports, unchanged: false })))
 }
 
 #[derive(Deserialize, ToSchema, Default)]

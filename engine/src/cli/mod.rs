@@ -6,6 +6,7 @@ mod client;
 pub mod demo;
 mod dev;
 mod plugin;
+mod plugin_state;
 mod run;
 mod serve;
 mod simulate;

@@ -1,8 +1,10 @@
 //! Plugin developers' commands: `plugin new`, `build` and `wit` on the
 //! local disk; over the tenant API `plugin deploy`, `list`, `rollback`,
-//! `disable`, `enable`, `logs [--follow]`.
+//! `disable`, `enable`, `logs [--follow]`, and the read-only looks of
+//! `plugin_state` (`kv`, `timers`, `events`) with `retry`.
 
 use super::client::{Client, Server, TenantAuth, segment};
+use super::plugin_state;
 use crate::manifest::Manifest;
 use crate::toolchain::{self, Language, Project, Tools};
 use anyhow::{Context, anyhow};
@@ -77,6 +79,46 @@ enum PluginCommand {
         #[arg(long, default_value_t = 20)]
         tail: u32,
     },
+    /// Print a plugin's kv entries (read-only).
+    Kv {
+        name: String,
+        /// Only keys starting with this
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+        /// At most this many entries
+        #[arg(long, default_value_t = 1000)]
+        max: usize,
+    },
+    /// Print a plugin's pending timers, soonest first.
+    Timers {
+        name: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 1000)]
+        max: usize,
+    },
+    /// Print a plugin's dead-lettered events (or its pending ones).
+    Events {
+        name: String,
+        /// Pending events instead of dead letters
+        #[arg(long)]
+        pending: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+    },
+    /// Run a dead-lettered event again (by default on the version it failed on).
+    Retry {
+        name: String,
+        event_id: String,
+        /// A deployed version to run instead, or `active`
+        #[arg(long)]
+        version: Option<String>,
+    },
 }
 
 pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
@@ -128,6 +170,16 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             } else {
                 logs(&client, &name, follow, tail).await
             }
+        }
+        PluginCommand::Kv { name, prefix, json, max } => {
+            plugin_state::kv(&client, &name, prefix.as_deref(), json, max).await
+        }
+        PluginCommand::Timers { name, json, max } => plugin_state::timers(&client, &name, json, max).await,
+        PluginCommand::Events { name, pending, json, max } => {
+            plugin_state::events(&client, &name, pending, json, max).await
+        }
+        PluginCommand::Retry { name, event_id, version } => {
+            plugin_state::retry(&client, &name, &event_id, version.as_deref()).await
         }
     }
 }
@@ -200,7 +252,12 @@ async fn deploy(client: &Client, wasm: Option<PathBuf>, manifest_path: &PathBuf)
         reqwest::multipart::Part::bytes(wasm).file_name("plugin.wasm").mime_str("application/wasm")?,
     );
     let p = client.send(client.http().post(client.url("/v1/plugins")).multipart(form)).await?;
-    println!("deployed {} version {}", p["name"].as_str().unwrap_or(""), p["version"].as_str().unwrap_or(""));
+    let (name, version) = (p["name"].as_str().unwrap_or(""), p["version"].as_str().unwrap_or(""));
+    if p["unchanged"] == true {
+        println!("{name} version {version} is already deployed and active, byte for byte: nothing changed");
+    } else {
+        println!("deployed {name} version {version}");
+    }
     for name in p["ungranted_imports"].as_array().into_iter().flatten().filter_map(Value::as_str) {
         println!("note: the component imports {name:?}, which the manifest does not grant: its calls return access-denied");
     }
@@ -243,22 +300,27 @@ async fn logs(client: &Client, name: &str, follow: bool, tail: u32) -> anyhow::R
 
 async fn print_invocations(client: &Client, name: &str, tail: u32) -> anyhow::Result<()> {
     let list = client.get(&format!("/v1/plugins/{}/invocations?limit={}", segment(name), tail.clamp(1, 1000))).await?;
-    println!(
-        "{:<25} {:<9} {:<8} {:>10} {:>12} {:>10}  OUTCOME",
-        "STARTED", "VERSION", "TRIGGER", "MS", "FUEL", "MEMORY"
-    );
     let mut rows: Vec<Value> = list["data"].as_array().cloned().unwrap_or_default();
     rows.reverse();
-    for r in rows {
+    let width = |field: &str, header: &str| {
+        rows.iter().filter_map(|r| r[field].as_str()).map(str::len).chain([header.len()]).max().unwrap_or(0)
+    };
+    let (w_started, w_version, w_event) = (width("started_at", "STARTED"), width("version", "VERSION"), width("event_id", "EVENT"));
+    println!(
+        "{:<w_started$} {:<w_version$} {:<8} {:<w_event$} {:>10} {:>12} {:>10}  OUTCOME",
+        "STARTED", "VERSION", "TRIGGER", "EVENT", "MS", "FUEL", "MEMORY"
+    );
+    for r in rows.iter() {
         let error = r["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
         println!(
-            "{:<25} {:<9} {:<8} {:>10.2} {:>12} {:>10}  {}{error}",
+            "{:<w_started$} {:<w_version$} {:<8} {:<w_event$} {:>10.2} {:>12} {:>10}  {}{error}",
             r["started_at"].as_str().unwrap_or(""),
             r["version"].as_str().unwrap_or(""),
             r["trigger"].as_str().unwrap_or(""),
+            r["event_id"].as_str().unwrap_or(""),
             r["duration_ms"].as_f64().unwrap_or(0.0),
-            r["fuel_used"],
-            r["memory_peak_bytes"],
+            r["fuel_used"].as_i64().unwrap_or(0),
+            r["memory_peak_bytes"].as_i64().unwrap_or(0),
             r["outcome"].as_str().unwrap_or("")
         );
     }

@@ -11,8 +11,8 @@ pub enum DeployError {
     Manifest(#[from] ManifestError),
     #[error(transparent)]
     Component(#[from] RuntimeError),
-    #[error("version {0} of this plugin is already deployed; bump the version")]
-    VersionExists(String),
+    #[error("version {version} of this plugin is already deployed {how}")]
+    VersionExists { version: String, how: &'static str },
     #[error(transparent)]
     Store(StoreError),
 }
@@ -23,8 +23,25 @@ impl From<StoreError> for DeployError {
     }
 }
 
+/// What a deploy did.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub plugin_id: String,
+    pub version_id: String,
+    /// The same version with the same component, manifest and config was
+    /// already the active one: nothing changed.
+    pub unchanged: bool,
+    /// Capabilities the component imports that the manifest does not grant.
+    pub ungranted_imports: Vec<&'static str>,
+}
+
+const DIFFERENT: &str = "with a different component, manifest or config; bump the version";
+const INACTIVE: &str = "but is not the active version; roll back to it or bump the version";
+
 /// Validates `wasm` against `manifest` and records it as the plugin's new
-/// active version. The caller reloads the directory.
+/// active version (`active_version_id`: the plugin's active version now, if
+/// any). Deploying again exactly what is active changes nothing. The
+/// caller reloads the directory.
 pub async fn deploy(
     db: &dyn Database,
     runtime: &Runtime,
@@ -32,7 +49,8 @@ pub async fn deploy(
     tenant_id: &str,
     manifest: &Manifest,
     wasm: &[u8],
-) -> Result<DeployedVersion, DeployError> {
+    active_version_id: Option<&str>,
+) -> Result<Deployment, DeployError> {
     manifest.validate()?;
     // Stored manifests are read again at every directory reload: bounded.
     let limit = runtime.limits().manifest_bytes;
@@ -44,22 +62,43 @@ pub async fn deploy(
         }));
     }
     let grants = Grants::from_capabilities(&manifest.capabilities);
-    let hash = runtime.validate(wasm, grants).await?;
-    db.put_component(&hash, wasm).await?;
+    let validated = runtime.validate(wasm, grants).await?;
     let version = NewPluginVersion {
         tenant_id: tenant_id.to_string(),
         name: manifest.name.clone(),
         version: manifest.version.clone(),
-        component_hash: hash,
+        component_hash: validated.hash,
         manifest_json: manifest.to_json(),
         config_json: manifest.config_json(),
         routes: manifest.routes(),
         created_at: clock.now_ms(),
     };
-    db.deploy_plugin_version(&version).await.map_err(|e| match e {
-        StoreError::Conflict(_) => DeployError::VersionExists(manifest.version.clone()),
-        e => DeployError::Store(e),
-    })
+    let exists = |how| DeployError::VersionExists { version: manifest.version.clone(), how };
+    let existing = db.plugin_versions(tenant_id, &manifest.name).await?;
+    if let Some(same) = existing.iter().find(|v| v.version == manifest.version) {
+        let identical = same.component_hash == version.component_hash
+            && same.manifest_json == version.manifest_json
+            && same.config_json == version.config_json;
+        if !identical {
+            return Err(exists(DIFFERENT));
+        }
+        if active_version_id != Some(same.version_id.as_str()) || same.status != "active" {
+            return Err(exists(INACTIVE));
+        }
+        return Ok(Deployment {
+            plugin_id: same.plugin_id.clone(),
+            version_id: same.version_id.clone(),
+            unchanged: true,
+            ungranted_imports: validated.ungranted_imports,
+        });
+    }
+    db.put_component(&version.component_hash, wasm).await?;
+    let DeployedVersion { plugin_id, version_id } =
+        db.deploy_plugin_version(&version).await.map_err(|e| match e {
+            StoreError::Conflict(_) => exists(DIFFERENT),
+            e => DeployError::Store(e),
+        })?;
+    Ok(Deployment { plugin_id, version_id, unchanged: false, ungranted_imports: validated.ungranted_imports })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -276,7 +276,21 @@ async fn attempt(ctx: &Context, event: &EventRow) -> Result<(Completion, Option<
     if !tenant.active {
         return Err(Unrunnable::Dead("the tenant is disabled".into()));
     }
-    let row = &plugin.row;
+    // An event bound to a version (an earlier attempt failed on it) runs
+    // that version, whatever is active now.
+    let bound;
+    let row = match &event.version_id {
+        Some(v) if *v != plugin.row.version_id => {
+            bound = ctx
+                .db
+                .plugin_version(&event.plugin_id, v)
+                .await
+                .map_err(|e| Unrunnable::Retry(format!("could not read the plugin version: {e}")))?
+                .ok_or_else(|| Unrunnable::Dead("the version this event is bound to no longer exists".into()))?;
+            &bound
+        }
+        _ => &plugin.row,
+    };
     if row.status != "active" {
         let reason = row.status_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
         return Err(Unrunnable::Dead(format!("the plugin is {}{reason}", row.status)));

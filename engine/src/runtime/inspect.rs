@@ -79,7 +79,7 @@ pub fn shape(wasm: &[u8]) -> Result<Shape, RuntimeError> {
 /// what this engine does not provide; then validates its structure. Nothing
 /// is compiled. An ungranted capability is not refused: it is linked to
 /// `ungranted.rs`'s refusals.
-pub fn check(wasm: &[u8], limits: &Limits) -> Result<(), RuntimeError> {
+pub fn check(wasm: &[u8], limits: &Limits) -> Result<Shape, RuntimeError> {
     let shape = shape(wasm)?;
     let too_big = |what: String| Err(RuntimeError::TooComplex(what));
     if shape.functions > u64::from(limits.component_max_functions) {
@@ -109,13 +109,12 @@ pub fn check(wasm: &[u8], limits: &Limits) -> Result<(), RuntimeError> {
     Validator::new_with_features(WasmFeatures::all())
         .validate_all(wasm)
         .map_err(|e| RuntimeError::Invalid(e.message().to_string()))?;
-    Ok(())
+    Ok(shape)
 }
 
 /// The capabilities a component imports that `grants` does not grant: their
 /// calls will be refused with `access-denied`. Deploy answers name them.
-pub fn ungranted_imports(wasm: &[u8], grants: Grants) -> Vec<&'static str> {
-    let Ok(shape) = shape(wasm) else { return Vec::new() };
+pub fn ungranted_imports(shape: &Shape, grants: Grants) -> Vec<&'static str> {
     let mut names: Vec<&'static str> = shape
         .imports
         .iter()

@@ -28,7 +28,16 @@ pub mod usage;
 pub use crate::manifest::Capability;
 pub use capabilities::Grants;
 pub use http::host_allowed;
-pub use inspect::ungranted_imports;
+
+/// A component that passed [`Runtime::validate`].
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// SHA-256 of the component, hex.
+    pub hash: String,
+    /// Capabilities it imports that its grants leave out: each call to
+    /// one returns `access-denied`.
+    pub ungranted_imports: Vec<&'static str>,
+}
 pub use invocation::{InvocationFailure, InvocationOutcome, Trigger};
 
 use crate::clock::Clock;
@@ -330,7 +339,7 @@ impl Runtime {
     /// before anything compiles it; it must target our WIT world and import
     /// only what this engine provides. Kept (compiled, in memory and on disk)
     /// only when it passes. Returns its hash.
-    pub async fn validate(&self, wasm: &[u8], grants: Grants) -> Result<String, RuntimeError> {
+    pub async fn validate(&self, wasm: &[u8], grants: Grants) -> Result<Validated, RuntimeError> {
         if wasm.len() > self.limits.plugin_upload_bytes {
             return Err(RuntimeError::TooComplex(format!(
                 "{} bytes; the limit is {}",
@@ -338,7 +347,7 @@ impl Runtime {
                 self.limits.plugin_upload_bytes
             )));
         }
-        inspect::check(wasm, &self.limits)?;
+        let shape = inspect::check(wasm, &self.limits)?;
         let hash = component_hash(wasm);
         let (component, fresh) = match self.cached(&hash).await {
             Some(c) => (c, false),
@@ -347,7 +356,7 @@ impl Runtime {
         self.check_imports(&component)?;
         self.prepare(&component, grants)?;
         self.remember(&hash, &component, fresh).await;
-        Ok(hash)
+        Ok(Validated { hash, ungranted_imports: inspect::ungranted_imports(&shape, grants) })
     }
 
     fn check_imports(&self, component: &Component) -> Result<(), RuntimeError> {

@@ -220,6 +220,18 @@ pub trait Events {
     /// Turns timers due at `now` into leased events (one transaction).
     async fn fire_due_timers(&self, lease: &Lease, now: Millis, limit: u32) -> StoreResult<Vec<EventRow>>;
     async fn next_timer_due(&self) -> StoreResult<Option<Millis>>;
+    /// Makes a dead event pending again, due now and leased to `lease`,
+    /// with its attempts counted from zero, bound to `version_id` (`None`:
+    /// it keeps the version it failed on). `None` if the tenant has no such
+    /// dead event.
+    async fn retry_event(
+        &self,
+        tenant_id: &str,
+        event_id: &str,
+        version_id: Option<&str>,
+        lease: &Lease,
+        now: Millis,
+    ) -> StoreResult<Option<EventRow>>;
 }
 
 /// The outbound half: accepting messages, outbox, connector results,
@@ -284,6 +296,8 @@ pub trait Governance {
     async fn set_tenant_status(&self, tenant_id: &str, status: &str) -> StoreResult<bool>;
     /// Every version of a plugin, oldest first.
     async fn plugin_versions(&self, tenant_id: &str, name: &str) -> StoreResult<Vec<PluginVersionRow>>;
+    /// One version of a plugin (with the plugin's status).
+    async fn plugin_version(&self, plugin_id: &str, version_id: &str) -> StoreResult<Option<PluginVersionRow>>;
     /// Makes `version_id` the active version (with its routes).
     async fn activate_version(&self, plugin_id: &str, version_id: &str, routes: &[RouteRow]) -> StoreResult<()>;
     async fn set_plugin_status(&self, plugin_id: &str, status: &str, reason: Option<&str>) -> StoreResult<()>;
@@ -332,4 +346,32 @@ pub trait Queries {
     async fn list_messages(&self, tenant_id: &str, filter: &MessageFilter) -> StoreResult<Vec<MessageView>>;
     async fn get_event(&self, tenant_id: &str, id: &str) -> StoreResult<Option<EventView>>;
     async fn events_for_message(&self, tenant_id: &str, message_id: &str) -> StoreResult<Vec<EventView>>;
+    /// A plugin's events in `status` (`dead`, `pending`), newest first;
+    /// `before` pages by id.
+    async fn list_events(
+        &self,
+        tenant_id: &str,
+        plugin_id: &str,
+        status: &str,
+        limit: u32,
+        before: Option<&str>,
+    ) -> StoreResult<Vec<EventView>>;
+    /// A plugin's kv keys from `prefix`, in key order, after `after`.
+    async fn kv_entries(
+        &self,
+        tenant_id: &str,
+        plugin_id: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<KvRow>>;
+    /// A plugin's pending timers, soonest first; `after` is the last
+    /// (due time, key) of the previous page.
+    async fn pending_timers(
+        &self,
+        tenant_id: &str,
+        plugin_id: &str,
+        after: Option<(Millis, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<TimerRow>>;
 }

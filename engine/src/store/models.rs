@@ -314,6 +314,9 @@ pub struct EventRow {
     pub attempts: u32,
     pub created_at: Millis,
     pub mode: &'static str,
+    /// The version this event runs (the one an earlier attempt failed
+    /// on); `None`: the active version.
+    pub version_id: Option<String>,
 }
 
 /// The stored name of a mode (`test`, else `live`).
@@ -334,6 +337,7 @@ impl NewEvent {
             attempts: 0,
             created_at: self.created_at,
             mode: self.mode,
+            version_id: None,
         }
     }
 }
@@ -714,6 +718,28 @@ pub struct EventView {
     pub message_id: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// The version the event is bound to (see [`EventRow::version_id`]).
+    pub version: Option<String>,
+    pub mode: String,
+}
+
+/// One key of a plugin's kv, for inspection.
+#[derive(Debug, Clone)]
+pub struct KvRow {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub version: i64,
+    pub updated_at: Millis,
+}
+
+/// A timer waiting to fire, for inspection.
+#[derive(Debug, Clone)]
+pub struct TimerRow {
+    pub key: String,
+    pub due_at: Millis,
+    pub payload: String,
+    pub mode: String,
+    pub created_at: Millis,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -70,12 +70,15 @@ pub(in crate::store) async fn complete(
             Completion::Failed { error, retry_at } => {
                 sqlx::query(
                     "UPDATE events SET status = $1, attempts = attempts + 1, run_at = COALESCE($2, run_at), \
-                     lease_owner = NULL, lease_until = NULL, last_error = $3, updated_at = $4 WHERE id = $5",
+                     lease_owner = NULL, lease_until = NULL, last_error = $3, updated_at = $4, \
+                     version_id = COALESCE($5, version_id) WHERE id = $6",
                 )
                 .bind(if retry_at.is_some() { "pending" } else { "dead" })
                 .bind(retry_at)
                 .bind(error)
                 .bind(now)
+                // Bound to the version that failed: its retries run it too.
+                .bind(Some(c.record.version_id.as_str()).filter(|v| !v.is_empty()))
                 .bind(&c.event_id)
                 .execute(&mut *tx)
                 .await?;

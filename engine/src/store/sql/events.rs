@@ -10,7 +10,7 @@ use sqlx::{QueryBuilder, Row};
 use std::collections::HashMap;
 
 pub(in crate::store) const EVENT_COLUMNS: &str =
-    "id, tenant_id, plugin_id, kind, name, payload, message_id, attempts, created_at, mode";
+    "id, tenant_id, plugin_id, kind, name, payload, message_id, attempts, created_at, mode, version_id";
 
 for_every_backend! {
 /// Whether a compliance confirmation goes out: the sender has had fewer
@@ -63,6 +63,7 @@ pub(in crate::store) fn event_row(r: DbRow<DB>) -> StoreResult<EventRow> {
         attempts: r.get::<i64, _>(7) as u32,
         created_at: r.get(8),
         mode: mode_of(&r.get::<String, _>(9)),
+        version_id: r.get(10),
     })
 }
 }
@@ -391,6 +392,30 @@ impl Events {
             Ok(results)
         })
         .await
+    }
+
+    async fn retry_event(
+        &self,
+        tenant_id: &str,
+        event_id: &str,
+        version_id: Option<&str>,
+        lease: &Lease,
+        now: Millis,
+    ) -> StoreResult<Option<EventRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE events SET status = 'pending', attempts = 0, run_at = $1, lease_owner = $2, lease_until = $3, \
+             version_id = COALESCE($4, version_id), updated_at = $1 WHERE id = $5 AND tenant_id = $6 AND status = 'dead' \
+             RETURNING {EVENT_COLUMNS}"
+        )))
+        .bind(now)
+        .bind(&lease.owner)
+        .bind(lease.until)
+        .bind(version_id)
+        .bind(event_id)
+        .bind(tenant_id)
+        .fetch_optional(self.writer())
+        .await?;
+        row.map(event_row::<B::Db>).transpose()
     }
 
     async fn release_leases(&self, owner: &str) -> StoreResult<()> {

@@ -111,6 +111,17 @@ impl Governance {
         Ok(rows.iter().map(plugin_version_row::<B::Db>).collect())
     }
 
+    async fn plugin_version(&self, plugin_id: &str, version_id: &str) -> StoreResult<Option<PluginVersionRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{PLUGIN_VERSION_SELECT} ON v.plugin_id = p.id WHERE p.id = $1 AND v.id = $2"
+        )))
+        .bind(plugin_id)
+        .bind(version_id)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.as_ref().map(plugin_version_row::<B::Db>))
+    }
+
     async fn activate_version(&self, plugin_id: &str, version_id: &str, routes: &[RouteRow]) -> StoreResult<()> {
         let mut tx = self.writer().begin().await?;
         let tenant_id: String = sqlx::query_scalar("SELECT tenant_id FROM plugins WHERE id = $1")

@@ -39,7 +39,8 @@ fn message_view(r: &DbRow<DB>) -> MessageView {
 }
 
 const EVENT_SELECT: &str = "SELECT e.id, p.name, e.kind, e.name, e.status, e.attempts, e.last_error, e.message_id, \
-    e.created_at, e.updated_at FROM events e JOIN plugins p ON p.id = e.plugin_id";
+    e.created_at, e.updated_at, v.version, e.mode FROM events e JOIN plugins p ON p.id = e.plugin_id \
+    LEFT JOIN plugin_versions v ON v.id = e.version_id";
 
 for_every_backend! {
 fn event_view(r: &DbRow<DB>) -> EventView {
@@ -54,6 +55,8 @@ fn event_view(r: &DbRow<DB>) -> EventView {
         message_id: r.get(7),
         created_at: r.get(8),
         updated_at: r.get(9),
+        version: r.get(10),
+        mode: r.get(11),
     }
 }
 }
@@ -158,6 +161,92 @@ impl Queries {
             .fetch_optional(self.reader())
             .await?;
         Ok(row.as_ref().map(event_view::<B::Db>))
+    }
+
+    async fn list_events(
+        &self,
+        tenant_id: &str,
+        plugin_id: &str,
+        status: &str,
+        limit: u32,
+        before: Option<&str>,
+    ) -> StoreResult<Vec<EventView>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{EVENT_SELECT} WHERE e.plugin_id = $1 AND e.status = $2 AND e.tenant_id = $3 AND e.id < $4 \
+             ORDER BY e.id DESC LIMIT $5"
+        )))
+        .bind(plugin_id)
+        .bind(status)
+        .bind(tenant_id)
+        // Event ids sort by creation time; every id sorts before "evt`".
+        .bind(before.unwrap_or("evt`"))
+        .bind(limit as i64)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows.iter().map(event_view::<B::Db>).collect())
+    }
+
+    async fn kv_entries(
+        &self,
+        tenant_id: &str,
+        plugin_id: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<KvRow>> {
+        // Range scan on the primary key: (max(prefix, after), prefix + U+10FFFF).
+        let upper = format!("{prefix}\u{10FFFF}");
+        let (from, inclusive) = match after {
+            Some(a) if a >= prefix => (a, false),
+            _ => (prefix, true),
+        };
+        let op = if inclusive { ">=" } else { ">" };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT key, value, version, updated_at FROM kv WHERE tenant_id = $1 AND plugin_id = $2 \
+             AND key {op} $3 AND key < $4 ORDER BY key LIMIT $5"
+        )))
+        .bind(tenant_id)
+        .bind(plugin_id)
+        .bind(from)
+        .bind(upper)
+        .bind(limit as i64)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| KvRow { key: r.get(0), value: r.get(1), version: r.get(2), updated_at: r.get(3) })
+            .collect())
+    }
+
+    async fn pending_timers(
+        &self,
+        tenant_id: &str,
+        plugin_id: &str,
+        after: Option<(Millis, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<TimerRow>> {
+        let (due, key) = after.unwrap_or((Millis::MIN, ""));
+        let rows = sqlx::query(
+            "SELECT key, due_at, payload, mode, created_at FROM timers WHERE tenant_id = $1 AND plugin_id = $2 \
+             AND (due_at > $3 OR (due_at = $3 AND key > $4)) ORDER BY due_at, key LIMIT $5",
+        )
+        .bind(tenant_id)
+        .bind(plugin_id)
+        .bind(due)
+        .bind(key)
+        .bind(limit as i64)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| TimerRow {
+                key: r.get(0),
+                due_at: r.get(1),
+                payload: r.get(2),
+                mode: r.get(3),
+                created_at: r.get(4),
+            })
+            .collect())
     }
 
     async fn events_for_message(&self, tenant_id: &str, message_id: &str) -> StoreResult<Vec<EventView>> {
