@@ -8,6 +8,10 @@ PRISM_VERSION := 5.16.0
 PRISM := target/tools/node_modules/.bin/prism
 # schemathesis and its dependencies, pinned in tests/tools/schemathesis.txt.
 SCHEMATHESIS := target/tools/venv/bin/schemathesis
+# Twilio's own SDKs, which the Twilio-compatible API is tested with.
+TWILIO_PYTHON := target/tools/twilio-venv/bin/twilio-installed
+TWILIO_NODE_VERSION := 6.3.1
+TWILIO_NODE := target/tools/node_modules/twilio/package.json
 
 .PHONY: plugins demo test engine tools guests
 
@@ -38,12 +42,21 @@ target/guests/visit-bot-py.wasm: examples/visit-bot-py/app.py examples/visit-bot
 	SWITCHBOARD_TOOLS_DIR=$(GUEST_TOOLS) ./target/release/switchboard plugin build examples/visit-bot-py
 
 # Test tools from the registries: Prism (npm) checks the Twilio connector's
-# requests against Twilio's OpenAPI description; schemathesis (PyPI) fuzzes
-# the API from its own OpenAPI document.
-tools: $(PRISM) $(SCHEMATHESIS)
+# requests, and the Twilio-compatible API's requests and answers, against
+# Twilio's OpenAPI description; schemathesis (PyPI) fuzzes the API from its
+# own OpenAPI document; Twilio's SDKs (PyPI, npm) drive the compatible API.
+tools: $(PRISM) $(SCHEMATHESIS) $(TWILIO_PYTHON) $(TWILIO_NODE)
 
 $(PRISM):
 	npm install --prefix target/tools --no-audit --no-fund --loglevel=error @stoplight/prism-cli@$(PRISM_VERSION)
+
+$(TWILIO_PYTHON): tests/tools/twilio-python.txt
+	python3 -m venv target/tools/twilio-venv
+	target/tools/twilio-venv/bin/pip install --quiet --disable-pip-version-check -r tests/tools/twilio-python.txt
+	touch $@
+
+$(TWILIO_NODE): $(PRISM)
+	npm install --prefix target/tools --no-audit --no-fund --loglevel=error twilio@$(TWILIO_NODE_VERSION)
 
 $(SCHEMATHESIS): tests/tools/schemathesis.txt
 	python3 -m venv target/tools/venv

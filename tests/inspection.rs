@@ -44,7 +44,12 @@ async fn a_plugins_kv_and_timers_are_readable_paged_and_only_by_its_tenant() {
         assert!(rows.len() <= 20, "{page}");
         seen.extend(rows.iter().cloned());
         match page["next_after"].as_str() {
-            Some(next) => url = format!("/v1/plugins/chaos/timers?limit=20&after={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()),
+            Some(next) => {
+                url = format!(
+                    "/v1/plugins/chaos/timers?limit=20&after={}",
+                    url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+                )
+            }
             None => break,
         }
     }
@@ -57,13 +62,18 @@ async fn a_plugins_kv_and_timers_are_readable_paged_and_only_by_its_tenant() {
     let due: Vec<&str> = seen.iter().map(|t| t["due_at"].as_str().unwrap()).collect();
     assert!(due.windows(2).all(|w| w[0] <= w[1]), "{due:?}");
     assert!(seen.iter().all(|t| t["payload"] == "later" && t["mode"] == "live"), "{seen:?}");
-    let (status, body) =
-        h.call(Method::GET, "/v1/plugins/chaos/timers?after=not-a-cursor", None, Some(&h.key)).await;
-    assert_eq!((status, error_code(&body), body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, "INVALID_PARAMETER", Some("after")));
+    let (status, body) = h.call(Method::GET, "/v1/plugins/chaos/timers?after=not-a-cursor", None, Some(&h.key)).await;
+    assert_eq!(
+        (status, error_code(&body), body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, "INVALID_PARAMETER", Some("after"))
+    );
 
     // Read-only: no method writes through these paths.
-    for (method, uri) in [(Method::PUT, "/v1/plugins/chaos/kv/count"), (Method::DELETE, "/v1/plugins/chaos/kv/count"),
-        (Method::POST, "/v1/plugins/chaos/timers")] {
+    for (method, uri) in [
+        (Method::PUT, "/v1/plugins/chaos/kv/count"),
+        (Method::DELETE, "/v1/plugins/chaos/kv/count"),
+        (Method::POST, "/v1/plugins/chaos/timers"),
+    ] {
         let (status, body) = h.call(method, uri, Some(json!({"value": "9"})), Some(&h.key)).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{uri}: {body}");
         assert!(body["error"]["code"].is_string(), "{body}");
@@ -120,10 +130,15 @@ async fn a_dead_letter_is_listed_and_retried_on_the_version_that_failed_unless_a
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     let retried = h.post(&format!("/v1/plugins/chaos/events/{dead}/retry"), json!({}), StatusCode::ACCEPTED).await;
-    assert_eq!((retried["status"].as_str(), retried["version"].as_str()), (Some("pending"), Some("0.1.0")), "{retried}");
+    assert_eq!(
+        (retried["status"].as_str(), retried["version"].as_str()),
+        (Some("pending"), Some("0.1.0")),
+        "{retried}"
+    );
     assert_eq!(watch.events_settled("dead", 1).await, [dead.clone()]);
     let records = h.get("/v1/plugins/chaos/invocations?limit=10").await;
-    let versions: Vec<&str> = records["data"].as_array().unwrap().iter().map(|r| r["version"].as_str().unwrap()).collect();
+    let versions: Vec<&str> =
+        records["data"].as_array().unwrap().iter().map(|r| r["version"].as_str().unwrap()).collect();
     assert_eq!(versions, ["0.1.0", "0.1.0"], "the retry ran the version that failed: {records}");
 
     // Asked to, it runs the active version, which answers.
@@ -143,27 +158,44 @@ async fn a_dead_letter_is_listed_and_retried_on_the_version_that_failed_unless_a
     assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "EVENT_NOT_DEAD"), "{body}");
     let (status, body) = h.call(Method::POST, "/v1/plugins/chaos/events/evt_nope/retry", None, Some(&h.key)).await;
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "EVENT_NOT_FOUND"), "{body}");
-    let (status, body) = h.deploy(&h.key, &plugin_files("chaos").0.replace("0.1.0", "0.3.0"), &plugin_files("chaos").1).await;
+    let (status, body) =
+        h.deploy(&h.key, &plugin_files("chaos").0.replace("0.1.0", "0.3.0"), &plugin_files("chaos").1).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     h.inbound(CUSTOMER, "FAIL").await;
     let second = watch.events_settled("dead", 1).await.remove(0);
     let (status, body) = h
-        .call(Method::POST, &format!("/v1/plugins/chaos/events/{second}/retry"), Some(json!({"version": "9.9"})), Some(&h.key))
+        .call(
+            Method::POST,
+            &format!("/v1/plugins/chaos/events/{second}/retry"),
+            Some(json!({"version": "9.9"})),
+            Some(&h.key),
+        )
         .await;
-    assert_eq!((status, error_code(&body), body["error"]["field"].as_str()), (StatusCode::NOT_FOUND, "VERSION_NOT_FOUND", Some("version")));
+    assert_eq!(
+        (status, error_code(&body), body["error"]["field"].as_str()),
+        (StatusCode::NOT_FOUND, "VERSION_NOT_FOUND", Some("version"))
+    );
     let (status, body) = h
-        .call(Method::POST, &format!("/v1/plugins/chaos/events/{second}/retry"), Some(json!({"versio": "0.2.0"})), Some(&h.key))
+        .call(
+            Method::POST,
+            &format!("/v1/plugins/chaos/events/{second}/retry"),
+            Some(json!({"versio": "0.2.0"})),
+            Some(&h.key),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
     // A test key cannot retry a live event; another tenant cannot see it.
-    let (status, test_key) = h.call(Method::POST, "/v1/keys", Some(json!({"label": "t", "mode": "test"})), Some(&h.key)).await;
+    let (status, test_key) =
+        h.call(Method::POST, "/v1/keys", Some(json!({"label": "t", "mode": "test"})), Some(&h.key)).await;
     assert_eq!(status, StatusCode::CREATED, "{test_key}");
     let test_key = test_key["key"].as_str().unwrap().to_string();
-    let (status, body) = h.call(Method::POST, &format!("/v1/plugins/chaos/events/{second}/retry"), None, Some(&test_key)).await;
+    let (status, body) =
+        h.call(Method::POST, &format!("/v1/plugins/chaos/events/{second}/retry"), None, Some(&test_key)).await;
     assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "TEST_KEY"), "{body}");
     let (_, other_key) = h.tenant("Other", "+15550000099").await;
-    let (status, body) = h.call(Method::POST, &format!("/v1/plugins/chaos/events/{second}/retry"), None, Some(&other_key)).await;
+    let (status, body) =
+        h.call(Method::POST, &format!("/v1/plugins/chaos/events/{second}/retry"), None, Some(&other_key)).await;
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "PLUGIN_NOT_FOUND"), "{body}");
 
     // Each retry is in the audit log.

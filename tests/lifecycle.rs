@@ -118,10 +118,14 @@ maxLength = 20
     assert!(message.ends_with("(line 12, column 17)"), "{message}");
 
     // A TOML syntax error says where it is.
-    let unclosed = manifest.replace(r#"capabilities = ["messaging", "config"]"#, r#"capabilities = ["messaging", "config""#);
+    let unclosed =
+        manifest.replace(r#"capabilities = ["messaging", "config"]"#, r#"capabilities = ["messaging", "config""#);
     let (status, body) = h.deploy(&h.key, &unclosed, &wasm).await;
     assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "INVALID_MANIFEST"), "{body}");
-    assert_eq!(body["error"]["message"], "invalid manifest: line 7, column 1: missing comma between array elements, expected `,`");
+    assert_eq!(
+        body["error"]["message"],
+        "invalid manifest: line 7, column 1: missing comma between array elements, expected `,`"
+    );
 
     let fits = manifest.replace(
         "default_reply = \"Thanks for texting Demo Store! Reply HOURS for opening hours, STATUS for your order, RETURN for returns.\"",

@@ -11,7 +11,7 @@ use crate::ids;
 use crate::manifest::Manifest;
 use crate::pipeline;
 use crate::secrets::{self, KeyMode};
-use crate::store::{AuditEntry, NewApiKeyRow, NewTenant, PluginVersionRow, StoreError};
+use crate::store::{AuditEntry, NewApiKeyRow, NewTenant, PluginVersionRow, StoreError, TwilioCredential};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,16 @@ impl From<StoreError> for AdminError {
             e => AdminError::Store(e),
         }
     }
+}
+
+/// A key just issued: its secret is shown this once.
+#[derive(Debug, Clone)]
+pub struct IssuedKey {
+    pub id: String,
+    /// The API key, or a Twilio-style credential's auth token.
+    pub secret: String,
+    /// A Twilio-style credential's account SID.
+    pub account_sid: Option<String>,
 }
 
 pub struct Control {
@@ -112,32 +122,48 @@ impl Control {
         mode: KeyMode,
         label: Option<&str>,
     ) -> Result<String, AdminError> {
-        Ok(self.issue_api_key(tenant_id, mode, label).await?.1)
+        Ok(self.issue_api_key(tenant_id, mode, label, false).await?.secret)
     }
 
-    /// Creates an API key; returns its id and secret (shown once).
+    /// Creates an API key, or with `twilio` a Twilio-style credential (an
+    /// account SID and auth token for the Twilio-compatible API); returns
+    /// it with its secret (shown once, stored hashed, and for a Twilio
+    /// credential also sealed: callbacks are signed with it).
     pub async fn issue_api_key(
         &self,
         tenant_id: &str,
         mode: KeyMode,
         label: Option<&str>,
-    ) -> Result<(String, String), AdminError> {
-        let key = secrets::generate_api_key(mode);
+        twilio: bool,
+    ) -> Result<IssuedKey, AdminError> {
         let id = ids::new_id("key");
+        let (secret, hash, prefix, credential) = if twilio {
+            let account_sid = crate::connectors::twilio::wire::new_account_sid();
+            let token = crate::connectors::twilio::wire::new_auth_token();
+            let sealed_token = self.engine.sealer.seal(token.as_bytes());
+            let prefix = account_sid[..10].to_string();
+            let hash = secrets::hash_key(&token);
+            (token, hash, prefix, Some(TwilioCredential { account_sid, sealed_token }))
+        } else {
+            let key = secrets::generate_api_key(mode);
+            (key.secret, key.hash, key.prefix, None)
+        };
+        let account_sid = credential.as_ref().map(|c| c.account_sid.clone());
         self.engine
             .db
             .create_api_key(&NewApiKeyRow {
                 id: id.clone(),
                 tenant_id: tenant_id.to_string(),
-                hash: key.hash,
-                prefix: key.prefix,
+                hash,
+                prefix,
                 mode: mode.as_str().to_string(),
                 label: label.map(str::to_string),
                 created_at: self.engine.clock.now_ms(),
+                twilio: credential,
             })
             .await?;
         self.reload().await?;
-        Ok((id, key.secret))
+        Ok(IssuedKey { id, secret, account_sid })
     }
 
     pub async fn deploy_plugin(

@@ -83,6 +83,8 @@ pub struct Snapshot {
     pub catch_all: HashMap<String, Vec<String>>,
     /// SHA-256 of a key → the key.
     pub api_keys: HashMap<Vec<u8>, ApiKeyRow>,
+    /// Twilio-style account SID → the hash of its credential (a key of `api_keys`).
+    pub twilio_accounts: HashMap<String, Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -107,6 +109,11 @@ impl Directory {
         let sender_ids = db.list_sender_ids().await?;
         let mut snapshot = build(tenants, numbers, sender_ids, plugins, &self.snapshot().plugins);
         snapshot.api_keys = db.list_api_keys().await?.into_iter().map(|k| (k.hash.clone(), k)).collect();
+        snapshot.twilio_accounts = snapshot
+            .api_keys
+            .values()
+            .filter_map(|k| k.twilio.as_ref().map(|t| (t.account_sid.clone(), k.hash.clone())))
+            .collect();
         *self.current.write().expect("directory lock") = Arc::new(snapshot);
         Ok(())
     }

@@ -212,7 +212,8 @@ impl Manifest {
                 let mut keys = vec!["config".to_string()];
                 keys.extend(e.instance_path().into_iter().map(|segment| segment.to_string()));
                 let at = if keys.len() > 1 { format!(" at {}", keys.join(".")) } else { String::new() };
-                let error = ManifestError::Field { field: "config", message: format!("does not match config_schema{at}: {e}") };
+                let error =
+                    ManifestError::Field { field: "config", message: format!("does not match config_schema{at}: {e}") };
                 return Err((error, keys));
             }
         }

@@ -204,6 +204,8 @@ impl Control {
             price: self.engine.pricing.price(number, analysis.segments as u32),
             batch_id: None,
             error_code: None,
+            account_sid: None,
+            expires_at: None,
         };
         let request = OutboundRequest {
             tenant_id: tenant_id.to_string(),

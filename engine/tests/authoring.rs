@@ -105,12 +105,8 @@ async fn new_build_test_deploy_reply(lang: &str, test: &[&str]) {
     let api = [("SWITCHBOARD_URL", server.url.as_str()), ("SWITCHBOARD_API_KEY", server.key.as_str())];
     let deployed = switchboard(&project, &["plugin", "deploy"], &api).await;
     assert!(deployed.starts_with(&format!("deployed {name} version 0.1.0")), "{deployed}");
-    let replies = switchboard(
-        &project,
-        &["simulate", "--from", "+15551234567", "--to", "+15550000000", "VISIT"],
-        &api,
-    )
-    .await;
+    let replies =
+        switchboard(&project, &["simulate", "--from", "+15551234567", "--to", "+15550000000", "VISIT"], &api).await;
     assert!(
         replies.contains(&format!("[{name}] +15550000000 -> +15551234567: Welcome! This is visit #1.")),
         "{replies}"
@@ -182,8 +178,11 @@ const REMINDERS: [&str; 3] = [
 async fn run_prints_the_effects_of_an_event_and_of_a_timer() {
     let booking = r#"{"id":"appt-1","phone":"+15551234567","doctor":"Dr Lee","at":"2026-12-03T15:00:00Z"}"#;
     let (ok, out, err) = run_component(
-        &[&REMINDERS[..], &["--event", "appointment.booked", "--payload", booking, "--at", "2026-12-01T09:00:00Z", "--json"]]
-            .concat(),
+        &[
+            &REMINDERS[..],
+            &["--event", "appointment.booked", "--payload", booking, "--at", "2026-12-01T09:00:00Z", "--json"],
+        ]
+        .concat(),
     )
     .await;
     assert!(ok, "{err}");
@@ -265,10 +264,7 @@ async fn simulate_prints_a_failing_plugins_error_with_its_event() {
     let out = switchboard(&chaos, &["simulate", "--from", "+15551234567", "--to", "+15550000000", "TRAP"], &api).await;
     let line = out.lines().find(|l| l.starts_with("[chaos] failed")).unwrap_or_else(|| panic!("{out}"));
     assert!(line.starts_with("[chaos] failed (attempt 1; it will be retried), event evt_"), "{line}");
-    assert!(
-        out.contains("panicked at examples/chaos-plugin/src/lib.rs:68:17:\ndeliberate trap after send"),
-        "{out}"
-    );
+    assert!(out.contains("panicked at examples/chaos-plugin/src/lib.rs:68:17:\ndeliberate trap after send"), "{out}");
     assert!(out.contains("The plugins sent no reply."), "{out}");
 }
 
@@ -330,11 +326,13 @@ async fn dev_redeploys_each_saved_edit_and_the_new_behaviour_answers() {
     assert!(printed(&seen, |l| l.starts_with("[dev-bot] log info  visit 1 recorded (event evt_")), "{seen:?}");
 
     let source = project.join("app.py");
-    let edited = std::fs::read_to_string(&source).unwrap().replace("Welcome! This is visit", "Hello again! This is visit");
+    let edited =
+        std::fs::read_to_string(&source).unwrap().replace("Welcome! This is visit", "Hello again! This is visit");
     std::fs::write(&source, edited).unwrap();
     until(&mut lines, &mut seen, |s| printed(s, |l| l == "deployed dev-bot version 0.1.0+dev.2")).await;
     stdin.write_all(b"VISIT\n").await.unwrap();
-    until(&mut lines, &mut seen, |s| printed(s, |l| l.ends_with("-> +15551234567: Hello again! This is visit #2."))).await;
+    until(&mut lines, &mut seen, |s| printed(s, |l| l.ends_with("-> +15551234567: Hello again! This is visit #2.")))
+        .await;
 
     // A save that changes nothing is not a new version.
     let same = std::fs::read_to_string(&source).unwrap();

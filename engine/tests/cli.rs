@@ -418,14 +418,17 @@ async fn a_plugins_state_and_dead_letters_are_read_and_retried_from_the_cli() {
             .json(&json!({"name": "appointment.booked", "payload": payload}));
         async move { request.send().await.unwrap().json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string() }
     };
-    let booked = post_event(json!({"id": "a-7", "phone": "+15551230007", "doctor": "Dr. Ortiz", "at": "2099-03-04T09:15"})).await;
+    let booked =
+        post_event(json!({"id": "a-7", "phone": "+15551230007", "doctor": "Dr. Ortiz", "at": "2099-03-04T09:15"}))
+            .await;
     wait_event(&server, "appointment-reminders", &booked, "done", 1).await;
 
     let (ok, out, err) = run_cli(&server.url, &env, &["plugin", "kv", "appointment-reminders"]).await;
     assert!(ok, "{err}");
     assert!(out.lines().any(|l| l.starts_with("appt:a-7") && l.contains("Dr. Ortiz")), "{out}");
     assert!(out.lines().any(|l| l.starts_with("phone:+15551230007") && l.ends_with("\"a-7\"")), "{out}");
-    let (ok, out, _) = run_cli(&server.url, &env, &["plugin", "kv", "appointment-reminders", "--prefix", "phone:", "--json"]).await;
+    let (ok, out, _) =
+        run_cli(&server.url, &env, &["plugin", "kv", "appointment-reminders", "--prefix", "phone:", "--json"]).await;
     let listed: Value = serde_json::from_str(&out).expect("--json prints JSON");
     assert!(ok && listed["data"].as_array().unwrap().len() == 1 && listed["data"][0]["value"] == "a-7", "{out}");
     let (ok, out, _) = run_cli(&server.url, &env, &["plugin", "timers", "appointment-reminders"]).await;

@@ -1,7 +1,7 @@
 //! The plugin's configuration (the `[config]` table of its manifest).
 
-use crate::types::{Error, Result};
 use crate::host::config as raw;
+use crate::types::{Error, Result};
 use serde::de::DeserializeOwned;
 
 /// The configuration as a JSON document.

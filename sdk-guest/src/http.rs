@@ -6,8 +6,8 @@
 //! if res.status == 200 { /* res.body ... */ }
 //! ```
 
-use crate::types::HostError;
 use crate::host::http as raw;
+use crate::types::HostError;
 
 pub use raw::{Request, Response};
 

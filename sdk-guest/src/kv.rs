@@ -2,8 +2,8 @@
 //! writes commit with the invocation; concurrent read-modify-writes are
 //! isolated (the host re-runs a handler whose reads went stale).
 
-use crate::types::{Error, HostError, Result};
 use crate::host::kv as raw;
+use crate::types::{Error, HostError, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

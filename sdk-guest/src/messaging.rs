@@ -1,7 +1,7 @@
 //! Sending SMS. Messages are queued when the handler returns `Ok`.
 
-use crate::types::HostError;
 use crate::host::messaging as raw;
+use crate::types::HostError;
 
 /// One message to send.
 #[derive(Debug, Clone)]

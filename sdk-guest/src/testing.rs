@@ -149,7 +149,12 @@ pub fn kv_get(key: &str) -> Option<Vec<u8>> {
 
 /// Pending timers, by key.
 pub fn timers() -> Vec<PendingTimer> {
-    with(|h| h.timers.iter().map(|(key, (at_ms, payload))| PendingTimer { key: key.clone(), at_ms: *at_ms, payload: payload.clone() }).collect())
+    with(|h| {
+        h.timers
+            .iter()
+            .map(|(key, (at_ms, payload))| PendingTimer { key: key.clone(), at_ms: *at_ms, payload: payload.clone() })
+            .collect()
+    })
 }
 
 /// Log lines so far, as (level, message).
@@ -193,7 +198,10 @@ fn check_key(key: &str) -> Result<(), HostError> {
 }
 
 fn e164(number: &str) -> bool {
-    number.len() >= 8 && number.len() <= 16 && number.starts_with('+') && number[1..].bytes().all(|b| b.is_ascii_digit())
+    number.len() >= 8
+        && number.len() <= 16
+        && number.starts_with('+')
+        && number[1..].bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The imports, as this host answers them (same signatures as the
@@ -255,7 +263,9 @@ pub(crate) mod imports {
             }
             with(|h| {
                 if h.sends_in_run + messages.len() > SENDS_PER_INVOCATION {
-                    return Err(HostError::QuotaExceeded(format!("at most {SENDS_PER_INVOCATION} sends per invocation")));
+                    return Err(HostError::QuotaExceeded(format!(
+                        "at most {SENDS_PER_INVOCATION} sends per invocation"
+                    )));
                 }
                 h.sends_in_run += messages.len();
                 Ok(messages

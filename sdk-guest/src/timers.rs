@@ -1,7 +1,7 @@
 //! Durable timers that call the plugin's `on_timer` later.
 
-use crate::types::HostError;
 use crate::host::timers as raw;
+use crate::types::HostError;
 use std::time::Duration;
 
 /// Calls `on_timer(payload)` at `at_ms` (milliseconds since the Unix

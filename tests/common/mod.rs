@@ -460,5 +460,7 @@ pub fn new_message(h: &Harness, direction: switchboard::store::Direction) -> swi
         price: 0,
         batch_id: None,
         error_code: None,
+        account_sid: None,
+        expires_at: None,
     }
 }

@@ -12,7 +12,19 @@ pub struct Prism {
 }
 
 impl Prism {
+    /// A mock of the described API.
     pub async fn start(spec: &Path) -> Prism {
+        Self::run(&["mock"], spec, None).await
+    }
+
+    /// A proxy to `upstream` that validates every request and response
+    /// against the description and answers an error for any violation.
+    #[allow(dead_code)] // not every test binary proxies
+    pub async fn proxy(spec: &Path, upstream: &str) -> Prism {
+        Self::run(&["proxy", "--errors"], spec, Some(upstream)).await
+    }
+
+    async fn run(mode: &[&str], spec: &Path, upstream: Option<&str>) -> Prism {
         let bin = super::workspace().join("target/tools/node_modules/.bin/prism");
         assert!(bin.exists(), "{} is missing: run `make tools`", bin.display());
         let port = {
@@ -20,8 +32,10 @@ impl Prism {
             l.local_addr().unwrap().port()
         };
         let mut child = Command::new(bin)
-            .args(["mock", "--host", "127.0.0.1", "-p", &port.to_string()])
+            .args(mode)
+            .args(["--host", "127.0.0.1", "-p", &port.to_string()])
             .arg(spec)
+            .args(upstream)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -249,6 +249,9 @@ pub async fn rotate_webhook_secret(
 #[derive(Serialize, ToSchema)]
 pub struct KeyJson {
     id: String,
+    /// A Twilio-style credential's account SID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_sid: Option<String>,
     /// The first characters, to tell keys apart.
     prefix: String,
     /// live or test
@@ -276,6 +279,7 @@ pub async fn list_keys(State(ctx): State<Arc<Context>>, auth: AuthTenant) -> Res
         .into_iter()
         .map(|k| KeyJson {
             id: k.id,
+            account_sid: k.account_sid,
             prefix: k.prefix,
             mode: k.mode,
             label: k.label,
@@ -294,14 +298,22 @@ pub struct CreateKey {
     /// live (default) or test.
     #[schema(value_type = Option<super::params::ModeFilter>)]
     mode: Option<String>,
+    /// A Twilio-style credential (an account SID and auth token for the
+    /// Twilio-compatible API) instead of an API key.
+    #[serde(default)]
+    twilio: bool,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct NewKeyJson {
     id: String,
-    /// The key itself: shown once, stored only as a hash.
+    /// The key itself (for a Twilio-style credential: the auth token):
+    /// shown once, stored only as a hash.
     key: String,
     mode: String,
+    /// A Twilio-style credential's account SID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_sid: Option<String>,
 }
 
 /// Create an API key (for rotation: create the new one, switch, revoke the old).
@@ -317,12 +329,21 @@ pub async fn create_key(
     if auth.mode == KeyMode::Test && mode == KeyMode::Live {
         return Err(ApiError::forbidden("TEST_KEY", "a test key cannot create live keys"));
     }
-    let (id, key) =
-        ctx.control.issue_api_key(&auth.tenant_id, mode, body.label.as_deref()).await.map_err(ApiError::internal)?;
+    let issued = ctx
+        .control
+        .issue_api_key(&auth.tenant_id, mode, body.label.as_deref(), body.twilio)
+        .await
+        .map_err(ApiError::internal)?;
     ctx.control
-        .audit(&auth.actor(), "key.create", &id, serde_json::json!({ "mode": mode.as_str(), "label": body.label }))
+        .audit(
+            &auth.actor(),
+            "key.create",
+            &issued.id,
+            serde_json::json!({ "mode": mode.as_str(), "label": body.label, "account_sid": issued.account_sid }),
+        )
         .await;
-    Ok((StatusCode::CREATED, axum::Json(NewKeyJson { id, key, mode: mode.as_str().into() })))
+    let (id, key, account_sid) = (issued.id, issued.secret, issued.account_sid);
+    Ok((StatusCode::CREATED, axum::Json(NewKeyJson { id, key, mode: mode.as_str().into(), account_sid })))
 }
 
 /// Revoke an API key; it stops working at once.

@@ -159,8 +159,8 @@ pub async fn create_tenant(
     Json(body): Json<NewTenant>,
 ) -> Result<(StatusCode, axum::Json<CreatedTenant>), ApiError> {
     let id = ctx.control.create_tenant(&body.name).await.map_err(admin_error)?;
-    let (api_key_id, api_key) =
-        ctx.control.issue_api_key(&id, KeyMode::Live, Some("initial")).await.map_err(admin_error)?;
+    let issued = ctx.control.issue_api_key(&id, KeyMode::Live, Some("initial"), false).await.map_err(admin_error)?;
+    let (api_key_id, api_key) = (issued.id, issued.secret);
     ctx.control
         .audit(ACTOR, "tenant.create", &id, serde_json::json!({ "name": body.name.trim(), "key_id": api_key_id }))
         .await;
@@ -364,14 +364,22 @@ pub struct NewKey {
     mode: Option<String>,
     #[schema(max_length = 100)]
     label: Option<String>,
+    /// A Twilio-style credential (an account SID and auth token for the
+    /// Twilio-compatible API) instead of an API key.
+    #[serde(default)]
+    twilio: bool,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct IssuedKey {
     id: String,
-    /// Shown once, stored only as a hash.
+    /// Shown once, stored only as a hash (for a Twilio-style credential:
+    /// the auth token).
     key: String,
     mode: String,
+    /// A Twilio-style credential's account SID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_sid: Option<String>,
 }
 
 /// Issue an API key for a tenant.
@@ -388,16 +396,19 @@ pub async fn create_key(
 ) -> Result<(StatusCode, axum::Json<IssuedKey>), ApiError> {
     tenant_profile(&ctx, &tenant_id)?;
     let mode = super::auth::new_key_mode(body.mode.as_deref(), body.label.as_deref())?;
-    let (id, key) = ctx.control.issue_api_key(&tenant_id, mode, body.label.as_deref()).await.map_err(admin_error)?;
+    let issued =
+        ctx.control.issue_api_key(&tenant_id, mode, body.label.as_deref(), body.twilio).await.map_err(admin_error)?;
     ctx.control
         .audit(
             ACTOR,
             "key.create",
             &tenant_id,
-            serde_json::json!({ "key_id": id, "mode": mode.as_str(), "label": body.label }),
+            serde_json::json!({ "key_id": issued.id, "mode": mode.as_str(), "label": body.label,
+                "account_sid": issued.account_sid }),
         )
         .await;
-    Ok((StatusCode::CREATED, axum::Json(IssuedKey { id, key, mode: mode.as_str().into() })))
+    let (id, key, account_sid) = (issued.id, issued.secret, issued.account_sid);
+    Ok((StatusCode::CREATED, axum::Json(IssuedKey { id, key, mode: mode.as_str().into(), account_sid })))
 }
 
 /// Revoke one of a tenant's API keys.

@@ -47,6 +47,29 @@ pub fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
+/// The account SID and auth token of `Authorization: Basic` (how Twilio's
+/// clients authenticate). Bounded before it is decoded.
+pub fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<(String, String)> {
+    use base64::Engine;
+    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") || encoded.len() > 512 {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let (user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// The secret a request presents, whichever way: an API key, or the auth
+/// token of Basic credentials. What the per-tenant limits count by.
+pub fn presented_secret(headers: &axum::http::HeaderMap) -> Option<std::borrow::Cow<'_, str>> {
+    match presented_key(headers) {
+        Some(key) => Some(key.into()),
+        None => basic_credentials(headers).map(|(_, token)| token.into()),
+    }
+}
+
 impl FromRequestParts<Arc<Context>> for AuthTenant {
     type Rejection = ApiError;
 

@@ -175,11 +175,8 @@ pub async fn list(
         EventStatusFilter::Dead => "dead",
         EventStatusFilter::Pending => "pending",
     };
-    let rows = ctx
-        .engine
-        .db
-        .list_events(&auth.tenant_id, &entry.row.plugin_id, status, limit, q.before.as_deref())
-        .await?;
+    let rows =
+        ctx.engine.db.list_events(&auth.tenant_id, &entry.row.plugin_id, status, limit, q.before.as_deref()).await?;
     let next_before = (rows.len() == limit as usize).then(|| rows.last().map(|e| e.id.clone())).flatten();
     Ok(axum::Json(EventList { data: rows.into_iter().map(EventJson::from).collect(), next_before }))
 }

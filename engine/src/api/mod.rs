@@ -27,6 +27,7 @@ mod routes;
 mod sandbox;
 mod send;
 mod templates;
+mod twilio;
 
 pub use error::ApiError;
 pub use rate_limit::RateLimits;
@@ -200,6 +201,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
     let (routes, spec) = routes_and_spec(&ctx);
     let spec = Arc::new(spec);
     let routes = routes
+        .merge(twilio::routes(&ctx))
         .route("/openapi.json", get(move || async move { axum::Json(spec.as_ref().clone()) }))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") });

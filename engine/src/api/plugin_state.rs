@@ -70,11 +70,10 @@ pub struct KvList {
 
 fn bounded(value: &Option<String>, field: &str) -> Result<(), ApiError> {
     match value {
-        Some(v) if v.len() > KEY_INPUT_BYTES => Err(ApiError::bad_request(
-            "INVALID_PARAMETER",
-            format!("{field} is at most {KEY_INPUT_BYTES} bytes"),
-        )
-        .with_field(field.to_string())),
+        Some(v) if v.len() > KEY_INPUT_BYTES => {
+            Err(ApiError::bad_request("INVALID_PARAMETER", format!("{field} is at most {KEY_INPUT_BYTES} bytes"))
+                .with_field(field.to_string()))
+        }
         _ => Ok(()),
     }
 }
@@ -97,7 +96,13 @@ pub async fn list(
     let rows = ctx
         .engine
         .db
-        .kv_entries(&auth.tenant_id, &plugin.row.plugin_id, q.prefix.as_deref().unwrap_or(""), q.after.as_deref(), limit)
+        .kv_entries(
+            &auth.tenant_id,
+            &plugin.row.plugin_id,
+            q.prefix.as_deref().unwrap_or(""),
+            q.after.as_deref(),
+            limit,
+        )
         .await?;
     let next_after = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.key.clone())).flatten();
     Ok(axum::Json(KvList { data: rows.into_iter().map(KvJson::from).collect(), next_after }))

@@ -223,6 +223,8 @@ fn draft(m: SendMessage, prefix: String, single_only: bool) -> Result<Draft, Api
         webhook_url: m.webhook_url,
         reference: m.reference,
         urgent: m.urgent,
+        account_sid: None,
+        validity_s: None,
     })
 }
 

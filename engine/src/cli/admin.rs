@@ -83,6 +83,10 @@ enum KeyCommand {
         test: bool,
         #[arg(long)]
         label: Option<String>,
+        /// A Twilio-style credential: an account SID and auth token for the
+        /// Twilio-compatible API (`/2010-04-01/...`)
+        #[arg(long)]
+        twilio: bool,
     },
     /// Revoke a tenant's API key by its id.
     Revoke {
@@ -95,10 +99,18 @@ enum KeyCommand {
 pub async fn key(args: KeyArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.server, args.auth.token()?);
     match args.command {
-        KeyCommand::Create { tenant, test, label } => {
-            let body = json!({ "mode": if test { "test" } else { "live" }, "label": label });
+        KeyCommand::Create { tenant, test, label, twilio } => {
+            let body = json!({ "mode": if test { "test" } else { "live" }, "label": label, "twilio": twilio });
             let k = client.post(&format!("/admin/v1/tenants/{}/keys", segment(&tenant)), body).await?;
-            println!("{} {}", k["id"].as_str().unwrap_or(""), k["key"].as_str().unwrap_or(""));
+            let (id, secret) = (k["id"].as_str().unwrap_or(""), k["key"].as_str().unwrap_or(""));
+            match k["account_sid"].as_str() {
+                Some(sid) => {
+                    println!("{id} {secret}");
+                    println!("account SID {sid}");
+                    println!("auth token  {secret} (shown once)");
+                }
+                None => println!("{id} {secret}"),
+            }
         }
         KeyCommand::Revoke { tenant, key_id } => {
             client.delete(&format!("/admin/v1/tenants/{}/keys/{}", segment(&tenant), segment(&key_id))).await?;

@@ -230,7 +230,14 @@ async fn stream(app: Arc<App>, tenant: String) {
     }
 }
 
-async fn print_new(app: &App, tenant: &str, plugin_id: &str, name: &str, seen_invocation: &mut i64, seen_log: &mut i64) {
+async fn print_new(
+    app: &App,
+    tenant: &str,
+    plugin_id: &str,
+    name: &str,
+    seen_invocation: &mut i64,
+    seen_log: &mut i64,
+) {
     let db = &app.engine.db;
     if let Ok(lines) = db.plugin_logs(tenant, plugin_id, 1000, Some(*seen_log)).await {
         for l in lines {
@@ -270,7 +277,9 @@ mod tests {
 
     #[test]
     fn build_outputs_are_not_edits() {
-        let event = |path: &str| notify::Event::new(notify::EventKind::Modify(notify::event::ModifyKind::Any)).add_path(path.into());
+        let event = |path: &str| {
+            notify::Event::new(notify::EventKind::Modify(notify::event::ModifyKind::Any)).add_path(path.into())
+        };
         assert!(is_edit(&event("/p/plugin.js")));
         assert!(!is_edit(&event("/p/build/p.wasm")));
         assert!(!is_edit(&event("/p/node_modules/x/index.js")));

@@ -130,7 +130,9 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     }
     let client = Client::new(&args.server, args.auth.key()?);
     match args.command {
-        PluginCommand::New { .. } | PluginCommand::Build { .. } | PluginCommand::Wit { .. } => unreachable!("handled above"),
+        PluginCommand::New { .. } | PluginCommand::Build { .. } | PluginCommand::Wit { .. } => {
+            unreachable!("handled above")
+        }
         PluginCommand::Deploy { wasm, manifest } => deploy(&client, wasm, &manifest).await,
         PluginCommand::List => {
             let list = client.get("/v1/plugins").await?;
@@ -259,7 +261,9 @@ async fn deploy(client: &Client, wasm: Option<PathBuf>, manifest_path: &PathBuf)
         println!("deployed {name} version {version}");
     }
     for name in p["ungranted_imports"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-        println!("note: the component imports {name:?}, which the manifest does not grant: its calls return access-denied");
+        println!(
+            "note: the component imports {name:?}, which the manifest does not grant: its calls return access-denied"
+        );
     }
     Ok(())
 }
@@ -305,7 +309,8 @@ async fn print_invocations(client: &Client, name: &str, tail: u32) -> anyhow::Re
     let width = |field: &str, header: &str| {
         rows.iter().filter_map(|r| r[field].as_str()).map(str::len).chain([header.len()]).max().unwrap_or(0)
     };
-    let (w_started, w_version, w_event) = (width("started_at", "STARTED"), width("version", "VERSION"), width("event_id", "EVENT"));
+    let (w_started, w_version, w_event) =
+        (width("started_at", "STARTED"), width("version", "VERSION"), width("event_id", "EVENT"));
     println!(
         "{:<w_started$} {:<w_version$} {:<8} {:<w_event$} {:>10} {:>12} {:>10}  OUTCOME",
         "STARTED", "VERSION", "TRIGGER", "EVENT", "MS", "FUEL", "MEMORY"

@@ -5,7 +5,13 @@ use super::client::{Client, segment};
 use serde_json::{Value, json};
 
 /// Every page of a listing, following `next_field` into `cursor`.
-async fn all_pages(client: &Client, path: &str, cursor: &str, next_field: &str, max: usize) -> anyhow::Result<Vec<Value>> {
+async fn all_pages(
+    client: &Client,
+    path: &str,
+    cursor: &str,
+    next_field: &str,
+    max: usize,
+) -> anyhow::Result<Vec<Value>> {
     let mut rows = Vec::new();
     let mut next: Option<String> = None;
     loop {
@@ -111,6 +117,8 @@ pub async fn retry(client: &Client, name: &str, event_id: &str, version: Option<
     };
     let e = client.post(&format!("/v1/plugins/{}/events/{}/retry", segment(name), segment(event_id)), body).await?;
     let runs = e["version"].as_str().map(|v| format!("version {v}")).unwrap_or_else(|| "the active version".into());
-    println!("event {event_id} is pending again; it runs {runs} (follow it with switchboard plugin logs {name} --invocations)");
+    println!(
+        "event {event_id} is pending again; it runs {runs} (follow it with switchboard plugin logs {name} --invocations)"
+    );
     Ok(())
 }

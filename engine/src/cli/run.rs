@@ -99,9 +99,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// The manifest given, found, or the permissive default.
 fn manifest(args: &RunArgs) -> anyhow::Result<Manifest> {
     let beside = args.component.parent().map(|p| p.join("plugin.toml"));
-    let path = args.manifest.clone().or_else(|| {
-        [beside, Some(PathBuf::from("plugin.toml"))].into_iter().flatten().find(|p| p.is_file())
-    });
+    let path = args
+        .manifest
+        .clone()
+        .or_else(|| [beside, Some(PathBuf::from("plugin.toml"))].into_iter().flatten().find(|p| p.is_file()));
     match path {
         Some(path) => Manifest::from_file(&path).map_err(|e| anyhow!("{}: {e}", path.display())),
         None => {
@@ -131,7 +132,12 @@ async fn invoke(
     let profile = snapshot.tenants.get(&tenant).ok_or_else(|| anyhow!("no tenant"))?.clone();
     let plugin = app.engine.runtime.load(&entry.row).await?;
     let (trigger, reply_to) = trigger(args, &number, now)?;
-    let ctx = InvocationContext { tenant: profile, event_id: "evt_run".into(), reply_to, mode: crate::secrets::KeyMode::Live };
+    let ctx = InvocationContext {
+        tenant: profile,
+        event_id: "evt_run".into(),
+        reply_to,
+        mode: crate::secrets::KeyMode::Live,
+    };
     Ok((app.engine.runtime.invoke(&plugin, ctx, trigger).await, number))
 }
 
@@ -229,8 +235,7 @@ fn report(outcome: &InvocationOutcome, now: i64, number: &str) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    let logs: Vec<Value> =
-        outcome.logs.iter().map(|l| json!({ "level": l.level, "message": l.message })).collect();
+    let logs: Vec<Value> = outcome.logs.iter().map(|l| json!({ "level": l.level, "message": l.message })).collect();
     json!({
         "outcome": status,
         "error": error,
@@ -252,7 +257,12 @@ fn print_text(report: &Value) {
         println!("error: {error}");
     }
     for s in list("sends") {
-        println!("send {} -> {}: {}", s["from"].as_str().unwrap_or(""), s["to"].as_str().unwrap_or(""), s["body"].as_str().unwrap_or(""));
+        println!(
+            "send {} -> {}: {}",
+            s["from"].as_str().unwrap_or(""),
+            s["to"].as_str().unwrap_or(""),
+            s["body"].as_str().unwrap_or("")
+        );
     }
     for w in list("kv_writes") {
         match w["value"].as_str() {
@@ -262,7 +272,9 @@ fn print_text(report: &Value) {
     }
     for t in list("timers") {
         match t["at"].as_str() {
-            Some(at) => println!("timer {} at {at}: {}", t["key"].as_str().unwrap_or(""), t["payload"].as_str().unwrap_or("")),
+            Some(at) => {
+                println!("timer {} at {at}: {}", t["key"].as_str().unwrap_or(""), t["payload"].as_str().unwrap_or(""))
+            }
             None => println!("timer {} cancelled", t["key"].as_str().unwrap_or("")),
         }
     }
@@ -271,6 +283,8 @@ fn print_text(report: &Value) {
     }
     println!(
         "fuel {} · peak memory {} bytes · {:.2} ms",
-        report["fuel_used"], report["memory_peak_bytes"], report["duration_ms"].as_f64().unwrap_or(0.0)
+        report["fuel_used"],
+        report["memory_peak_bytes"],
+        report["duration_ms"].as_f64().unwrap_or(0.0)
     );
 }

@@ -80,6 +80,8 @@ pub fn answer(
         price: pricing.price(from, analysis.segments as u32),
         batch_id: None,
         error_code: None,
+        account_sid: None,
+        expires_at: None,
     };
     (consent, reply)
 }

@@ -93,11 +93,10 @@ pub async fn deploy(
         });
     }
     db.put_component(&version.component_hash, wasm).await?;
-    let DeployedVersion { plugin_id, version_id } =
-        db.deploy_plugin_version(&version).await.map_err(|e| match e {
-            StoreError::Conflict(_) => exists(DIFFERENT),
-            e => DeployError::Store(e),
-        })?;
+    let DeployedVersion { plugin_id, version_id } = db.deploy_plugin_version(&version).await.map_err(|e| match e {
+        StoreError::Conflict(_) => exists(DIFFERENT),
+        e => DeployError::Store(e),
+    })?;
     Ok(Deployment { plugin_id, version_id, unchanged: false, ungranted_imports: validated.ungranted_imports })
 }
 

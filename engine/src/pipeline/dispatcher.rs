@@ -118,6 +118,9 @@ pub async fn run(ctx: Arc<Context>, mut outbox: mpsc::UnboundedReceiver<OutboxIt
     }
 }
 
+/// The error code of a message whose validity period ended before it was sent.
+pub const VALIDITY_EXPIRED: &str = "VALIDITY_EXPIRED";
+
 /// Tries the message's connectors in route order.
 async fn send(ctx: &Context, item: &OutboxItem) -> SendResult {
     let sms = OutboundSms {
@@ -129,6 +132,21 @@ async fn send(ctx: &Context, item: &OutboxItem) -> SendResult {
         reference: item.reference.clone(),
         encoding: if item.encoding == Encoding::Ucs2.as_str() { Encoding::Ucs2 } else { Encoding::Gsm7 },
     };
+    if let Some(expired) = item.expires_at.filter(|e| ctx.clock.now_ms() > *e) {
+        let outcome = SendOutcome::Failed {
+            error_code: VALIDITY_EXPIRED.into(),
+            error: format!(
+                "its validity period ended at {} before it could be sent",
+                crate::clock::to_rfc3339(expired)
+            ),
+        };
+        return SendResult {
+            message_id: item.message_id.clone(),
+            connector: item.connector.clone(),
+            outcome,
+            at: ctx.clock.now_ms(),
+        };
+    }
     let timeout = Duration::from_millis(ctx.limits.connector_timeout_ms);
     let mut last_error = String::from("no connector is configured for this route");
     let mut carrier_wait: Option<Duration> = None;
@@ -195,7 +213,9 @@ async fn send(ctx: &Context, item: &OutboxItem) -> SendResult {
         let backoff = limits.send_retry_delay(item.attempts + 1);
         let at = now + carrier_wait.map_or(backoff, |w| w.max(backoff)).as_millis() as i64;
         let deadline = item.due_at + limits.send_retry_deadline_s as i64 * 1000;
-        let outcome = if at > deadline {
+        let outcome = if item.expires_at.is_some_and(|e| at > e) {
+            SendOutcome::Failed { error_code: VALIDITY_EXPIRED.into(), error: last_error }
+        } else if at > deadline {
             SendOutcome::Failed { error_code: "CARRIER_UNAVAILABLE".into(), error: last_error }
         } else {
             SendOutcome::Retry { at, error: last_error }

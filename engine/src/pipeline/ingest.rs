@@ -275,6 +275,8 @@ async fn accept_consuming(
         price: 0,
         batch_id: None,
         error_code: incomplete.then_some("INCOMPLETE"),
+        account_sid: None,
+        expires_at: None,
     };
     // STOP, START and HELP are the host's to answer; plugins never see them.
     let compliance = snapshot.tenants.get(&tenant_id).and_then(|tenant| {

@@ -33,6 +33,11 @@ pub struct Draft {
     pub reference: Option<String>,
     /// Send even during the recipient's quiet hours.
     pub urgent: bool,
+    /// Sent through the Twilio-compatible API under this account.
+    pub account_sid: Option<String>,
+    /// Seconds the message may wait to be sent, from when it is due;
+    /// past that it fails as expired instead.
+    pub validity_s: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +240,8 @@ pub async fn prepare(
                 price,
                 batch_id: batch_id.clone(),
                 error_code: None,
+                account_sid: d.account_sid.clone(),
+                expires_at: d.validity_s.map(|v| scheduled_at.unwrap_or(now) + i64::from(v) * 1000),
             };
             queued.push(Queued {
                 id: m.id.clone(),

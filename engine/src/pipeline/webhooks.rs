@@ -1,12 +1,15 @@
 //! Signed status webhooks: each status change of a message with a webhook
 //! URL (its own, or its tenant's) is a durable delivery row, POSTed with
-//! `X-Switchboard-Signature` and retried with exponential backoff and
-//! jitter until a 2xx or until the retry window (24 h by default) closes.
+//! `X-Switchboard-Signature` (or, for a message sent through the
+//! Twilio-compatible API with a `StatusCallback`, as Twilio's form with
+//! `X-Twilio-Signature`) and retried with exponential backoff and jitter
+//! until a 2xx or until the retry window (24 h by default) closes.
 
 use super::Context;
+use crate::connectors::twilio;
 use crate::net;
 use crate::secrets;
-use crate::store::{WebhookAttempt, WebhookDelivery};
+use crate::store::{MessageStatus, WebhookAttempt, WebhookDelivery};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,20 +87,59 @@ async fn tenant_secrets(ctx: &Context, deliveries: &[WebhookDelivery]) -> HashMa
     out
 }
 
+/// A Twilio-style account's auth token, opened from the directory.
+fn twilio_token(ctx: &Context, account_sid: &str) -> Option<String> {
+    let snapshot = ctx.directory.snapshot();
+    let hash = snapshot.twilio_accounts.get(account_sid)?;
+    let sealed = &snapshot.api_keys.get(hash)?.twilio.as_ref()?.sealed_token;
+    ctx.sealer.open(sealed).and_then(|t| String::from_utf8(t).ok())
+}
+
+/// The body, content type and signature header of a delivery: ours (JSON,
+/// `X-Switchboard-Signature`), or for a message sent through the
+/// Twilio-compatible API with its own `StatusCallback`, Twilio's (a form,
+/// `X-Twilio-Signature` made with the account's auth token).
+fn signed_request(
+    ctx: &Context,
+    d: &WebhookDelivery,
+    secret: Option<&str>,
+    at: i64,
+) -> Result<(String, &'static str, &'static str, String), String> {
+    let Some(account_sid) = &d.account_sid else {
+        let secret = secret.ok_or("the tenant has no webhook signing secret")?;
+        let signature = secrets::webhook_signature(secret, at / 1000, d.payload.as_bytes());
+        return Ok((d.payload.clone(), "application/json", SIGNATURE_HEADER, signature));
+    };
+    let token = twilio_token(ctx, account_sid).ok_or("the Twilio-style credential was revoked")?;
+    let payload: serde_json::Value = serde_json::from_str(&d.payload).map_err(|e| format!("corrupt payload: {e}"))?;
+    let text = |k: &str| payload[k].as_str().unwrap_or_default().to_string();
+    let status = MessageStatus::parse(&text("status")).ok_or("corrupt payload: status")?;
+    let fields = twilio::wire::status_callback(
+        account_sid,
+        &text("id"),
+        status,
+        payload["error_code"].as_str(),
+        &text("from"),
+        &text("to"),
+    );
+    let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&fields).finish();
+    let signature = twilio::signature(&token, &d.url, &fields);
+    Ok((body, "application/x-www-form-urlencoded", twilio::SIGNATURE_HEADER, signature))
+}
+
 async fn deliver(ctx: &Context, http: &reqwest::Client, d: &WebhookDelivery, secret: Option<&str>) -> WebhookAttempt {
     let started = Instant::now();
     let at = ctx.clock.now_ms();
     let outcome: Result<u16, String> = async {
-        let secret = secret.ok_or("the tenant has no webhook signing secret")?;
         let url = net::parse_http_url(&d.url).map_err(|e| e.to_string())?;
         net::check_literal(&url, ctx.webhooks_allow_private_addresses).map_err(|e| e.to_string())?;
-        let signature = secrets::webhook_signature(secret, at / 1000, d.payload.as_bytes());
+        let (body, content_type, signature_header, signature) = signed_request(ctx, d, secret, at)?;
         let response = http
             .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, signature)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header(signature_header, signature)
             .header("user-agent", concat!("Switchboard-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .body(d.payload.clone())
+            .body(body)
             .send()
             .await
             .map_err(|e| match net::refused_by_resolver(&e) {

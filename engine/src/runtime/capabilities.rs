@@ -35,7 +35,9 @@ pub const CAPABILITIES: [CapabilityDef; 7] = [
         interface: "messaging",
         needs_grant: true,
         link: |l| bindings::messaging::add_to_linker::<_, HasSelf<_>>(l, |s: &mut InvocationState| &mut s.messaging),
-        deny: |l| bindings::messaging::add_to_linker::<_, HasSelf<Ungranted>>(l, |s: &mut InvocationState| &mut s.ungranted),
+        deny: |l| {
+            bindings::messaging::add_to_linker::<_, HasSelf<Ungranted>>(l, |s: &mut InvocationState| &mut s.ungranted)
+        },
     },
     CapabilityDef {
         capability: Capability::Kv,
@@ -49,14 +51,18 @@ pub const CAPABILITIES: [CapabilityDef; 7] = [
         interface: "timers",
         needs_grant: true,
         link: |l| bindings::timers::add_to_linker::<_, HasSelf<_>>(l, |s: &mut InvocationState| &mut s.timers),
-        deny: |l| bindings::timers::add_to_linker::<_, HasSelf<Ungranted>>(l, |s: &mut InvocationState| &mut s.ungranted),
+        deny: |l| {
+            bindings::timers::add_to_linker::<_, HasSelf<Ungranted>>(l, |s: &mut InvocationState| &mut s.ungranted)
+        },
     },
     CapabilityDef {
         capability: Capability::Config,
         interface: "config",
         needs_grant: true,
         link: |l| bindings::config::add_to_linker::<_, HasSelf<_>>(l, |s: &mut InvocationState| &mut s.config),
-        deny: |l| bindings::config::add_to_linker::<_, HasSelf<Ungranted>>(l, |s: &mut InvocationState| &mut s.ungranted),
+        deny: |l| {
+            bindings::config::add_to_linker::<_, HasSelf<Ungranted>>(l, |s: &mut InvocationState| &mut s.ungranted)
+        },
     },
     CapabilityDef {
         capability: Capability::Http,

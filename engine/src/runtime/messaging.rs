@@ -206,6 +206,8 @@ impl MessagingState {
             price,
             batch_id: None,
             error_code: None,
+            account_sid: None,
+            expires_at: None,
         })
     }
 

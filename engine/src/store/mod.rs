@@ -69,6 +69,7 @@ pub trait Database:
     + cycle::WriteCycles
     + Webhooks
     + Queries
+    + Erasure
     + Governance
     + Cluster
     + Send
@@ -85,6 +86,7 @@ impl<
         + cycle::WriteCycles
         + Webhooks
         + Queries
+        + Erasure
         + Governance
         + Cluster
         + Send
@@ -285,6 +287,28 @@ pub trait Webhooks {
     async fn next_webhook_due(&self) -> StoreResult<Option<Millis>>;
     async fn record_webhook_attempts(&self, attempts: &[WebhookAttempt]) -> StoreResult<()>;
     async fn webhooks_for_message(&self, tenant_id: &str, message_id: &str) -> StoreResult<Vec<WebhookDeliveryView>>;
+}
+
+/// Removing what a tenant asks to have removed.
+#[async_trait]
+pub trait Erasure {
+    /// Deletes a message that is finished (not queued, scheduled or
+    /// sending, and with no plugin work pending on it), with its status
+    /// history, parts and webhook deliveries, and the finished events it
+    /// started.
+    async fn delete_message(&self, tenant_id: &str, message_id: &str) -> StoreResult<EraseResult>;
+    /// Empties a finished message's body (and the payload of the finished
+    /// events it started).
+    async fn redact_message(&self, tenant_id: &str, message_id: &str, at: Millis) -> StoreResult<EraseResult>;
+}
+
+/// What [`Erasure`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EraseResult {
+    Done,
+    NotFound,
+    /// Still on its way (its status, or `processing`).
+    InProgress(String),
 }
 
 /// Running many tenants: audit, plugin lifecycle, consent, quotas, cron.

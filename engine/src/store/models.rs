@@ -45,6 +45,17 @@ pub struct NewApiKeyRow {
     pub mode: String,
     pub label: Option<String>,
     pub created_at: Millis,
+    /// A Twilio-style credential: its account SID, and its auth token
+    /// sealed (the hash is the token's).
+    pub twilio: Option<TwilioCredential>,
+}
+
+/// The Twilio-style half of a key: the account SID that names it and its
+/// auth token, sealed (for signing what is sent to the tenant).
+#[derive(Debug, Clone)]
+pub struct TwilioCredential {
+    pub account_sid: String,
+    pub sealed_token: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +64,7 @@ pub struct ApiKeyRow {
     pub tenant_id: String,
     pub hash: Vec<u8>,
     pub mode: String,
+    pub twilio: Option<TwilioCredential>,
 }
 
 /// One trigger of a plugin version, as the router indexes it.
@@ -251,6 +263,11 @@ pub struct NewMessage {
     /// Set at acceptance for messages that are already marked (an inbound
     /// message delivered `INCOMPLETE`).
     pub error_code: Option<&'static str>,
+    /// The Twilio-style account a message was sent under through the
+    /// Twilio-compatible API (its status callbacks are Twilio's form).
+    pub account_sid: Option<String>,
+    /// Past this, it is not sent: it fails as expired (a validity period).
+    pub expires_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -508,6 +525,8 @@ pub struct OutboxItem {
     pub due_at: Millis,
     /// `live` or `test`.
     pub mode: String,
+    /// Not sent after this (its validity period).
+    pub expires_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone)]
@@ -702,6 +721,8 @@ pub struct MessageView {
     pub scheduled_at: Option<Millis>,
     pub price: i64,
     pub batch_id: Option<String>,
+    /// The Twilio-style account it was sent under, if any.
+    pub account_sid: Option<String>,
     pub history: Vec<StatusEntry>,
     pub parts: Vec<PartView>,
 }
@@ -801,6 +822,8 @@ pub struct StoredIdempotency {
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiKeyInfo {
     pub id: String,
+    /// Set for a Twilio-style credential.
+    pub account_sid: Option<String>,
     pub prefix: String,
     pub mode: String,
     pub label: Option<String>,
@@ -857,6 +880,10 @@ pub struct WebhookDelivery {
     pub payload: String,
     pub attempts: u32,
     pub created_at: Millis,
+    /// Set when the message was sent through the Twilio-compatible API with
+    /// its own `StatusCallback`: delivered in Twilio's form, signed with
+    /// this account's auth token.
+    pub account_sid: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -962,6 +989,7 @@ pub fn outbox_items(messages: &[NewMessage]) -> Vec<OutboxItem> {
             encoding: m.encoding.to_string(),
             due_at: m.created_at,
             mode: m.mode.to_string(),
+            expires_at: m.expires_at,
         })
         .collect()
 }

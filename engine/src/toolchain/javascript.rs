@@ -51,8 +51,8 @@ fn entry(project: &Project) -> Result<String, ToolchainError> {
     let path = project.dir.join("package.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| ToolchainError::Project(format!("cannot read {}: {e}", path.display())))?;
-    let package: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| ToolchainError::Project(format!("{}: {e}", path.display())))?;
+    let package: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ToolchainError::Project(format!("{}: {e}", path.display())))?;
     let entry = package["main"].as_str().unwrap_or("plugin.js").to_string();
     if !project.dir.join(&entry).is_file() {
         return Err(ToolchainError::Project(format!(

@@ -193,10 +193,7 @@ pub fn build(project: &Project, tools: &Tools) -> Result<PathBuf, ToolchainError
 /// Runs `command`; its output goes to this process's stderr (stdout is
 /// for what the command that called it prints).
 fn run(step: &str, command: &mut Command) -> Result<(), ToolchainError> {
-    let status = command
-        .stdout(std::io::stderr())
-        .status()
-        .map_err(io(format!("cannot run {step}")))?;
+    let status = command.stdout(std::io::stderr()).status().map_err(io(format!("cannot run {step}")))?;
     if status.success() {
         Ok(())
     } else {

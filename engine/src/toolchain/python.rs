@@ -36,7 +36,10 @@ pub fn build(project: &Project, tools: &Tools) -> Result<(), ToolchainError> {
             .env("PYTHONPATH", &packages)
             // Only the project's own folder is the app's path.
             .env_remove("VIRTUAL_ENV")
-            .args(["-c", "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())"])
+            .args([
+                "-c",
+                "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())",
+            ])
             .arg("--wit-path")
             .arg(&wit)
             .args(["--world", "plugin", "componentize", "app", "--python-path", ".", "--output"])

@@ -19,7 +19,8 @@ pub fn build(project: &Project) -> Result<(), ToolchainError> {
     }
     if available("rustup") {
         // Cheap when the target is there already.
-        let added = Command::new("rustup").args(["target", "add", TARGET]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let added =
+            Command::new("rustup").args(["target", "add", TARGET]).stdout(Stdio::null()).stderr(Stdio::null()).status();
         if !added.is_ok_and(|s| s.success()) {
             return Err(ToolchainError::Missing {
                 language: "Rust",
@@ -56,8 +57,11 @@ pub fn build(project: &Project) -> Result<(), ToolchainError> {
     })?;
     let same = std::fs::canonicalize(&wasm).ok() == std::fs::canonicalize(&project.component).ok();
     if !same {
-        std::fs::copy(&wasm, &project.component)
-            .map_err(io(format!("cannot copy {} to {}", wasm.display(), project.component.display())))?;
+        std::fs::copy(&wasm, &project.component).map_err(io(format!(
+            "cannot copy {} to {}",
+            wasm.display(),
+            project.component.display()
+        )))?;
     }
     Ok(())
 }

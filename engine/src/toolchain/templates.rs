@@ -125,7 +125,10 @@ fn a_visit_is_counted_answered_and_followed_up() {{
         ("Cargo.toml".into(), cargo),
         ("src/lib.rs".into(), RS_SOURCE.to_string()),
         ("tests/visits.rs".into(), test),
-        ("plugin.toml".into(), manifest(name, Language::Rust, &format!("target/wasm32-wasip2/release/{crate_file}.wasm"))),
+        (
+            "plugin.toml".into(),
+            manifest(name, Language::Rust, &format!("target/wasm32-wasip2/release/{crate_file}.wasm")),
+        ),
         (".gitignore".into(), "/target\n".into()),
         ("README.md".into(), readme(name, Language::Rust)),
     ]
@@ -244,7 +247,9 @@ fn readme(name: &str, language: Language) -> String {
     };
     let tools = match language {
         Language::Rust => "cargo and the `wasm32-wasip2` target (added by the build through rustup)".to_string(),
-        Language::Js => format!("Node.js 20+ and npm; the build installs jco {JCO} and componentize-js {COMPONENTIZE_JS} once"),
+        Language::Js => {
+            format!("Node.js 20+ and npm; the build installs jco {JCO} and componentize-js {COMPONENTIZE_JS} once")
+        }
         Language::Python => format!("Python 3.10+; the build installs componentize-py {COMPONENTIZE_PY} once"),
     };
     format!(

@@ -10,6 +10,8 @@
 //! URL is signed. Proxies add or drop the default port, so the URL is tried
 //! both ways. Inbound webhooks are answered with empty TwiML.
 
+pub mod wire;
+
 use super::gate::GateSettings;
 use super::http::request_error;
 use super::{

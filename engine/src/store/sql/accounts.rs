@@ -47,7 +47,8 @@ impl Accounts {
 
     async fn list_keys(&self, tenant_id: &str) -> StoreResult<Vec<ApiKeyInfo>> {
         let rows = sqlx::query(
-            "SELECT id, prefix, mode, label, created_at, revoked_at FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id",
+            "SELECT id, prefix, mode, label, created_at, revoked_at, account_sid FROM api_keys WHERE tenant_id = $1 \
+             ORDER BY created_at, id",
         )
         .bind(tenant_id)
         .fetch_all(self.reader())
@@ -61,6 +62,7 @@ impl Accounts {
                 label: r.get(3),
                 created_at: r.get(4),
                 revoked_at: r.get(5),
+                account_sid: r.get(6),
             })
             .collect())
     }

@@ -463,7 +463,7 @@ impl Deliveries {
         if !claimed.is_empty() {
             let mut q: QueryBuilder<B::Db> = QueryBuilder::new(
                 "SELECT o.message_id, m.tenant_id, m.from_addr, m.to_addr, m.body, m.reference, m.connector, o.attempts, \
-                 m.encoding, COALESCE(m.scheduled_at, m.created_at), m.mode \
+                 m.encoding, COALESCE(m.scheduled_at, m.created_at), m.mode, m.expires_at \
                  FROM outbox o JOIN messages m ON m.id = o.message_id WHERE o.message_id IN (",
             );
             let mut ids = q.separated(", ");
@@ -484,6 +484,7 @@ impl Deliveries {
                     encoding: r.get(8),
                     due_at: r.get(9),
                     mode: r.get(10),
+                    expires_at: r.get(11),
                 });
             }
         }

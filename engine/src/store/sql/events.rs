@@ -74,7 +74,7 @@ pub(in crate::store) async fn insert_messages(conn: &mut Conn<DB>, messages: &[&
         let mut q: QueryBuilder<DB> = QueryBuilder::new(
             "INSERT INTO messages (id, tenant_id, direction, from_addr, to_addr, body, status, status_rank, segments, \
              encoding, reference, connector, plugin_id, event_id, in_reply_to, created_at, updated_at, mode, webhook_url, \
-             scheduled_at, price, batch_id, error_code) ",
+             scheduled_at, price, batch_id, error_code, account_sid, expires_at) ",
         );
         q.push_values(chunk, |mut b, m| {
             b.push_bind(&m.id)
@@ -99,7 +99,9 @@ pub(in crate::store) async fn insert_messages(conn: &mut Conn<DB>, messages: &[&
                 .push_bind(m.scheduled_at)
                 .push_bind(m.price)
                 .push_bind(&m.batch_id)
-                .push_bind(m.error_code);
+                .push_bind(m.error_code)
+                .push_bind(&m.account_sid)
+                .push_bind(m.expires_at);
         });
         q.build().execute(&mut *conn).await?;
         let mut q: QueryBuilder<DB> = QueryBuilder::new("INSERT INTO message_status (message_id, status, at) ");

@@ -18,6 +18,7 @@ mod accounts;
 pub(super) mod completions;
 mod cycle;
 pub(super) mod deliveries;
+mod erasure;
 pub(super) mod events;
 pub(super) mod governance;
 pub(super) mod outbound;

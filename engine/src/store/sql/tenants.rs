@@ -71,7 +71,8 @@ impl Tenants {
 
     async fn create_api_key(&self, k: &NewApiKeyRow) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, mode, label, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, mode, label, created_at, account_sid, sealed_token) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&k.id)
         .bind(&k.tenant_id)
@@ -80,6 +81,8 @@ impl Tenants {
         .bind(&k.mode)
         .bind(&k.label)
         .bind(k.created_at)
+        .bind(k.twilio.as_ref().map(|t| t.account_sid.as_str()))
+        .bind(k.twilio.as_ref().map(|t| t.sealed_token.as_slice()))
         .execute(self.writer())
         .await
         .map_err(conflict_as("api key"))?;
@@ -87,12 +90,20 @@ impl Tenants {
     }
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRow>> {
-        let rows = sqlx::query("SELECT id, tenant_id, key_hash, mode FROM api_keys WHERE revoked_at IS NULL")
-            .fetch_all(self.reader())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, key_hash, mode, account_sid, sealed_token FROM api_keys WHERE revoked_at IS NULL",
+        )
+        .fetch_all(self.reader())
+        .await?;
         Ok(rows
             .into_iter()
-            .map(|r| ApiKeyRow { id: r.get(0), tenant_id: r.get(1), hash: r.get(2), mode: r.get(3) })
+            .map(|r| {
+                let twilio = match (r.get::<Option<String>, _>(4), r.get::<Option<Vec<u8>>, _>(5)) {
+                    (Some(account_sid), Some(sealed_token)) => Some(TwilioCredential { account_sid, sealed_token }),
+                    _ => None,
+                };
+                ApiKeyRow { id: r.get(0), tenant_id: r.get(1), hash: r.get(2), mode: r.get(3), twilio }
+            })
             .collect())
     }
 
