@@ -431,3 +431,85 @@ async fn a_message_whose_validity_period_ends_before_it_is_sent_fails_with_30036
     );
     assert_eq!(h.get(&format!("/v1/messages/{id}")).await["error_code"], "VALIDITY_EXPIRED");
 }
+
+/// The Python TwiML app (tests/twilio_sdk/twiml_app.py); returns its URL.
+async fn twiml_app(token: &str) -> (tokio::process::Child, String) {
+    let bin = workspace().join("target/tools/twilio-venv/bin/python");
+    assert!(bin.exists(), "{} is missing: run `make tools`", bin.display());
+    let mut child = tokio::process::Command::new(bin)
+        .arg(workspace().join("tests/twilio_sdk/twiml_app.py"))
+        .env("AUTH_TOKEN", token)
+        .env("TEAM", "+15551230001")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let port = tokio::time::timeout(GUARD, lines.next_line())
+        .await
+        .expect("the app started")
+        .unwrap()
+        .expect("the app printed its port");
+    (child, format!("http://127.0.0.1:{}/sms", port.trim()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_twiml_app_answers_inbound_messages_through_its_number() {
+    let h = harness()
+        .plugins(&[])
+        .settings(|s| {
+            s.webhooks_allow_private_addresses = true;
+            s.limits.event_max_attempts = 1;
+        })
+        .start()
+        .await;
+    let (sid, token) = credential(&h, "live").await;
+    let (_app, url) = twiml_app(&token).await;
+    let number = h.patch(&format!("/v1/numbers/{NUMBER}"), json!({"sms_url": url})).await;
+    assert_eq!((number["number"].as_str(), number["sms_url"].as_str()), (Some(NUMBER), Some(url.as_str())), "{number}");
+    assert_eq!(h.get("/v1/numbers").await["numbers"][0]["sms_url"], url);
+
+    // The app checks the signature and answers TwiML; its <Message>s are sent.
+    let inbound = h.inbound(CUSTOMER, "2 large pizzas").await;
+    let sent = h.sent(1).await;
+    let sid_prefix = format!("SM{}", &inbound[4..8]);
+    assert_eq!(sent[0].to, CUSTOMER);
+    assert_eq!(sent[0].body, format!("Thanks for your order: 2 large pizzas (ref {sid_prefix})"));
+    let replies = h.replies(&inbound).await;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    let reply_sid = format!("SM{}", &replies[0]["id"].as_str().unwrap()[4..]);
+    let (_, _, resource) = twilio(
+        &h,
+        Method::GET,
+        &format!("/2010-04-01/Accounts/{sid}/Messages/{reply_sid}.json"),
+        (&sid, &token),
+        &[],
+        &[],
+    )
+    .await;
+    assert_eq!(resource["direction"], "outbound-reply", "{resource}");
+    h.inbound(CUSTOMER, "TEAM").await;
+    let sent = h.sent(3).await;
+    assert!(sent.iter().any(|m| m.to == "+15551230001" && m.body == "A new order came in"), "{sent:?}");
+
+    // An app that fails: the event is dead-lettered with the app's answer, nothing sent.
+    let mut watch = h.watch();
+    let broken = h.inbound(CUSTOMER, "BROKEN").await;
+    watch.events_settled("dead", 1).await;
+    let message = h.get(&format!("/v1/messages/{broken}")).await;
+    assert_eq!(message["processing"][0]["last_error"], "the sms_url answered HTTP 500", "{message}");
+    assert_eq!(h.sim().sent().len(), 3);
+
+    // Without the URL, nothing calls the app.
+    let number = h.patch(&format!("/v1/numbers/{NUMBER}"), json!({"sms_url": null})).await;
+    assert!(number.get("sms_url").is_none(), "{number}");
+    let quiet = h.inbound(CUSTOMER, "3 pizzas").await;
+    assert_eq!(h.get(&format!("/v1/messages/{quiet}")).await["processing"], json!([]));
+    let (status, body) =
+        h.call(Method::PATCH, "/v1/numbers/+15559999999", Some(json!({"sms_url": url})), Some(&h.key)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("NUMBER_NOT_FOUND")));
+    let (status, body) = h
+        .call(Method::PATCH, &format!("/v1/numbers/{NUMBER}"), Some(json!({"sms_url": "ftp://x"})), Some(&h.key))
+        .await;
+    assert_eq!((status, body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("sms_url")), "{body}");
+}

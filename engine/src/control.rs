@@ -109,6 +109,14 @@ impl Control {
         Ok(())
     }
 
+    /// Sets (or removes) a number's inbound webhook app; false if the
+    /// tenant has no such number.
+    pub async fn set_sms_url(&self, tenant_id: &str, number: &str, url: Option<&str>) -> Result<bool, StoreError> {
+        let set = self.engine.db.set_sms_url(tenant_id, number, url).await?;
+        self.reload().await?;
+        Ok(set)
+    }
+
     pub async fn revoke_api_key(&self, tenant_id: &str, key_id: &str) -> Result<bool, AdminError> {
         let revoked = self.engine.db.revoke_key(tenant_id, key_id, self.engine.clock.now_ms()).await?;
         self.reload().await?;

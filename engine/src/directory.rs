@@ -13,6 +13,8 @@ use std::sync::{Arc, RwLock};
 pub struct Sender {
     pub address: String,
     pub connector: String,
+    /// The number's inbound webhook app (Twilio's `SmsUrl`), if any.
+    pub sms_url: Option<String>,
 }
 
 pub use crate::tenancy::TenantSettings;
@@ -149,7 +151,8 @@ fn build(
             if n.is_default || p.default_sender.is_none() {
                 p.default_sender = Some(n.number.clone());
             }
-            p.senders.insert(n.number.clone(), Sender { address: n.number, connector: n.connector });
+            p.senders
+                .insert(n.number.clone(), Sender { address: n.number, connector: n.connector, sms_url: n.sms_url });
         }
     }
     // Alphanumeric sender IDs send through the tenant's default number's
@@ -161,7 +164,7 @@ fn build(
         }
         if let Some(p) = profiles.get_mut(&tenant_id) {
             let connector = p.default_sender().map_or_else(|| "simulator".to_string(), |s| s.connector.clone());
-            p.senders.insert(sender_id.clone(), Sender { address: sender_id, connector });
+            p.senders.insert(sender_id.clone(), Sender { address: sender_id, connector, sms_url: None });
         }
     }
     snap.tenants = profiles.into_iter().map(|(id, p)| (id, Arc::new(p))).collect();

@@ -347,6 +347,23 @@ async fn tenants_keys_numbers_and_plugins_are_managed_from_the_cli() {
     assert!(ok && key_id.starts_with("key_") && spare.starts_with("sk_live_"), "{out}");
     let (ok, out, _) = run_cli(&url, &admin, &["key", "revoke", "--tenant", &tenant, key_id]).await;
     assert!(ok && out.trim() == format!("key {key_id} revoked"), "{out}");
+    // A Twilio-style credential: an account SID and an auth token.
+    let (ok, out, err) = run_cli(&url, &admin, &["key", "create", "--tenant", &tenant, "--twilio"]).await;
+    assert!(ok, "{err}");
+    let sid = out.lines().nth(1).and_then(|l| l.strip_prefix("account SID ")).unwrap_or_else(|| panic!("{out}"));
+    let token = out.lines().nth(2).and_then(|l| l.strip_prefix("auth token  ")).unwrap_or_else(|| panic!("{out}"));
+    let token = token.strip_suffix(" (shown once)").unwrap();
+    assert!(sid.starts_with("AC") && sid.len() == 34 && token.len() == 32, "{out}");
+    let listed: Value = reqwest::Client::new()
+        .get(format!("{url}/2010-04-01/Accounts/{sid}/Messages.json"))
+        .basic_auth(sid, Some(token))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["messages"], json!([]), "{listed}");
     let (ok, _, err) = run_cli(&url, &[("SWITCHBOARD_API_KEY", spare)], &["plugin", "list"]).await;
     assert!(!ok && err.trim() == "error: UNAUTHORIZED: invalid or revoked API key", "{err}");
 
@@ -370,6 +387,7 @@ async fn tenants_keys_numbers_and_plugins_are_managed_from_the_cli() {
         actions,
         [
             "tenant.disable",
+            "key.create",
             "key.revoke",
             "key.create",
             "plugin.disable",

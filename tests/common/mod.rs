@@ -308,6 +308,12 @@ impl Harness {
         answer
     }
 
+    pub async fn patch(&self, uri: &str, body: Value) -> Value {
+        let (status, v) = self.call(Method::PATCH, uri, Some(body), Some(&self.key)).await;
+        assert_eq!(status, StatusCode::OK, "PATCH {uri}: {v}");
+        v
+    }
+
     pub async fn get(&self, uri: &str) -> Value {
         let (status, body) = self.call(Method::GET, uri, None, Some(&self.key)).await;
         assert_eq!(status, StatusCode::OK, "GET {uri}: {body}");

@@ -113,7 +113,7 @@ fn tenant_api(ctx: &Arc<Context>) -> OpenApiRouter<Arc<Context>> {
         .routes(routes!(messages::get, send::cancel))
         .routes(routes!(send::webhooks))
         .routes(routes!(numbers::list, numbers::register))
-        .routes(routes!(numbers::lookup))
+        .routes(routes!(numbers::lookup, numbers::update))
         .routes(routes!(numbers::verify))
         .routes(routes!(numbers::list_sender_ids, numbers::add_sender_id))
         .routes(routes!(numbers::delete_sender_id))

@@ -126,6 +126,9 @@ pub struct NumberJson {
     number: String,
     connector: String,
     default: bool,
+    /// The number's inbound webhook app (Twilio's `SmsUrl`), if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sms_url: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -146,7 +149,12 @@ pub async fn list(State(ctx): State<Arc<Context>>, auth: AuthTenant) -> axum::Js
     for s in tenant.map(|t| t.senders.values().collect::<Vec<_>>()).unwrap_or_default() {
         if s.address.starts_with('+') {
             let default = tenant.and_then(|t| t.default_sender.as_deref()) == Some(s.address.as_str());
-            numbers.push(NumberJson { number: s.address.clone(), connector: s.connector.clone(), default });
+            numbers.push(NumberJson {
+                number: s.address.clone(),
+                connector: s.connector.clone(),
+                default,
+                sms_url: s.sms_url.clone(),
+            });
         } else {
             sender_ids.push(s.address.clone());
         }
@@ -281,6 +289,7 @@ pub async fn verify(
         connector: sender.map(|s| s.connector.clone()).unwrap_or_default(),
         default: tenant.and_then(|t| t.default_sender.as_deref()) == Some(number.as_str()),
         number,
+        sms_url: None,
     };
     ctx.control
         .audit(&auth.actor(), "number.verify", &auth.tenant_id, serde_json::json!({ "number": json.number }))
@@ -399,4 +408,51 @@ mod tests {
             assert!(!super::valid_sender_id(bad), "{bad}");
         }
     }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateNumber {
+    /// Every inbound message to the number is POSTed here as Twilio's form
+    /// (`MessageSid`, `From`, `To`, `Body`, …, signed with `X-Twilio-Signature`
+    /// under the tenant's Twilio-style credential); the `<Message>`s of the
+    /// TwiML it answers are sent as replies. `null` removes it.
+    #[schema(pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+", max_length = 2048)]
+    sms_url: Option<String>,
+}
+
+/// Set or remove a number's inbound webhook app (`sms_url`).
+#[utoipa::path(patch, path = "/v1/numbers/{number}", tag = "numbers", request_body = UpdateNumber,
+    params(("number" = String, Path, description = "One of your numbers, E.164", max_length = 64)),
+    responses((status = 200, body = NumberJson), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "NUMBER_NOT_FOUND", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn update(
+    State(ctx): State<Arc<Context>>,
+    LiveTenant(auth): LiveTenant,
+    Path(number): Path<String>,
+    Json(body): Json<UpdateNumber>,
+) -> Result<axum::Json<NumberJson>, ApiError> {
+    if let Some(url) = &body.sms_url {
+        if url.len() > 2048 {
+            return Err(ApiError::bad_request("INVALID_FIELD", "sms_url is at most 2048 bytes").with_field("sms_url"));
+        }
+        crate::net::parse_http_url(url)
+            .map_err(|e| ApiError::bad_request("INVALID_FIELD", e.to_string()).with_field("sms_url"))?;
+    }
+    let snapshot = ctx.engine.directory.snapshot();
+    let tenant = snapshot.tenants.get(&auth.tenant_id);
+    let sender = tenant
+        .and_then(|t| t.sender(&number))
+        .filter(|s| s.address.starts_with('+'))
+        .ok_or_else(|| ApiError::not_found("NUMBER_NOT_FOUND", format!("{number:?} is not one of your numbers")))?;
+    let number = sender.address.clone();
+    let default = tenant.and_then(|t| t.default_sender.as_deref()) == Some(number.as_str());
+    let connector = sender.connector.clone();
+    drop(snapshot);
+    if !ctx.control.set_sms_url(&auth.tenant_id, &number, body.sms_url.as_deref()).await? {
+        return Err(ApiError::not_found("NUMBER_NOT_FOUND", format!("{number:?} is not one of your numbers")));
+    }
+    ctx.control.audit(&auth.actor(), "number.update", &number, serde_json::json!({ "sms_url": body.sms_url })).await;
+    Ok(axum::Json(NumberJson { number, connector, default, sms_url: body.sms_url }))
 }

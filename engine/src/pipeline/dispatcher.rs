@@ -105,10 +105,6 @@ pub async fn run(ctx: Arc<Context>, mut outbox: mpsc::UnboundedReceiver<OutboxIt
             tokio::spawn(async move {
                 let work = async {
                     let result = send(&ctx, &item).await;
-                    if let SendOutcome::Retry { at, .. } = &result.outcome {
-                        ctx.pipeline.sweeper.now();
-                        ctx.pipeline.notify(Notification::SendRetry { message_id: item.message_id.clone(), at: *at });
-                    }
                     ctx.pipeline.sends.send(result);
                 };
                 ctx.pipeline.outbox.run(&item.message_id, work).await;
@@ -242,6 +238,18 @@ pub async fn record_results(ctx: Arc<Context>, mut results: TrackedReceiver<Send
             }
         };
         tracing::trace!(size = count, took_us = started.elapsed().as_micros() as u64, "send results recorded");
+        // A retry is announced once it is recorded: the sweeper then finds
+        // it due, and a watcher that acts on it acts on the stored state.
+        let mut retries = false;
+        for r in batch_now.iter() {
+            if let SendOutcome::Retry { at, .. } = &r.outcome {
+                retries = true;
+                ctx.pipeline.notify(Notification::SendRetry { message_id: r.message_id.clone(), at: *at });
+            }
+        }
+        if retries {
+            ctx.pipeline.sweeper.now();
+        }
         results.committed(count);
         delivery::hand_on(&ctx, recorded);
     }

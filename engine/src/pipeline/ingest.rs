@@ -290,6 +290,11 @@ async fn accept_consuming(
         Some(compliance::answer(&answerer, keyword, &message, &ctx.pricing))
     });
     let tenant_active = snapshot.tenants.get(&tenant_id).is_some_and(|t| t.active);
+    // The number's webhook app gets every message but STOP/START/HELP.
+    let app = (compliance.is_none() && tenant_active)
+        .then(|| snapshot.tenants.get(&tenant_id)?.sender(&message.to)?.sms_url.clone())
+        .flatten()
+        .map(|_| crate::store::app_source(&message.to));
     let plugins = match compliance {
         // Stored, but a disabled tenant's plugins do not run.
         None if tenant_active => inbound_routing::plugins_for_inbound(&snapshot, &tenant_id, &message.body),
@@ -314,11 +319,13 @@ async fn accept_consuming(
     let payload = payload.to_string();
     let events: Vec<NewEvent> = plugins
         .into_iter()
-        .map(|plugin_id| NewEvent {
+        .map(|plugin_id| (plugin_id, EventKind::Inbound))
+        .chain(app.map(|source| (source, EventKind::App)))
+        .map(|(plugin_id, kind)| NewEvent {
             id: ids::event_id(),
             tenant_id: tenant_id.clone(),
             plugin_id,
-            kind: EventKind::Inbound,
+            kind,
             name: None,
             payload: payload.clone(),
             message_id: Some(message_id.clone()),

@@ -14,6 +14,7 @@
 //! loses nothing (the leases lapse, or are released at restart, and the
 //! sweeper claims the rows again).
 
+mod apps;
 pub mod delivery;
 pub mod dispatcher;
 pub mod fair;

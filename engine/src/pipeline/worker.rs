@@ -110,7 +110,7 @@ impl Drop for Slot {
 }
 
 /// Why an event cannot run at all (as opposed to the plugin failing).
-enum Unrunnable {
+pub(super) enum Unrunnable {
     /// Permanent: dead-letter now.
     Dead(String),
     /// Transient: retry later.
@@ -135,6 +135,8 @@ async fn process(ctx: &Context, locks: &RerunLocks, minutes: &MinuteCounts, even
             Err(Unrunnable::Deferred(until))
         } else if reruns >= MAX_CONFLICT_RERUNS {
             Err(Unrunnable::Retry(format!("kv conflicts persisted over {reruns} re-runs")))
+        } else if event.kind == EventKind::App {
+            super::apps::attempt(ctx, &event).await
         } else {
             attempt(ctx, &event).await
         };
@@ -254,7 +256,7 @@ async fn process(ctx: &Context, locks: &RerunLocks, minutes: &MinuteCounts, even
 
 /// When to try a failed event again, or `None` when it has used up its
 /// attempts and goes to the dead letters.
-fn next_retry(ctx: &Context, event: &EventRow) -> Option<i64> {
+pub(super) fn next_retry(ctx: &Context, event: &EventRow) -> Option<i64> {
     let attempts_made = event.attempts + 1;
     let limits = &ctx.limits;
     (attempts_made < limits.event_max_attempts)
@@ -353,6 +355,7 @@ fn trigger_of(event: &EventRow) -> Result<Trigger, String> {
             Trigger::Event { name: event.name.clone().unwrap_or_default(), payload: event.payload.clone() }
         }
         EventKind::Timer => Trigger::Timer { payload: event.payload.clone() },
+        EventKind::App => return Err("a webhook app's event is not a plugin's trigger".into()),
         EventKind::Delivery => {
             let v = json()?;
             let status = MessageStatus::parse(&text(&v, "status")).ok_or("corrupt delivery status")?;

@@ -262,3 +262,66 @@ fn prefix_error(index: usize, e: Error) -> Error {
         Error::OptedOut(m) => Error::OptedOut(m),
     }
 }
+
+/// A message the host sends on a tenant's behalf (a number's webhook app's
+/// TwiML replies): the same checks as a plugin's `send`.
+pub struct HostMessage {
+    pub to: String,
+    pub from: Option<String>,
+    pub body: String,
+}
+
+impl super::Runtime {
+    /// Checks and prices messages the host sends on a tenant's behalf
+    /// exactly as a plugin's sends are (numbers, sender, consent, quotas,
+    /// balance, replies versus quiet hours), for `source` (what stands in
+    /// for a plugin). Returns the messages to commit with the event, and
+    /// why the others were refused.
+    pub async fn host_sends(
+        &self,
+        ctx: super::InvocationContext,
+        messages: Vec<HostMessage>,
+    ) -> Result<(Vec<NewMessage>, Vec<String>), String> {
+        let quotas = ctx.tenant.settings.quotas.resolve(&self.limits);
+        let mut state = MessagingState {
+            tenant: ctx.tenant.clone(),
+            plugin_id: String::new(),
+            event_id: ctx.event_id.clone(),
+            reply_to: ctx.reply_to,
+            mode: ctx.mode,
+            clock: self.clock.clone(),
+            max_sends: self.limits.sends_per_invocation,
+            max_chars: self.limits.message_chars,
+            sends: Vec::new(),
+            pricing: self.pricing.clone(),
+            db: self.db.clone(),
+            balance: None,
+            usage: self.usage.clone(),
+            sends_per_day: quotas.sends_per_day,
+        };
+        let mut refused = Vec::new();
+        for m in messages {
+            let message = OutboundMessage { to: m.to, from: m.from, body: m.body, reference: None, schedule_at: None };
+            match messaging::Host::send(&mut state, message).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => refused.push(describe(&e)),
+                Err(e) => return Err(format!("{e:#}")),
+            }
+        }
+        let mut sends = state.sends;
+        for m in &mut sends {
+            m.plugin_id = None;
+        }
+        Ok((sends, refused))
+    }
+}
+
+fn describe(e: &Error) -> String {
+    match e {
+        Error::AccessDenied(m) => format!("access denied: {m}"),
+        Error::QuotaExceeded(m) => format!("quota exceeded: {m}"),
+        Error::InvalidArgument(m) => format!("invalid: {m}"),
+        Error::Internal(m) => format!("internal: {m}"),
+        Error::OptedOut(m) => format!("opted out: {m}"),
+    }
+}

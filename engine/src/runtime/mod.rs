@@ -39,6 +39,7 @@ pub struct Validated {
     pub ungranted_imports: Vec<&'static str>,
 }
 pub use invocation::{InvocationFailure, InvocationOutcome, Trigger};
+pub use messaging::HostMessage;
 
 use crate::clock::Clock;
 use crate::directory::TenantProfile;

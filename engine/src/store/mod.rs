@@ -134,6 +134,9 @@ pub trait Tenants {
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
     async fn add_number(&self, number: &NewNumber) -> StoreResult<()>;
     async fn list_numbers(&self) -> StoreResult<Vec<NumberRow>>;
+    /// Sets (or with `None` clears) a number's inbound webhook app; false
+    /// if the tenant has no such number.
+    async fn set_sms_url(&self, tenant_id: &str, number: &str, url: Option<&str>) -> StoreResult<bool>;
     async fn create_api_key(&self, key: &NewApiKeyRow) -> StoreResult<()>;
     /// Keys that are not revoked.
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRow>>;

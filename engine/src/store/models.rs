@@ -34,6 +34,9 @@ pub struct NumberRow {
     pub tenant_id: String,
     pub connector: String,
     pub is_default: bool,
+    /// Where inbound messages to the number are POSTed (Twilio's form);
+    /// the TwiML answered is sent as the reply.
+    pub sms_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -276,6 +279,15 @@ pub enum EventKind {
     Event,
     Timer,
     Delivery,
+    /// An inbound message for its number's webhook app (`sms_url`); the
+    /// event's `plugin_id` is [`app_source`] of the number.
+    App,
+}
+
+/// What stands for a number's webhook app where a plugin id goes (events,
+/// invocation records): `app:` and the number.
+pub fn app_source(number: &str) -> String {
+    format!("app:{number}")
 }
 
 impl EventKind {
@@ -285,6 +297,7 @@ impl EventKind {
             EventKind::Event => "event",
             EventKind::Timer => "timer",
             EventKind::Delivery => "delivery",
+            EventKind::App => "app",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -293,6 +306,7 @@ impl EventKind {
             "event" => EventKind::Event,
             "timer" => EventKind::Timer,
             "delivery" => EventKind::Delivery,
+            "app" => EventKind::App,
             _ => return None,
         })
     }

@@ -10,6 +10,7 @@
 //! URL is signed. Proxies add or drop the default port, so the URL is tried
 //! both ways. Inbound webhooks are answered with empty TwiML.
 
+pub mod twiml;
 pub mod wire;
 
 use super::gate::GateSettings;

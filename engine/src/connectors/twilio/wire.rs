@@ -99,6 +99,35 @@ pub fn status_callback(
     fields
 }
 
+/// The form fields of an inbound message as Twilio posts it to a number's
+/// webhook app (`SmsUrl`).
+pub fn inbound_request(
+    account_sid: &str,
+    message_id: &str,
+    from: &str,
+    to: &str,
+    body: &str,
+    segments: u32,
+) -> Vec<(String, String)> {
+    let sid = message_sid(message_id);
+    [
+        ("AccountSid", account_sid),
+        ("ApiVersion", API_VERSION),
+        ("Body", body),
+        ("From", from),
+        ("MessageSid", &sid),
+        ("NumMedia", "0"),
+        ("NumSegments", &segments.to_string()),
+        ("SmsMessageSid", &sid),
+        ("SmsSid", &sid),
+        ("SmsStatus", "received"),
+        ("To", to),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

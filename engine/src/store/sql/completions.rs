@@ -195,12 +195,14 @@ for_every_backend! {
 /// Counts a failed invocation; suspends the plugin (returning true) when
 /// it failed `suspend_after` times in a row.
 async fn count_failure(conn: &mut Conn<DB>, c: &EventCompletion) -> StoreResult<bool> {
-    let failures: i64 = sqlx::query_scalar(
+    let failures: Option<i64> = sqlx::query_scalar(
         "UPDATE plugins SET consecutive_failures = consecutive_failures + 1 WHERE id = $1 RETURNING consecutive_failures",
     )
     .bind(&c.plugin_id)
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    // A number's webhook app has no plugin row, and nothing to suspend.
+    let Some(failures) = failures else { return Ok(false) };
     if c.suspend_after == 0 || failures < c.suspend_after as i64 {
         return Ok(false);
     }

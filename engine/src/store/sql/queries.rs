@@ -39,9 +39,11 @@ fn message_view(r: &DbRow<DB>) -> MessageView {
 }
 }
 
-const EVENT_SELECT: &str = "SELECT e.id, p.name, e.kind, e.name, e.status, e.attempts, e.last_error, e.message_id, \
-    e.created_at, e.updated_at, v.version, e.mode FROM events e JOIN plugins p ON p.id = e.plugin_id \
-    LEFT JOIN plugin_versions v ON v.id = e.version_id";
+/// Events with their plugin's name (a number's webhook app has no plugin
+/// row: its `app:` source stands in).
+const EVENT_SELECT: &str = "SELECT e.id, COALESCE(p.name, e.plugin_id), e.kind, e.name, e.status, e.attempts, \
+    e.last_error, e.message_id, e.created_at, e.updated_at, v.version, e.mode FROM events e \
+    LEFT JOIN plugins p ON p.id = e.plugin_id LEFT JOIN plugin_versions v ON v.id = e.version_id";
 
 for_every_backend! {
 fn event_view(r: &DbRow<DB>) -> EventView {
@@ -252,7 +254,7 @@ impl Queries {
 
     async fn events_for_message(&self, tenant_id: &str, message_id: &str) -> StoreResult<Vec<EventView>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{EVENT_SELECT} WHERE e.tenant_id = $1 AND e.message_id = $2 AND e.kind = 'inbound' ORDER BY e.id"
+            "{EVENT_SELECT} WHERE e.tenant_id = $1 AND e.message_id = $2 AND e.kind IN ('inbound', 'app') ORDER BY e.id"
         )))
         .bind(tenant_id)
         .bind(message_id)

@@ -62,11 +62,29 @@ impl Tenants {
 
     async fn list_numbers(&self) -> StoreResult<Vec<NumberRow>> {
         let rows =
-            sqlx::query("SELECT number, tenant_id, connector, is_default FROM numbers").fetch_all(self.reader()).await?;
+            sqlx::query("SELECT number, tenant_id, connector, is_default, sms_url FROM numbers")
+                .fetch_all(self.reader())
+                .await?;
         Ok(rows
             .into_iter()
-            .map(|r| NumberRow { number: r.get(0), tenant_id: r.get(1), connector: r.get(2), is_default: r.get(3) })
+            .map(|r| NumberRow {
+                number: r.get(0),
+                tenant_id: r.get(1),
+                connector: r.get(2),
+                is_default: r.get(3),
+                sms_url: r.get(4),
+            })
             .collect())
+    }
+
+    async fn set_sms_url(&self, tenant_id: &str, number: &str, url: Option<&str>) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE numbers SET sms_url = $1 WHERE tenant_id = $2 AND number = $3")
+            .bind(url)
+            .bind(tenant_id)
+            .bind(number)
+            .execute(self.writer())
+            .await?;
+        Ok(super::RowsAffected::rows_affected(&done) > 0)
     }
 
     async fn create_api_key(&self, k: &NewApiKeyRow) -> StoreResult<()> {
