@@ -513,3 +513,17 @@ async fn an_existing_twiml_app_answers_inbound_messages_through_its_number() {
         .await;
     assert_eq!((status, body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("sms_url")), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenants_rate_limit_answers_twilios_20429() {
+    let h = harness().plugins(&[]).start().await;
+    let (sid, token) = credential(&h, "live").await;
+    let settings = switchboard::directory::TenantSettings { requests_per_second: Some(1), ..Default::default() };
+    h.app.control.update_tenant_settings(&h.tenant, &settings).await.unwrap();
+    let messages = format!("/2010-04-01/Accounts/{sid}/Messages.json");
+    let (first, _, _) = twilio(&h, Method::GET, &messages, (&sid, &token), &[], &[]).await;
+    assert_eq!(first, StatusCode::OK);
+    let (status, headers, body) = twilio(&h, Method::GET, &messages, (&sid, &token), &[], &[]).await;
+    assert_eq!((status, code(&body)), (StatusCode::TOO_MANY_REQUESTS, (429, 20429)), "{body}");
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+}
