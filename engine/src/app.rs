@@ -246,6 +246,7 @@ impl App {
             process_events: settings.process_events,
             dns: settings.dns.clone(),
             webhooks_allow_private_addresses: settings.webhooks_allow_private_addresses,
+            apps_http: Default::default(),
         });
         let control = Arc::new(Control { engine: engine.clone(), sender_id_brands: settings.sender_id_brands.clone() });
         let api = Arc::new(api::Context {

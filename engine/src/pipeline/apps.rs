@@ -121,10 +121,12 @@ async fn call(ctx: &Context, url: &str, token: &str, fields: &[(String, String)]
     let parsed = net::parse_http_url(url).map_err(|e| format!("sms_url: {e}"))?;
     net::check_literal(&parsed, ctx.webhooks_allow_private_addresses).map_err(|e| format!("sms_url: {e}"))?;
     // Connects only to the addresses its resolver vetted (see `net`).
-    let http = net::guarded_client(ctx.dns.resolver(ctx.webhooks_allow_private_addresses))
-        .timeout(Duration::from_millis(ctx.limits.webhook_timeout_ms))
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))?;
+    let http = ctx.apps_http.get_or_init(|| {
+        net::guarded_client(ctx.dns.resolver(ctx.webhooks_allow_private_addresses))
+            .timeout(Duration::from_millis(ctx.limits.webhook_timeout_ms))
+            .build()
+            .expect("HTTP client")
+    });
     let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
     let mut response = http
         .post(parsed)

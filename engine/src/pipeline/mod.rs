@@ -167,6 +167,9 @@ pub struct Context {
     /// private addresses.
     pub dns: Dns,
     pub webhooks_allow_private_addresses: bool,
+    /// The HTTP client that calls numbers' webhook apps (`apps`), built on
+    /// first use and kept: its connections are reused.
+    pub apps_http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl Context {

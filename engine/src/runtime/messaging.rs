@@ -272,6 +272,31 @@ pub struct HostMessage {
 }
 
 impl super::Runtime {
+    /// The `messaging` capability's state for one invocation of `plugin_id`.
+    pub(super) fn messaging_state(
+        &self,
+        ctx: &super::InvocationContext,
+        plugin_id: String,
+        sends_per_day: i64,
+    ) -> MessagingState {
+        MessagingState {
+            tenant: ctx.tenant.clone(),
+            plugin_id,
+            event_id: ctx.event_id.clone(),
+            reply_to: ctx.reply_to.clone(),
+            mode: ctx.mode,
+            clock: self.clock.clone(),
+            max_sends: self.limits.sends_per_invocation,
+            max_chars: self.limits.message_chars,
+            sends: Vec::new(),
+            pricing: self.pricing.clone(),
+            db: self.db.clone(),
+            balance: None,
+            usage: self.usage.clone(),
+            sends_per_day,
+        }
+    }
+
     /// Checks and prices messages the host sends on a tenant's behalf
     /// exactly as a plugin's sends are (numbers, sender, consent, quotas,
     /// balance, replies versus quiet hours), for `source` (what stands in
@@ -283,22 +308,7 @@ impl super::Runtime {
         messages: Vec<HostMessage>,
     ) -> Result<(Vec<NewMessage>, Vec<String>), String> {
         let quotas = ctx.tenant.settings.quotas.resolve(&self.limits);
-        let mut state = MessagingState {
-            tenant: ctx.tenant.clone(),
-            plugin_id: String::new(),
-            event_id: ctx.event_id.clone(),
-            reply_to: ctx.reply_to,
-            mode: ctx.mode,
-            clock: self.clock.clone(),
-            max_sends: self.limits.sends_per_invocation,
-            max_chars: self.limits.message_chars,
-            sends: Vec::new(),
-            pricing: self.pricing.clone(),
-            db: self.db.clone(),
-            balance: None,
-            usage: self.usage.clone(),
-            sends_per_day: quotas.sends_per_day,
-        };
+        let mut state = self.messaging_state(&ctx, String::new(), quotas.sends_per_day);
         let mut refused = Vec::new();
         for m in messages {
             let message = OutboundMessage { to: m.to, from: m.from, body: m.body, reference: None, schedule_at: None };

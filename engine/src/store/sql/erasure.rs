@@ -1,6 +1,6 @@
 //! Deleting and redacting finished messages, on a tenant's request.
 
-use super::for_every_backend;
+use super::{Conn, for_every_backend};
 use crate::store::*;
 use sqlx::Row;
 
@@ -8,25 +8,33 @@ use sqlx::Row;
 const IN_PROGRESS: [&str; 3] = ["queued", "scheduled", "sending"];
 
 for_every_backend! {
+/// Why a message cannot be erased (not the tenant's, or still on its way:
+/// its status, or plugin work pending on it), or `None` when it can.
+async fn finished(conn: &mut Conn<DB>, tenant_id: &str, message_id: &str) -> StoreResult<Option<EraseResult>> {
+    let row = sqlx::query(
+        "SELECT status, (SELECT COUNT(*) FROM events e WHERE e.message_id = m.id AND e.status = 'pending') \
+         FROM messages m WHERE m.id = $1 AND m.tenant_id = $2",
+    )
+    .bind(message_id)
+    .bind(tenant_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(Some(EraseResult::NotFound)) };
+    let status: String = row.get(0);
+    let pending: i64 = row.get(1);
+    if IN_PROGRESS.contains(&status.as_str()) {
+        return Ok(Some(EraseResult::InProgress(status)));
+    }
+    Ok((pending > 0).then(|| EraseResult::InProgress("processing".into())))
+}
+}
+
+for_every_backend! {
 impl Erasure {
     async fn delete_message(&self, tenant_id: &str, message_id: &str) -> StoreResult<EraseResult> {
         let mut tx = self.writer().begin().await?;
-        let row = sqlx::query(
-            "SELECT status, (SELECT COUNT(*) FROM events e WHERE e.message_id = m.id AND e.status = 'pending') \
-             FROM messages m WHERE m.id = $1 AND m.tenant_id = $2",
-        )
-        .bind(message_id)
-        .bind(tenant_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(EraseResult::NotFound) };
-        let status: String = row.get(0);
-        let pending: i64 = row.get(1);
-        if IN_PROGRESS.contains(&status.as_str()) {
-            return Ok(EraseResult::InProgress(status));
-        }
-        if pending > 0 {
-            return Ok(EraseResult::InProgress("processing".into()));
+        if let Some(refused) = finished::<B::Db>(&mut tx, tenant_id, message_id).await? {
+            return Ok(refused);
         }
         for sql in [
             "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE message_id = $1)",
@@ -44,22 +52,8 @@ impl Erasure {
 
     async fn redact_message(&self, tenant_id: &str, message_id: &str, at: Millis) -> StoreResult<EraseResult> {
         let mut tx = self.writer().begin().await?;
-        let row = sqlx::query(
-            "SELECT status, (SELECT COUNT(*) FROM events e WHERE e.message_id = m.id AND e.status = 'pending') \
-             FROM messages m WHERE m.id = $1 AND m.tenant_id = $2",
-        )
-        .bind(message_id)
-        .bind(tenant_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(EraseResult::NotFound) };
-        let status: String = row.get(0);
-        let pending: i64 = row.get(1);
-        if IN_PROGRESS.contains(&status.as_str()) {
-            return Ok(EraseResult::InProgress(status));
-        }
-        if pending > 0 {
-            return Ok(EraseResult::InProgress("processing".into()));
+        if let Some(refused) = finished::<B::Db>(&mut tx, tenant_id, message_id).await? {
+            return Ok(refused);
         }
         sqlx::query("UPDATE messages SET body = '', updated_at = $1 WHERE id = $2")
             .bind(at)
