@@ -220,6 +220,9 @@ impl App {
             .timeout(std::time::Duration::from_millis(settings.limits.connector_timeout_ms))
             .connect_timeout(std::time::Duration::from_secs(10))
             .pool_max_idle_per_host(64)
+            // A carrier's answer is its answer: a redirect is not followed
+            // (it would carry the message, and maybe credentials, elsewhere).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| StartError::Settings(format!("HTTP client: {e}")))?;
         let ctx = connectors::Context {

@@ -32,6 +32,8 @@ pub struct ClusterOptions {
     pub nodes: usize,
     /// A PostgreSQL server whose user may create databases.
     pub server_url: String,
+    /// One node on SQLite in its data directory instead (`server_url` unused).
+    pub sqlite: bool,
     /// The `switchboard` binary the nodes run.
     pub binary: PathBuf,
     /// `[connectors.fake.gate] rate_per_second`, cluster-wide.
@@ -50,11 +52,18 @@ impl ClusterOptions {
                 .ok()
                 .filter(|u| !u.is_empty())
                 .unwrap_or_else(|| DEFAULT_SERVER.into()),
+            sqlite: false,
             binary,
             rate_per_second: None,
             work_lease_ms: 60_000,
             compile_cache_dir: None,
         }
+    }
+
+    /// One node on the embedded SQLite store, as `switchboard serve` runs
+    /// by default: the rig for crashing and restarting a single engine.
+    pub fn single_sqlite(binary: PathBuf) -> Self {
+        ClusterOptions { sqlite: true, ..ClusterOptions::new(1, binary) }
     }
 }
 
@@ -70,8 +79,11 @@ pub struct Cluster {
     pub tenant: String,
     pub key: String,
     pub http: reqwest::Client,
-    pub database: ScratchDatabase,
+    /// The scratch PostgreSQL database (`None` on SQLite).
+    pub database: Option<ScratchDatabase>,
     dir: PathBuf,
+    binary: PathBuf,
+    config_path: PathBuf,
 }
 
 impl Cluster {
@@ -83,7 +95,13 @@ impl Cluster {
     /// Starts the nodes (all at once, on a fresh database they migrate
     /// together) and sets up one tenant on the fake carrier.
     pub async fn start(o: &ClusterOptions) -> anyhow::Result<Cluster> {
-        let database = ScratchDatabase::create(&o.server_url).await.context("create a scratch database")?;
+        if o.sqlite && o.nodes != 1 {
+            bail!("SQLite serves one node");
+        }
+        let database = match o.sqlite {
+            true => None,
+            false => Some(ScratchDatabase::create(&o.server_url).await.context("create a scratch database")?),
+        };
         let carrier = FakeCarrier::start().await?;
         let dir = scratch_dir();
         std::fs::create_dir_all(&dir)?;
@@ -101,10 +119,21 @@ impl Cluster {
         let config_path = dir.join("switchboard.toml");
         std::fs::write(&config_path, config)?;
         let node_dirs: Vec<PathBuf> = (0..o.nodes).map(|i| dir.join(format!("node{i}"))).collect();
-        let starting = node_dirs.iter().map(|d| spawn_node(&o.binary, d, &config_path, &database.url));
+        let url = database.as_ref().map(|d| d.url.as_str());
+        let starting = node_dirs.iter().map(|d| spawn_node(&o.binary, d, &config_path, url));
         let nodes = futures::future::try_join_all(starting).await?.into_iter().map(Some).collect();
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
-        let mut cluster = Cluster { carrier, nodes, tenant: String::new(), key: String::new(), http, database, dir };
+        let mut cluster = Cluster {
+            carrier,
+            nodes,
+            tenant: String::new(),
+            key: String::new(),
+            http,
+            database,
+            dir,
+            binary: o.binary.clone(),
+            config_path,
+        };
         cluster.set_up_tenant().await?;
         Ok(cluster)
     }
@@ -215,19 +244,52 @@ impl Cluster {
         Ok(())
     }
 
+    /// Starts node `i` again on its data directory (after [`Cluster::kill`]).
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.nodes[i].is_some() {
+            bail!("node {i} is running");
+        }
+        let url = self.database.as_ref().map(|d| d.url.clone());
+        let dir = self.dir.join(format!("node{i}"));
+        self.nodes[i] = Some(spawn_node(&self.binary, &dir, &self.config_path, url.as_deref()).await?);
+        Ok(())
+    }
+
+    /// Runs one `SELECT` of (label, count) rows on the cluster's database.
+    async fn counts(&self, sql: &str, now: i64) -> anyhow::Result<Vec<(String, i64)>> {
+        Ok(match &self.database {
+            Some(db) => {
+                let pool = sqlx::PgPool::connect(&db.url).await?;
+                let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now).fetch_all(&pool).await?;
+                pool.close().await;
+                rows
+            }
+            None => {
+                // Read beside the running node (WAL readers do not block it).
+                let file = self.dir.join("node0").join("switchboard.db");
+                let options = sqlx::sqlite::SqliteConnectOptions::new().filename(file).read_only(true);
+                let pool = sqlx::SqlitePool::connect_with(options).await?;
+                let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now).fetch_all(&pool).await?;
+                pool.close().await;
+                rows
+            }
+        })
+    }
+
     /// Waits until no work is left anywhere: no pending event, no outbox
     /// row. (Work a node holds in memory is in the database too.)
     pub async fn settled(&self, timeout: Duration) -> anyhow::Result<()> {
-        let pool = sqlx::PgPool::connect(&self.database.url).await?;
         let deadline = Instant::now() + timeout;
         loop {
-            let left: i64 = sqlx::query_scalar(
-                "SELECT (SELECT COUNT(*) FROM events WHERE status = 'pending') + (SELECT COUNT(*) FROM outbox)",
-            )
-            .fetch_one(&pool)
-            .await?;
+            let rows = self
+                .counts(
+                    "SELECT 'left', (SELECT COUNT(*) FROM events WHERE status = 'pending') + \
+                     (SELECT COUNT(*) FROM outbox) + $1",
+                    0,
+                )
+                .await?;
+            let left = rows.first().map_or(0, |r| r.1);
             if left == 0 {
-                pool.close().await;
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -241,7 +303,6 @@ impl Cluster {
     /// outbox rows by lease holder, messages by direction and status.
     pub async fn work_report(&self) -> String {
         let report = async {
-            let pool = sqlx::PgPool::connect(&self.database.url).await?;
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()
                 as i64;
             let mut lines = Vec::new();
@@ -262,11 +323,10 @@ impl Cluster {
                      FROM messages GROUP BY 1",
                 ),
             ] {
-                let rows: Vec<(String, i64)> = sqlx::query_as(sql).bind(now).fetch_all(&pool).await?;
+                let rows = self.counts(sql, now).await?;
                 lines.push(format!("{what}: {rows:?}"));
             }
-            pool.close().await;
-            Ok::<_, sqlx::Error>(lines.join("; "))
+            anyhow::Ok(lines.join("; "))
         };
         report.await.unwrap_or_else(|e| format!("(no report: {e})"))
     }
@@ -281,12 +341,15 @@ impl Cluster {
     }
 }
 
-async fn spawn_node(binary: &Path, dir: &Path, config: &Path, database_url: &str) -> anyhow::Result<Node> {
+/// Starts a node on `database_url`, or on SQLite in `dir` when `None`.
+async fn spawn_node(binary: &Path, dir: &Path, config: &Path, database_url: Option<&str>) -> anyhow::Result<Node> {
     std::fs::create_dir_all(dir)?;
-    let log = std::fs::File::create(dir.join("node.log"))?;
+    // Appended to: a restarted node's log follows its first life's.
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("node.log"))?;
     let mut child = tokio::process::Command::new(binary)
         .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--no-demo", "--database-url", database_url])
+        .args(["--listen", "127.0.0.1:0", "--no-demo"])
+        .args(database_url.map(|u| ["--database-url", u]).into_iter().flatten())
         .arg("--data-dir")
         .arg(dir)
         .arg("--config")
