@@ -179,7 +179,7 @@ impl Cluster {
     /// Waits until every node applies the tenant's API limit (each learns
     /// of the change through the database's notices): a node still on the
     /// defaults would refuse a burst of requests with 429.
-    async fn wait_for_limits(&self, per_second: u64) -> anyhow::Result<()> {
+    pub async fn wait_for_limits(&self, per_second: u64) -> anyhow::Result<()> {
         for node in self.nodes.iter().flatten() {
             let seen = async {
                 loop {
@@ -196,6 +196,26 @@ impl Cluster {
                 .with_context(|| format!("node {} did not apply the tenant's limits within 30 s", node.base))??;
         }
         Ok(())
+    }
+
+    /// Waits until the tenant's API bucket (cluster-wide, `per_second`
+    /// tokens) was full before a probe: the probe's answer on node 0 says
+    /// `per_second - 1` remain. Probes come every two refills, so each
+    /// gains the bucket a token until it is full.
+    pub async fn wait_for_full_bucket(&self, per_second: u64) -> anyhow::Result<()> {
+        let every = Duration::from_millis(2_000 / per_second.max(1));
+        let full = async {
+            loop {
+                let r = self.http.get(format!("{}/v1/account", self.base(0))).bearer_auth(&self.key).send().await?;
+                let remaining =
+                    r.headers().get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                if r.status().is_success() && remaining == Some(per_second - 1) {
+                    return anyhow::Ok(());
+                }
+                tokio::time::sleep(every).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), full).await.context("the bucket did not fill within 30 s")?
     }
 
     /// Uploads a plugin (manifest text, component) through node `i`'s API.
