@@ -286,8 +286,9 @@ impl Cluster {
             }
             None => {
                 // Read beside the running node (WAL readers do not block it).
-                let file = self.dir.join("node0").join("switchboard.db");
-                let options = sqlx::sqlite::SqliteConnectOptions::new().filename(file).read_only(true);
+                let url = crate::store::default_url(&self.dir.join("node0"));
+                let options =
+                    <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)?.read_only(true);
                 let pool = sqlx::SqlitePool::connect_with(options).await?;
                 let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now).fetch_all(&pool).await?;
                 pool.close().await;
