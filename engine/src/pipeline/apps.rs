@@ -7,7 +7,7 @@
 //! is retried like a failed plugin invocation, then dead-lettered.
 
 use super::Context;
-use super::worker::{Unrunnable, next_retry};
+use super::worker::{Unrunnable, active_tenant, next_retry};
 use crate::connectors::twilio::{self, twiml, wire};
 use crate::net;
 use crate::runtime::HostMessage;
@@ -22,14 +22,7 @@ pub(super) async fn attempt(
     event: &EventRow,
 ) -> Result<(Completion, Option<InvocationRecord>), Unrunnable> {
     let snapshot = ctx.directory.snapshot();
-    let tenant = snapshot
-        .tenants
-        .get(&event.tenant_id)
-        .ok_or_else(|| Unrunnable::Dead("the tenant no longer exists".into()))?
-        .clone();
-    if !tenant.active {
-        return Err(Unrunnable::Dead("the tenant is disabled".into()));
-    }
+    let tenant = active_tenant(&snapshot, &event.tenant_id)?;
     let inbound: serde_json::Value =
         serde_json::from_str(&event.payload).map_err(|e| Unrunnable::Dead(format!("corrupt payload: {e}")))?;
     let text = |k: &str| inbound[k].as_str().unwrap_or_default().to_string();

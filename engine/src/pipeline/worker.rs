@@ -263,6 +263,20 @@ pub(super) fn next_retry(ctx: &Context, event: &EventRow) -> Option<i64> {
         .then(|| ctx.clock.now_ms() + limits.event_retry_delay(attempts_made).as_millis() as i64)
 }
 
+/// The event's tenant, if it still exists and is active: otherwise the
+/// event is dead (plugins and webhook apps alike).
+pub(super) fn active_tenant(
+    snapshot: &crate::directory::Snapshot,
+    tenant_id: &str,
+) -> Result<std::sync::Arc<crate::directory::TenantProfile>, Unrunnable> {
+    let tenant =
+        snapshot.tenants.get(tenant_id).ok_or_else(|| Unrunnable::Dead("the tenant no longer exists".into()))?.clone();
+    if !tenant.active {
+        return Err(Unrunnable::Dead("the tenant is disabled".into()));
+    }
+    Ok(tenant)
+}
+
 async fn attempt(ctx: &Context, event: &EventRow) -> Result<(Completion, Option<InvocationRecord>), Unrunnable> {
     let snapshot = ctx.directory.snapshot();
     let plugin = snapshot
@@ -270,14 +284,7 @@ async fn attempt(ctx: &Context, event: &EventRow) -> Result<(Completion, Option<
         .get(&event.plugin_id)
         .ok_or_else(|| Unrunnable::Dead("the plugin is no longer deployed".into()))?
         .clone();
-    let tenant = snapshot
-        .tenants
-        .get(&event.tenant_id)
-        .ok_or_else(|| Unrunnable::Dead("the tenant no longer exists".into()))?
-        .clone();
-    if !tenant.active {
-        return Err(Unrunnable::Dead("the tenant is disabled".into()));
-    }
+    let tenant = active_tenant(&snapshot, &event.tenant_id)?;
     // An event bound to a version (an earlier attempt failed on it) runs
     // that version, whatever is active now.
     let bound;
