@@ -28,7 +28,8 @@
 //!    controllable clock), [`limits`] (every limit and its default),
 //!    [`billing`] (prices and amounts), [`secrets`] (API keys, sealed
 //!    secrets, webhook signatures), [`net`] (which addresses outgoing
-//!    requests may reach; the vetted resolver).
+//!    requests may reach; the vetted resolver), [`metrics`] (what the
+//!    engine counts and measures, for `GET /metrics`).
 //! 2. [`store`]: the `Database` traits, one body of SQL for SQLite (one
 //!    node) and PostgreSQL (several nodes on one database), migrations.
 //! 3. Domain: [`sms`] (GSM-7/UCS-2, segments, templates, keywords),
@@ -68,6 +69,7 @@ pub mod directory;
 pub mod ids;
 pub mod limits;
 pub mod manifest;
+pub mod metrics;
 pub mod net;
 pub mod phone;
 pub mod pipeline;

@@ -1,4 +1,5 @@
-//! Tidy: the engine's layers only look down.
+//! Tidy: the engine's layers only look down, and the README's settings
+//! table names every setting.
 //!
 //! Reads `engine/src` and fails when a module imports (`crate::…`) from a
 //! module above it in [`LAYERS`]. The table is the one in ARCHITECTURE.md:
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// The engine's top-level modules, lowest layer first.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("foundations", &["ids", "clock", "limits", "billing", "secrets", "net"]),
+    ("foundations", &["ids", "clock", "limits", "billing", "secrets", "net", "metrics"]),
     ("store", &["store"]),
     ("domain", &["sms", "phone", "compliance", "tenancy", "manifest", "directory"]),
     ("carriers and plugins", &["connectors", "runtime"]),
@@ -154,4 +155,38 @@ fn the_checker_sees_an_upward_import() {
     let problems = violations(src);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].starts_with("store/mod.rs:3: `store` (store) imports `pipeline` (work)"), "{problems:?}");
+}
+
+/// The `pub` fields of `struct name` in `source`.
+fn struct_fields(source: &str, name: &str) -> Vec<String> {
+    let start = source.find(&format!("pub struct {name} {{")).unwrap_or_else(|| panic!("struct {name}"));
+    let body = &source[start..];
+    let body = &body[..body.find("\n}").expect("the struct ends")];
+    body.lines()
+        .filter_map(|l| l.trim().strip_prefix("pub ")?.split_once(':').map(|(f, _)| f.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn the_readme_lists_every_setting_and_its_variable() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let mut variables: Vec<String> = switchboard::app::SETTING_KEYS
+        .iter()
+        .filter(|k| !["limits", "pricing", "metrics", "connectors"].contains(k))
+        .map(|k| k.to_uppercase())
+        .collect();
+    let nested = [
+        ("LIMITS", read("engine/src/limits.rs"), "Limits"),
+        ("PRICING", read("engine/src/billing.rs"), "PricingSettings"),
+        ("METRICS", read("engine/src/app/mod.rs"), "MetricsSettings"),
+    ];
+    for (table, source, name) in &nested {
+        variables.extend(struct_fields(source, name).iter().map(|f| format!("{table}__{}", f.to_uppercase())));
+    }
+    variables.push("CONNECTORS__<NAME>__<KEY>".into());
+    let missing: Vec<&String> =
+        variables.iter().filter(|v| !readme.contains(&format!("| `SWITCHBOARD_{v}` |"))).collect();
+    assert!(missing.is_empty(), "README.md's settings table lacks SWITCHBOARD_{missing:?}");
 }

@@ -16,6 +16,7 @@ mod error;
 mod events;
 mod json;
 mod messages;
+mod metrics;
 mod numbers;
 mod objects_only;
 mod params;
@@ -46,6 +47,8 @@ pub struct Context {
     pub public_base_url: Option<String>,
     /// Each configured connector's kind (`twilio`, `smpp`, …) by name.
     pub connector_kinds: std::collections::HashMap<String, &'static str>,
+    /// `/metrics` without the admin token (see `MetricsSettings::open`).
+    pub metrics_open: bool,
 }
 
 use axum::Router;
@@ -204,6 +207,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .merge(twilio::routes(&ctx))
         .route("/openapi.json", get(move || async move { axum::Json(spec.as_ref().clone()) }))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::scrape))
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") });
     json_error_layers(routes, body_limit)
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), rate_limit::limit_failures))
@@ -213,7 +217,16 @@ pub fn router(ctx: Arc<Context>) -> Router {
             let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str());
             tracing::info_span!("http", method = %req.method(), route)
         }))
+        .layer(axum::middleware::from_fn_with_state(ctx.clone(), metrics::count_requests))
         .with_state(ctx)
+}
+
+/// `/metrics` alone, for a listener of its own (`[metrics] listen`).
+pub fn metrics_router(ctx: Arc<Context>) -> Router {
+    let routes = Router::new()
+        .route("/metrics", get(metrics::scrape))
+        .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") });
+    json_error_layers(routes, 1024).with_state(ctx)
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes

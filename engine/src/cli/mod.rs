@@ -13,8 +13,11 @@ mod simulate;
 
 use clap::{Parser, Subcommand};
 
+/// `switchboard --version`: the release and the git revision it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SWITCHBOARD_GIT_REVISION"), ")");
+
 #[derive(Parser)]
-#[command(name = "switchboard", version, about = "WebAssembly-scriptable SMS automation engine")]
+#[command(name = "switchboard", version = VERSION, about = "WebAssembly-scriptable SMS automation engine")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -21,6 +21,9 @@ pub struct ServeArgs {
     /// its own [default: HOST-RANDOM on a shared database, else "local"]
     #[arg(long, env = "SWITCHBOARD_NODE_ID")]
     node_id: Option<String>,
+    /// Also serve `/metrics` on this address (see `[metrics]` in the README)
+    #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Settings file (TOML; see README)
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
     config: Option<PathBuf>,
@@ -33,10 +36,8 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut settings = match &args.config {
-        Some(path) => Settings::from_file(path)?,
-        None => Settings::default(),
-    };
+    // The file, then SWITCHBOARD_* variables, then the flags below.
+    let mut settings = Settings::load(args.config.as_deref(), std::env::vars())?;
     if let Some(l) = args.listen {
         settings.listen = l;
     }
@@ -49,14 +50,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.node_id {
         settings.node_id = n;
     }
-    // Secrets come from the environment, never from the command line.
-    if let Ok(token) = std::env::var("SWITCHBOARD_ADMIN_TOKEN") {
-        settings.admin_token = Some(crate::secrets::Secret::new(token));
+    if let Some(m) = args.metrics_listen {
+        settings.metrics.listen = Some(m);
     }
-    if let Ok(key) = std::env::var("SWITCHBOARD_SECRET_KEY") {
-        settings.secret_key = Some(crate::secrets::Secret::new(key));
-    }
+    // Secrets (SWITCHBOARD_ADMIN_TOKEN, SWITCHBOARD_SECRET_KEY) come from
+    // the environment or the file, never from the command line.
     let listen = settings.listen;
+    let metrics_listen = settings.metrics.listen;
     let app = App::start(settings, Clock::system()).await?;
     if !args.no_demo
         && let Some(demo) = demo::seed_if_empty(&app, &args.plugins_dir).await?
@@ -75,6 +75,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     println!("Switchboard is listening on http://{}", listener.local_addr()?);
+    if let Some(address) = metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for /metrics on {address}"))?;
+        println!("Metrics are served on http://{}/metrics", metrics.local_addr()?);
+        let router = crate::api::metrics_router(app.api.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(metrics, router).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     crate::api::run(app.api.clone(), listener, shutdown_signal()).await?;
     app.shutdown().await;
     Ok(())

@@ -101,6 +101,8 @@ pub struct Gate {
     /// at a time instead of all waking for every token.
     turn: tokio::sync::Mutex<()>,
     concurrency: Arc<Semaphore>,
+    max_concurrency: usize,
+    rate_per_second: Option<u32>,
     circuit: Mutex<Circuit>,
     paused_until: Mutex<Option<Millis>>,
     failures_to_open: u32,
@@ -186,6 +188,8 @@ impl Gate {
             shared,
             turn: tokio::sync::Mutex::new(()),
             concurrency: Arc::new(Semaphore::new(s.max_concurrency.max(1) as usize)),
+            max_concurrency: s.max_concurrency.max(1) as usize,
+            rate_per_second: s.rate_per_second,
             circuit: Mutex::new(Circuit::Closed { failures: 0 }),
             paused_until: Mutex::new(None),
             failures_to_open: s.circuit_failures.max(1),
@@ -194,6 +198,16 @@ impl Gate {
             prices,
             tenants: s.tenants.clone(),
         })
+    }
+
+    /// Carrier requests holding a concurrency slot now.
+    pub fn in_flight(&self) -> usize {
+        self.max_concurrency.saturating_sub(self.concurrency.available_permits())
+    }
+
+    /// The messages per second this gate holds the connector to, if any.
+    pub fn rate_per_second(&self) -> Option<u32> {
+        self.rate_per_second
     }
 
     pub fn state(&self) -> CircuitState {

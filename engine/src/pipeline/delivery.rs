@@ -13,6 +13,9 @@ pub async fn run(ctx: Arc<Context>, mut reports: TrackedReceiver<Acked<ProviderR
     let mut batch = Vec::new();
     while reports.recv_many(&mut batch, 512).await > 0 {
         let items: Vec<ProviderReport> = batch.iter().map(|a| a.item.clone()).collect();
+        for report in &items {
+            ctx.metrics.delivery_report(&report.connector, report.status.as_str());
+        }
         record(&ctx, items).await;
         reports.committed(batch.len());
         for acked in batch.drain(..) {
@@ -39,6 +42,9 @@ pub async fn record(ctx: &Context, batch: Vec<ProviderReport>) {
 
 /// Queues the delivery events and announces the status changes.
 pub fn hand_on(ctx: &Context, recorded: Recorded) {
+    for (connector, lag) in &recorded.report_lags {
+        ctx.metrics.delivery_lag(connector, Duration::from_millis((*lag).max(0) as u64));
+    }
     ctx.pipeline.webhooks.now();
     for event in recorded.events {
         ctx.pipeline.enqueue_event(event);

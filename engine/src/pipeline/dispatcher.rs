@@ -18,7 +18,7 @@ use super::Context;
 use super::{Notification, TrackedReceiver, delivery};
 use crate::connectors::{ConnectorError, OutboundSms};
 use crate::phone::Masked;
-use crate::sms::encoding::Encoding;
+use crate::sms::encoding::{Encoding, EncodingChoice};
 use crate::store::cycle::SendingMarks;
 use crate::store::{OutboxItem, SendOutcome, SendResult};
 use std::sync::Arc;
@@ -42,6 +42,7 @@ pub async fn run(ctx: Arc<Context>, mut outbox: mpsc::UnboundedReceiver<OutboxIt
                 },
                 at: ctx.clock.now_ms(),
             };
+            counted(&ctx, &item, &result);
             ctx.pipeline.outbox.run(&item.message_id, async { ctx.pipeline.sends.send(result) }).await;
         }
         for item in batch.extract_if(.., |i| refused.unchecked.contains(&i.message_id)) {
@@ -53,6 +54,7 @@ pub async fn run(ctx: Arc<Context>, mut outbox: mpsc::UnboundedReceiver<OutboxIt
                 outcome: SendOutcome::Retry { at, error: "consent could not be checked".into() },
                 at: now,
             };
+            counted(&ctx, &item, &result);
             // Recorded before it is announced: whoever hears of the hold
             // (tests, `--follow`) finds the retry durable.
             let record = async {
@@ -105,6 +107,7 @@ pub async fn run(ctx: Arc<Context>, mut outbox: mpsc::UnboundedReceiver<OutboxIt
             tokio::spawn(async move {
                 let work = async {
                     let result = send(&ctx, &item).await;
+                    counted(&ctx, &item, &result);
                     ctx.pipeline.sends.send(result);
                 };
                 ctx.pipeline.outbox.run(&item.message_id, work).await;
@@ -112,6 +115,24 @@ pub async fn run(ctx: Arc<Context>, mut outbox: mpsc::UnboundedReceiver<OutboxIt
             });
         }
     }
+}
+
+/// Counts what became of a message at its connector (`sent`, `failed`,
+/// `retry`) and the segments sent.
+fn counted(ctx: &Context, item: &OutboxItem, result: &SendResult) {
+    let status = match &result.outcome {
+        SendOutcome::Sent { .. } => {
+            let choice =
+                if item.encoding == Encoding::Ucs2.as_str() { EncodingChoice::Unicode } else { EncodingChoice::Auto };
+            if let Ok(analysis) = crate::sms::encoding::analyze(&item.body, choice) {
+                ctx.metrics.segments(&result.connector, analysis.segments as u64);
+            }
+            "sent"
+        }
+        SendOutcome::Failed { .. } => "failed",
+        SendOutcome::Retry { .. } => "retry",
+    };
+    ctx.metrics.outbound(&result.connector, status, &item.tenant_id);
 }
 
 /// The error code of a message whose validity period ended before it was sent.
@@ -170,10 +191,18 @@ async fn send(ctx: &Context, item: &OutboxItem) -> SendResult {
             continue;
         }
         let pass = reg.gate.pass().await;
+        let asked = std::time::Instant::now();
         let result = tokio::time::timeout(timeout, reg.connector.send(&sms))
             .await
             .unwrap_or_else(|_| Err(ConnectorError::transient(format!("no answer within {timeout:?}"))));
         drop(pass);
+        let answer = match &result {
+            Ok(_) => "ok",
+            Err(ConnectorError::Permanent { .. }) => "refused",
+            Err(ConnectorError::Throttled { .. }) => "throttled",
+            Err(ConnectorError::Transient { .. }) => "error",
+        };
+        ctx.metrics.carrier_request(&name, answer, asked.elapsed());
         match result {
             Ok(accepted) => {
                 reg.gate.record(true);

@@ -346,12 +346,15 @@ async fn accept_consuming(
         provider_id: sms.provider_id,
     };
     let event_rows: Vec<_> = inbound.events.iter().map(NewEvent::to_row).collect();
+    let connector = sms.connector;
     match ctx.pipeline.writer.inbound(inbound).await? {
         InboundOutcome::PartsTaken => return Ok(None),
         InboundOutcome::Duplicate { message_id } => {
+            ctx.metrics.inbound(&connector, "duplicate", &tenant_id);
             return Ok(Some(Accepted { message_id, tenant_id, event_ids: Vec::new(), duplicate: true }));
         }
         InboundOutcome::Inserted { confirmed } => {
+            ctx.metrics.inbound(&connector, "accepted", &tenant_id);
             if confirmed {
                 for item in crate::store::outbox_items(confirmation.as_slice()) {
                     ctx.pipeline.enqueue_send(item);

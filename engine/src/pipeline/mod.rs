@@ -170,6 +170,8 @@ pub struct Context {
     /// The HTTP client that calls numbers' webhook apps (`apps`), built on
     /// first use and kept: its connections are reused.
     pub apps_http: std::sync::OnceLock<reqwest::Client>,
+    /// What `GET /metrics` exposes; the pipeline's tasks record into it.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Context {
@@ -215,14 +217,20 @@ pub struct Receivers {
 }
 
 impl Pipeline {
-    pub fn new(db: Arc<dyn Database>, node_id: String, processing: bool, lease_ms: u64) -> (Self, Receivers) {
+    pub fn new(
+        db: Arc<dyn Database>,
+        metrics: Arc<crate::metrics::Metrics>,
+        node_id: String,
+        processing: bool,
+        lease_ms: u64,
+    ) -> (Self, Receivers) {
         let (events, events_rx) = WorkQueue::new();
         let (outbox, outbox_rx) = WorkQueue::new();
         let (sends, sends_rx) = Tracked::new();
         let (reports, reports_rx) = Tracked::new();
         let (inbound, inbound_rx) = Tracked::new();
         let (parts, parts_rx) = Tracked::new();
-        let writer = Writer::spawn(db);
+        let writer = Writer::spawn(db, metrics);
         let pipeline = Pipeline {
             node_id,
             processing,

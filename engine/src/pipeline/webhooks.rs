@@ -165,6 +165,11 @@ async fn deliver(ctx: &Context, http: &reqwest::Client, d: &WebhookDelivery, sec
         let next = at + (exp + jitter) as i64;
         (next - d.created_at <= limits.webhook_retry_window_s as i64 * 1000).then_some(next)
     };
+    ctx.metrics.webhook_attempt(match (delivered, retry_at) {
+        (true, _) => "delivered",
+        (false, Some(_)) => "retry",
+        (false, None) => "failed",
+    });
     if !delivered {
         tracing::info!(delivery = %d.id, status = ?status_code, error = ?error, retry = retry_at.is_some(), "webhook not accepted");
     }

@@ -181,6 +181,11 @@ async fn process(ctx: &Context, locks: &RerunLocks, minutes: &MinuteCounts, even
             },
             logs: vec![],
         });
+        ctx.metrics.invocation(crate::metrics::InvocationSample {
+            outcome: record.outcome,
+            duration: std::time::Duration::from_micros(record.duration_us.max(0) as u64),
+            fuel: record.fuel_used.max(0) as u64,
+        });
         let submitted = ctx
             .pipeline
             .writer

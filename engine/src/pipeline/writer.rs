@@ -17,6 +17,7 @@
 //! transaction (where PostgreSQL's conflicts with other nodes are retried)
 //! before its callers hear of an error.
 
+use crate::metrics::Metrics;
 use crate::store::cycle::{CycleResults, SendingMarks, Shared, WriteCycle};
 use crate::store::{
     CompletionResult, Database, EventCompletion, InboundOutcome, Lease, NewInbound, OutboundRequest, OutboundResult,
@@ -59,12 +60,12 @@ pub struct Writer {
 
 impl Writer {
     /// Spawns the writing task.
-    pub fn spawn(db: Arc<dyn Database>) -> Self {
+    pub fn spawn(db: Arc<dyn Database>, metrics: Arc<Metrics>) -> Self {
         let lanes = if db.single_writer() { 1 } else { Job::KINDS };
         let lanes = (0..lanes)
             .map(|_| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(run(db.clone(), rx));
+                tokio::spawn(run(db.clone(), metrics.clone(), rx));
                 tx
             })
             .collect();
@@ -181,7 +182,7 @@ impl Cycle {
     }
 }
 
-async fn run(db: Arc<dyn Database>, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn run(db: Arc<dyn Database>, metrics: Arc<Metrics>, mut rx: mpsc::UnboundedReceiver<Job>) {
     while let Some(job) = rx.recv().await {
         let mut cycle = Cycle::default();
         cycle.add(job);
@@ -193,6 +194,7 @@ async fn run(db: Arc<dyn Database>, mut rx: mpsc::UnboundedReceiver<Job>) {
         }
         let started = std::time::Instant::now();
         let results = db.write_cycle(&cycle.work).await;
+        metrics.write_cycle(cycle.rows, started.elapsed());
         tracing::trace!(
             rows = cycle.rows,
             kinds = cycle.work.kinds(),

@@ -369,6 +369,9 @@ pub trait Governance {
 /// Reads for the API.
 #[async_trait]
 pub trait Queries {
+    /// Work waiting in each queue (`events`, `outbox`, `timers`,
+    /// `webhooks`): how many items, and the earliest due time among them.
+    async fn queue_depths(&self) -> StoreResult<Vec<QueueDepthRow>>;
     async fn get_message(&self, tenant_id: &str, id: &str) -> StoreResult<Option<MessageView>>;
     async fn list_messages(&self, tenant_id: &str, filter: &MessageFilter) -> StoreResult<Vec<MessageView>>;
     async fn get_event(&self, tenant_id: &str, id: &str) -> StoreResult<Option<EventView>>;

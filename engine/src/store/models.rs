@@ -584,6 +584,8 @@ pub struct Recorded {
     pub events: Vec<EventRow>,
     /// Messages whose status moved, and to what.
     pub changes: Vec<(String, MessageStatus)>,
+    /// Final reports' lag after the carrier took the part: (connector, ms).
+    pub report_lags: Vec<(String, Millis)>,
 }
 
 /// One part of an inbound message the carrier delivered in pieces
@@ -1006,6 +1008,15 @@ pub fn outbox_items(messages: &[NewMessage]) -> Vec<OutboxItem> {
             expires_at: m.expires_at,
         })
         .collect()
+}
+
+/// One queue's waiting work (see [`crate::store::Queries::queue_depths`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepthRow {
+    pub queue: String,
+    pub depth: i64,
+    /// The earliest due time of its items (`None`: empty).
+    pub earliest_due: Option<Millis>,
 }
 
 #[cfg(test)]

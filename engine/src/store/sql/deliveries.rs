@@ -18,6 +18,7 @@ async fn record_sent(
     sent: &[(&SendResult, &[String])],
     events: &mut Vec<NewEvent>,
     changes: &mut Vec<(String, MessageStatus)>,
+    lags: &mut Vec<(String, Millis)>,
 ) -> StoreResult<()> {
     let mut q: QueryBuilder<DB> = QueryBuilder::new("WITH v(id, provider_id, connector, at) AS (");
     q.push_values(sent, |mut b, (r, provider_ids)| {
@@ -114,7 +115,8 @@ async fn record_sent(
                 })
             })
             .collect();
-        apply_reports::<DB>(conn, &early, events, changes).await?;
+        // Their lag counts from the answer: they came with it (or before).
+        apply_reports::<DB>(conn, &early, events, changes, lags).await?;
     }
     Ok(())
 }
@@ -152,9 +154,9 @@ for_every_backend! {
 async fn apply_report(
     conn: &mut Conn<DB>,
     r: &ProviderReport,
-) -> StoreResult<Option<(String, Option<MessageStatus>)>> {
+) -> StoreResult<Option<(String, Option<MessageStatus>, Option<Millis>)>> {
     let part = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT message_id, part, status FROM message_parts WHERE connector = $1 AND provider_id = $2 {}",
+        "SELECT message_id, part, status, updated_at FROM message_parts WHERE connector = $1 AND provider_id = $2 {}",
         DB::LOCK_ROWS
     )))
     .bind(&r.connector)
@@ -164,6 +166,9 @@ async fn apply_report(
     let Some(part) = part else { return Ok(None) };
     let message_id: String = part.get(0);
     let current = MessageStatus::parse(&part.get::<String, _>(2)).unwrap_or(MessageStatus::Sent);
+    // A part still `sent` was last changed when the carrier took it: the
+    // report's lag, where the report is final.
+    let lag = (current == MessageStatus::Sent && r.status.rank() == 3).then(|| r.at - part.get::<i64, _>(3));
     if r.status.rank() > current.rank() {
         sqlx::query(
             "UPDATE message_parts SET status = $1, error_code = $2, updated_at = $3 WHERE message_id = $4 AND part = $5",
@@ -202,7 +207,7 @@ async fn apply_report(
     if changed {
         status_changed::<DB>(conn, &message_id, status, r.error_code.as_deref(), r.at).await?;
     }
-    Ok(Some((message_id, changed.then_some(status))))
+    Ok(Some((message_id, changed.then_some(status), lag)))
 }
 }
 
@@ -256,6 +261,7 @@ async fn apply_reports(
     reports: &[ProviderReport],
     events: &mut Vec<NewEvent>,
     changes: &mut Vec<(String, MessageStatus)>,
+    lags: &mut Vec<(String, Millis)>,
 ) -> StoreResult<()> {
     let keys: Vec<String> = reports.iter().map(|r| report_key(&r.connector, &r.provider_id)).collect();
     DB::lock_keys(conn, &keys).await?;
@@ -273,13 +279,16 @@ async fn apply_reports(
                     .execute(&mut *conn)
                     .await?;
             }
-            Some((message_id, Some(status))) => {
+            Some((message_id, status, lag)) => {
+                if let Some(lag) = lag {
+                    lags.push((r.connector.clone(), lag));
+                }
+                let Some(status) = status else { continue };
                 if let Some(e) = delivery_event::<DB>(conn, &message_id, status, r.error_code.as_deref(), r.at).await? {
                     events.push(e);
                 }
                 changes.push((message_id, status));
             }
-            Some((_, None)) => {}
         }
     }
     Ok(())
@@ -361,11 +370,10 @@ pub(in crate::store) async fn send_results_in(
     results: &[SendResult],
     lease: &Lease,
 ) -> StoreResult<Recorded> {
-    let mut events = Vec::new();
-    let mut changes = Vec::new();
+    let (mut events, mut changes, mut report_lags) = (Vec::new(), Vec::new(), Vec::new());
     let sent = accepted_once(results);
     for chunk in sent.chunks(INSERT_CHUNK) {
-        record_sent::<DB>(tx, chunk, &mut events, &mut changes).await?;
+        record_sent::<DB>(tx, chunk, &mut events, &mut changes, &mut report_lags).await?;
     }
     for r in results {
         match &r.outcome {
@@ -408,7 +416,7 @@ pub(in crate::store) async fn send_results_in(
     }
     let refs: Vec<&NewEvent> = events.iter().collect();
     insert_event_rows::<DB>(tx, &refs, lease).await?;
-    Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
+    Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes, report_lags })
 }
 }
 
@@ -420,11 +428,11 @@ pub(in crate::store) async fn reports_in(
     reports: &[ProviderReport],
     lease: &Lease,
 ) -> StoreResult<Recorded> {
-    let (mut events, mut changes) = (Vec::new(), Vec::new());
-    apply_reports::<DB>(tx, reports, &mut events, &mut changes).await?;
+    let (mut events, mut changes, mut report_lags) = (Vec::new(), Vec::new(), Vec::new());
+    apply_reports::<DB>(tx, reports, &mut events, &mut changes, &mut report_lags).await?;
     let refs: Vec<&NewEvent> = events.iter().collect();
     insert_event_rows::<DB>(tx, &refs, lease).await?;
-    Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes })
+    Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes, report_lags })
 }
 }
 

@@ -95,6 +95,21 @@ async fn attach_history(pool: &Pool<DB>, messages: &mut [MessageView]) -> StoreR
 
 for_every_backend! {
 impl Queries {
+    async fn queue_depths(&self) -> StoreResult<Vec<QueueDepthRow>> {
+        let rows = sqlx::query(
+            "SELECT 'events', COUNT(*), MIN(run_at) FROM events WHERE status = 'pending' \
+             UNION ALL SELECT 'outbox', COUNT(*), MIN(run_at) FROM outbox \
+             UNION ALL SELECT 'timers', COUNT(*), MIN(due_at) FROM timers \
+             UNION ALL SELECT 'webhooks', COUNT(*), MIN(run_at) FROM webhook_deliveries WHERE status = 'pending'",
+        )
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| QueueDepthRow { queue: r.get(0), depth: r.get(1), earliest_due: r.get(2) })
+            .collect())
+    }
+
     async fn get_message(&self, tenant_id: &str, id: &str) -> StoreResult<Option<MessageView>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("{MESSAGE_SELECT} WHERE m.tenant_id = $1 AND m.id = $2")))
             .bind(tenant_id)

@@ -2,6 +2,10 @@
 //! every part from them and hands each what it uses (the pipeline's
 //! context, the scheduler's, the control operations, the API's).
 
+mod environment;
+
+pub use environment::{PREFIX as ENVIRONMENT_PREFIX, SETTING_KEYS};
+
 use crate::api;
 use crate::billing::{Pricing, PricingSettings};
 use crate::clock::Clock;
@@ -21,7 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Engine settings: defaults, overridden by the settings file
-/// (`--config`), then by command-line flags.
+/// (`--config`), then by `SWITCHBOARD_*` environment variables (see
+/// `environment`), then by command-line flags.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
@@ -73,6 +78,8 @@ pub struct Settings {
     /// callback URLs are built from it, and carrier signatures are checked
     /// against it (behind a proxy the request's own URL differs).
     pub public_base_url: Option<String>,
+    /// `GET /metrics`: where it is served and who may read it.
+    pub metrics: MetricsSettings,
     /// Where outgoing requests made for tenants resolve names (tests
     /// script it; default: the system resolver).
     #[serde(skip)]
@@ -100,6 +107,7 @@ impl Default for Settings {
             sender_id_brands: crate::senders::DEFAULT_BRANDS.iter().map(|b| b.to_string()).collect(),
             routes: Vec::new(),
             public_base_url: None,
+            metrics: MetricsSettings::default(),
             dns: Default::default(),
         }
     }
@@ -120,11 +128,32 @@ fn unique_node_id() -> String {
     format!("{host}-{:08x}", rand::random::<u32>())
 }
 
+/// Prometheus metrics (`GET /metrics`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Also serve `/metrics` on this address (for a scraper on a private
+    /// network); it is always on the main listener too.
+    pub listen: Option<SocketAddr>,
+    /// Serve `/metrics` without the admin token (default: the admin token
+    /// is required; without one configured, `/metrics` is closed).
+    pub open: bool,
+    /// Label message counters with the tenant id (one series per tenant:
+    /// only for a bounded number of tenants).
+    pub tenant_labels: bool,
+}
+
 impl Settings {
-    pub fn from_file(path: &Path) -> Result<Self, StartError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| StartError::Settings(format!("{}: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| StartError::Settings(format!("{}: {}", path.display(), e.message())))
+    /// The settings file (if any) with `vars`' `SWITCHBOARD_*` settings
+    /// laid over it (`std::env::vars()` in the binary).
+    pub fn load(path: Option<&Path>, vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, StartError> {
+        let text = match path {
+            Some(path) => Some(
+                std::fs::read_to_string(path).map_err(|e| StartError::Settings(format!("{}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        environment::load(path.zip(text.as_deref()), vars)
     }
 
     pub fn database_url(&self) -> String {
@@ -214,8 +243,14 @@ impl App {
         directory.reload(db.as_ref()).await?;
         // Whatever this node held before a restart is free again.
         db.release_leases(&settings.node_id).await?;
-        let (pipeline, receivers) =
-            Pipeline::new(db.clone(), settings.node_id.clone(), settings.process_events, settings.limits.work_lease_ms);
+        let metrics = Arc::new(crate::metrics::Metrics::new(settings.metrics.tenant_labels));
+        let (pipeline, receivers) = Pipeline::new(
+            db.clone(),
+            metrics.clone(),
+            settings.node_id.clone(),
+            settings.process_events,
+            settings.limits.work_lease_ms,
+        );
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_millis(settings.limits.connector_timeout_ms))
             .connect_timeout(std::time::Duration::from_secs(10))
@@ -250,6 +285,7 @@ impl App {
             dns: settings.dns.clone(),
             webhooks_allow_private_addresses: settings.webhooks_allow_private_addresses,
             apps_http: Default::default(),
+            metrics,
         });
         let control = Arc::new(Control { engine: engine.clone(), sender_id_brands: settings.sender_id_brands.clone() });
         let api = Arc::new(api::Context {
@@ -259,6 +295,7 @@ impl App {
             admin_token: settings.admin_token.clone(),
             public_base_url: settings.public_base_url.clone(),
             connector_kinds: settings.connectors.iter().map(|(name, c)| (name.clone(), c.kind())).collect(),
+            metrics_open: settings.metrics.open,
         });
         pipeline::spawn(engine.clone(), receivers);
         if settings.process_events {
