@@ -88,5 +88,31 @@ fn invocation(c: &mut Criterion) {
     rt.block_on(bench.stop());
 }
 
-criterion_group!(benches, encoding, routing, signature, invocation);
+/// What one `keyword` message records into the metrics: its inbound HTTP
+/// request, the inbound, the invocation, the carrier request, the send, its
+/// segments, the delivery report and its lag, and a share of a write cycle.
+fn metrics_per_message(c: &mut Criterion) {
+    use std::time::Duration;
+    use switchboard::metrics::{InvocationSample, Metrics};
+    let metrics = Metrics::new(false);
+    c.bench_function("metrics_per_keyword_message", |b| {
+        b.iter(|| {
+            metrics.http_request("POST", "/v1/inbound/{connector}", 200, Duration::from_micros(900));
+            metrics.inbound("generic", "accepted", "ten_1");
+            metrics.invocation(InvocationSample {
+                outcome: "ok",
+                duration: Duration::from_micros(30),
+                fuel: 17_931,
+            });
+            metrics.carrier_request("simulator", "ok", Duration::from_micros(200));
+            metrics.outbound("simulator", "sent", "ten_1");
+            metrics.segments("simulator", 1);
+            metrics.delivery_report("simulator", "delivered");
+            metrics.delivery_lag("simulator", Duration::from_millis(1));
+            metrics.write_cycle(20, Duration::from_millis(2));
+        })
+    });
+}
+
+criterion_group!(benches, encoding, routing, signature, invocation, metrics_per_message);
 criterion_main!(benches);
