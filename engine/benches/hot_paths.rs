@@ -99,11 +99,7 @@ fn metrics_per_message(c: &mut Criterion) {
         b.iter(|| {
             metrics.http_request("POST", "/v1/inbound/{connector}", 200, Duration::from_micros(900));
             metrics.inbound("generic", "accepted", "ten_1");
-            metrics.invocation(InvocationSample {
-                outcome: "ok",
-                duration: Duration::from_micros(30),
-                fuel: 17_931,
-            });
+            metrics.invocation(InvocationSample { outcome: "ok", duration: Duration::from_micros(30), fuel: 17_931 });
             metrics.carrier_request("simulator", "ok", Duration::from_micros(200));
             metrics.outbound("simulator", "sent", "ten_1");
             metrics.segments("simulator", 1);

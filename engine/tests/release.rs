@@ -6,11 +6,40 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 /// A guard against hangs (not a timing assertion).
 const GUARD: Duration = Duration::from_secs(120);
+
+/// Starts `switchboard serve` with `args` on `data_dir` and `env`, and
+/// returns it with what follows `announce` on the line it prints.
+async fn serve(args: &[&str], data_dir: &Path, env: &[(&str, &str)], announce: &str) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .envs(env.iter().copied())
+        .env("SWITCHBOARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("switchboard starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let announced = tokio::time::timeout(GUARD, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix(announce) {
+                return rest.to_string();
+            }
+        }
+        panic!("switchboard exited before printing {announce:?}");
+    })
+    .await
+    .expect("switchboard starts serving");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, announced)
+}
 
 #[tokio::test]
 async fn version_names_the_release_and_the_git_revision() {
@@ -32,27 +61,13 @@ async fn version_names_the_release_and_the_git_revision() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_can_be_served_on_a_listener_of_their_own() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--no-demo", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("SWITCHBOARD_ADMIN_TOKEN", "metrics-admin-token")
-        .env("SWITCHBOARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("switchboard starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let metrics_url = tokio::time::timeout(GUARD, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("Metrics are served on ") {
-                return url.to_string();
-            }
-        }
-        panic!("switchboard exited before serving metrics");
-    })
-    .await
-    .expect("metrics are served");
+    let (mut child, metrics_url) = serve(
+        &["--no-demo", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
+        dir.path(),
+        &[("SWITCHBOARD_ADMIN_TOKEN", "metrics-admin-token")],
+        "Metrics are served on ",
+    )
+    .await;
     let http = reqwest::Client::new();
     let refused = http.get(&metrics_url).send().await.unwrap();
     assert_eq!(refused.status(), 401);
@@ -71,30 +86,13 @@ async fn settings_come_from_the_environment_over_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("switchboard.toml");
     std::fs::write(&file, "generic_webhook = true\n[limits]\nmessage_chars = 1600\n").unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--no-demo", "--listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(&file)
-        .env("SWITCHBOARD_GENERIC_WEBHOOK", "false")
-        .env("SWITCHBOARD_METRICS__OPEN", "true")
-        .env("SWITCHBOARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("switchboard starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(GUARD, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("Switchboard is listening on ") {
-                return url.to_string();
-            }
-        }
-        panic!("switchboard exited before listening");
-    })
-    .await
-    .expect("switchboard listens");
+    let (mut child, url) = serve(
+        &["--no-demo", "--listen", "127.0.0.1:0", "--config", file.to_str().unwrap()],
+        &dir.path().join("data"),
+        &[("SWITCHBOARD_GENERIC_WEBHOOK", "false"), ("SWITCHBOARD_METRICS__OPEN", "true")],
+        "Switchboard is listening on ",
+    )
+    .await;
     let http = reqwest::Client::new();
     // The variable turned the file's generic webhook off ...
     let generic = http

@@ -91,10 +91,6 @@ pub fn load(
 ) -> Result<Settings, StartError> {
     let overrides = overrides(vars);
     let file_error = |path: &std::path::Path, e: String| StartError::Settings(format!("{}: {e}", path.display()));
-    let mut table = match file {
-        Some((path, text)) => toml::from_str::<toml::Table>(text).map_err(|e| file_error(path, e.message().into()))?,
-        None => toml::Table::new(),
-    };
     if overrides.is_empty() {
         // The file alone: parsed from its text, so errors name its lines.
         return match file {
@@ -102,6 +98,10 @@ pub fn load(
             None => Ok(Settings::default()),
         };
     }
+    let mut table = match file {
+        Some((path, text)) => toml::from_str::<toml::Table>(text).map_err(|e| file_error(path, e.message().into()))?,
+        None => toml::Table::new(),
+    };
     let mut as_text: HashMap<Vec<String>, bool> = HashMap::new();
     for o in &overrides {
         place(&mut table, &o.path, parsed(&o.raw)).map_err(|e| StartError::Settings(format!("{}: {e}", o.variable)))?;
