@@ -12,7 +12,7 @@ use super::{Settings, StartError};
 use std::collections::HashMap;
 
 /// The prefix of every variable read here.
-pub const PREFIX: &str = "SWITCHBOARD_";
+const PREFIX: &str = "SWITCHBOARD_";
 
 /// The top-level keys of [`Settings`]: only variables naming one of these
 /// are settings (others with the prefix, like `SWITCHBOARD_LOG`, belong to

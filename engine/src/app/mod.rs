@@ -4,7 +4,7 @@
 
 mod environment;
 
-pub use environment::{PREFIX as ENVIRONMENT_PREFIX, SETTING_KEYS};
+pub use environment::SETTING_KEYS;
 
 use crate::api;
 use crate::billing::{Pricing, PricingSettings};
