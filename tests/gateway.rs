@@ -349,13 +349,10 @@ async fn scheduled_messages_wait_survive_a_restart_and_can_be_cancelled() {
     let sent = h.sim().sent();
     assert_eq!(sent.len(), 1, "the cancelled message never left");
     assert_eq!(sent[0].body, "See you at 5");
-    let history: Vec<String> = h.get(&format!("/v1/messages/{kept_id}")).await["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["status"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(history, ["scheduled", "sending", "sent", "delivered"]);
+    let view = h.get(&format!("/v1/messages/{kept_id}")).await;
+    let history: Vec<String> =
+        view["history"].as_array().unwrap().iter().map(|x| x["status"].as_str().unwrap().to_string()).collect();
+    assert_eq!(history, ["scheduled", "sending", "sent", "delivered"], "{view}");
     let (s, e) = h.call(Method::DELETE, &format!("/v1/messages/{kept_id}"), None, Some(&h.key)).await;
     assert_eq!((s, error_of(&e).0), (StatusCode::CONFLICT, "MESSAGE_NOT_CANCELLABLE"));
 }

@@ -49,6 +49,10 @@ pub struct MessageJson {
     price: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     batch_id: Option<String>,
+    /// The OpenTelemetry trace that follows this message through every
+    /// hop (32 hex digits), when the engine exports traces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
     history: Vec<HistoryJson>,
     /// The parts a multi-part message was sent as, each with its carrier id
     /// and delivery status (partial delivery shows here).
@@ -117,9 +121,10 @@ impl From<EventView> for EventJson {
 
 impl From<MessageView> for MessageJson {
     fn from(m: MessageView) -> Self {
-        let mut history = m.history;
-        // Same-millisecond reports sort by how far along they are.
-        history.sort_by_key(|h| (h.at, MessageStatus::parse(&h.status).map_or(0, |s| s.rank())));
+        // The store gives the history in the order it was recorded, which
+        // is causal order: a carrier's report can carry an earlier time
+        // than the answer to the send it reports on.
+        let history = m.history;
         MessageJson {
             id: m.id,
             direction: m.direction,
@@ -141,6 +146,7 @@ impl From<MessageView> for MessageJson {
             scheduled_at: m.scheduled_at.map(to_rfc3339),
             price: crate::billing::format_amount(m.price),
             batch_id: m.batch_id,
+            trace_id: m.trace_context.as_deref().and_then(crate::telemetry::trace_id).map(str::to_string),
             parts: m
                 .parts
                 .into_iter()
