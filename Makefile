@@ -63,11 +63,12 @@ $(SCHEMATHESIS): tests/tools/schemathesis.txt
 	target/tools/venv/bin/pip install --quiet --disable-pip-version-check -r tests/tools/schemathesis.txt
 	touch $@
 
-# The suite runs on SQLite, then the end-to-end tests again on PostgreSQL
-# (each test in a database of its own, dropped afterwards). The second run
+# The suite runs on SQLite, then the end-to-end tests (and the engine's
+# trace tests) again on PostgreSQL (each test in a database of its own,
+# dropped afterwards). The second run
 # selects the same packages (--workspace), so nothing is built again.
 TEST_DATABASE ?= postgres://postgres@127.0.0.1:5432/test
-E2E_TESTS := $(foreach t,$(basename $(notdir $(wildcard tests/*.rs))),--test $(t)) --test abuse
+E2E_TESTS := $(foreach t,$(basename $(notdir $(wildcard tests/*.rs))),--test $(t)) --test abuse --test traces
 
 # The test build comes first: `make guests` builds with its switchboard.
 test: plugins tools

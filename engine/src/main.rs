@@ -5,7 +5,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    switchboard::cli::init_logging();
     match switchboard::cli::run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -206,6 +206,7 @@ impl Control {
             error_code: None,
             account_sid: None,
             expires_at: None,
+            trace_context: crate::telemetry::current(),
         };
         let request = OutboundRequest {
             tenant_id: tenant_id.to_string(),

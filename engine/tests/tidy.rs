@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// The engine's top-level modules, lowest layer first.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("foundations", &["ids", "clock", "limits", "billing", "secrets", "net", "metrics"]),
+    ("foundations", &["ids", "clock", "limits", "billing", "secrets", "net", "metrics", "telemetry"]),
     ("store", &["store"]),
     ("domain", &["sms", "phone", "compliance", "tenancy", "manifest", "directory"]),
     ("carriers and plugins", &["connectors", "runtime"]),

@@ -468,5 +468,6 @@ pub fn new_message(h: &Harness, direction: switchboard::store::Direction) -> swi
         error_code: None,
         account_sid: None,
         expires_at: None,
+        trace_context: None,
     }
 }

@@ -91,6 +91,7 @@ pub async fn post(
         // A test key's event runs its plugin in test mode: sends go to the
         // sandbox, free.
         mode: auth.mode.as_str(),
+        trace_context: crate::telemetry::current(),
     };
     ctx.engine
         .db

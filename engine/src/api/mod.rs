@@ -213,10 +213,26 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), rate_limit::limit_failures))
         // Spans name the route template, never the raw path or query, which
         // can carry phone numbers.
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str());
-            tracing::info_span!("http", method = %req.method(), route)
-        }))
+        // A caller's `traceparent` makes the request part of its trace.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str());
+                    let span = tracing::info_span!(
+                        "http",
+                        otel.name = format!("{} {route}", req.method()),
+                        otel.kind = "server",
+                        http.request.method = %req.method(),
+                        http.route = route,
+                        http.response.status_code = tracing::field::Empty,
+                    );
+                    crate::telemetry::follow_request(&span, req.headers());
+                    span
+                })
+                .on_response(|res: &axum::http::Response<_>, _: std::time::Duration, span: &tracing::Span| {
+                    span.record("http.response.status_code", res.status().as_u16());
+                }),
+        )
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), metrics::count_requests))
         .with_state(ctx)
 }

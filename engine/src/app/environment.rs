@@ -37,6 +37,8 @@ pub const SETTING_KEYS: &[&str] = &[
     "routes",
     "public_base_url",
     "metrics",
+    "otlp_endpoint",
+    "trace_sample_ratio",
 ];
 
 /// One variable, placed in the settings tree.

@@ -80,6 +80,14 @@ pub struct Settings {
     pub public_base_url: Option<String>,
     /// `GET /metrics`: where it is served and who may read it.
     pub metrics: MetricsSettings,
+    /// Export traces (one per message) to this OpenTelemetry collector
+    /// over OTLP/HTTP: its base URL (`http://collector:4318`, to which
+    /// `/v1/traces` is added) or the full URL of its traces path. Unset:
+    /// no traces.
+    pub otlp_endpoint: Option<String>,
+    /// The share of traces begun here that are kept (0 to 1; default 1).
+    /// A trace begun by a caller's `traceparent` keeps the caller's choice.
+    pub trace_sample_ratio: f64,
     /// Where outgoing requests made for tenants resolve names (tests
     /// script it; default: the system resolver).
     #[serde(skip)]
@@ -108,6 +116,8 @@ impl Default for Settings {
             routes: Vec::new(),
             public_base_url: None,
             metrics: MetricsSettings::default(),
+            otlp_endpoint: None,
+            trace_sample_ratio: 1.0,
             dns: Default::default(),
         }
     }

@@ -44,12 +44,23 @@ pub struct BenchArgs {
     /// [default: postgres://postgres@127.0.0.1:5432/test]
     #[arg(long)]
     database_url: Option<String>,
+    /// Export traces at this sampling ratio (0 to 1) to an OTLP/HTTP
+    /// collector inside the bench process, which takes and drops them:
+    /// what tracing costs
+    #[arg(long)]
+    trace_sample_ratio: Option<f64>,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.runs > 1 {
+        super::init_logging(None);
         return in_separate_processes(&args);
     }
+    let traces = match args.trace_sample_ratio {
+        Some(ratio) => Some(start_traces(ratio).await?),
+        None => None,
+    };
+    super::init_logging(traces.as_ref().map(|(export, _)| export));
     let default_messages = match args.scenario {
         Scenario::Timers => 100_000,
         _ => 20_000,
@@ -69,6 +80,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Cluster => bench::cluster::run(&opts, args.database_url).await?,
         Scenario::Kannel => bench::kannel::run(&opts).await?,
     };
+    let mut figures = figures;
+    if let Some((export, received)) = traces {
+        tokio::task::spawn_blocking(move || export.shutdown()).await?;
+        let scenario = figures.first().map_or_else(String::new, |f| f.scenario.clone());
+        let bytes = received.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        figures.push(Figure::new(&scenario, "otlp_export_bytes", bytes, "bytes"));
+    }
     summary("run", &figures);
     for f in &figures {
         println!("{}", serde_json::to_string(f)?);
@@ -96,6 +114,9 @@ fn in_separate_processes(args: &BenchArgs) -> anyhow::Result<()> {
         if let Some(url) = &args.database_url {
             command.args(["--database-url", url]);
         }
+        if let Some(ratio) = args.trace_sample_ratio {
+            command.args(["--trace-sample-ratio", &ratio.to_string()]);
+        }
         let out = command.output()?;
         anyhow::ensure!(out.status.success(), "run {run} failed");
         let figures = String::from_utf8_lossy(&out.stdout)
@@ -110,6 +131,28 @@ fn in_separate_processes(args: &BenchArgs) -> anyhow::Result<()> {
     }
     summary(&format!("median of {} runs", runs.len()), &medians);
     Ok(())
+}
+
+/// A trace exporter at `ratio`, and an OTLP/HTTP collector on loopback
+/// that takes its batches (counting their bytes) and drops them.
+async fn start_traces(
+    ratio: f64,
+) -> anyhow::Result<(crate::telemetry::TraceExport, std::sync::Arc<std::sync::atomic::AtomicU64>)> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let received = Arc::new(AtomicU64::new(0));
+    let counted = received.clone();
+    let collector = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| async move {
+            counted.fetch_add(body.len() as u64, Ordering::Relaxed);
+            ""
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+    Ok((crate::telemetry::TraceExport::start(&endpoint, ratio)?, received))
 }
 
 fn summary(title: &str, figures: &[Figure]) {

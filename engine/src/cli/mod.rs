@@ -52,6 +52,10 @@ enum Command {
 /// Parses the command line and runs it; errors come back as one line.
 pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Bench(_)) {
+        // `serve` and `bench` set logging up once they know where traces go.
+        init_logging(None);
+    }
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
@@ -66,8 +70,14 @@ pub async fn run() -> anyhow::Result<()> {
     }
 }
 
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+pub fn init_logging(traces: Option<&crate::telemetry::TraceExport>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let filter = EnvFilter::try_from_env("SWITCHBOARD_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn"));
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
+    // The engine's own spans, whatever SWITCHBOARD_LOG prints.
+    let spans = traces.map(|t| t.layer().with_filter(EnvFilter::new("switchboard=info")));
+    tracing_subscriber::registry().with(log).with(spans).init();
 }

@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// Also serve `/metrics` on this address (see `[metrics]` in the README)
     #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Export traces to this OpenTelemetry collector (OTLP/HTTP)
+    #[arg(long, env = "SWITCHBOARD_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Settings file (TOML; see README)
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
     config: Option<PathBuf>,
@@ -53,6 +56,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(m) = args.metrics_listen {
         settings.metrics.listen = Some(m);
     }
+    if let Some(e) = args.otlp_endpoint {
+        settings.otlp_endpoint = Some(e);
+    }
+    let traces = match &settings.otlp_endpoint {
+        Some(endpoint) => Some(crate::telemetry::TraceExport::start(endpoint, settings.trace_sample_ratio)?),
+        None => None,
+    };
+    super::init_logging(traces.as_ref());
     // Secrets (SWITCHBOARD_ADMIN_TOKEN, SWITCHBOARD_SECRET_KEY) come from
     // the environment or the file, never from the command line.
     let listen = settings.listen;
@@ -89,6 +100,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     crate::api::run(app.api.clone(), listener, shutdown_signal()).await?;
     app.shutdown().await;
+    if let Some(traces) = traces {
+        tokio::task::spawn_blocking(move || traces.shutdown()).await?;
+    }
     Ok(())
 }
 

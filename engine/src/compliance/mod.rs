@@ -82,6 +82,7 @@ pub fn answer(
         error_code: None,
         account_sid: None,
         expires_at: None,
+        trace_context: crate::telemetry::current(),
     };
     (consent, reply)
 }

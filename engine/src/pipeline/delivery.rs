@@ -45,6 +45,20 @@ pub fn hand_on(ctx: &Context, recorded: Recorded) {
     for (connector, lag) in &recorded.report_lags {
         ctx.metrics.delivery_lag(connector, Duration::from_millis((*lag).max(0) as u64));
     }
+    for report in &recorded.traced {
+        // Recorded already: the span marks the report in the message's
+        // trace, however long after the send it came.
+        crate::telemetry::resume(Some(&report.trace_context), || {
+            tracing::info_span!(
+                "sms.delivery_report",
+                otel.kind = "consumer",
+                messaging.system = "sms",
+                messaging.message.id = %report.message_id,
+                switchboard.connector = %report.connector,
+                switchboard.status = report.status.as_str(),
+            )
+        });
+    }
     ctx.pipeline.webhooks.now();
     for event in recorded.events {
         ctx.pipeline.enqueue_event(event);

@@ -24,6 +24,7 @@ use crate::store::{OutboxItem, SendOutcome, SendResult};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
+use tracing::Instrument;
 
 pub async fn run(ctx: Arc<Context>, mut outbox: mpsc::UnboundedReceiver<OutboxItem>) {
     let permits = Arc::new(Semaphore::new(ctx.limits.concurrent_sends));
@@ -105,15 +106,43 @@ pub async fn run(ctx: Arc<Context>, mut outbox: mpsc::UnboundedReceiver<OutboxIt
             let Ok(permit) = permits.clone().acquire_owned().await else { return };
             let ctx = ctx.clone();
             tokio::spawn(async move {
+                let span = send_span(&item);
                 let work = async {
                     let result = send(&ctx, &item).await;
+                    let span = tracing::Span::current();
+                    span.record("switchboard.connector", result.connector.as_str());
+                    span.record("switchboard.outcome", outcome_name(&result.outcome));
                     counted(&ctx, &item, &result);
                     ctx.pipeline.sends.send(result);
                 };
-                ctx.pipeline.outbox.run(&item.message_id, work).await;
+                ctx.pipeline.outbox.run(&item.message_id, work.instrument(span)).await;
                 drop(permit);
             });
         }
+    }
+}
+
+/// The span of one attempt to send a message, in the message's trace.
+fn send_span(item: &OutboxItem) -> tracing::Span {
+    crate::telemetry::resume(item.trace_context.as_deref(), || {
+        tracing::info_span!(
+        "sms.send",
+        otel.kind = "producer",
+        messaging.system = "sms",
+        messaging.operation.type = "send",
+        messaging.message.id = %item.message_id,
+        switchboard.attempt = item.attempts + 1,
+        switchboard.connector = tracing::field::Empty,
+        switchboard.outcome = tracing::field::Empty,
+        )
+    })
+}
+
+fn outcome_name(outcome: &SendOutcome) -> &'static str {
+    match outcome {
+        SendOutcome::Sent { .. } => "sent",
+        SendOutcome::Failed { .. } => "failed",
+        SendOutcome::Retry { .. } => "retry",
     }
 }
 
@@ -192,7 +221,16 @@ async fn send(ctx: &Context, item: &OutboxItem) -> SendResult {
         }
         let pass = reg.gate.pass().await;
         let asked = std::time::Instant::now();
+        let span = crate::telemetry::nested(|| {
+            tracing::info_span!(
+                "carrier.request",
+                otel.kind = "client",
+                switchboard.connector = %name,
+                switchboard.result = tracing::field::Empty,
+            )
+        });
         let result = tokio::time::timeout(timeout, reg.connector.send(&sms))
+            .instrument(span.clone())
             .await
             .unwrap_or_else(|_| Err(ConnectorError::transient(format!("no answer within {timeout:?}"))));
         drop(pass);
@@ -202,6 +240,7 @@ async fn send(ctx: &Context, item: &OutboxItem) -> SendResult {
             Err(ConnectorError::Throttled { .. }) => "throttled",
             Err(ConnectorError::Transient { .. }) => "error",
         };
+        span.record("switchboard.result", answer);
         ctx.metrics.carrier_request(&name, answer, asked.elapsed());
         match result {
             Ok(accepted) => {

@@ -16,6 +16,7 @@ use crate::store::{
     Reassembled,
 };
 use crate::{ids, phone::Masked};
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -222,11 +223,39 @@ fn owner_of(ctx: &Context, to: &str, connector: &str) -> Result<String, IngestEr
 
 /// Accepts a message; `Ok(None)` when its parts were consumed by a copy.
 /// `sandbox_for`: a test-mode message made up by that tenant.
+///
+/// The message's trace begins here (inside the carrier's request, when it
+/// came as a webhook): its span's context is stored with the message and
+/// its events, and every later step joins it.
 async fn accept_consuming(
     ctx: &Context,
     sms: InboundSms,
     parts: Option<PartsKey>,
     sandbox_for: Option<&str>,
+) -> Result<Option<Accepted>, IngestError> {
+    let span = crate::telemetry::begin(|| {
+        tracing::info_span!(
+            "sms.receive",
+            otel.kind = "consumer",
+            messaging.system = "sms",
+            messaging.operation.type = "receive",
+            messaging.destination.name = %sms.connector,
+            messaging.message.id = tracing::field::Empty,
+            switchboard.events = tracing::field::Empty,
+        )
+    });
+    // In an unsampled trace there is no span here: the message keeps the
+    // request's context (its trace id), unsampled.
+    let trace_context = crate::telemetry::traceparent_of(&span).or_else(crate::telemetry::current);
+    receive(ctx, sms, parts, sandbox_for, trace_context).instrument(span).await
+}
+
+async fn receive(
+    ctx: &Context,
+    sms: InboundSms,
+    parts: Option<PartsKey>,
+    sandbox_for: Option<&str>,
+    trace_context: Option<String>,
 ) -> Result<Option<Accepted>, IngestError> {
     if sms.provider_id.as_ref().is_some_and(|id| id.len() > MAX_PROVIDER_ID_BYTES) {
         return Err(IngestError::Invalid {
@@ -277,7 +306,9 @@ async fn accept_consuming(
         error_code: incomplete.then_some("INCOMPLETE"),
         account_sid: None,
         expires_at: None,
+        trace_context: trace_context.clone(),
     };
+    tracing::Span::current().record("messaging.message.id", message_id.as_str());
     // STOP, START and HELP are the host's to answer; plugins never see them.
     let compliance = snapshot.tenants.get(&tenant_id).and_then(|tenant| {
         let keyword = tenant.settings.compliance.keyword(&message.body)?;
@@ -332,8 +363,10 @@ async fn accept_consuming(
             run_at: now,
             created_at: now,
             mode,
+            trace_context: trace_context.clone(),
         })
         .collect();
+    tracing::Span::current().record("switchboard.events", events.len());
     tracing::debug!(message_id, from = %Masked(&message.from), to = %Masked(&message.to), events = events.len(), "inbound accepted");
     let inbound = NewInbound {
         message,
@@ -347,7 +380,8 @@ async fn accept_consuming(
     };
     let event_rows: Vec<_> = inbound.events.iter().map(NewEvent::to_row).collect();
     let connector = sms.connector;
-    match ctx.pipeline.writer.inbound(inbound).await? {
+    let committed = ctx.pipeline.writer.inbound(inbound).instrument(crate::telemetry::commit_span("inbound"));
+    match committed.await? {
         InboundOutcome::PartsTaken => return Ok(None),
         InboundOutcome::Duplicate { message_id } => {
             ctx.metrics.inbound(&connector, "duplicate", &tenant_id);

@@ -200,6 +200,7 @@ pub async fn prepare(
             return Err(invalid("INVALID_FIELD", "to is required", format!("{p}to")));
         }
         let many = d.to.len() > 1;
+        let trace_context = crate::telemetry::current();
         for (i, raw) in d.to.iter().enumerate() {
             let field = if many { format!("{p}to[{i}]") } else { format!("{p}to") };
             let to = phone::normalize(raw, tenant.default_region.as_deref())
@@ -242,6 +243,8 @@ pub async fn prepare(
                 error_code: None,
                 account_sid: d.account_sid.clone(),
                 expires_at: d.validity_s.map(|v| scheduled_at.unwrap_or(now) + i64::from(v) * 1000),
+                // The API request's span (and the caller's trace, if it sent one).
+                trace_context: trace_context.clone(),
             };
             queued.push(Queued {
                 id: m.id.clone(),

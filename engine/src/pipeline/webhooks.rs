@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 pub const SIGNATURE_HEADER: &str = "x-switchboard-signature";
 const CLAIM_BATCH: u32 = 128;
@@ -128,14 +129,45 @@ fn signed_request(
 }
 
 async fn deliver(ctx: &Context, http: &reqwest::Client, d: &WebhookDelivery, secret: Option<&str>) -> WebhookAttempt {
+    // In the message's trace; the request carries this span's context on.
+    let span = crate::telemetry::resume(d.trace_context.as_deref(), || {
+        tracing::info_span!(
+            "webhook.deliver",
+            otel.kind = "client",
+            http.request.method = "POST",
+            messaging.message.id = %d.message_id,
+            switchboard.attempt = d.attempts + 1,
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        )
+    });
+    let attempt = attempt_delivery(ctx, http, d, secret).instrument(span.clone()).await;
+    match (attempt.status_code, &attempt.error) {
+        (Some(code), _) => span.record("http.response.status_code", code),
+        (None, Some(_)) => span.record("error.type", "request_failed"),
+        (None, None) => &span,
+    };
+    attempt
+}
+
+async fn attempt_delivery(
+    ctx: &Context,
+    http: &reqwest::Client,
+    d: &WebhookDelivery,
+    secret: Option<&str>,
+) -> WebhookAttempt {
     let started = Instant::now();
     let at = ctx.clock.now_ms();
     let outcome: Result<u16, String> = async {
         let url = net::parse_http_url(&d.url).map_err(|e| e.to_string())?;
         net::check_literal(&url, ctx.webhooks_allow_private_addresses).map_err(|e| e.to_string())?;
         let (body, content_type, signature_header, signature) = signed_request(ctx, d, secret, at)?;
-        let response = http
-            .post(url)
+        let mut request = http.post(url);
+        // This span's context, or in an unsampled trace the stored one.
+        if let Some(traceparent) = crate::telemetry::current().or_else(|| d.trace_context.clone()) {
+            request = request.header(crate::telemetry::TRACEPARENT, traceparent);
+        }
+        let response = request
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .header(signature_header, signature)
             .header("user-agent", concat!("Switchboard-Webhooks/", env!("CARGO_PKG_VERSION")))

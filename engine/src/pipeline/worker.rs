@@ -21,6 +21,7 @@ use crate::store::{
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 /// Re-runs after kv conflicts before the attempt counts as failed.
 const MAX_CONFLICT_RERUNS: u32 = 100;
@@ -72,7 +73,8 @@ pub async fn run(ctx: Arc<Context>, mut events: mpsc::UnboundedReceiver<EventRow
             tokio::spawn(async move {
                 let id = event.id.clone();
                 let slot = Slot { tenant: Some(tenant), finished: finished_tx };
-                ctx.pipeline.events.run(&id, process(&ctx, &reruns, &minutes, event, slot)).await;
+                let span = invocation_span(&event);
+                ctx.pipeline.events.run(&id, process(&ctx, &reruns, &minutes, event, slot).instrument(span)).await;
             });
         }
         tokio::select! {
@@ -83,6 +85,27 @@ pub async fn run(ctx: Arc<Context>, mut events: mpsc::UnboundedReceiver<EventRow
             Some(tenant) = finished.recv() => queue.finished(&tenant),
         }
     }
+}
+
+/// The span of one event's processing (its invocation and the commit of
+/// its outcome), in the trace of what caused the event.
+fn invocation_span(event: &EventRow) -> tracing::Span {
+    crate::telemetry::resume(event.trace_context.as_deref(), || {
+        tracing::info_span!(
+        "plugin.invoke",
+        otel.kind = "internal",
+        switchboard.event.id = %event.id,
+        switchboard.event.kind = event.kind.as_str(),
+        switchboard.plugin.id = %event.plugin_id,
+        switchboard.attempt = event.attempts + 1,
+        switchboard.plugin.version = tracing::field::Empty,
+        switchboard.outcome = tracing::field::Empty,
+        switchboard.fuel = tracing::field::Empty,
+        switchboard.memory_peak_bytes = tracing::field::Empty,
+        switchboard.duration_us = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        )
+    })
 }
 
 /// A tenant's turn in the fair queue, given back as soon as its plugin has
@@ -141,7 +164,7 @@ async fn process(ctx: &Context, locks: &RerunLocks, minutes: &MinuteCounts, even
             attempt(ctx, &event).await
         };
         slot.release();
-        let (completion, record) = match outcome {
+        let (mut completion, record) = match outcome {
             Ok(done) => done,
             Err(Unrunnable::Dead(reason)) => (Completion::Failed { error: reason, retry_at: None }, None),
             Err(Unrunnable::Retry(reason)) => {
@@ -155,6 +178,14 @@ async fn process(ctx: &Context, locks: &RerunLocks, minutes: &MinuteCounts, even
                 None,
             ),
         };
+        if let Completion::Succeeded(effects) = &mut completion {
+            // Sends join the invocation's span, or where there is none (an
+            // unsampled trace) the event's own context.
+            let made_here = crate::telemetry::current();
+            for m in &mut effects.sends {
+                m.trace_context = made_here.clone().or_else(|| event.trace_context.clone());
+            }
+        }
         let retry_at = match &completion {
             Completion::Failed { retry_at, .. } => Some(*retry_at),
             Completion::Succeeded(_) => None,
@@ -181,6 +212,17 @@ async fn process(ctx: &Context, locks: &RerunLocks, minutes: &MinuteCounts, even
             },
             logs: vec![],
         });
+        let span = tracing::Span::current();
+        span.record("switchboard.outcome", record.outcome);
+        span.record("switchboard.fuel", record.fuel_used);
+        span.record("switchboard.memory_peak_bytes", record.memory_peak);
+        span.record("switchboard.duration_us", record.duration_us);
+        if !record.version_id.is_empty() {
+            span.record("switchboard.plugin.version", record.version_id.as_str());
+        }
+        if record.outcome != "ok" {
+            span.record("error.type", record.outcome);
+        }
         ctx.metrics.invocation(crate::metrics::InvocationSample {
             outcome: record.outcome,
             duration: std::time::Duration::from_micros(record.duration_us.max(0) as u64),
@@ -200,6 +242,7 @@ async fn process(ctx: &Context, locks: &RerunLocks, minutes: &MinuteCounts, even
                 suspend_after: ctx.limits.plugin_suspend_after_failures,
                 outbox_lease: ctx.pipeline.lease(&ctx.clock),
             })
+            .instrument(crate::telemetry::commit_span("completion"))
             .await;
         let result = match submitted {
             Ok(r) => r,

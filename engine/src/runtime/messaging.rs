@@ -208,6 +208,8 @@ impl MessagingState {
             error_code: None,
             account_sid: None,
             expires_at: None,
+            // Set by the worker: the invocation's trace.
+            trace_context: None,
         })
     }
 

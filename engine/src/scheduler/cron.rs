@@ -76,6 +76,7 @@ async fn fire_schedule(
         run_at: now,
         created_at: now,
         mode: "live",
+        trace_context: None,
     };
     let lease = ctx.pipeline.lease(&ctx.clock);
     if ctx.db.fire_cron(&plugin.row.plugin_id, expr, last, fire_at, &event, &lease).await? {

@@ -271,6 +271,9 @@ pub struct NewMessage {
     pub account_sid: Option<String>,
     /// Past this, it is not sent: it fails as expired (a validity period).
     pub expires_at: Option<Millis>,
+    /// The W3C `traceparent` of the span that made the message (see
+    /// `telemetry`): its sending, reports and webhooks join that trace.
+    pub trace_context: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,6 +332,9 @@ pub struct NewEvent {
     /// `live`, or `test` for events a test key caused (their plugins' sends
     /// go to the sandbox).
     pub mode: &'static str,
+    /// The `traceparent` of what caused the event: its invocation joins
+    /// that trace.
+    pub trace_context: Option<String>,
 }
 
 /// An event as claimed for processing.
@@ -348,6 +354,7 @@ pub struct EventRow {
     /// The version this event runs (the one an earlier attempt failed
     /// on); `None`: the active version.
     pub version_id: Option<String>,
+    pub trace_context: Option<String>,
 }
 
 /// The stored name of a mode (`test`, else `live`).
@@ -369,6 +376,7 @@ impl NewEvent {
             created_at: self.created_at,
             mode: self.mode,
             version_id: None,
+            trace_context: self.trace_context.clone(),
         }
     }
 }
@@ -541,6 +549,8 @@ pub struct OutboxItem {
     pub mode: String,
     /// Not sent after this (its validity period).
     pub expires_at: Option<Millis>,
+    /// The message's `traceparent` (its sending joins that trace).
+    pub trace_context: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -586,6 +596,18 @@ pub struct Recorded {
     pub changes: Vec<(String, MessageStatus)>,
     /// Final reports' lag after the carrier took the part: (connector, ms).
     pub report_lags: Vec<(String, Millis)>,
+    /// Reports that moved a message with a stored trace context.
+    pub traced: Vec<TracedReport>,
+}
+
+/// A report that moved a message which carries a trace context: its span
+/// joins the message's trace.
+#[derive(Debug, Clone)]
+pub struct TracedReport {
+    pub message_id: String,
+    pub connector: String,
+    pub status: MessageStatus,
+    pub trace_context: String,
 }
 
 /// One part of an inbound message the carrier delivered in pieces
@@ -739,6 +761,8 @@ pub struct MessageView {
     pub batch_id: Option<String>,
     /// The Twilio-style account it was sent under, if any.
     pub account_sid: Option<String>,
+    /// The `traceparent` of the span that made it (traces exported).
+    pub trace_context: Option<String>,
     pub history: Vec<StatusEntry>,
     pub parts: Vec<PartView>,
 }
@@ -900,6 +924,9 @@ pub struct WebhookDelivery {
     /// its own `StatusCallback`: delivered in Twilio's form, signed with
     /// this account's auth token.
     pub account_sid: Option<String>,
+    /// The message's `traceparent`: the delivery joins its trace and the
+    /// request carries it on.
+    pub trace_context: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -1006,6 +1033,7 @@ pub fn outbox_items(messages: &[NewMessage]) -> Vec<OutboxItem> {
             due_at: m.created_at,
             mode: m.mode.to_string(),
             expires_at: m.expires_at,
+            trace_context: m.trace_context.clone(),
         })
         .collect()
 }

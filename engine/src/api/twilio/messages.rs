@@ -116,6 +116,7 @@ fn accepted_view(prepared: &Prepared) -> MessageView {
         price: m.price,
         batch_id: None,
         account_sid: m.account_sid.clone(),
+        trace_context: m.trace_context.clone(),
         history: Vec::new(),
         parts: Vec::new(),
     }

@@ -19,6 +19,7 @@ async fn record_sent(
     events: &mut Vec<NewEvent>,
     changes: &mut Vec<(String, MessageStatus)>,
     lags: &mut Vec<(String, Millis)>,
+    traced: &mut Vec<TracedReport>,
 ) -> StoreResult<()> {
     let mut q: QueryBuilder<DB> = QueryBuilder::new("WITH v(id, provider_id, connector, at) AS (");
     q.push_values(sent, |mut b, (r, provider_ids)| {
@@ -116,7 +117,7 @@ async fn record_sent(
             })
             .collect();
         // Their lag counts from the answer: they came with it (or before).
-        apply_reports::<DB>(conn, &early, events, changes, lags).await?;
+        apply_reports::<DB>(conn, &early, events, changes, lags, traced).await?;
     }
     Ok(())
 }
@@ -154,7 +155,7 @@ for_every_backend! {
 async fn apply_report(
     conn: &mut Conn<DB>,
     r: &ProviderReport,
-) -> StoreResult<Option<(String, Option<MessageStatus>, Option<Millis>)>> {
+) -> StoreResult<Option<AppliedReport>> {
     let part = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT message_id, part, status, updated_at FROM message_parts WHERE connector = $1 AND provider_id = $2 {}",
         DB::LOCK_ROWS
@@ -190,9 +191,9 @@ async fn apply_report(
             .filter_map(|s| MessageStatus::parse(s))
             .collect();
     let status = MessageStatus::of_parts(&statuses);
-    let changed = sqlx::query(
+    let changed: Option<Option<String>> = sqlx::query_scalar(
         "UPDATE messages SET status = $1, status_rank = $2, error_code = COALESCE($3, error_code), updated_at = $4 \
-         WHERE id = $5 AND status_rank < $6",
+         WHERE id = $5 AND status_rank < $6 RETURNING trace_context",
     )
     .bind(status.as_str())
     .bind(status.rank())
@@ -200,15 +201,27 @@ async fn apply_report(
     .bind(r.at)
     .bind(&message_id)
     .bind(status.rank())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        > 0;
-    if changed {
+    .fetch_optional(&mut *conn)
+    .await?;
+    if changed.is_some() {
         status_changed::<DB>(conn, &message_id, status, r.error_code.as_deref(), r.at).await?;
     }
-    Ok(Some((message_id, changed.then_some(status), lag)))
+    Ok(Some(AppliedReport {
+        message_id,
+        status: changed.as_ref().map(|_| status),
+        lag,
+        trace_context: changed.flatten(),
+    }))
 }
+}
+
+/// What one report did: the message it names, its new status (if it
+/// moved), the lag of a final report, and the message's trace context.
+struct AppliedReport {
+    message_id: String,
+    status: Option<MessageStatus>,
+    lag: Option<Millis>,
+    trace_context: Option<String>,
 }
 
 for_every_backend! {
@@ -222,7 +235,7 @@ async fn delivery_event(
 ) -> StoreResult<Option<NewEvent>> {
     let Some(msg) = sqlx::query(
         "SELECT m.tenant_id, m.plugin_id, m.to_addr, m.reference, \
-         EXISTS (SELECT 1 FROM routes WHERE plugin_id = m.plugin_id AND kind = 'delivery'), m.mode \
+         EXISTS (SELECT 1 FROM routes WHERE plugin_id = m.plugin_id AND kind = 'delivery'), m.mode, m.trace_context \
          FROM messages m WHERE m.id = $1",
     )
     .bind(message_id)
@@ -251,6 +264,7 @@ async fn delivery_event(
         run_at: at,
         created_at: at,
         mode: mode_of(&msg.get::<String, _>(5)),
+        trace_context: msg.get(6),
     }))
 }
 }
@@ -262,6 +276,7 @@ async fn apply_reports(
     events: &mut Vec<NewEvent>,
     changes: &mut Vec<(String, MessageStatus)>,
     lags: &mut Vec<(String, Millis)>,
+    traced: &mut Vec<TracedReport>,
 ) -> StoreResult<()> {
     let keys: Vec<String> = reports.iter().map(|r| report_key(&r.connector, &r.provider_id)).collect();
     DB::lock_keys(conn, &keys).await?;
@@ -279,11 +294,19 @@ async fn apply_reports(
                     .execute(&mut *conn)
                     .await?;
             }
-            Some((message_id, status, lag)) => {
+            Some(AppliedReport { message_id, status, lag, trace_context }) => {
                 if let Some(lag) = lag {
                     lags.push((r.connector.clone(), lag));
                 }
                 let Some(status) = status else { continue };
+                if let Some(trace_context) = trace_context {
+                    traced.push(TracedReport {
+                        message_id: message_id.clone(),
+                        connector: r.connector.clone(),
+                        status,
+                        trace_context,
+                    });
+                }
                 if let Some(e) = delivery_event::<DB>(conn, &message_id, status, r.error_code.as_deref(), r.at).await? {
                     events.push(e);
                 }
@@ -370,10 +393,10 @@ pub(in crate::store) async fn send_results_in(
     results: &[SendResult],
     lease: &Lease,
 ) -> StoreResult<Recorded> {
-    let (mut events, mut changes, mut report_lags) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut events, mut changes, mut report_lags, mut traced) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let sent = accepted_once(results);
     for chunk in sent.chunks(INSERT_CHUNK) {
-        record_sent::<DB>(tx, chunk, &mut events, &mut changes, &mut report_lags).await?;
+        record_sent::<DB>(tx, chunk, &mut events, &mut changes, &mut report_lags, &mut traced).await?;
     }
     for r in results {
         match &r.outcome {
@@ -416,7 +439,7 @@ pub(in crate::store) async fn send_results_in(
     }
     let refs: Vec<&NewEvent> = events.iter().collect();
     insert_event_rows::<DB>(tx, &refs, lease).await?;
-    Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes, report_lags })
+    Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes, report_lags, traced })
 }
 }
 
@@ -428,11 +451,11 @@ pub(in crate::store) async fn reports_in(
     reports: &[ProviderReport],
     lease: &Lease,
 ) -> StoreResult<Recorded> {
-    let (mut events, mut changes, mut report_lags) = (Vec::new(), Vec::new(), Vec::new());
-    apply_reports::<DB>(tx, reports, &mut events, &mut changes, &mut report_lags).await?;
+    let (mut events, mut changes, mut report_lags, mut traced) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    apply_reports::<DB>(tx, reports, &mut events, &mut changes, &mut report_lags, &mut traced).await?;
     let refs: Vec<&NewEvent> = events.iter().collect();
     insert_event_rows::<DB>(tx, &refs, lease).await?;
-    Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes, report_lags })
+    Ok(Recorded { events: events.iter().map(NewEvent::to_row).collect(), changes, report_lags, traced })
 }
 }
 
@@ -471,7 +494,7 @@ impl Deliveries {
         if !claimed.is_empty() {
             let mut q: QueryBuilder<B::Db> = QueryBuilder::new(
                 "SELECT o.message_id, m.tenant_id, m.from_addr, m.to_addr, m.body, m.reference, m.connector, o.attempts, \
-                 m.encoding, COALESCE(m.scheduled_at, m.created_at), m.mode, m.expires_at \
+                 m.encoding, COALESCE(m.scheduled_at, m.created_at), m.mode, m.expires_at, m.trace_context \
                  FROM outbox o JOIN messages m ON m.id = o.message_id WHERE o.message_id IN (",
             );
             let mut ids = q.separated(", ");
@@ -493,6 +516,7 @@ impl Deliveries {
                     due_at: r.get(9),
                     mode: r.get(10),
                     expires_at: r.get(11),
+                    trace_context: r.get(12),
                 });
             }
         }

@@ -10,7 +10,7 @@ use sqlx::{QueryBuilder, Row};
 use std::collections::HashMap;
 
 pub(in crate::store) const EVENT_COLUMNS: &str =
-    "id, tenant_id, plugin_id, kind, name, payload, message_id, attempts, created_at, mode, version_id";
+    "id, tenant_id, plugin_id, kind, name, payload, message_id, attempts, created_at, mode, version_id, trace_context";
 
 for_every_backend! {
 /// Whether a compliance confirmation goes out: the sender has had fewer
@@ -64,6 +64,7 @@ pub(in crate::store) fn event_row(r: DbRow<DB>) -> StoreResult<EventRow> {
         created_at: r.get(8),
         mode: mode_of(&r.get::<String, _>(9)),
         version_id: r.get(10),
+        trace_context: r.get(11),
     })
 }
 }
@@ -74,7 +75,7 @@ pub(in crate::store) async fn insert_messages(conn: &mut Conn<DB>, messages: &[&
         let mut q: QueryBuilder<DB> = QueryBuilder::new(
             "INSERT INTO messages (id, tenant_id, direction, from_addr, to_addr, body, status, status_rank, segments, \
              encoding, reference, connector, plugin_id, event_id, in_reply_to, created_at, updated_at, mode, webhook_url, \
-             scheduled_at, price, batch_id, error_code, account_sid, expires_at) ",
+             scheduled_at, price, batch_id, error_code, account_sid, expires_at, trace_context) ",
         );
         q.push_values(chunk, |mut b, m| {
             b.push_bind(&m.id)
@@ -101,7 +102,8 @@ pub(in crate::store) async fn insert_messages(conn: &mut Conn<DB>, messages: &[&
                 .push_bind(&m.batch_id)
                 .push_bind(m.error_code)
                 .push_bind(&m.account_sid)
-                .push_bind(m.expires_at);
+                .push_bind(m.expires_at)
+                .push_bind(&m.trace_context);
         });
         q.build().execute(&mut *conn).await?;
         let mut q: QueryBuilder<DB> = QueryBuilder::new("INSERT INTO message_status (message_id, status, at) ");
@@ -119,7 +121,7 @@ pub(in crate::store) async fn insert_event_rows(conn: &mut Conn<DB>, events: &[&
     for chunk in events.chunks(INSERT_CHUNK) {
         let mut q: QueryBuilder<DB> = QueryBuilder::new(
             "INSERT INTO events (id, tenant_id, plugin_id, kind, name, payload, message_id, status, attempts, run_at, \
-             lease_owner, lease_until, created_at, updated_at, mode) ",
+             lease_owner, lease_until, created_at, updated_at, mode, trace_context) ",
         );
         q.push_values(chunk, |mut b, e| {
             b.push_bind(&e.id)
@@ -136,7 +138,8 @@ pub(in crate::store) async fn insert_event_rows(conn: &mut Conn<DB>, events: &[&
                 .push_bind(lease.until)
                 .push_bind(e.created_at)
                 .push_bind(e.created_at)
-                .push_bind(e.mode);
+                .push_bind(e.mode)
+                .push_bind(&e.trace_context);
         });
         q.build().execute(&mut *conn).await?;
     }
@@ -461,6 +464,8 @@ impl Events {
                 message_id: None,
                 created_at: now,
                 mode: mode_of(&r.get::<String, _>(5)),
+                // A timer fire begins a trace of its own.
+                trace_context: None,
             })
             .collect();
         let refs: Vec<&NewEvent> = events.iter().collect();

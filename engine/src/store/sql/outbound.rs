@@ -202,7 +202,7 @@ pub(in crate::store) async fn claim_webhooks(
         "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN (
             SELECT id FROM webhook_deliveries WHERE status = 'pending' AND run_at <= $3
             AND (lease_until IS NULL OR lease_until < $3) ORDER BY run_at LIMIT $4 {})
-         RETURNING id, tenant_id, message_id, url, payload, attempts, created_at, account_sid",
+         RETURNING id, tenant_id, message_id, url, payload, attempts, created_at, account_sid, trace_context",
         DB::SKIP_LOCKED
     )))
     .bind(&lease.owner)
@@ -222,6 +222,7 @@ pub(in crate::store) async fn claim_webhooks(
             attempts: r.get::<i64, _>(5) as u32,
             created_at: r.get(6),
             account_sid: r.get(7),
+            trace_context: r.get(8),
         })
         .collect())
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 const MESSAGE_SELECT: &str = "SELECT m.id, m.direction, m.from_addr, m.to_addr, m.body, m.status, m.segments, \
     m.encoding, m.reference, m.error_code, m.connector, m.provider_id, p.name, m.in_reply_to, m.created_at, m.updated_at, \
-    m.mode, m.scheduled_at, m.price, m.batch_id, m.account_sid FROM messages m LEFT JOIN plugins p ON p.id = m.plugin_id";
+    m.mode, m.scheduled_at, m.price, m.batch_id, m.account_sid, m.trace_context FROM messages m LEFT JOIN plugins p ON p.id = m.plugin_id";
 
 for_every_backend! {
 fn message_view(r: &DbRow<DB>) -> MessageView {
@@ -33,6 +33,7 @@ fn message_view(r: &DbRow<DB>) -> MessageView {
         price: r.get(18),
         batch_id: r.get(19),
         account_sid: r.get(20),
+        trace_context: r.get(21),
         history: Vec::new(),
         parts: Vec::new(),
     }

@@ -43,7 +43,7 @@ pub(in crate::store) async fn statuses_changed(conn: &mut Conn<DB>, changes: &[S
 
         let mut q: QueryBuilder<DB> = QueryBuilder::new(
             "SELECT m.id, m.tenant_id, m.reference, m.to_addr, COALESCE(m.webhook_url, t.webhook_url), m.from_addr, \
-             CASE WHEN m.webhook_url IS NOT NULL THEN m.account_sid END FROM messages m JOIN tenants t ON t.id = m.tenant_id WHERE m.direction = 'outbound' \
+             CASE WHEN m.webhook_url IS NOT NULL THEN m.account_sid END, m.trace_context FROM messages m JOIN tenants t ON t.id = m.tenant_id WHERE m.direction = 'outbound' \
              AND COALESCE(m.webhook_url, t.webhook_url) IS NOT NULL AND m.id IN (",
         );
         let mut ids = q.separated(", ");
@@ -61,7 +61,7 @@ pub(in crate::store) async fn statuses_changed(conn: &mut Conn<DB>, changes: &[S
             chunk.iter().filter_map(|c| by_id.get(c.message_id).map(|r| (c, *r))).collect();
         let mut q: QueryBuilder<DB> = QueryBuilder::new(
             "INSERT INTO webhook_deliveries (id, tenant_id, message_id, url, payload, status, attempts, run_at, \
-             created_at, updated_at, account_sid) ",
+             created_at, updated_at, account_sid, trace_context) ",
         );
         q.push_values(owed, |mut b, (c, row)| {
             let payload = serde_json::json!({
@@ -83,7 +83,8 @@ pub(in crate::store) async fn statuses_changed(conn: &mut Conn<DB>, changes: &[S
                 .push_bind(c.at)
                 .push_bind(c.at)
                 .push_bind(c.at)
-                .push_bind(row.get::<Option<String>, _>(6));
+                .push_bind(row.get::<Option<String>, _>(6))
+                .push_bind(row.get::<Option<String>, _>(7));
         });
         q.build().execute(&mut *conn).await?;
     }

@@ -1,0 +1,415 @@
+//! One trace per message, as an operator's OpenTelemetry collector sees it:
+//! `switchboard serve --otlp-endpoint` exporting to a real OTLP/HTTP
+//! receiver in this process (the `opentelemetry-proto` message types,
+//! decoded with prost), and a tenant webhook that receives the status
+//! changes with their `traceparent`.
+//!
+//! With `SWITCHBOARD_TEST_DATABASE=postgres://...` the engines run on a
+//! scratch PostgreSQL database, else on SQLite in their data directory.
+
+mod support;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use prost::Message as _;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use support::{GUARD, serve};
+use tokio::sync::Notify;
+
+const CUSTOMER: &str = "+15551234567";
+const DEMO_NUMBER: &str = "+15550000000";
+
+/// One exported span, as the collector received it.
+#[derive(Debug, Clone)]
+struct SpanSeen {
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    attributes: HashMap<String, String>,
+    service: String,
+}
+
+/// What a receiver collected, and a wake-up for each arrival.
+struct Collected<T> {
+    items: Mutex<Vec<T>>,
+    arrived: Notify,
+}
+
+impl<T> Default for Collected<T> {
+    fn default() -> Self {
+        Collected { items: Mutex::new(Vec::new()), arrived: Notify::new() }
+    }
+}
+
+impl<T: Clone> Collected<T> {
+    fn push(&self, more: impl IntoIterator<Item = T>) {
+        self.items.lock().unwrap().extend(more);
+        self.arrived.notify_waiters();
+    }
+
+    /// Waits until `done` holds for what has arrived; returns it then.
+    async fn until(&self, what: &str, done: impl Fn(&[T]) -> bool) -> Vec<T> {
+        tokio::time::timeout(GUARD, async {
+            loop {
+                let arrived = self.arrived.notified();
+                {
+                    let items = self.items.lock().unwrap();
+                    if done(&items) {
+                        return items.clone();
+                    }
+                }
+                arrived.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not arrive"))
+    }
+}
+
+fn text(v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
+    match v.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(AnyValue::StringValue(s)) => s.clone(),
+        Some(AnyValue::IntValue(i)) => i.to_string(),
+        Some(AnyValue::BoolValue(b)) => b.to_string(),
+        Some(AnyValue::DoubleValue(d)) => d.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn otlp_traces(State(spans): State<Arc<Collected<SpanSeen>>>, body: Bytes) -> Vec<u8> {
+    let request = ExportTraceServiceRequest::decode(body).expect("an OTLP/protobuf export request");
+    let mut seen = Vec::new();
+    for resource in request.resource_spans {
+        let service = resource
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|a| a.key == "service.name")
+            .map(|a| text(&a.value))
+            .unwrap_or_default();
+        for scope in resource.scope_spans {
+            for s in scope.spans {
+                seen.push(SpanSeen {
+                    name: s.name,
+                    trace_id: hex::encode(&s.trace_id),
+                    span_id: hex::encode(&s.span_id),
+                    parent_span_id: hex::encode(&s.parent_span_id),
+                    attributes: s.attributes.iter().map(|a| (a.key.clone(), text(&a.value))).collect(),
+                    service: service.clone(),
+                });
+            }
+        }
+    }
+    spans.push(seen);
+    // An empty ExportTraceServiceResponse.
+    Vec::new()
+}
+
+/// A status webhook as the tenant's endpoint received it.
+#[derive(Debug, Clone)]
+struct Hook {
+    payload: Value,
+    traceparent: Option<String>,
+}
+
+async fn tenant_webhook(State(hooks): State<Arc<Collected<Hook>>>, headers: HeaderMap, body: Bytes) -> &'static str {
+    let traceparent = headers.get("traceparent").map(|v| v.to_str().unwrap().to_string());
+    hooks.push([Hook { payload: serde_json::from_slice(&body).unwrap(), traceparent }]);
+    "ok"
+}
+
+/// An OTLP/HTTP collector and a tenant webhook endpoint on loopback.
+struct Receivers {
+    otlp_url: String,
+    hook_url: String,
+    spans: Arc<Collected<SpanSeen>>,
+    hooks: Arc<Collected<Hook>>,
+}
+
+async fn receivers() -> Receivers {
+    let spans = Arc::new(Collected::default());
+    let hooks = Arc::new(Collected::default());
+    let app = axum::Router::new()
+        .route("/v1/traces", axum::routing::post(otlp_traces))
+        .with_state(spans.clone())
+        .merge(axum::Router::new().route("/hook", axum::routing::post(tenant_webhook)).with_state(hooks.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Receivers { otlp_url: base.clone(), hook_url: format!("{base}/hook"), spans, hooks }
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Where the engines keep their data: a scratch PostgreSQL database when
+/// the suite runs on PostgreSQL, else SQLite in the data directory.
+async fn database() -> Option<switchboard::store::postgres::scratch::ScratchDatabase> {
+    let server = std::env::var("SWITCHBOARD_TEST_DATABASE").ok().filter(|u| u.starts_with("postgres"))?;
+    Some(switchboard::store::postgres::scratch::ScratchDatabase::create(&server).await.expect("a scratch database"))
+}
+
+/// Starts an engine with the demo tenant that exports its traces to
+/// `otlp_url` (batches sent every 50 ms); returns it with its base URL.
+async fn engine(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    otlp_url: &str,
+    extra_env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
+    let plugins = workspace().join("plugins");
+    let cache = workspace().join("target/test-compile-cache");
+    let mut env = vec![
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("SWITCHBOARD_WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", "true"),
+        ("SWITCHBOARD_COMPILE_CACHE_DIR", cache.to_str().unwrap()),
+    ];
+    if let Some(url) = database_url {
+        // Nodes on one database share the key that seals its secrets.
+        env.push(("SWITCHBOARD_DATABASE_URL", url));
+        env.push(("SWITCHBOARD_SECRET_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="));
+    }
+    env.extend_from_slice(extra_env);
+    serve(
+        &["--listen", "127.0.0.1:0", "--otlp-endpoint", otlp_url, "--plugins-dir", plugins.to_str().unwrap()],
+        data_dir,
+        &env,
+        "Switchboard is listening on ",
+    )
+    .await
+}
+
+/// Points the demo tenant's status webhooks at `url` and gives it a
+/// signing secret.
+async fn subscribe(http: &reqwest::Client, base: &str, key: &str, url: &str) {
+    let put = http.put(format!("{base}/v1/account/webhook")).bearer_auth(key).json(&json!({"url": url})).send();
+    assert_eq!(put.await.unwrap().status(), 200);
+    let secret = http.post(format!("{base}/v1/account/webhook/secret")).bearer_auth(key).send().await.unwrap();
+    assert!(secret.status().is_success(), "{}", secret.text().await.unwrap());
+}
+
+async fn get(http: &reqwest::Client, url: String, key: &str) -> Value {
+    let response = http.get(url).bearer_auth(key).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+fn named<'a>(spans: &'a [SpanSeen], trace: &str, name: &str) -> Vec<&'a SpanSeen> {
+    spans.iter().filter(|s| s.trace_id == trace && s.name == name).collect()
+}
+
+fn one<'a>(spans: &'a [SpanSeen], trace: &str, name: &str) -> &'a SpanSeen {
+    let found = named(spans, trace, name);
+    assert_eq!(found.len(), 1, "one {name} span in trace {trace}: {found:#?}");
+    found[0]
+}
+
+/// The trace context a request carried, as (trace id, parent span id).
+fn trace_and_span(traceparent: &str) -> (String, String) {
+    let fields: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(fields.len(), 4, "{traceparent}");
+    (fields[1].to_string(), fields[2].to_string())
+}
+
+/// Nothing a span says names a phone number or a message body.
+fn assert_no_numbers_or_bodies(spans: &[SpanSeen], bodies: &[&str]) {
+    for s in spans {
+        let said = format!("{} {:?}", s.name, s.attributes);
+        for secret in [CUSTOMER, DEMO_NUMBER, &CUSTOMER[2..], &DEMO_NUMBER[2..]].iter().chain(bodies) {
+            assert!(!said.contains(secret), "span {} carries {secret:?}: {said}", s.name);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_inbound_message_is_one_trace_from_the_carrier_webhook_to_the_status_webhook() {
+    let rx = receivers().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = database().await;
+    let (mut child, base) = engine(dir.path(), db.as_ref().map(|d| d.url.as_str()), &rx.otlp_url, &[]).await;
+    let key = std::fs::read_to_string(dir.path().join("demo-api-key")).unwrap().trim().to_string();
+    let http = reqwest::Client::new();
+    subscribe(&http, &base, &key, &rx.hook_url).await;
+
+    let accepted = http
+        .post(format!("{base}/v1/inbound/generic"))
+        .json(&json!({"from": CUSTOMER, "to": DEMO_NUMBER, "message": "HOURS"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200);
+    let accepted: Value = accepted.json().await.unwrap();
+    let inbound_id = accepted["id"].as_str().expect("the message id").to_string();
+
+    // The reply's final status webhook, carrying its trace context.
+    let hooks = rx.hooks.until("the delivered webhook", |h| h.iter().any(|h| h.payload["status"] == "delivered")).await;
+    let delivered = hooks.iter().find(|h| h.payload["status"] == "delivered").unwrap();
+    let reply_id = delivered.payload["id"].as_str().unwrap().to_string();
+
+    let inbound = get(&http, format!("{base}/v1/messages/{inbound_id}"), &key).await;
+    let reply = get(&http, format!("{base}/v1/messages/{reply_id}"), &key).await;
+    let trace = inbound["trace_id"].as_str().expect("the inbound message has a trace id").to_string();
+    assert_eq!(trace.len(), 32);
+    assert_eq!(reply["trace_id"], trace.as_str(), "the reply is in the inbound message's trace");
+    assert_eq!(reply["in_reply_to"], inbound_id.as_str());
+    let (hook_trace, hook_parent) = trace_and_span(delivered.traceparent.as_deref().expect("a traceparent header"));
+    assert_eq!(hook_trace, trace);
+
+    let webhook_span_id = hook_parent.clone();
+    let spans = rx
+        .spans
+        .until("the message's spans", |s| {
+            s.iter().any(|s| s.span_id == webhook_span_id)
+                && s.iter().any(|s| s.trace_id == trace && s.name == "sms.delivery_report")
+                && s.iter().any(|s| s.trace_id == trace && s.name == "store.commit")
+        })
+        .await;
+
+    // The hops, and who is whose parent.
+    let http_span = one(&spans, &trace, "POST /v1/inbound/{connector}");
+    assert_eq!(http_span.parent_span_id, "", "the carrier's request begins the trace");
+    assert_eq!(http_span.attributes["http.route"], "/v1/inbound/{connector}");
+    assert_eq!(http_span.attributes["http.response.status_code"], "200");
+    let receive = one(&spans, &trace, "sms.receive");
+    assert_eq!(receive.parent_span_id, http_span.span_id);
+    assert_eq!(receive.attributes["messaging.message.id"], inbound_id);
+    let send = one(&spans, &trace, "sms.send");
+    let invokes = named(&spans, &trace, "plugin.invoke");
+    assert!(invokes.iter().all(|i| i.parent_span_id == receive.span_id), "the invocations continue the stored context");
+    let invoke = *invokes.iter().find(|i| i.span_id == send.parent_span_id).expect("the reply was made by an invocation");
+    assert_eq!(invoke.attributes["switchboard.outcome"], "ok");
+    assert!(invoke.attributes["switchboard.fuel"].parse::<u64>().unwrap() > 0, "{invoke:?}");
+    assert!(invoke.attributes["switchboard.memory_peak_bytes"].parse::<u64>().unwrap() > 0, "{invoke:?}");
+    let commits = named(&spans, &trace, "store.commit");
+    let commit_parents: Vec<(&str, &str)> = commits
+        .iter()
+        .map(|c| (c.attributes["switchboard.write"].as_str(), c.parent_span_id.as_str()))
+        .collect();
+    assert!(commit_parents.contains(&("inbound", receive.span_id.as_str())), "{commit_parents:?}");
+    assert!(commit_parents.contains(&("completion", invoke.span_id.as_str())), "{commit_parents:?}");
+    assert_eq!(send.attributes["messaging.message.id"], reply_id);
+    assert_eq!(send.attributes["switchboard.outcome"], "sent");
+    let carrier = one(&spans, &trace, "carrier.request");
+    assert_eq!(carrier.parent_span_id, send.span_id);
+    assert_eq!(carrier.attributes["switchboard.result"], "ok");
+    let report = named(&spans, &trace, "sms.delivery_report");
+    assert!(report.iter().all(|r| r.parent_span_id == invoke.span_id), "{report:#?}");
+    assert!(report.iter().any(|r| r.attributes["switchboard.status"] == "delivered"), "{report:#?}");
+    let webhook = spans.iter().find(|s| s.span_id == webhook_span_id).expect("the webhook's span");
+    assert_eq!((webhook.name.as_str(), webhook.trace_id.as_str()), ("webhook.deliver", trace.as_str()));
+    assert_eq!(webhook.parent_span_id, invoke.span_id);
+    assert_eq!(webhook.attributes["http.response.status_code"], "200");
+    assert!(spans.iter().all(|s| s.service == "switchboard"));
+
+    let reply_body = reply["message"].as_str().unwrap();
+    assert_no_numbers_or_bodies(&spans, &["HOURS", reply_body]);
+    child.kill().await.unwrap();
+}
+
+/// A caller's `traceparent` is honoured, and the message's trace goes on
+/// in another process: one node accepts the send and stops before anything
+/// is sent; another (the same database) sends it, takes its report and
+/// posts the status webhook, all in the caller's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_callers_trace_continues_on_the_node_that_sends_the_message() {
+    let rx = receivers().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = database().await;
+    let database_url = db.as_ref().map(|d| d.url.as_str());
+    let (mut accepting, base) =
+        engine(dir.path(), database_url, &rx.otlp_url, &[("SWITCHBOARD_PROCESS_EVENTS", "false")]).await;
+    let key = std::fs::read_to_string(dir.path().join("demo-api-key")).unwrap().trim().to_string();
+    let http = reqwest::Client::new();
+    subscribe(&http, &base, &key, &rx.hook_url).await;
+
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let sent = http
+        .post(format!("{base}/v1/messages"))
+        .bearer_auth(&key)
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        .json(&json!({"to": CUSTOMER, "message": "Your code is 481516"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let sent: Value = sent.json().await.unwrap();
+    let message_id = sent["id"].as_str().unwrap().to_string();
+    let message = get(&http, format!("{base}/v1/messages/{message_id}"), &key).await;
+    assert_eq!(message["trace_id"], caller_trace);
+    let accepted = rx
+        .spans
+        .until("the accepting request's span", |s| s.iter().any(|s| s.name == "POST /v1/messages"))
+        .await;
+    let request = one(&accepted, caller_trace, "POST /v1/messages");
+    assert_eq!(request.parent_span_id, caller_span, "the caller's span is the request's parent");
+    accepting.kill().await.unwrap();
+    accepting.wait().await.unwrap();
+
+    // The other node: same database, its own process.
+    let (mut sending, _) = engine(dir.path(), database_url, &rx.otlp_url, &[]).await;
+    let hooks = rx.hooks.until("the delivered webhook", |h| h.iter().any(|h| h.payload["status"] == "delivered")).await;
+    let delivered = hooks.iter().find(|h| h.payload["status"] == "delivered").unwrap();
+    assert_eq!(delivered.payload["id"], message_id.as_str());
+    let (hook_trace, hook_parent) = trace_and_span(delivered.traceparent.as_deref().unwrap());
+    assert_eq!(hook_trace, caller_trace);
+    let spans = rx
+        .spans
+        .until("the sending node's spans", |s| {
+            s.iter().any(|s| s.span_id == hook_parent)
+                && s.iter().any(|s| s.trace_id == caller_trace && s.name == "sms.delivery_report")
+        })
+        .await;
+    let send = one(&spans, caller_trace, "sms.send");
+    assert_eq!(send.parent_span_id, request.span_id, "the send continues the stored context");
+    assert_eq!(one(&spans, caller_trace, "carrier.request").parent_span_id, send.span_id);
+    assert!(named(&spans, caller_trace, "sms.delivery_report").iter().all(|r| r.parent_span_id == request.span_id));
+    let webhook = spans.iter().find(|s| s.span_id == hook_parent).unwrap();
+    assert_eq!(webhook.parent_span_id, request.span_id);
+    assert_no_numbers_or_bodies(&spans, &["Your code is 481516"]);
+    sending.kill().await.unwrap();
+}
+
+/// At a sampling ratio of 0 a message makes no spans, yet keeps its trace
+/// id, and its status webhooks carry the unsampled context on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsampled_message_keeps_its_trace_id_and_makes_no_spans() {
+    let rx = receivers().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = database().await;
+    let database_url = db.as_ref().map(|d| d.url.as_str());
+    let (mut child, base) = engine(dir.path(), database_url, &rx.otlp_url, &[("SWITCHBOARD_TRACE_SAMPLE_RATIO", "0")]).await;
+    let key = std::fs::read_to_string(dir.path().join("demo-api-key")).unwrap().trim().to_string();
+    let http = reqwest::Client::new();
+    subscribe(&http, &base, &key, &rx.hook_url).await;
+    let accepted = http
+        .post(format!("{base}/v1/inbound/generic"))
+        .json(&json!({"from": CUSTOMER, "to": DEMO_NUMBER, "message": "HOURS"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200);
+    let inbound_id = accepted.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let hooks = rx.hooks.until("the delivered webhook", |h| h.iter().any(|h| h.payload["status"] == "delivered")).await;
+    let delivered = hooks.iter().find(|h| h.payload["status"] == "delivered").unwrap();
+    let traceparent = delivered.traceparent.clone().expect("the unsampled context is carried on");
+    assert!(traceparent.ends_with("-00"), "{traceparent}");
+    let (trace, _) = trace_and_span(&traceparent);
+    let inbound = get(&http, format!("{base}/v1/messages/{inbound_id}"), &key).await;
+    assert_eq!(inbound["trace_id"], trace.as_str());
+
+    // A graceful stop exports whatever was buffered before the process ends.
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(tokio::time::timeout(GUARD, child.wait()).await.unwrap().unwrap().success());
+    let spans = rx.spans.items.lock().unwrap().clone();
+    assert!(spans.iter().all(|s| s.trace_id != trace), "{spans:#?}");
+}
