@@ -110,5 +110,61 @@ fn metrics_per_message(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, encoding, routing, signature, invocation, metrics_per_message);
+/// The trace work of one `keyword` message: the carrier's request and the
+/// delivery report's (HTTP spans), the accept, the invocation, the commits,
+/// the send and the carrier request, and the trace contexts stored and
+/// resumed between them. "exporting" has the OpenTelemetry layer on with
+/// 1 % of traces kept (exported to a collector that is not there: the
+/// export thread's failures cost the engine nothing); "off" is the engine
+/// without an endpoint (the log layer only).
+fn tracing_per_message(c: &mut Criterion) {
+    use switchboard::telemetry;
+    use tracing::info_span;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    fn http_span(route: &'static str) -> tracing::Span {
+        let span = info_span!(
+            "http",
+            otel.name = format!("POST {route}"),
+            otel.kind = "server",
+            http.request.method = "POST",
+            http.route = route,
+            http.response.status_code = tracing::field::Empty
+        );
+        telemetry::follow_request(&span, &http::HeaderMap::new());
+        span
+    }
+    fn one_message() {
+        let carrier = http_span("/v1/inbound/{connector}");
+        let stored = carrier.in_scope(|| {
+            let receive =
+                telemetry::begin(|| info_span!("sms.receive", otel.kind = "consumer", messaging.system = "sms"));
+            let stored = telemetry::traceparent_of(&receive).or_else(telemetry::current);
+            receive.in_scope(|| drop(telemetry::commit_span("inbound")));
+            stored
+        });
+        carrier.record("http.response.status_code", 200);
+        let invoke = telemetry::resume(stored.as_deref(), || info_span!("plugin.invoke", switchboard.outcome = "ok"));
+        let reply = invoke.in_scope(|| {
+            drop(telemetry::commit_span("completion"));
+            telemetry::current().or_else(|| stored.clone())
+        });
+        let send = telemetry::resume(reply.as_deref(), || info_span!("sms.send", otel.kind = "producer"));
+        send.in_scope(|| drop(telemetry::nested(|| info_span!("carrier.request", otel.kind = "client"))));
+        let report = http_span("/v1/status/{connector}");
+        report.in_scope(|| drop(telemetry::resume(reply.as_deref(), || info_span!("sms.delivery_report"))));
+    }
+    let log = || tracing_subscriber::fmt::layer().with_writer(std::io::sink).with_filter(EnvFilter::new("info"));
+    let off = tracing_subscriber::registry().with(log());
+    tracing::subscriber::with_default(off, || {
+        c.bench_function("tracing_per_keyword_message/off", |b| b.iter(one_message));
+    });
+    let export = telemetry::TraceExport::start("http://127.0.0.1:9", 0.01).expect("an exporter");
+    let exporting = tracing_subscriber::registry().with(log()).with(export.layer().with_filter(EnvFilter::new("info")));
+    tracing::subscriber::with_default(exporting, || {
+        c.bench_function("tracing_per_keyword_message/exporting_1_percent", |b| b.iter(one_message));
+    });
+}
+
+criterion_group!(benches, encoding, routing, signature, invocation, metrics_per_message, tracing_per_message);
 criterion_main!(benches);

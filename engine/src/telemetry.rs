@@ -16,7 +16,6 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -31,12 +30,9 @@ pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
         return None;
     }
     let cx = span.context();
-    if !cx.span().span_context().is_valid() {
-        return None;
-    }
-    let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
-    carrier.remove(TRACEPARENT)
+    let sc = cx.span().span_context().clone();
+    // W3C Trace Context, version 00: trace id, parent id, flags.
+    sc.is_valid().then(|| format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
 }
 
 /// The current span's trace context (see [`traceparent_of`]).
@@ -88,11 +84,26 @@ fn sampled(traceparent: &str) -> bool {
 /// Makes `span` (not yet entered) a child of a stored trace context.
 pub fn follow(span: &tracing::Span, traceparent: Option<&str>) {
     let Some(value) = traceparent else { return };
-    let carrier = HashMap::from([(TRACEPARENT.to_string(), value.to_string())]);
+    // The propagator parses it as the W3C specification says (versions,
+    // lengths, invalid ids).
+    let carrier = OneHeader(value);
     let cx = TraceContextPropagator::new().extract(&carrier);
     if cx.span().span_context().is_valid() {
         // Err only when no layer records spans: nothing to join.
         let _ = span.set_parent(cx);
+    }
+}
+
+/// A `traceparent` value as the propagator reads headers.
+struct OneHeader<'a>(&'a str);
+
+impl opentelemetry::propagation::Extractor for OneHeader<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == TRACEPARENT).then_some(self.0)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT]
     }
 }
 
@@ -107,7 +118,12 @@ pub fn follow_request(span: &tracing::Span, headers: &http::HeaderMap) {
 /// itself is shared by everything in the writer's cycle).
 pub fn commit_span(what: &'static str) -> tracing::Span {
     nested(|| {
-        tracing::info_span!("store.commit", otel.kind = "internal", db.operation.name = "commit", switchboard.write = what)
+        tracing::info_span!(
+            "store.commit",
+            otel.kind = "internal",
+            db.operation.name = "commit",
+            switchboard.write = what
+        )
     })
 }
 
@@ -250,7 +266,10 @@ mod tests {
     fn endpoints_read_as_otlp_reads_them() {
         assert_eq!(traces_url("http://collector:4318").unwrap(), "http://collector:4318/v1/traces");
         assert_eq!(traces_url("http://collector:4318/").unwrap(), "http://collector:4318/v1/traces");
-        assert_eq!(traces_url("https://otel.example.com/custom/traces").unwrap(), "https://otel.example.com/custom/traces");
+        assert_eq!(
+            traces_url("https://otel.example.com/custom/traces").unwrap(),
+            "https://otel.example.com/custom/traces"
+        );
         assert!(traces_url("collector:4318").is_err());
         assert!(traces_url("ftp://collector").is_err());
     }

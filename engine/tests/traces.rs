@@ -284,15 +284,14 @@ async fn one_inbound_message_is_one_trace_from_the_carrier_webhook_to_the_status
     let send = one(&spans, &trace, "sms.send");
     let invokes = named(&spans, &trace, "plugin.invoke");
     assert!(invokes.iter().all(|i| i.parent_span_id == receive.span_id), "the invocations continue the stored context");
-    let invoke = *invokes.iter().find(|i| i.span_id == send.parent_span_id).expect("the reply was made by an invocation");
+    let invoke =
+        *invokes.iter().find(|i| i.span_id == send.parent_span_id).expect("the reply was made by an invocation");
     assert_eq!(invoke.attributes["switchboard.outcome"], "ok");
     assert!(invoke.attributes["switchboard.fuel"].parse::<u64>().unwrap() > 0, "{invoke:?}");
     assert!(invoke.attributes["switchboard.memory_peak_bytes"].parse::<u64>().unwrap() > 0, "{invoke:?}");
     let commits = named(&spans, &trace, "store.commit");
-    let commit_parents: Vec<(&str, &str)> = commits
-        .iter()
-        .map(|c| (c.attributes["switchboard.write"].as_str(), c.parent_span_id.as_str()))
-        .collect();
+    let commit_parents: Vec<(&str, &str)> =
+        commits.iter().map(|c| (c.attributes["switchboard.write"].as_str(), c.parent_span_id.as_str())).collect();
     assert!(commit_parents.contains(&("inbound", receive.span_id.as_str())), "{commit_parents:?}");
     assert!(commit_parents.contains(&("completion", invoke.span_id.as_str())), "{commit_parents:?}");
     assert_eq!(send.attributes["messaging.message.id"], reply_id);
@@ -345,10 +344,8 @@ async fn an_api_callers_trace_continues_on_the_node_that_sends_the_message() {
     let message_id = sent["id"].as_str().unwrap().to_string();
     let message = get(&http, format!("{base}/v1/messages/{message_id}"), &key).await;
     assert_eq!(message["trace_id"], caller_trace);
-    let accepted = rx
-        .spans
-        .until("the accepting request's span", |s| s.iter().any(|s| s.name == "POST /v1/messages"))
-        .await;
+    let accepted =
+        rx.spans.until("the accepting request's span", |s| s.iter().any(|s| s.name == "POST /v1/messages")).await;
     let request = one(&accepted, caller_trace, "POST /v1/messages");
     assert_eq!(request.parent_span_id, caller_span, "the caller's span is the request's parent");
     accepting.kill().await.unwrap();
@@ -386,7 +383,8 @@ async fn an_unsampled_message_keeps_its_trace_id_and_makes_no_spans() {
     let dir = tempfile::tempdir().unwrap();
     let db = database().await;
     let database_url = db.as_ref().map(|d| d.url.as_str());
-    let (mut child, base) = engine(dir.path(), database_url, &rx.otlp_url, &[("SWITCHBOARD_TRACE_SAMPLE_RATIO", "0")]).await;
+    let (mut child, base) =
+        engine(dir.path(), database_url, &rx.otlp_url, &[("SWITCHBOARD_TRACE_SAMPLE_RATIO", "0")]).await;
     let key = std::fs::read_to_string(dir.path().join("demo-api-key")).unwrap().trim().to_string();
     let http = reqwest::Client::new();
     subscribe(&http, &base, &key, &rx.hook_url).await;

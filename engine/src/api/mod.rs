@@ -217,7 +217,8 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
                 .make_span_with(|req: &axum::http::Request<_>| {
-                    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str());
+                    let route =
+                        req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str());
                     let span = tracing::info_span!(
                         "http",
                         otel.name = format!("{} {route}", req.method()),
