@@ -18,6 +18,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer as _;
 
 /// The W3C header (and stored field) that carries a trace context.
 pub const TRACEPARENT: &str = "traceparent";
@@ -181,25 +182,29 @@ impl TraceExport {
         Ok(TraceExport { provider })
     }
 
-    /// The `tracing` layer that turns spans into OpenTelemetry spans.
+    /// The `tracing` layer that turns the engine's spans (not its log
+    /// events) into OpenTelemetry spans.
     pub fn layer<S>(&self) -> impl tracing_subscriber::Layer<S> + use<S>
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
         EXPORTING.store(true, Ordering::Relaxed);
+        let only_our_spans = tracing_subscriber::filter::filter_fn(|m| {
+            m.is_span() && m.target().starts_with("switchboard") && *m.level() <= tracing::Level::INFO
+        });
         tracing_opentelemetry::layer()
             .with_tracer(self.provider.tracer("switchboard"))
             // Busy and idle time inside a span are `tracing` notions, not
             // OpenTelemetry's; they would cost a clock read per poll.
             .with_tracked_inactivity(false)
-    }
-
-    /// Sends what is buffered (blocks until the collector answered or the
-    /// export timed out).
-    pub fn flush(&self) {
-        if let Err(e) = self.provider.force_flush() {
-            tracing::warn!(error = %e, "could not export the last spans");
-        }
+            .with_threads(false)
+            .with_location(false)
+            // Log lines stay in the log: their text (a plugin's error, a
+            // webhook's URL) never becomes a span event or status.
+            .with_error_events_to_status(false)
+            .with_error_events_to_exceptions(false)
+            .with_error_fields_to_exceptions(false)
+            .with_filter(only_our_spans)
     }
 
     /// Sends what is buffered and stops the export thread.

@@ -11,13 +11,14 @@ mod support;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message as _;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use support::{GUARD, serve};
 use tokio::sync::Notify;
@@ -33,6 +34,9 @@ struct SpanSeen {
     span_id: String,
     parent_span_id: String,
     attributes: HashMap<String, String>,
+    /// Span events (log lines must not become any) and the status message.
+    events: usize,
+    status_message: String,
     service: String,
 }
 
@@ -102,6 +106,8 @@ async fn otlp_traces(State(spans): State<Arc<Collected<SpanSeen>>>, body: Bytes)
                     span_id: hex::encode(&s.span_id),
                     parent_span_id: hex::encode(&s.parent_span_id),
                     attributes: s.attributes.iter().map(|a| (a.key.clone(), text(&a.value))).collect(),
+                    events: s.events.len(),
+                    status_message: s.status.map(|st| st.message).unwrap_or_default(),
                     service: service.clone(),
                 });
             }
@@ -119,10 +125,21 @@ struct Hook {
     traceparent: Option<String>,
 }
 
-async fn tenant_webhook(State(hooks): State<Arc<Collected<Hook>>>, headers: HeaderMap, body: Bytes) -> &'static str {
+/// The tenant's endpoint: refuses the first `refuse` deliveries (503),
+/// takes the rest.
+struct HookEndpoint {
+    taken: Arc<Collected<Hook>>,
+    refuse: AtomicUsize,
+}
+
+async fn tenant_webhook(State(endpoint): State<Arc<HookEndpoint>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let refused = endpoint.refuse.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+    if refused {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
     let traceparent = headers.get("traceparent").map(|v| v.to_str().unwrap().to_string());
-    hooks.push([Hook { payload: serde_json::from_slice(&body).unwrap(), traceparent }]);
-    "ok"
+    endpoint.taken.push([Hook { payload: serde_json::from_slice(&body).unwrap(), traceparent }]);
+    StatusCode::OK
 }
 
 /// An OTLP/HTTP collector and a tenant webhook endpoint on loopback.
@@ -133,13 +150,14 @@ struct Receivers {
     hooks: Arc<Collected<Hook>>,
 }
 
-async fn receivers() -> Receivers {
+async fn receivers(refuse_hooks: usize) -> Receivers {
     let spans = Arc::new(Collected::default());
     let hooks = Arc::new(Collected::default());
+    let endpoint = Arc::new(HookEndpoint { taken: hooks.clone(), refuse: AtomicUsize::new(refuse_hooks) });
     let app = axum::Router::new()
         .route("/v1/traces", axum::routing::post(otlp_traces))
         .with_state(spans.clone())
-        .merge(axum::Router::new().route("/hook", axum::routing::post(tenant_webhook)).with_state(hooks.clone()));
+        .merge(axum::Router::new().route("/hook", axum::routing::post(tenant_webhook)).with_state(endpoint));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -196,6 +214,53 @@ async fn subscribe(http: &reqwest::Client, base: &str, key: &str, url: &str) {
     assert!(secret.status().is_success(), "{}", secret.text().await.unwrap());
 }
 
+/// An engine with the demo tenant, its API key, and its status webhooks
+/// pointed at the receivers' endpoint.
+struct Demo {
+    child: tokio::process::Child,
+    base: String,
+    key: String,
+    http: reqwest::Client,
+    dir: tempfile::TempDir,
+    database: Option<switchboard::store::postgres::scratch::ScratchDatabase>,
+}
+
+async fn demo(rx: &Receivers, extra_env: &[(&str, &str)]) -> Demo {
+    let dir = tempfile::tempdir().unwrap();
+    let database = database().await;
+    let (child, base) = engine(dir.path(), database.as_ref().map(|d| d.url.as_str()), &rx.otlp_url, extra_env).await;
+    let key = std::fs::read_to_string(dir.path().join("demo-api-key")).unwrap().trim().to_string();
+    let http = reqwest::Client::new();
+    subscribe(&http, &base, &key, &rx.hook_url).await;
+    Demo { child, base, key, http, dir, database }
+}
+
+impl Demo {
+    /// Texts HOURS to the demo number through the generic carrier webhook;
+    /// returns the inbound message's id.
+    async fn text_the_bot(&self) -> String {
+        let accepted = self
+            .http
+            .post(format!("{}/v1/inbound/generic", self.base))
+            .json(&json!({"from": CUSTOMER, "to": DEMO_NUMBER, "message": "HOURS"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(accepted.status(), 200);
+        accepted.json::<Value>().await.unwrap()["id"].as_str().expect("the message id").to_string()
+    }
+
+    async fn message(&self, id: &str) -> Value {
+        get(&self.http, format!("{}/v1/messages/{id}", self.base), &self.key).await
+    }
+}
+
+/// The first status webhook that says a message was delivered.
+async fn delivered(rx: &Receivers) -> Hook {
+    let hooks = rx.hooks.until("the delivered webhook", |h| h.iter().any(|h| h.payload["status"] == "delivered")).await;
+    hooks.into_iter().find(|h| h.payload["status"] == "delivered").unwrap()
+}
+
 async fn get(http: &reqwest::Client, url: String, key: &str) -> Value {
     let response = http.get(url).bearer_auth(key).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -231,31 +296,18 @@ fn assert_no_numbers_or_bodies(spans: &[SpanSeen], bodies: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_inbound_message_is_one_trace_from_the_carrier_webhook_to_the_status_webhook() {
-    let rx = receivers().await;
-    let dir = tempfile::tempdir().unwrap();
-    let db = database().await;
-    let (mut child, base) = engine(dir.path(), db.as_ref().map(|d| d.url.as_str()), &rx.otlp_url, &[]).await;
-    let key = std::fs::read_to_string(dir.path().join("demo-api-key")).unwrap().trim().to_string();
-    let http = reqwest::Client::new();
-    subscribe(&http, &base, &key, &rx.hook_url).await;
-
-    let accepted = http
-        .post(format!("{base}/v1/inbound/generic"))
-        .json(&json!({"from": CUSTOMER, "to": DEMO_NUMBER, "message": "HOURS"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(accepted.status(), 200);
-    let accepted: Value = accepted.json().await.unwrap();
-    let inbound_id = accepted["id"].as_str().expect("the message id").to_string();
+    // The tenant's endpoint refuses the first webhook: the engine logs it
+    // inside the webhook's span, and retries.
+    let rx = receivers(1).await;
+    let mut engine = demo(&rx, &[("SWITCHBOARD_LIMITS__WEBHOOK_RETRY_BASE_MS", "20")]).await;
+    let inbound_id = engine.text_the_bot().await;
 
     // The reply's final status webhook, carrying its trace context.
-    let hooks = rx.hooks.until("the delivered webhook", |h| h.iter().any(|h| h.payload["status"] == "delivered")).await;
-    let delivered = hooks.iter().find(|h| h.payload["status"] == "delivered").unwrap();
+    let delivered = delivered(&rx).await;
     let reply_id = delivered.payload["id"].as_str().unwrap().to_string();
 
-    let inbound = get(&http, format!("{base}/v1/messages/{inbound_id}"), &key).await;
-    let reply = get(&http, format!("{base}/v1/messages/{reply_id}"), &key).await;
+    let inbound = engine.message(&inbound_id).await;
+    let reply = engine.message(&reply_id).await;
     let trace = inbound["trace_id"].as_str().expect("the inbound message has a trace id").to_string();
     assert_eq!(trace.len(), 32);
     assert_eq!(reply["trace_id"], trace.as_str(), "the reply is in the inbound message's trace");
@@ -270,6 +322,9 @@ async fn one_inbound_message_is_one_trace_from_the_carrier_webhook_to_the_status
             s.iter().any(|s| s.span_id == webhook_span_id)
                 && s.iter().any(|s| s.trace_id == trace && s.name == "sms.delivery_report")
                 && s.iter().any(|s| s.trace_id == trace && s.name == "store.commit")
+                && s.iter().any(|s| {
+                    s.trace_id == trace && s.attributes.get("http.response.status_code").is_some_and(|c| c == "503")
+                })
         })
         .await;
 
@@ -306,11 +361,15 @@ async fn one_inbound_message_is_one_trace_from_the_carrier_webhook_to_the_status
     assert_eq!((webhook.name.as_str(), webhook.trace_id.as_str()), ("webhook.deliver", trace.as_str()));
     assert_eq!(webhook.parent_span_id, invoke.span_id);
     assert_eq!(webhook.attributes["http.response.status_code"], "200");
+    let refused = named(&spans, &trace, "webhook.deliver");
+    assert!(refused.iter().any(|w| w.attributes["http.response.status_code"] == "503"), "{refused:#?}");
     assert!(spans.iter().all(|s| s.service == "switchboard"));
+    // Log lines (the refused webhook's among them) stay in the log.
+    assert!(spans.iter().all(|s| s.events == 0 && s.status_message.is_empty()), "{spans:#?}");
 
     let reply_body = reply["message"].as_str().unwrap();
     assert_no_numbers_or_bodies(&spans, &["HOURS", reply_body]);
-    child.kill().await.unwrap();
+    engine.child.kill().await.unwrap();
 }
 
 /// A caller's `traceparent` is honoured, and the message's trace goes on
@@ -319,15 +378,9 @@ async fn one_inbound_message_is_one_trace_from_the_carrier_webhook_to_the_status
 /// posts the status webhook, all in the caller's trace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_callers_trace_continues_on_the_node_that_sends_the_message() {
-    let rx = receivers().await;
-    let dir = tempfile::tempdir().unwrap();
-    let db = database().await;
-    let database_url = db.as_ref().map(|d| d.url.as_str());
-    let (mut accepting, base) =
-        engine(dir.path(), database_url, &rx.otlp_url, &[("SWITCHBOARD_PROCESS_EVENTS", "false")]).await;
-    let key = std::fs::read_to_string(dir.path().join("demo-api-key")).unwrap().trim().to_string();
-    let http = reqwest::Client::new();
-    subscribe(&http, &base, &key, &rx.hook_url).await;
+    let rx = receivers(0).await;
+    let mut accepting = demo(&rx, &[("SWITCHBOARD_PROCESS_EVENTS", "false")]).await;
+    let (http, base, key) = (accepting.http.clone(), accepting.base.clone(), accepting.key.clone());
 
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
@@ -342,19 +395,19 @@ async fn an_api_callers_trace_continues_on_the_node_that_sends_the_message() {
     assert_eq!(sent.status(), 202);
     let sent: Value = sent.json().await.unwrap();
     let message_id = sent["id"].as_str().unwrap().to_string();
-    let message = get(&http, format!("{base}/v1/messages/{message_id}"), &key).await;
+    let message = accepting.message(&message_id).await;
     assert_eq!(message["trace_id"], caller_trace);
     let accepted =
         rx.spans.until("the accepting request's span", |s| s.iter().any(|s| s.name == "POST /v1/messages")).await;
     let request = one(&accepted, caller_trace, "POST /v1/messages");
     assert_eq!(request.parent_span_id, caller_span, "the caller's span is the request's parent");
-    accepting.kill().await.unwrap();
-    accepting.wait().await.unwrap();
+    accepting.child.kill().await.unwrap();
+    accepting.child.wait().await.unwrap();
 
-    // The other node: same database, its own process.
-    let (mut sending, _) = engine(dir.path(), database_url, &rx.otlp_url, &[]).await;
-    let hooks = rx.hooks.until("the delivered webhook", |h| h.iter().any(|h| h.payload["status"] == "delivered")).await;
-    let delivered = hooks.iter().find(|h| h.payload["status"] == "delivered").unwrap();
+    // The other node: same data directory and database, its own process.
+    let database_url = accepting.database.as_ref().map(|d| d.url.as_str());
+    let (mut sending, _) = engine(accepting.dir.path(), database_url, &rx.otlp_url, &[]).await;
+    let delivered = delivered(&rx).await;
     assert_eq!(delivered.payload["id"], message_id.as_str());
     let (hook_trace, hook_parent) = trace_and_span(delivered.traceparent.as_deref().unwrap());
     assert_eq!(hook_trace, caller_trace);
@@ -379,35 +432,32 @@ async fn an_api_callers_trace_continues_on_the_node_that_sends_the_message() {
 /// id, and its status webhooks carry the unsampled context on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsampled_message_keeps_its_trace_id_and_makes_no_spans() {
-    let rx = receivers().await;
-    let dir = tempfile::tempdir().unwrap();
-    let db = database().await;
-    let database_url = db.as_ref().map(|d| d.url.as_str());
-    let (mut child, base) =
-        engine(dir.path(), database_url, &rx.otlp_url, &[("SWITCHBOARD_TRACE_SAMPLE_RATIO", "0")]).await;
-    let key = std::fs::read_to_string(dir.path().join("demo-api-key")).unwrap().trim().to_string();
-    let http = reqwest::Client::new();
-    subscribe(&http, &base, &key, &rx.hook_url).await;
-    let accepted = http
-        .post(format!("{base}/v1/inbound/generic"))
-        .json(&json!({"from": CUSTOMER, "to": DEMO_NUMBER, "message": "HOURS"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(accepted.status(), 200);
-    let inbound_id = accepted.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    let hooks = rx.hooks.until("the delivered webhook", |h| h.iter().any(|h| h.payload["status"] == "delivered")).await;
-    let delivered = hooks.iter().find(|h| h.payload["status"] == "delivered").unwrap();
+    let rx = receivers(0).await;
+    let mut engine = demo(&rx, &[("SWITCHBOARD_TRACE_SAMPLE_RATIO", "0")]).await;
+    let inbound_id = engine.text_the_bot().await;
+    let delivered = delivered(&rx).await;
     let traceparent = delivered.traceparent.clone().expect("the unsampled context is carried on");
     assert!(traceparent.ends_with("-00"), "{traceparent}");
     let (trace, _) = trace_and_span(&traceparent);
-    let inbound = get(&http, format!("{base}/v1/messages/{inbound_id}"), &key).await;
+    let inbound = engine.message(&inbound_id).await;
     assert_eq!(inbound["trace_id"], trace.as_str());
+    // A caller that keeps its trace is still exported at ratio 0.
+    let caller_trace = "0af7651916cd43dd8448eb211c80319c";
+    let read = engine
+        .http
+        .get(format!("{}/v1/messages/{inbound_id}", engine.base))
+        .bearer_auth(&engine.key)
+        .header("traceparent", format!("00-{caller_trace}-b7ad6b7169203331-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
 
     // A graceful stop exports whatever was buffered before the process ends.
-    let pid = child.id().unwrap().to_string();
+    let pid = engine.child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    assert!(tokio::time::timeout(GUARD, child.wait()).await.unwrap().unwrap().success());
+    assert!(tokio::time::timeout(GUARD, engine.child.wait()).await.unwrap().unwrap().success());
     let spans = rx.spans.items.lock().unwrap().clone();
+    assert!(spans.iter().any(|s| s.trace_id == caller_trace), "the sampled request's span was exported: {spans:#?}");
     assert!(spans.iter().all(|s| s.trace_id != trace), "{spans:#?}");
 }

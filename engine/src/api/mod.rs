@@ -227,7 +227,11 @@ pub fn router(ctx: Arc<Context>) -> Router {
                         http.route = route,
                         http.response.status_code = tracing::field::Empty,
                     );
-                    crate::telemetry::follow_request(&span, req.headers());
+                    // Carriers' callbacks are not API calls: an outsider's
+                    // header does not pick their traces or their sampling.
+                    if !route.starts_with("/v1/inbound/") && !route.starts_with("/v1/status/") {
+                        crate::telemetry::follow_request(&span, req.headers());
+                    }
                     span
                 })
                 .on_response(|res: &axum::http::Response<_>, _: std::time::Duration, span: &tracing::Span| {

@@ -78,6 +78,6 @@ pub fn init_logging(traces: Option<&crate::telemetry::TraceExport>) {
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn"));
     let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
     // The engine's own spans, whatever SWITCHBOARD_LOG prints.
-    let spans = traces.map(|t| t.layer().with_filter(EnvFilter::new("switchboard=info")));
+    let spans = traces.map(|t| t.layer());
     tracing_subscriber::registry().with(log).with(spans).init();
 }

@@ -126,14 +126,14 @@ pub async fn run(ctx: Arc<Context>, mut outbox: mpsc::UnboundedReceiver<OutboxIt
 fn send_span(item: &OutboxItem) -> tracing::Span {
     crate::telemetry::resume(item.trace_context.as_deref(), || {
         tracing::info_span!(
-        "sms.send",
-        otel.kind = "producer",
-        messaging.system = "sms",
-        messaging.operation.type = "send",
-        messaging.message.id = %item.message_id,
-        switchboard.attempt = item.attempts + 1,
-        switchboard.connector = tracing::field::Empty,
-        switchboard.outcome = tracing::field::Empty,
+            "sms.send",
+            otel.kind = "producer",
+            messaging.system = "sms",
+            messaging.operation.type = "send",
+            messaging.message.id = %item.message_id,
+            switchboard.attempt = item.attempts + 1,
+            switchboard.connector = tracing::field::Empty,
+            switchboard.outcome = tracing::field::Empty,
         )
     })
 }

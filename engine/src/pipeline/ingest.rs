@@ -242,6 +242,7 @@ async fn accept_consuming(
             messaging.destination.name = %sms.connector,
             messaging.message.id = tracing::field::Empty,
             switchboard.events = tracing::field::Empty,
+            switchboard.duplicate = tracing::field::Empty,
         )
     });
     // In an unsampled trace there is no span here: the message keeps the
@@ -308,7 +309,6 @@ async fn receive(
         expires_at: None,
         trace_context: trace_context.clone(),
     };
-    tracing::Span::current().record("messaging.message.id", message_id.as_str());
     // STOP, START and HELP are the host's to answer; plugins never see them.
     let compliance = snapshot.tenants.get(&tenant_id).and_then(|tenant| {
         let keyword = tenant.settings.compliance.keyword(&message.body)?;
@@ -381,13 +381,17 @@ async fn receive(
     let event_rows: Vec<_> = inbound.events.iter().map(NewEvent::to_row).collect();
     let connector = sms.connector;
     let committed = ctx.pipeline.writer.inbound(inbound).instrument(crate::telemetry::commit_span("inbound"));
+    let span = tracing::Span::current();
     match committed.await? {
         InboundOutcome::PartsTaken => return Ok(None),
         InboundOutcome::Duplicate { message_id } => {
+            span.record("messaging.message.id", message_id.as_str());
+            span.record("switchboard.duplicate", true);
             ctx.metrics.inbound(&connector, "duplicate", &tenant_id);
             return Ok(Some(Accepted { message_id, tenant_id, event_ids: Vec::new(), duplicate: true }));
         }
         InboundOutcome::Inserted { confirmed } => {
+            span.record("messaging.message.id", message_id.as_str());
             ctx.metrics.inbound(&connector, "accepted", &tenant_id);
             if confirmed {
                 for item in crate::store::outbox_items(confirmation.as_slice()) {

@@ -88,24 +88,29 @@ pub async fn run(ctx: Arc<Context>, mut events: mpsc::UnboundedReceiver<EventRow
 }
 
 /// The span of one event's processing (its invocation and the commit of
-/// its outcome), in the trace of what caused the event.
+/// its outcome), in the trace of what caused the event; an event with no
+/// stored context (a timer's, a cron fire's) begins a trace of its own.
 fn invocation_span(event: &EventRow) -> tracing::Span {
-    crate::telemetry::resume(event.trace_context.as_deref(), || {
+    let make = || {
         tracing::info_span!(
-        "plugin.invoke",
-        otel.kind = "internal",
-        switchboard.event.id = %event.id,
-        switchboard.event.kind = event.kind.as_str(),
-        switchboard.plugin.id = %event.plugin_id,
-        switchboard.attempt = event.attempts + 1,
-        switchboard.plugin.version = tracing::field::Empty,
-        switchboard.outcome = tracing::field::Empty,
-        switchboard.fuel = tracing::field::Empty,
-        switchboard.memory_peak_bytes = tracing::field::Empty,
-        switchboard.duration_us = tracing::field::Empty,
-        error.type = tracing::field::Empty,
+            "plugin.invoke",
+            otel.kind = "internal",
+            switchboard.event.id = %event.id,
+            switchboard.event.kind = event.kind.as_str(),
+            switchboard.plugin.id = %event.plugin_id,
+            switchboard.attempt = event.attempts + 1,
+            switchboard.plugin.version = tracing::field::Empty,
+            switchboard.outcome = tracing::field::Empty,
+            switchboard.fuel = tracing::field::Empty,
+            switchboard.memory_peak_bytes = tracing::field::Empty,
+            switchboard.duration_us = tracing::field::Empty,
+            error.type = tracing::field::Empty,
         )
-    })
+    };
+    match event.trace_context.as_deref() {
+        Some(stored) => crate::telemetry::resume(Some(stored), make),
+        None => crate::telemetry::begin(make),
+    }
 }
 
 /// A tenant's turn in the fair queue, given back as soon as its plugin has
