@@ -138,6 +138,7 @@ fn send_span(item: &OutboxItem) -> tracing::Span {
     })
 }
 
+/// What became of a message at its connector, as metrics and spans name it.
 fn outcome_name(outcome: &SendOutcome) -> &'static str {
     match outcome {
         SendOutcome::Sent { .. } => "sent",
@@ -149,19 +150,14 @@ fn outcome_name(outcome: &SendOutcome) -> &'static str {
 /// Counts what became of a message at its connector (`sent`, `failed`,
 /// `retry`) and the segments sent.
 fn counted(ctx: &Context, item: &OutboxItem, result: &SendResult) {
-    let status = match &result.outcome {
-        SendOutcome::Sent { .. } => {
-            let choice =
-                if item.encoding == Encoding::Ucs2.as_str() { EncodingChoice::Unicode } else { EncodingChoice::Auto };
-            if let Ok(analysis) = crate::sms::encoding::analyze(&item.body, choice) {
-                ctx.metrics.segments(&result.connector, analysis.segments as u64);
-            }
-            "sent"
+    if let SendOutcome::Sent { .. } = &result.outcome {
+        let choice =
+            if item.encoding == Encoding::Ucs2.as_str() { EncodingChoice::Unicode } else { EncodingChoice::Auto };
+        if let Ok(analysis) = crate::sms::encoding::analyze(&item.body, choice) {
+            ctx.metrics.segments(&result.connector, analysis.segments as u64);
         }
-        SendOutcome::Failed { .. } => "failed",
-        SendOutcome::Retry { .. } => "retry",
-    };
-    ctx.metrics.outbound(&result.connector, status, &item.tenant_id);
+    }
+    ctx.metrics.outbound(&result.connector, outcome_name(&result.outcome), &item.tenant_id);
 }
 
 /// The error code of a message whose validity period ended before it was sent.
