@@ -51,6 +51,11 @@ pub struct Limits {
     pub http_body_bytes: usize,
     /// Largest plugin upload (`POST /v1/plugins`). Default 32 MiB.
     pub plugin_upload_bytes: usize,
+    /// How long a web console session lasts after sign-in. Default 12 hours.
+    pub console_session_ms: u64,
+    /// Web console event streams (live pages) open at once on one node;
+    /// more are refused until one closes. Default 256.
+    pub console_streams: usize,
     /// Largest plugin manifest (`plugin.toml`, its `[config]` included), in
     /// bytes. Default 128 KiB.
     pub manifest_bytes: usize,
@@ -187,6 +192,8 @@ impl Default for Limits {
             message_chars: 1600,
             http_body_bytes: 1 << 20,
             plugin_upload_bytes: 32 << 20,
+            console_session_ms: 12 * 3600 * 1000,
+            console_streams: 256,
             manifest_bytes: 128 << 10,
             component_max_functions: 100_000,
             component_max_locals: 10_000,

@@ -418,7 +418,7 @@ impl Watch {
     pub async fn message_statuses(&mut self, wanted: &[(&str, &str)]) {
         let mut left: Vec<(String, String)> = wanted.iter().map(|(i, s)| (i.to_string(), s.to_string())).collect();
         while !left.is_empty() {
-            if let Notification::MessageStatus { message_id, status } =
+            if let Notification::MessageStatus { message_id, status, .. } =
                 self.until(|n| matches!(n, Notification::MessageStatus { .. })).await
             {
                 left.retain(|(i, s)| !(*i == message_id && *s == status));
@@ -429,7 +429,7 @@ impl Watch {
     /// Waits until message `id` reaches `status`.
     pub async fn message_status(&mut self, id: &str, status: &str) {
         self.until(
-            |n| matches!(n, Notification::MessageStatus { message_id, status: s } if message_id == id && s == status),
+            |n| matches!(n, Notification::MessageStatus { message_id, status: s, .. } if message_id == id && s == status),
         )
         .await;
     }

@@ -7,6 +7,7 @@
 //! every admin action is written to. The CLI's `tenant`, `key` and
 //! `number` commands call these endpoints.
 
+use super::auth::ConsoleAuthority;
 use super::error::{ApiError, ErrorBody};
 use super::json::Json;
 use super::json::Query;
@@ -30,16 +31,20 @@ impl FromRequestParts<Arc<Context>> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Arc<Context>) -> Result<Self, ApiError> {
-        let presented = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim());
+        let presented = match parts.extensions.get::<ConsoleAuthority>() {
+            Some(ConsoleAuthority::Admin { token_hash }) => Some(token_hash.clone()),
+            Some(ConsoleAuthority::Tenant { .. }) => None,
+            None => parts
+                .headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| secrets::hash_key(token.trim())),
+        };
         let expected = ctx.admin_token.as_ref().map(|t| secrets::hash_key(t.expose()));
         match (presented, expected) {
-            (Some(p), Some(e)) if secrets::constant_time_eq(&secrets::hash_key(p), &e) => Ok(Admin),
+            (Some(p), Some(e)) if secrets::constant_time_eq(&p, &e) => Ok(Admin),
             (_, None) => Err(ApiError::unauthorized("the admin API is disabled: no admin token is configured")),
             _ => Err(ApiError::unauthorized("missing or invalid admin token")),
         }
@@ -552,6 +557,11 @@ pub struct ConnectorJson {
     kind: String,
     /// Circuit breaker: `closed`, `open` or `half_open`.
     circuit: String,
+    /// Requests to the carrier in progress on this node.
+    in_flight: usize,
+    /// The send rate the connector is held to, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_per_second: Option<u32>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -569,16 +579,60 @@ pub async fn connectors(State(ctx): State<Arc<Context>>, _admin: Admin) -> axum:
         .names()
         .map(|name| {
             let kind = ctx.connector_kinds.get(name).copied().unwrap_or(name);
-            let circuit = match ctx.engine.connectors.get(name).map(|r| r.gate.state()) {
+            let registered = ctx.engine.connectors.get(name);
+            let gate = registered.as_ref().map(|r| &r.gate);
+            let circuit = match gate.map(|g| g.state()) {
                 Some(crate::connectors::gate::CircuitState::Open) => "open",
                 Some(crate::connectors::gate::CircuitState::HalfOpen) => "half_open",
                 _ => "closed",
             };
-            ConnectorJson { name: name.to_string(), kind: kind.to_string(), circuit: circuit.to_string() }
+            ConnectorJson {
+                name: name.to_string(),
+                kind: kind.to_string(),
+                circuit: circuit.to_string(),
+                in_flight: gate.map_or(0, |g| g.in_flight()),
+                rate_per_second: gate.and_then(|g| g.rate_per_second()),
+            }
         })
         .collect();
     data.sort_by(|a, b| a.name.cmp(&b.name));
     axum::Json(ConnectorList { data })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueueJson {
+    /// `events`, `outbox`, `timers` or `webhooks`.
+    name: String,
+    /// Items waiting.
+    depth: i64,
+    /// How long the oldest due item has waited, in seconds (0 when none is due).
+    oldest_seconds: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueueList {
+    data: Vec<QueueJson>,
+}
+
+/// The work waiting in each queue, across every node sharing the database.
+#[utoipa::path(get, path = "/admin/v1/queues", tag = "admin",
+    responses((status = 200, body = QueueList), (status = 401, body = ErrorBody)), security(("admin_token" = [])))]
+pub async fn queues(State(ctx): State<Arc<Context>>, _admin: Admin) -> Result<axum::Json<QueueList>, ApiError> {
+    let rows = ctx.engine.db.queue_depths().await?;
+    let now = ctx.engine.clock.now_ms();
+    let data = ["events", "outbox", "timers", "webhooks"]
+        .into_iter()
+        .map(|name| {
+            let row = rows.iter().find(|r| r.queue == name);
+            let waited = row.and_then(|r| r.earliest_due).map_or(0, |due| (now - due).max(0));
+            QueueJson {
+                name: name.to_string(),
+                depth: row.map_or(0, |r| r.depth),
+                oldest_seconds: waited as f64 / 1000.0,
+            }
+        })
+        .collect();
+    Ok(axum::Json(QueueList { data }))
 }
 
 #[derive(Deserialize, IntoParams)]

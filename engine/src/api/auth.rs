@@ -9,6 +9,17 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use std::sync::Arc;
 
+/// Who a web console request acts for: the console sets it on the API
+/// request it makes in-process for a signed-in session (an extension is
+/// never read from the wire). The hashes are the session's credential,
+/// checked here exactly as a presented key or token would be, so revoking
+/// the key (or changing the admin token) ends the session's authority.
+#[derive(Debug, Clone)]
+pub enum ConsoleAuthority {
+    Tenant { key_hash: Vec<u8> },
+    Admin { token_hash: Vec<u8> },
+}
+
 /// The tenant a request acts for.
 #[derive(Debug, Clone)]
 pub struct AuthTenant {
@@ -74,12 +85,20 @@ impl FromRequestParts<Arc<Context>> for AuthTenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Arc<Context>) -> Result<Self, ApiError> {
-        let Some(key) = presented_key(&parts.headers) else {
-            return Err(ApiError::unauthorized(
-                "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
-            ));
+        let hash = match parts.extensions.get::<ConsoleAuthority>() {
+            Some(ConsoleAuthority::Tenant { key_hash }) => key_hash.clone(),
+            Some(ConsoleAuthority::Admin { .. }) => {
+                return Err(ApiError::unauthorized("an operator's console session cannot act as a tenant"));
+            }
+            None => {
+                let Some(key) = presented_key(&parts.headers) else {
+                    return Err(ApiError::unauthorized(
+                        "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+                    ));
+                };
+                secrets::hash_key(key)
+            }
         };
-        let hash = secrets::hash_key(key);
         let snapshot = ctx.engine.directory.snapshot();
         let found = snapshot
             .api_keys

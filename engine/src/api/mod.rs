@@ -11,6 +11,7 @@ mod admin;
 mod auth;
 mod carriers;
 mod compliance;
+mod console;
 mod contract;
 mod error;
 mod events;
@@ -144,6 +145,7 @@ fn tenant_api(ctx: &Arc<Context>) -> OpenApiRouter<Arc<Context>> {
         .routes(routes!(plugin_lifecycle::rollback))
         .routes(routes!(plugin_lifecycle::disable))
         .routes(routes!(plugin_lifecycle::enable))
+        .routes(routes!(plugin_lifecycle::put_config))
         .routes(routes!(compliance::list, compliance::import))
         .routes(routes!(compliance::get, compliance::put))
 }
@@ -164,6 +166,7 @@ fn admin_api() -> OpenApiRouter<Arc<Context>> {
         .routes(routes!(admin::approve_sender_id))
         .routes(routes!(admin::reject_sender_id))
         .routes(routes!(admin::connectors))
+        .routes(routes!(admin::queues))
         .routes(routes!(admin::audit))
 }
 
@@ -207,8 +210,12 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .merge(twilio::routes(&ctx))
         .route("/openapi.json", get(move || async move { axum::Json(spec.as_ref().clone()) }))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics::scrape))
-        .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") });
+        .route("/metrics", get(metrics::scrape));
+    let not_found = || async { ApiError::not_found("NOT_FOUND", "no such endpoint") };
+    // The console's pages call the API in-process, past the layers below
+    // (their own request is the one counted, traced and limited).
+    let api = json_error_layers(routes.clone().fallback(not_found), body_limit).with_state(ctx.clone());
+    let routes = routes.merge(console::routes(&ctx, api)).fallback(not_found);
     json_error_layers(routes, body_limit)
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), rate_limit::limit_failures))
         // Spans name the route template, never the raw path or query, which

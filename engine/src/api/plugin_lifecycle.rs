@@ -4,6 +4,7 @@
 
 use super::auth::LiveTenant;
 use super::error::{ApiError, ErrorBody};
+use super::json::Json;
 use super::plugins::{PluginDetail, detail, lifecycle_error};
 use crate::api::Context;
 use crate::deploy::DeployError;
@@ -181,6 +182,78 @@ pub async fn rollback(
     Ok(axum::Json(detail(&ctx, &auth.tenant_id, &name).await?))
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigChange {
+    /// The new config, checked against the manifest's `config_schema`.
+    #[schema(value_type = Object)]
+    config: serde_json::Value,
+    /// The new version's name (default: the active version's, with
+    /// `+config.N` in place of any earlier such suffix).
+    #[schema(min_length = 1, max_length = 32)]
+    version: Option<String>,
+}
+
+/// The version a config change is deployed as: `base+config.N`, the first
+/// N not taken.
+fn config_version(active: &str, taken: &[String]) -> String {
+    let base = active.split_once("+config.").map_or(active, |(base, _)| base);
+    (1..).map(|n| format!("{base}+config.{n}")).find(|v| !taken.contains(v)).expect("some N is free")
+}
+
+/// Change a plugin's config: a new version with the active version's
+/// component and manifest and this config, made active at once (roll back
+/// to return to the previous config). The config must satisfy the
+/// manifest's `config_schema`.
+#[utoipa::path(put, path = "/v1/plugins/{name}/config", tag = "plugins", request_body = ConfigChange,
+    params(("name" = String, Path, description = "Plugin name")),
+    responses((status = 201, body = Deployed), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn put_config(
+    State(ctx): State<Arc<Context>>,
+    LiveTenant(auth): LiveTenant,
+    Path(name): Path<String>,
+    Json(body): Json<ConfigChange>,
+) -> Result<(StatusCode, axum::Json<Deployed>), ApiError> {
+    let active = super::plugins::entry(&ctx, &auth.tenant_id, &name)?;
+    let mut manifest = crate::manifest::stored(&active.row.manifest_json);
+    let taken: Vec<String> = crate::deploy::history(ctx.engine.db.as_ref(), &auth.tenant_id, &name)
+        .await
+        .map_err(lifecycle_error)?
+        .into_iter()
+        .map(|v| v.version)
+        .collect();
+    manifest.version = body.version.unwrap_or_else(|| config_version(&active.row.version, &taken));
+    manifest.config = Some(body.config);
+    let wasm = ctx
+        .engine
+        .db
+        .get_component(&active.row.component_hash)
+        .await?
+        .ok_or_else(|| ApiError::internal("the active version's component is missing"))?;
+    let deployed = ctx.control.deploy_plugin(&auth.tenant_id, &manifest, &wasm).await.map_err(|e| {
+        let mut error = deploy_error(e);
+        // The manifest is the stored one: only the config and version came from the caller.
+        if let Some(field) = error.field.take() {
+            error.field = Some(if field == "manifest.version" { "version" } else { "config" }.to_string());
+        }
+        error
+    })?;
+    ctx.control
+        .audit(
+            &auth.actor(),
+            "plugin.config",
+            &name,
+            serde_json::json!({ "version": manifest.version, "version_id": deployed.version_id }),
+        )
+        .await;
+    let ungranted_imports = deployed.ungranted_imports.iter().map(|s| s.to_string()).collect();
+    let plugin = detail(&ctx, &auth.tenant_id, &name).await?;
+    let status = if deployed.unchanged { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, axum::Json(Deployed { plugin, ungranted_imports, unchanged: deployed.unchanged })))
+}
+
 /// Stop routing events to a plugin (pending ones are dead-lettered).
 #[utoipa::path(post, path = "/v1/plugins/{name}/disable", tag = "plugins",
     params(("name" = String, Path, description = "Plugin name")),
@@ -207,4 +280,17 @@ pub async fn enable(
     ctx.control.set_plugin_enabled(&auth.tenant_id, &name, true).await.map_err(lifecycle_error)?;
     ctx.control.audit(&auth.actor(), "plugin.enable", &name, serde_json::json!({})).await;
     Ok(axum::Json(detail(&ctx, &auth.tenant_id, &name).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config_version;
+
+    #[test]
+    fn a_config_change_is_named_after_the_version_it_changes() {
+        assert_eq!(config_version("0.1.0", &[]), "0.1.0+config.1");
+        assert_eq!(config_version("0.1.0+config.1", &["0.1.0+config.1".into()]), "0.1.0+config.2");
+        let taken = ["0.1.0+config.1".to_string(), "0.1.0+config.2".to_string()];
+        assert_eq!(config_version("0.1.0+config.1", &taken), "0.1.0+config.3");
+    }
 }

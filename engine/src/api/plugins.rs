@@ -82,6 +82,14 @@ pub struct PluginDetail {
     http_allow: Vec<String>,
     /// Every deployed version, oldest first.
     versions: Vec<VersionJson>,
+    /// The active version's config (what the `config` capability hands the plugin).
+    #[schema(value_type = Object)]
+    config: serde_json::Value,
+    /// The JSON Schema its config must satisfy, when the manifest has one
+    /// (`PUT /v1/plugins/{name}/config` checks against it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    config_schema: Option<serde_json::Value>,
 }
 
 pub(super) fn lifecycle_error(e: LifecycleError) -> ApiError {
@@ -114,6 +122,8 @@ pub(super) async fn detail(ctx: &Context, tenant_id: &str, name: &str) -> Result
         plugin: PluginJson::of(&p),
         capabilities: manifest.capabilities.iter().map(|c| c.name().to_string()).collect(),
         http_allow: manifest.http.map(|h| h.allow).unwrap_or_default(),
+        config: serde_json::from_str(&p.row.config_json).unwrap_or_else(|_| serde_json::json!({})),
+        config_schema: manifest.config_schema,
         versions: history
             .into_iter()
             .map(|v| VersionJson {

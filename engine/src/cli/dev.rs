@@ -207,7 +207,7 @@ async fn stream(app: Arc<App>, tenant: String) {
         // Woken by any settled event or message status; a missed wake-up
         // is made good by the next one.
         let message = match tokio::time::timeout(Duration::from_millis(500), notifications.recv()).await {
-            Ok(Ok(Notification::MessageStatus { message_id, status })) if status == "sent" => Some(message_id),
+            Ok(Ok(Notification::MessageStatus { message_id, status, .. })) if status == "sent" => Some(message_id),
             _ => None,
         };
         let snapshot = app.engine.directory.snapshot();

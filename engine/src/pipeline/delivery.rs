@@ -64,6 +64,10 @@ pub fn hand_on(ctx: &Context, recorded: Recorded) {
         ctx.pipeline.enqueue_event(event);
     }
     for (message_id, status) in recorded.changes {
-        ctx.pipeline.notify(Notification::MessageStatus { message_id, status: status.as_str().into() });
+        ctx.pipeline.notify(Notification::MessageStatus {
+            message_id,
+            status: status.as_str().into(),
+            tenant_id: None,
+        });
     }
 }

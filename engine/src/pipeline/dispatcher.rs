@@ -86,8 +86,12 @@ pub async fn run(ctx: Arc<Context>, mut outbox: mpsc::UnboundedReceiver<OutboxIt
                     ctx.pipeline.outbox.run(&item.message_id, async {}).await;
                 }
                 ctx.pipeline.webhooks.now();
-                for id in ids.into_iter().filter(|id| ours.contains(id)) {
-                    ctx.pipeline.notify(Notification::MessageStatus { message_id: id, status: "sending".into() });
+                for item in batch.iter().filter(|i| ours.contains(&i.message_id)) {
+                    ctx.pipeline.notify(Notification::MessageStatus {
+                        message_id: item.message_id.clone(),
+                        status: "sending".into(),
+                        tenant_id: Some(item.tenant_id.clone()),
+                    });
                 }
             }
             // Not marked, not sent: the rows stay leased to this node and

@@ -404,5 +404,6 @@ async fn receive(
     for row in event_rows {
         ctx.pipeline.enqueue_event(row);
     }
+    ctx.pipeline.notify(super::Notification::Received { tenant_id: tenant_id.clone(), message_id: message_id.clone() });
     Ok(Some(Accepted { message_id, tenant_id, event_ids, duplicate: false }))
 }

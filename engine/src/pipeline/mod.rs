@@ -53,8 +53,11 @@ use writer::Writer;
 pub enum Notification {
     /// An event finished an attempt: `done`, `retry` or `dead`.
     EventSettled { event_id: String, tenant_id: String, status: &'static str },
-    /// A message reached a new status.
-    MessageStatus { message_id: String, status: String },
+    /// An inbound message was accepted (and is durable).
+    Received { tenant_id: String, message_id: String },
+    /// A message reached a new status. The tenant is known where the
+    /// message is sent; reports that move it later name the message only.
+    MessageStatus { message_id: String, status: String, tenant_id: Option<String> },
     /// No connector took a message; it is offered again at `at`.
     SendRetry { message_id: String, at: Millis },
     /// A message was held back before any connector saw it (its consent

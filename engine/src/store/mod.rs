@@ -175,6 +175,11 @@ pub trait Accounts {
     async fn ledger(&self, tenant_id: &str, limit: u32) -> StoreResult<Vec<LedgerRow>>;
     async fn usage(&self, tenant_id: &str, since: Millis) -> StoreResult<Vec<UsageRow>>;
     async fn idempotency(&self, tenant_id: &str, key: &str) -> StoreResult<Option<StoredIdempotency>>;
+    /// Opens a console session (and deletes the sessions past their expiry).
+    async fn create_console_session(&self, session: &ConsoleSessionRow) -> StoreResult<()>;
+    /// The unexpired session whose token hashes to `token_hash`.
+    async fn console_session(&self, token_hash: &str, now: Millis) -> StoreResult<Option<ConsoleSessionRow>>;
+    async fn delete_console_session(&self, token_hash: &str) -> StoreResult<()>;
 }
 
 #[async_trait]

@@ -871,6 +871,17 @@ pub struct ApiKeyInfo {
     pub revoked_at: Option<Millis>,
 }
 
+/// A web console session: who it acts as (`kind` `tenant`, with the API
+/// key's hash, or `admin`, with the admin token's) until `expires_at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsoleSessionRow {
+    pub token_hash: String,
+    pub kind: String,
+    pub credential_hash: String,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TemplateRow {
     pub name: String,

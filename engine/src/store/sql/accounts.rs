@@ -244,5 +244,47 @@ impl Accounts {
             response: r.get(2),
         }))
     }
+
+    async fn create_console_session(&self, session: &ConsoleSessionRow) -> StoreResult<()> {
+        sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1")
+            .bind(session.created_at)
+            .execute(self.writer())
+            .await?;
+        sqlx::query(
+            "INSERT INTO console_sessions (token_hash, kind, credential_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&session.token_hash)
+        .bind(&session.kind)
+        .bind(&session.credential_hash)
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    async fn console_session(&self, token_hash: &str, now: Millis) -> StoreResult<Option<ConsoleSessionRow>> {
+        let row = sqlx::query(
+            "SELECT token_hash, kind, credential_hash, created_at, expires_at FROM console_sessions \
+             WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.map(|r| ConsoleSessionRow {
+            token_hash: r.get(0),
+            kind: r.get(1),
+            credential_hash: r.get(2),
+            created_at: r.get(3),
+            expires_at: r.get(4),
+        }))
+    }
+
+    async fn delete_console_session(&self, token_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM console_sessions WHERE token_hash = $1").bind(token_hash).execute(self.writer()).await?;
+        Ok(())
+    }
 }
 }
