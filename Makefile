@@ -13,7 +13,7 @@ TWILIO_PYTHON := target/tools/twilio-venv/bin/twilio-installed
 TWILIO_NODE_VERSION := 6.3.1
 TWILIO_NODE := target/tools/node_modules/twilio/package.json
 
-.PHONY: plugins demo test engine tools guests
+.PHONY: plugins demo test engine tools guests browser
 
 # Plugins are WebAssembly components built with the small `plugin` profile
 # into target/wasm32-wasip2/plugin/.
@@ -64,14 +64,21 @@ $(SCHEMATHESIS): tests/tools/schemathesis.txt
 	touch $@
 
 # The suite runs on SQLite, then the end-to-end tests (and the engine's
-# trace tests) again on PostgreSQL (each test in a database of its own,
+# trace and console tests) again on PostgreSQL (each test in a database of its own,
 # dropped afterwards). The second run
 # selects the same packages (--workspace), so nothing is built again.
 TEST_DATABASE ?= postgres://postgres@127.0.0.1:5432/test
-E2E_TESTS := $(foreach t,$(basename $(notdir $(wildcard tests/*.rs))),--test $(t)) --test abuse --test traces
+E2E_TESTS := $(foreach t,$(basename $(notdir $(wildcard tests/*.rs))),--test $(t)) --test abuse --test traces --test console
+
+# Debian's Chromium and ChromeDriver, which the web console's tests drive
+# (engine/tests/console.rs); installed when missing.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	    SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; }
 
 # The test build comes first: `make guests` builds with its switchboard.
-test: plugins tools
+test: plugins tools browser
 	cargo test --release --workspace --no-run
 	$(MAKE) guests
 	cargo test --release --workspace --no-fail-fast

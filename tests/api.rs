@@ -146,3 +146,31 @@ async fn message_lists_filter_and_page_with_cursors() {
     let (s, b) = h.call(Method::GET, "/v1/messages?since=yesterday", None, Some(&h.key)).await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "INVALID_PARAMETER", Some("since"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_found_by_what_their_text_contains() {
+    let h = harness().plugins(&[]).start().await;
+    let refund = h.inbound("+15551230001", "Where is my REFUND?").await;
+    let percent = h.inbound("+15551230002", "100% sure, order_7").await;
+    h.inbound("+15551230003", "hello").await;
+    let found = |uri: &'static str| {
+        let h = &h;
+        async move {
+            let page = h.get(uri).await;
+            page["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("/v1/messages?text=refund").await, vec![refund.clone()], "ignoring case");
+    assert_eq!(found("/v1/messages?text=my%20Refund&direction=inbound").await, vec![refund]);
+    // LIKE's wildcards match only themselves.
+    assert_eq!(found("/v1/messages?text=100%25").await, vec![percent.clone()]);
+    assert_eq!(found("/v1/messages?text=order_").await, vec![percent]);
+    assert_eq!(found("/v1/messages?text=%25").await.len(), 1);
+    assert_eq!(found("/v1/messages?text=_").await.len(), 1);
+    assert_eq!(found("/v1/messages?text=nothing%20like%20it").await, Vec::<String>::new());
+    let long = format!("/v1/messages?text={}", "x".repeat(101));
+    let (s, b) = h.call(Method::GET, &long, None, Some(&h.key)).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "INVALID_PARAMETER", Some("text"));
+    let (s, b) = h.call(Method::GET, "/v1/messages?text=", None, Some(&h.key)).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "INVALID_PARAMETER", Some("text"));
+}

@@ -253,6 +253,7 @@ async fn the_openapi_document_describes_every_route() {
         ("post", "/v1/plugins/{name}/rollback"),
         ("post", "/v1/plugins/{name}/disable"),
         ("post", "/v1/plugins/{name}/enable"),
+        ("put", "/v1/plugins/{name}/config"),
         ("get", "/v1/opt-outs"),
         ("post", "/v1/opt-outs"),
         ("get", "/v1/compliance"),
@@ -281,6 +282,7 @@ async fn the_openapi_document_describes_every_route() {
         ("post", "/admin/v1/tenants/{id}/sender-ids/{sender_id}/approve"),
         ("post", "/admin/v1/tenants/{id}/sender-ids/{sender_id}/reject"),
         ("get", "/admin/v1/connectors"),
+        ("get", "/admin/v1/queues"),
         ("get", "/admin/v1/audit"),
     ];
     let paths = spec["paths"].as_object().unwrap();

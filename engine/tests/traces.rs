@@ -17,10 +17,10 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message as _;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use support::{GUARD, serve};
+use support::{GUARD, demo_engine, scratch_database};
 use tokio::sync::Notify;
 
 const CUSTOMER: &str = "+15551234567";
@@ -164,17 +164,6 @@ async fn receivers(refuse_hooks: usize) -> Receivers {
     Receivers { otlp_url: base.clone(), hook_url: format!("{base}/hook"), spans, hooks }
 }
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// Where the engines keep their data: a scratch PostgreSQL database when
-/// the suite runs on PostgreSQL, else SQLite in the data directory.
-async fn database() -> Option<switchboard::store::postgres::scratch::ScratchDatabase> {
-    let server = std::env::var("SWITCHBOARD_TEST_DATABASE").ok().filter(|u| u.starts_with("postgres"))?;
-    Some(switchboard::store::postgres::scratch::ScratchDatabase::create(&server).await.expect("a scratch database"))
-}
-
 /// Starts an engine with the demo tenant that exports its traces to
 /// `otlp_url` (batches sent every 50 ms); returns it with its base URL.
 async fn engine(
@@ -183,26 +172,9 @@ async fn engine(
     otlp_url: &str,
     extra_env: &[(&str, &str)],
 ) -> (tokio::process::Child, String) {
-    let plugins = workspace().join("plugins");
-    let cache = workspace().join("target/test-compile-cache");
-    let mut env = vec![
-        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
-        ("SWITCHBOARD_WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", "true"),
-        ("SWITCHBOARD_COMPILE_CACHE_DIR", cache.to_str().unwrap()),
-    ];
-    if let Some(url) = database_url {
-        // Nodes on one database share the key that seals its secrets.
-        env.push(("SWITCHBOARD_DATABASE_URL", url));
-        env.push(("SWITCHBOARD_SECRET_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="));
-    }
+    let mut env = vec![("OTEL_BSP_SCHEDULE_DELAY", "50"), ("SWITCHBOARD_WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", "true")];
     env.extend_from_slice(extra_env);
-    serve(
-        &["--listen", "127.0.0.1:0", "--otlp-endpoint", otlp_url, "--plugins-dir", plugins.to_str().unwrap()],
-        data_dir,
-        &env,
-        "Switchboard is listening on ",
-    )
-    .await
+    demo_engine(data_dir, database_url, &["--otlp-endpoint", otlp_url], &env).await
 }
 
 /// Points the demo tenant's status webhooks at `url` and gives it a
@@ -227,7 +199,7 @@ struct Demo {
 
 async fn demo(rx: &Receivers, extra_env: &[(&str, &str)]) -> Demo {
     let dir = tempfile::tempdir().unwrap();
-    let database = database().await;
+    let database = scratch_database().await;
     let (child, base) = engine(dir.path(), database.as_ref().map(|d| d.url.as_str()), &rx.otlp_url, extra_env).await;
     let key = std::fs::read_to_string(dir.path().join("demo-api-key")).unwrap().trim().to_string();
     let http = reqwest::Client::new();

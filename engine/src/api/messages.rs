@@ -193,6 +193,10 @@ pub struct ListQuery {
     mode: Option<ModeFilter>,
     /// Messages of one bulk or batch send.
     batch_id: Option<String>,
+    /// Messages whose text contains this, ignoring the case of ASCII
+    /// letters (1 to 100 characters).
+    #[param(min_length = 1, max_length = 100)]
+    text: Option<String>,
     /// 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
@@ -206,6 +210,15 @@ pub struct Page {
     /// Pass as `cursor` for the next (older) page; absent on the last.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
+}
+
+fn text_param(text: Option<String>) -> Result<Option<String>, ApiError> {
+    match text {
+        Some(t) if t.is_empty() || t.chars().count() > 100 => {
+            Err(ApiError::bad_request("INVALID_PARAMETER", "text is 1 to 100 characters").with_field("text"))
+        }
+        t => Ok(t),
+    }
 }
 
 fn time_param(value: &Option<String>, field: &'static str) -> Result<Option<i64>, ApiError> {
@@ -264,6 +277,7 @@ pub async fn list(
         mode: q.mode.map(|m| m.as_str().to_string()),
         batch_id: q.batch_id,
         before_id: q.cursor,
+        text: text_param(q.text)?,
         limit: limit + 1,
     };
     let mut rows = ctx.engine.db.list_messages(&auth.tenant_id, &filter).await?;

@@ -727,6 +727,9 @@ pub struct MessageFilter {
     pub batch_id: Option<String>,
     /// Only messages with an id below this one (ids sort by time).
     pub before_id: Option<String>,
+    /// Only messages whose text contains this, ignoring the case of ASCII
+    /// letters (`%`, `_` and `\` match themselves).
+    pub text: Option<String>,
     pub limit: u32,
 }
 

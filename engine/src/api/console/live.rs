@@ -4,8 +4,8 @@
 //! on only the session's own: its tenant's inbound messages, settled
 //! events, and status changes of its messages (the ids it has seen sent or
 //! received, seeded with its latest messages when the stream opens; a
-//! delivery report names only the message). An event carries no data: the
-//! page fetches itself again, through the API, as the session. Bursts are
+//! delivery report names only the message). An event says only `changed`
+//! (browsers drop events without data): the page fetches itself again, through the API, as the session. Bursts are
 //! folded into one event. The operator's stream signals any activity, at
 //! most once a second. Streams are bounded per node
 //! (`limits.console_streams`).
@@ -102,7 +102,7 @@ pub async fn stream(Extension(console): Extension<Arc<Console>>, session: Sessio
                     },
                 }
             }
-            let event: Result<Event, std::convert::Infallible> = Ok(Event::default().event("change").data(""));
+            let event: Result<Event, std::convert::Infallible> = Ok(Event::default().event("change").data("changed"));
             Some((event, (receiver, filter, permit)))
         });
     Sse::new(changes).keep_alive(KeepAlive::default()).into_response()

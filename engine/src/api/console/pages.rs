@@ -98,9 +98,9 @@ pub async fn conversation(
 }
 
 /// The filters the search form passes on to `GET /v1/messages`.
-const SEARCH_FIELDS: &[&str] = &["number", "direction", "status", "since", "until", "cursor"];
+const SEARCH_FIELDS: &[&str] = &["text", "number", "direction", "status", "since", "until", "cursor"];
 
-/// Message search: by number (either side), direction, status and time.
+/// Message search: by text, number (either side), direction, status and time.
 pub async fn messages(
     Extension(console): Extension<Arc<Console>>,
     session: Session,

@@ -166,6 +166,10 @@ impl Queries {
         if let Some(before) = &f.before_id {
             q.push(" AND m.id < ").push_bind(before);
         }
+        if let Some(text) = &f.text {
+            let escaped = text.to_ascii_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            q.push(" AND LOWER(m.body) LIKE ").push_bind(format!("%{escaped}%")).push(" ESCAPE '\\'");
+        }
         q.push(" ORDER BY m.id DESC LIMIT ").push_bind(f.limit as i64);
         let rows = q.build().fetch_all(self.reader()).await?;
         let mut views: Vec<MessageView> = rows.iter().map(message_view::<B::Db>).collect();
