@@ -101,6 +101,8 @@ async fn deploys_that_are_not_our_components_are_refused() {
 async fn config_is_validated_against_the_manifests_json_schema() {
     let h = harness().plugins(&[]).start().await;
     let (manifest, wasm) = plugin_files("keyword-reply");
+    // This test's schema in place of the plugin's own.
+    let manifest = format!("{}\n", manifest.split("\n# What the config may be").next().unwrap().trim_end());
     let schema = r#"
 [config_schema]
 type = "object"
@@ -180,6 +182,61 @@ async fn rollback_serves_the_old_version_on_the_next_event() {
         .call(Method::POST, "/v1/plugins/keyword-reply/rollback", Some(json!({"version": "9.9.9"})), Some(&h.key))
         .await;
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "VERSION_NOT_FOUND"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_change_is_a_new_version_checked_against_the_schema_and_undone_by_rollback() {
+    let h = harness().plugins(&["keyword-reply"]).start().await;
+    let detail = h.get("/v1/plugins/keyword-reply").await;
+    assert_eq!(detail["config"]["replies"]["HOURS"], "Demo Store is open Mon-Fri 9am-6pm and Sat 10am-4pm.");
+    assert_eq!(detail["config_schema"]["properties"]["replies"]["type"], "object");
+    let put = |body: Value| {
+        let h = &h;
+        async move { h.call(Method::PUT, "/v1/plugins/keyword-reply/config", Some(body), Some(&h.key)).await }
+    };
+
+    let (status, body) = put(json!({"config": {"replies": {"HOURS": "Open all day."}}})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["version"], "0.1.0+config.1");
+    assert_eq!(body["config"], json!({"replies": {"HOURS": "Open all day."}}));
+    let versions: Vec<&str> =
+        body["versions"].as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect();
+    assert_eq!(versions, ["0.1.0", "0.1.0+config.1"]);
+    let components: Vec<&Value> = body["versions"].as_array().unwrap().iter().map(|v| &v["component_sha256"]).collect();
+    assert_eq!(components[0], components[1], "the same component");
+    h.inbound(CUSTOMER, "hours").await;
+    assert_eq!(h.sent(1).await[0].body, "Open all day.");
+
+    // The same config again changes nothing; the next change is config.2.
+    let (status, body) =
+        put(json!({"config": {"replies": {"HOURS": "Open all day."}}, "version": "0.1.0+config.1"})).await;
+    assert_eq!((status, body["unchanged"].clone()), (StatusCode::OK, json!(true)), "{body}");
+    let (status, body) = put(json!({"config": {"replies": {"HOURS": "Open at noon."}}})).await;
+    assert_eq!((status, body["version"].clone()), (StatusCode::CREATED, json!("0.1.0+config.2")), "{body}");
+
+    // What the schema refuses, and what is not a config change, changes nothing.
+    for (bad, field) in [
+        (json!({"config": {"replies": {"TWO WORDS": "x"}}}), "config"),
+        (json!({"config": {"default_reply": "no replies"}}), "config"),
+        (json!({"config": {"replies": {}}, "version": "0.1.0"}), "version"),
+        (json!({"config": {"replies": {}}, "version": "x".repeat(33)}), "version"),
+        (json!({"replies": {}}), "replies"),
+    ] {
+        let (status, body) = put(bad.clone()).await;
+        assert!(status == StatusCode::BAD_REQUEST || status == StatusCode::CONFLICT, "{bad}: {status} {body}");
+        assert_eq!(body["error"]["field"], field, "{bad}: {body}");
+    }
+    assert_eq!(h.get("/v1/plugins/keyword-reply").await["version"], "0.1.0+config.2");
+    let (status, body) =
+        h.call(Method::PUT, "/v1/plugins/nope/config", Some(json!({"config": {}})), Some(&h.key)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "PLUGIN_NOT_FOUND"), "{body}");
+
+    // Rolling back restores the earlier config; the change is in the audit log.
+    h.post("/v1/plugins/keyword-reply/rollback", json!({"version": "0.1.0"}), StatusCode::OK).await;
+    h.inbound(CUSTOMER, "hours").await;
+    assert_eq!(h.sent(2).await[1].body, "Demo Store is open Mon-Fri 9am-6pm and Sat 10am-4pm.");
+    let audit = h.app.engine.db.audit_log(100, None).await.unwrap();
+    assert_eq!(audit.iter().filter(|a| a.action == "plugin.config").count(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

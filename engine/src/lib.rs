@@ -48,7 +48,9 @@
 //!    (validation, versions, rollback), [`control`] (operations that change
 //!    tenants, keys and plugins), [`senders`] (numbers and sender IDs).
 //! 6. [`api`]: the HTTP API (axum), `api::router(ctx)` for tests,
-//!    `api::run` to serve.
+//!    `api::run` to serve; the web console at `/console` (`api::console`:
+//!    server-rendered pages that call the API in-process as the signed-in
+//!    session).
 //! 7. [`app`]: the wiring; settings, and `App::start`, which builds every
 //!    part and hands each what it uses.
 //! 8. Commands: [`bench`] (the load harness behind `switchboard bench`),

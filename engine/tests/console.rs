@@ -24,7 +24,7 @@ const ADMIN_TOKEN: &str = "console-test-admin-token-0123456789abcdef";
 
 /// A running engine with the demo tenant and an admin token.
 struct Engine {
-    _child: Child,
+    child: Child,
     base: String,
     key: String,
     http: reqwest::Client,
@@ -48,7 +48,7 @@ impl Engine {
         let (child, base) = demo_engine(dir.path(), database.as_ref().map(|d| d.url.as_str()), &[], &env).await;
         let key = std::fs::read_to_string(dir.path().join("demo-api-key")).unwrap().trim().to_string();
         let store = if database.is_some() { "postgres" } else { "sqlite" };
-        Engine { _child: child, base, key, http: reqwest::Client::new(), _dir: dir, _database: database, store }
+        Engine { child, base, key, http: reqwest::Client::new(), _dir: dir, _database: database, store }
     }
 
     fn url(&self, path: &str) -> String {
@@ -251,13 +251,16 @@ async fn a_tenant_follows_a_conversation_live_retries_a_dead_letter_and_edits_a_
     browser.css("#number").await.send_keys(CUSTOMER).await.unwrap();
     browser.css("#direction").await.select_by_value("outbound").await.unwrap();
     browser.css("form.search button").await.click().await.unwrap();
+    // The answer's page (its form says what was asked), not the one before.
+    browser.wait("//select[@id='direction']/option[@value='outbound' and @selected]").await;
     browser.wait(&format!("//table[@id='results']//td[contains(., {})]", lit("Demo Store is open"))).await;
     assert!(!browser.source().await.contains(">HOURS</td>"), "the inbound message is filtered out");
     c.goto(&engine.url("/console/messages")).await.unwrap();
     browser.css("#text").await.send_keys("mon-fri").await.unwrap();
     browser.css("form.search button").await.click().await.unwrap();
+    browser.wait("//input[@id='text' and @value='mon-fri']").await;
     browser.wait(&format!("//table[@id='results']//td[contains(., {})]", lit("Demo Store is open"))).await;
-    assert_eq!(browser.css("#text").await.prop("value").await.unwrap().as_deref(), Some("mon-fri"));
+    assert!(!browser.source().await.contains(">HOURS</td>"), "only what contains the text");
     browser.assert_accessible("messages").await;
     browser.screenshot("messages").await;
 
@@ -447,4 +450,26 @@ async fn a_tenants_session_never_shows_another_tenants_data_and_the_operator_see
     c.goto(&engine.url("/console/conversations")).await.unwrap();
     browser.wait("//main/h1[.='Operator']").await;
     c.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_shuts_down_with_live_pages_open() {
+    let mut engine = Engine::start().await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let signed_in = http.post(engine.url("/console/login")).form(&[("credential", &engine.key)]).send().await.unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let mut live = http.get(engine.url("/console/live")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(live.headers()["content-type"], "text/event-stream");
+    // The stream is open: a change of ours arrives on it.
+    engine.text(CUSTOMER, DEMO_NUMBER, "HOURS").await;
+    let first = tokio::time::timeout(GUARD, live.chunk()).await.expect("an event").unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("event: change"), "{first:?}");
+    // SIGTERM: the stream ends and the engine exits instead of waiting for it.
+    let pid = engine.child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(GUARD, engine.child.wait()).await.expect("the engine exits").unwrap();
+    assert!(status.success(), "{status}");
+    let rest = tokio::time::timeout(GUARD, async { while let Ok(Some(_)) = live.chunk().await {} });
+    rest.await.expect("the stream ended");
 }

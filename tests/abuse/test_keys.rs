@@ -32,6 +32,7 @@ async fn a_test_key_cannot_change_live_configuration() {
         (Method::POST, "/v1/plugins/keyword-reply/rollback", Some(json!({}))),
         (Method::POST, "/v1/plugins/keyword-reply/disable", None),
         (Method::POST, "/v1/plugins/keyword-reply/enable", None),
+        (Method::PUT, "/v1/plugins/keyword-reply/config", Some(json!({"config": {"replies": {}}}))),
         (Method::PUT, "/v1/compliance", Some(json!({}))),
         (Method::POST, "/v1/opt-outs", Some(json!({"recipients": [CUSTOMER]}))),
     ];

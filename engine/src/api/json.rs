@@ -70,6 +70,8 @@ fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         .filter(|_| message.starts_with("missing field") || message.starts_with("unknown field"));
     let field = match (named, path.as_str()) {
         (Some(name), "." | "") => Some(name.to_string()),
+        // An unknown field's path already ends with its name.
+        (Some(name), p) if p == name || p.ends_with(&format!(".{name}")) => Some(p.to_string()),
         (Some(name), p) => Some(format!("{p}.{name}")),
         (None, "." | "") => None,
         (None, p) => Some(p.to_string()),

@@ -50,6 +50,9 @@ pub struct Context {
     pub connector_kinds: std::collections::HashMap<String, &'static str>,
     /// `/metrics` without the admin token (see `MetricsSettings::open`).
     pub metrics_open: bool,
+    /// Cancelled when [`run`] begins to shut down: what would keep a
+    /// connection open forever (the console's live streams) ends with it.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 use axum::Router;
@@ -264,6 +267,11 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let closing = ctx.closing.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.cancel();
+    };
     // The peer's address counts failed authentications (see `rate_limit`).
     let service = router(ctx).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, service).with_graceful_shutdown(shutdown).await

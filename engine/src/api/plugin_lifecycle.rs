@@ -240,14 +240,16 @@ pub async fn put_config(
         }
         error
     })?;
-    ctx.control
-        .audit(
-            &auth.actor(),
-            "plugin.config",
-            &name,
-            serde_json::json!({ "version": manifest.version, "version_id": deployed.version_id }),
-        )
-        .await;
+    if !deployed.unchanged {
+        ctx.control
+            .audit(
+                &auth.actor(),
+                "plugin.config",
+                &name,
+                serde_json::json!({ "version": manifest.version, "version_id": deployed.version_id }),
+            )
+            .await;
+    }
     let ungranted_imports = deployed.ungranted_imports.iter().map(|s| s.to_string()).collect();
     let plugin = detail(&ctx, &auth.tenant_id, &name).await?;
     let status = if deployed.unchanged { StatusCode::OK } else { StatusCode::CREATED };

@@ -306,6 +306,7 @@ impl App {
             public_base_url: settings.public_base_url.clone(),
             connector_kinds: settings.connectors.iter().map(|(name, c)| (name.clone(), c.kind())).collect(),
             metrics_open: settings.metrics.open,
+            closing: Default::default(),
         });
         pipeline::spawn(engine.clone(), receivers);
         if settings.process_events {

@@ -63,6 +63,50 @@ impl Filter {
     }
 }
 
+/// One open stream: what it listens to and for.
+struct Following {
+    receiver: tokio::sync::broadcast::Receiver<Notification>,
+    filter: Filter,
+    /// How long a burst of changes is folded into one event.
+    fold: Duration,
+    /// The server is shutting down: the stream ends.
+    closing: tokio_util::sync::CancellationToken,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Following {
+    /// Waits for the next change of ours (`None`: the stream ends).
+    async fn next_change(&mut self) -> Option<()> {
+        // Something of ours, or notifications missed (the page may have changed)...
+        loop {
+            let received = tokio::select! {
+                _ = self.closing.cancelled() => return None,
+                received = self.receiver.recv() => received,
+            };
+            match received {
+                Ok(n) if self.filter.concerns(&n) => break,
+                Ok(_) => continue,
+                Err(RecvError::Lagged(_)) => break,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+        // ...then what follows closely goes into the same event.
+        let settle = tokio::time::sleep(self.fold);
+        tokio::pin!(settle);
+        loop {
+            tokio::select! {
+                _ = &mut settle => return Some(()),
+                _ = self.closing.cancelled() => return None,
+                received = self.receiver.recv() => match received {
+                    Ok(n) => { self.filter.concerns(&n); }
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return Some(()),
+                },
+            }
+        }
+    }
+}
+
 pub async fn stream(Extension(console): Extension<Arc<Console>>, session: Session) -> Response {
     let Ok(permit) = console.streams.clone().try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many live pages are open; reload later").into_response();
@@ -77,34 +121,12 @@ pub async fn stream(Extension(console): Extension<Arc<Console>>, session: Sessio
         }
     }
     let fold = if filter.tenant_id.is_some() { Duration::from_millis(150) } else { Duration::from_secs(1) };
-    let changes =
-        futures::stream::unfold((receiver, filter, permit), move |(mut receiver, mut filter, permit)| async move {
-            // Wait for something of ours (or for notifications missed: the page
-            // may have changed)...
-            loop {
-                match receiver.recv().await {
-                    Ok(n) if filter.concerns(&n) => break,
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => break,
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-            // ...then fold what follows closely into the same event.
-            let settle = tokio::time::sleep(fold);
-            tokio::pin!(settle);
-            loop {
-                tokio::select! {
-                    _ = &mut settle => break,
-                    n = receiver.recv() => match n {
-                        Ok(n) => { filter.concerns(&n); }
-                        Err(RecvError::Lagged(_)) => {}
-                        Err(RecvError::Closed) => break,
-                    },
-                }
-            }
-            let event: Result<Event, std::convert::Infallible> = Ok(Event::default().event("change").data("changed"));
-            Some((event, (receiver, filter, permit)))
-        });
+    let state = Following { receiver, filter, fold, closing: console.ctx.closing.clone(), _permit: permit };
+    let changes = futures::stream::unfold(state, |mut state| async move {
+        state.next_change().await?;
+        let event: Result<Event, std::convert::Infallible> = Ok(Event::default().event("change").data("changed"));
+        Some((event, state))
+    });
     Sse::new(changes).keep_alive(KeepAlive::default()).into_response()
 }
 
