@@ -8,7 +8,9 @@
 
 mod support;
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::elements::Element;
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -150,6 +152,13 @@ impl Browser {
 
     async fn css(&self, selector: &str) -> Element {
         self.client.find(Locator::Css(selector)).await.unwrap_or_else(|e| panic!("{selector}: {e}"))
+    }
+
+    async fn press(&self, key: Key) {
+        let key = char::from(key);
+        let keys =
+            KeyActions::new("keyboard".into()).then(KeyAction::Down { value: key }).then(KeyAction::Up { value: key });
+        self.client.perform_actions(keys).await.unwrap();
     }
 
     async fn source(&self) -> String {
@@ -383,8 +392,19 @@ async fn a_tenants_session_never_shows_another_tenants_data_and_the_operator_see
 
     let browser = Browser::start(engine.store).await;
     let c = &browser.client;
-    browser.sign_in(&engine, &engine.key).await;
+    // By keyboard alone: the key field has the focus, Enter signs in; the
+    // first Tab reaches the link that skips to the content.
+    c.goto(&engine.url("/console")).await.unwrap();
+    browser.wait("//input[@id='credential']").await;
+    let focused = c.active_element().await.unwrap();
+    assert_eq!(focused.attr("id").await.unwrap().as_deref(), Some("credential"));
+    focused.send_keys(&format!("{}{}", engine.key, char::from(Key::Enter))).await.unwrap();
     browser.wait(&format!("//span[@class='number' and .='{CUSTOMER}']")).await;
+    browser.press(Key::Tab).await;
+    assert_eq!(c.active_element().await.unwrap().attr("class").await.unwrap().as_deref(), Some("skip"));
+    browser.press(Key::Enter).await;
+    let focused = c.active_element().await.unwrap();
+    assert_eq!(focused.attr("id").await.unwrap().as_deref(), Some("main"), "the skip link moves the focus");
     let pages = [
         "/console/conversations".to_string(),
         "/console/messages".to_string(),
