@@ -493,3 +493,29 @@ async fn the_engine_shuts_down_with_live_pages_open() {
     let rest = tokio::time::timeout(GUARD, async { while let Ok(Some(_)) = live.chunk().await {} });
     rest.await.expect("the stream ended");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_console_pages_count_against_its_api_rate_limit() {
+    let engine = Engine::start().await;
+    // The tenant's id from the operator (nothing asked with the key yet).
+    let tenants = engine.api(reqwest::Method::GET, "/admin/v1/tenants", ADMIN_TOKEN, None).await;
+    let tenant_id = tenants["data"][0]["id"].as_str().unwrap().to_string();
+    let limits = format!("/admin/v1/tenants/{tenant_id}/limits");
+    engine.api(reqwest::Method::PUT, &limits, ADMIN_TOKEN, Some(json!({"requests_per_day": 2}))).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let signed_in = http.post(engine.url("/console/login")).form(&[("credential", &engine.key)]).send().await.unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page = || http.get(engine.url("/console/plugins")).header("cookie", &cookie).send();
+    // The plugin list is one API call: two loads spend the day's two.
+    for _ in 0..2 {
+        assert_eq!(page().await.unwrap().status(), 200);
+    }
+    let refused = page().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let html = refused.text().await.unwrap();
+    assert!(html.contains("rate limit exceeded"), "{html}");
+    // The key itself is refused too: the console and the API share the limit.
+    let api = engine.http.get(engine.url("/v1/plugins")).bearer_auth(&engine.key).send().await.unwrap();
+    assert_eq!(api.status(), 429);
+}

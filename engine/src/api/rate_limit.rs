@@ -182,12 +182,17 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: impl ToString) {
     }
 }
 
-/// Applies the limits of the caller's tenant (all its keys share them).
-/// Requests without a (valid) key pass through: authentication answers them.
+/// Applies the limits of the caller's tenant (all its keys share them, and
+/// so do the web console's calls made with one of them). Requests without a
+/// (valid) key pass through: authentication answers them.
 pub async fn limit(State(ctx): State<Arc<Context>>, req: Request, next: Next) -> Response {
-    let Some(key) = auth::presented_secret(req.headers()) else { return next.run(req).await };
+    let key_hash = match (auth::presented_secret(req.headers()), req.extensions().get::<auth::ConsoleAuthority>()) {
+        (Some(key), _) => secrets::hash_key(&key),
+        (None, Some(auth::ConsoleAuthority::Tenant { key_hash })) => key_hash.clone(),
+        _ => return next.run(req).await,
+    };
     let snapshot = ctx.engine.directory.snapshot();
-    let Some(found) = snapshot.api_keys.get(&secrets::hash_key(&key)) else { return next.run(req).await };
+    let Some(found) = snapshot.api_keys.get(&key_hash) else { return next.run(req).await };
     let settings = snapshot.tenants.get(&found.tenant_id).map(|t| t.settings.clone()).unwrap_or_default();
     let per_second = settings.requests_per_second.unwrap_or(ctx.engine.limits.api_requests_per_second);
     let per_day = settings.requests_per_day.unwrap_or(ctx.engine.limits.api_requests_per_day);
