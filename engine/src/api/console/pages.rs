@@ -74,6 +74,25 @@ pub async fn conversations(Extension(console): Extension<Arc<Console>>, session:
     console.render("conversations.html", page, context! { threads => Value::from_serialize(&threads) })
 }
 
+/// A number's messages either way (the API's lists for `query`, already
+/// encoded, to it and from it, merged), newest first.
+async fn to_and_from(
+    console: &Console,
+    session: &Session,
+    query: &str,
+    number: &str,
+) -> Result<Vec<serde_json::Value>, Failure> {
+    let n = encode(number);
+    let to = console.get(session, &format!("/v1/messages?{query}&to={n}")).await?;
+    let from = console.get(session, &format!("/v1/messages?{query}&from={n}")).await?;
+    let mut all: Vec<serde_json::Value> =
+        to["data"].as_array().into_iter().chain(from["data"].as_array()).flatten().cloned().collect();
+    // Ids sort by time of creation.
+    all.sort_by(|a, b| b["id"].as_str().cmp(&a["id"].as_str()));
+    all.dedup_by(|a, b| a["id"] == b["id"]);
+    Ok(all)
+}
+
 /// One conversation: every message to and from a number, oldest first.
 pub async fn conversation(
     Extension(console): Extension<Arc<Console>>,
@@ -81,14 +100,8 @@ pub async fn conversation(
     Path(number): Path<String>,
 ) -> Response {
     tenant!(session);
-    let n = encode(&number);
-    let from = api!(console, session, console.get(&session, &format!("/v1/messages?limit=200&from={n}")));
-    let to = api!(console, session, console.get(&session, &format!("/v1/messages?limit=200&to={n}")));
-    let mut messages: Vec<serde_json::Value> =
-        from["data"].as_array().into_iter().chain(to["data"].as_array()).flatten().cloned().collect();
-    // Ids sort by time of creation.
-    messages.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-    messages.dedup_by(|a, b| a["id"] == b["id"]);
+    let mut messages = api!(console, session, to_and_from(&console, &session, "limit=200", &number));
+    messages.reverse();
     let page = Page::of(&session, "conversations", format!("Conversation with {number}")).live();
     console.render(
         "conversation.html",
@@ -121,27 +134,13 @@ pub async fn messages(
             filters.push((name.to_string(), v));
         }
     }
-    let query = |extra: Option<(&str, &str)>| {
-        let mut q: Vec<(&str, &str)> = vec![("limit", "50")];
-        q.extend(filters.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        q.extend(extra);
-        serde_urlencoded::to_string(q).expect("pairs of strings encode")
-    };
-    let number = value("number");
-    let (data, next) = match &number {
-        // Either side: both directions' lists, merged.
-        Some(n) => {
-            let sent =
-                api!(console, session, console.get(&session, &format!("/v1/messages?{}", query(Some(("to", n))))));
-            let got =
-                api!(console, session, console.get(&session, &format!("/v1/messages?{}", query(Some(("from", n))))));
-            let mut all: Vec<serde_json::Value> =
-                sent["data"].as_array().into_iter().chain(got["data"].as_array()).flatten().cloned().collect();
-            all.sort_by(|a, b| b["id"].as_str().cmp(&a["id"].as_str()));
-            (all, None)
-        }
+    let mut query: Vec<(&str, &str)> = vec![("limit", "50")];
+    query.extend(filters.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let query = serde_urlencoded::to_string(query).expect("pairs of strings encode");
+    let (data, next) = match value("number") {
+        Some(n) => (api!(console, session, to_and_from(&console, &session, &query, &n)), None),
         None => {
-            let page = api!(console, session, console.get(&session, &format!("/v1/messages?{}", query(None))));
+            let page = api!(console, session, console.get(&session, &format!("/v1/messages?{query}")));
             let next = page["next_cursor"].as_str().map(|c| {
                 let mut q: Vec<(String, String)> = filters.iter().filter(|(k, _)| k != "cursor").cloned().collect();
                 q.push(("cursor".into(), c.to_string()));
