@@ -53,6 +53,8 @@ pub struct Control {
     pub engine: Arc<pipeline::Context>,
     /// Brand names tenants may not request as sender IDs.
     pub sender_id_brands: Vec<String>,
+    /// The thread replays run on, started with the first replay.
+    pub replay_sandbox: std::sync::OnceLock<deploy::replay::Sandbox>,
 }
 
 impl Control {
@@ -180,6 +182,108 @@ impl Control {
         manifest: &Manifest,
         wasm: &[u8],
     ) -> Result<Deployment, DeployError> {
+        self.deploy_or_stage(tenant_id, manifest, wasm, true).await
+    }
+
+    /// Starts a replay of recorded invocations against a version, in the
+    /// background; the row it returns is read back for progress and report.
+    pub async fn start_replay(
+        &self,
+        request: deploy::replay::ReplayRequest<'_>,
+    ) -> Result<crate::store::ReplayRow, deploy::replay::ReplayError> {
+        use deploy::replay::{ReplayError, Sandbox};
+        let e = &self.engine;
+        let tenant = e
+            .directory
+            .snapshot()
+            .tenants
+            .get(request.tenant_id)
+            .cloned()
+            .ok_or_else(|| ReplayError::Load("the tenant no longer exists".into()))?;
+        let sandbox = match self.replay_sandbox.get() {
+            Some(s) => s.clone(),
+            None => {
+                let started = Sandbox::start().map_err(|e| ReplayError::Load(format!("no replay thread: {e}")))?;
+                self.replay_sandbox.get_or_init(|| started).clone()
+            }
+        };
+        let row = deploy::replay::start(e.db.as_ref(), &e.limits, e.clock.now_ms(), request).await?;
+        tokio::spawn(deploy::replay::run(
+            e.db.clone(),
+            e.runtime.clone(),
+            sandbox,
+            tenant,
+            e.clock.clone(),
+            row.clone(),
+        ));
+        Ok(row)
+    }
+
+    /// Stores a new version and sends part of the plugin's events to it
+    /// under `plan`, while `deploy::canary` judges it.
+    pub async fn deploy_canary(
+        &self,
+        tenant_id: &str,
+        manifest: &Manifest,
+        wasm: &[u8],
+        plan: &crate::store::CanaryPlan,
+    ) -> Result<Deployment, DeployError> {
+        let deployed = self.deploy_or_stage(tenant_id, manifest, wasm, false).await?;
+        let plan = serde_json::to_string(plan).expect("a plan serializes");
+        self.engine.db.start_canary(&deployed.plugin_id, &deployed.version_id, &plan).await?;
+        self.reload().await?;
+        Ok(deployed)
+    }
+
+    /// Promotes a plugin's canary (it becomes the active version) or
+    /// rolls it back, on the tenant's word.
+    pub async fn end_canary(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        promote: bool,
+        actor: &str,
+    ) -> Result<(), LifecycleError> {
+        let snapshot = self.engine.directory.snapshot();
+        let entry = snapshot
+            .plugin_names
+            .get(&(tenant_id.to_string(), name.to_string()))
+            .and_then(|id| snapshot.plugins.get(id))
+            .ok_or_else(|| LifecycleError::NoSuchPlugin(name.to_string()))?;
+        let canary = entry.canary.clone().ok_or_else(|| LifecycleError::NoCanary(name.to_string()))?;
+        let (c, a) = deploy::canary::figures(&self.engine, &entry.row.version_id, &canary).await?;
+        let detail = serde_json::json!({
+            "version": canary.row.version,
+            "active_version": entry.row.version,
+            "reason": if promote { "promoted by the tenant" } else { "rolled back by the tenant" },
+            "canary": deploy::canary::VersionFigures::from(&c),
+            "active": deploy::canary::VersionFigures::from(&a),
+        });
+        if !deploy::canary::end(&self.engine, &canary, promote, actor, detail).await? {
+            return Err(LifecycleError::NoCanary(name.to_string()));
+        }
+        self.engine.pipeline.scheduler.now();
+        Ok(())
+    }
+
+    /// Stores a new version beside the active one without activating it
+    /// (for a replay, a canary, or a later switch).
+    pub async fn stage_plugin(
+        &self,
+        tenant_id: &str,
+        manifest: &Manifest,
+        wasm: &[u8],
+    ) -> Result<Deployment, DeployError> {
+        self.deploy_or_stage(tenant_id, manifest, wasm, false).await
+    }
+
+    async fn deploy_or_stage(
+        &self,
+        tenant_id: &str,
+        manifest: &Manifest,
+        wasm: &[u8],
+        activate: bool,
+    ) -> Result<Deployment, DeployError> {
         let snapshot = self.engine.directory.snapshot();
         let active = snapshot
             .plugin_names
@@ -194,6 +298,7 @@ impl Control {
             manifest,
             wasm,
             active.as_deref(),
+            activate,
         )
         .await?;
         if deployed.unchanged {

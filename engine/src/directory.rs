@@ -4,7 +4,10 @@
 //! Hot paths (routing an inbound message, authorising a send) read it
 //! without touching the database.
 
-use crate::store::{ApiKeyRow, Database, NumberRow, PluginVersionRow, RouteKind, SenderIdRow, StoreResult, Tenant};
+use crate::store::{
+    ApiKeyRow, CanaryPlan, Database, EventKind, EventRow, NumberRow, PluginVersionRow, RouteKind, SenderIdRow,
+    StoreResult, Tenant,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -57,6 +60,49 @@ pub struct PluginEntry {
     /// Cron schedules (expression, parsed), read in `timezone`.
     pub cron: Vec<(String, cron::Schedule)>,
     pub timezone: chrono_tz::Tz,
+    /// A version that takes part of the events (on the active version's
+    /// triggers), while it is judged.
+    pub canary: Option<Arc<Canary>>,
+}
+
+/// A plugin's canary: its version and plan.
+#[derive(Debug)]
+pub struct Canary {
+    pub row: PluginVersionRow,
+    pub plan: CanaryPlan,
+}
+
+impl Canary {
+    /// Whether `event` goes to the canary: decided by the customer it is
+    /// about, so one customer sees one version (see [`customer_of`]).
+    pub fn takes(&self, event: &EventRow) -> bool {
+        canary_bucket(&event.plugin_id, &customer_of(event)) < self.plan.percent
+    }
+}
+
+/// Who an event is about: an inbound message's sender, a delivery
+/// report's recipient, and for business events and timers the first of
+/// the payload's `to`, `phone`, `customer`, `from` fields that is text;
+/// else the event itself.
+pub fn customer_of(event: &EventRow) -> String {
+    let payload = serde_json::from_str::<serde_json::Value>(&event.payload).ok();
+    let field = |names: &[&str]| {
+        names.iter().find_map(|n| payload.as_ref()?.get(*n)?.as_str().filter(|s| !s.is_empty()).map(str::to_string))
+    };
+    let found = match event.kind {
+        EventKind::Inbound => field(&["from"]),
+        EventKind::Delivery => field(&["to"]),
+        _ => field(&["to", "phone", "customer", "from"]),
+    };
+    found.unwrap_or_else(|| event.id.clone())
+}
+
+/// A stable bucket 0–99 of a customer within a plugin (the same on every
+/// node and across restarts).
+pub fn canary_bucket(plugin_id: &str, customer: &str) -> u8 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(plugin_id).chain_update([0]).chain_update(customer).finalize();
+    (u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) % 100) as u8
 }
 
 impl PluginEntry {
@@ -108,8 +154,17 @@ impl Directory {
         let tenants = db.list_tenants().await?;
         let numbers = db.list_numbers().await?;
         let plugins = db.active_plugins().await?;
+        let canaries = db.canaries().await?;
         let sender_ids = db.list_sender_ids().await?;
         let mut snapshot = build(tenants, numbers, sender_ids, plugins, &self.snapshot().plugins);
+        for (row, plan) in canaries {
+            let Ok(plan) = serde_json::from_str::<CanaryPlan>(&plan) else { continue };
+            if let Some(entry) = snapshot.plugins.get_mut(&row.plugin_id) {
+                let mut with_canary = PluginEntry::clone(entry);
+                with_canary.canary = Some(Arc::new(Canary { row, plan }));
+                *entry = Arc::new(with_canary);
+            }
+        }
         snapshot.api_keys = db.list_api_keys().await?.into_iter().map(|k| (k.hash.clone(), k)).collect();
         snapshot.twilio_accounts = snapshot
             .api_keys
@@ -171,7 +226,7 @@ fn build(
     for row in plugins {
         // A version's manifest never changes: parse it once, not at every reload.
         let entry = match previous.get(&row.plugin_id).filter(|p| p.row.version_id == row.version_id) {
-            Some(known) => PluginEntry { row, ..PluginEntry::clone(known) },
+            Some(known) => PluginEntry { row, canary: None, ..PluginEntry::clone(known) },
             None => entry_of(row),
         };
         let tenant = entry.row.tenant_id.clone();
@@ -201,6 +256,7 @@ fn entry_of(row: PluginVersionRow) -> PluginEntry {
         delivery: false,
         cron: manifest.triggers.schedules(),
         timezone: manifest.triggers.zone(),
+        canary: None,
     };
     for r in manifest.routes() {
         match r.kind {

@@ -127,6 +127,20 @@ pub struct Limits {
     pub plugin_suspend_after_failures: u32,
     /// How long invocation records and plugin logs are kept. Default 7 days.
     pub plugin_records_retention_s: u64,
+    /// Whether each invocation keeps a recording of what it saw, for
+    /// replays against other versions. Default on.
+    pub record_invocations: bool,
+    /// Largest recording kept for one invocation (bigger ones, usually
+    /// large `http.fetch` answers, are not kept). Default 256 KiB.
+    pub recording_bytes_per_invocation: usize,
+    /// How long recordings are kept (never longer than the invocation
+    /// records they belong to). Default 7 days.
+    pub recording_retention_s: u64,
+    /// Recordings one tenant may keep, in bytes; the oldest go first.
+    /// Default 256 MiB.
+    pub recording_bytes_per_tenant: i64,
+    /// Most recorded invocations one replay runs. Default 50,000.
+    pub replay_invocations_max: usize,
     /// A cron fire missed while the engine was down runs once at start if
     /// it is at most this old. Default 1 h.
     pub cron_grace_s: u64,
@@ -220,6 +234,11 @@ impl Default for Limits {
             webhook_retry_window_s: 86_400,
             plugin_suspend_after_failures: 10,
             plugin_records_retention_s: 7 * 86_400,
+            record_invocations: true,
+            recording_bytes_per_invocation: 256 << 10,
+            recording_retention_s: 7 * 86_400,
+            recording_bytes_per_tenant: 256 << 20,
+            replay_invocations_max: 50_000,
             cron_grace_s: 3_600,
             http_fetch_timeout_ms: 5_000,
             http_fetch_bytes: 1 << 20,

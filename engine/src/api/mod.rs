@@ -25,6 +25,7 @@ mod plugin_lifecycle;
 mod plugin_state;
 mod plugins;
 mod rate_limit;
+mod replays;
 mod routes;
 mod sandbox;
 mod send;
@@ -149,6 +150,10 @@ fn tenant_api(ctx: &Arc<Context>) -> OpenApiRouter<Arc<Context>> {
         .routes(routes!(plugin_lifecycle::disable))
         .routes(routes!(plugin_lifecycle::enable))
         .routes(routes!(plugin_lifecycle::put_config))
+        .routes(routes!(plugin_lifecycle::promote_canary))
+        .routes(routes!(plugin_lifecycle::rollback_canary))
+        .routes(routes!(replays::start, replays::list))
+        .routes(routes!(replays::get))
         .routes(routes!(compliance::list, compliance::import))
         .routes(routes!(compliance::get, compliance::put))
 }

@@ -25,6 +25,96 @@ pub struct DeployForm {
     /// The component (`.wasm`, built for `wasm32-wasip2`).
     #[schema(value_type = String, format = Binary)]
     component: Vec<u8>,
+    /// `false` stores the version beside the active one without
+    /// activating it (staged: for a replay, a canary or a later switch).
+    /// Default `true`.
+    activate: Option<bool>,
+    /// Deploy as a canary taking this percent (1–99) of the plugin's
+    /// customers; the active version keeps the rest until the canary is
+    /// promoted or rolled back (by itself, when it does worse).
+    #[schema(minimum = 1, maximum = 99)]
+    canary: Option<u8>,
+    /// Promote the canary by itself this long after it starts, if it is
+    /// healthy then: `30m`, `24h` (default: wait for `canary/promote`).
+    canary_promote_after: Option<String>,
+    /// Invocations of each version before the canary is judged (default 20).
+    #[schema(minimum = 1, maximum = 100000)]
+    canary_min_invocations: Option<i64>,
+    /// Percentage points of failures the canary may have above the active
+    /// version before it is rolled back (default 5).
+    #[schema(minimum = 0, maximum = 100)]
+    canary_max_failure_increase: Option<f64>,
+    /// How many times the active version's mean duration the canary may
+    /// take before it is rolled back (default 3).
+    #[schema(minimum = 1, maximum = 1000)]
+    canary_max_latency_ratio: Option<f64>,
+}
+
+/// What a deploy form asks for besides the manifest and component.
+#[derive(Default)]
+struct DeployOptions {
+    stage: bool,
+    canary: Option<crate::store::CanaryPlan>,
+}
+
+const OPTION_FIELDS: [&str; 6] = [
+    "activate",
+    "canary",
+    "canary_promote_after",
+    "canary_min_invocations",
+    "canary_max_failure_increase",
+    "canary_max_latency_ratio",
+];
+
+fn deploy_options(fields: &std::collections::HashMap<String, String>, now: i64) -> Result<DeployOptions, ApiError> {
+    use crate::deploy::canary as defaults;
+    let bad = |field: &str, message: &str| ApiError::bad_request("INVALID_FIELD", message).with_field(field);
+    fn number<T: std::str::FromStr + PartialOrd>(
+        fields: &std::collections::HashMap<String, String>,
+        name: &str,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<Option<T>, ApiError> {
+        let Some(text) = fields.get(name) else { return Ok(None) };
+        match text.trim().parse::<T>() {
+            Ok(v) if range.contains(&v) => Ok(Some(v)),
+            _ => Err(ApiError::bad_request("INVALID_FIELD", format!("{name} is out of range or not a number"))
+                .with_field(name)),
+        }
+    }
+    let stage = match fields.get("activate").map(|s| s.trim()) {
+        None | Some("true") => false,
+        Some("false") => true,
+        Some(_) => return Err(bad("activate", "activate is true or false")),
+    };
+    let percent = number::<u8>(fields, "canary", 1..=99)?;
+    let Some(percent) = percent else {
+        if let Some(name) = OPTION_FIELDS[2..].iter().find(|f| fields.contains_key(**f)) {
+            return Err(bad(name, "the canary_ fields need canary"));
+        }
+        return Ok(DeployOptions { stage, canary: None });
+    };
+    if stage {
+        return Err(bad("activate", "a canary is not activated anyway; leave activate out"));
+    }
+    let promote_after_ms = match fields.get("canary_promote_after") {
+        None => None,
+        Some(text) => Some(
+            super::replays::duration_ms(text.trim())
+                .ok_or_else(|| bad("canary_promote_after", "a number and s, m, h or d: 30m, 24h"))?,
+        ),
+    };
+    let plan = crate::store::CanaryPlan {
+        percent,
+        started_at: now,
+        min_invocations: number(fields, "canary_min_invocations", 1..=100_000)?
+            .unwrap_or(defaults::DEFAULT_MIN_INVOCATIONS),
+        max_failure_increase: number(fields, "canary_max_failure_increase", 0.0..=100.0)?
+            .map_or(defaults::DEFAULT_MAX_FAILURE_INCREASE, |points| points / 100.0),
+        max_latency_ratio: number(fields, "canary_max_latency_ratio", 1.0..=1000.0)?
+            .unwrap_or(defaults::DEFAULT_MAX_LATENCY_RATIO),
+        promote_after_ms,
+    };
+    Ok(DeployOptions { stage: false, canary: Some(plan) })
 }
 
 fn deploy_error(e: DeployError) -> ApiError {
@@ -54,15 +144,21 @@ fn deploy_error(e: DeployError) -> ApiError {
         DeployError::VersionExists { .. } => {
             ApiError::conflict("VERSION_EXISTS", e.to_string()).with_field("manifest.version")
         }
+        DeployError::NothingToStageBeside => ApiError::conflict("NOTHING_TO_STAGE_BESIDE", e.to_string()),
         DeployError::Store(e) => ApiError::internal(e),
     }
 }
 
 /// Reads the `manifest` and `component` parts; the manifest is refused
 /// once it passes `limits.manifest_bytes`, before it is parsed.
-async fn read_form(mut form: Multipart, manifest_limit: usize) -> Result<(Manifest, Vec<u8>), ApiError> {
+async fn read_form(
+    mut form: Multipart,
+    manifest_limit: usize,
+    now: i64,
+) -> Result<(Manifest, Vec<u8>, DeployOptions), ApiError> {
     let mut manifest = None;
     let mut component = None;
+    let mut options = std::collections::HashMap::new();
     let too_large = |e: axum::extract::multipart::MultipartError| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "the upload is too large")
@@ -91,6 +187,20 @@ async fn read_form(mut form: Multipart, manifest_limit: usize) -> Result<(Manife
                 manifest = Some(Manifest::from_toml(&text).map_err(|e| deploy_error(DeployError::Manifest(e)))?);
             }
             Some("component") => component = Some(field.bytes().await.map_err(too_large)?.to_vec()),
+            Some(name) if OPTION_FIELDS.contains(&name) => {
+                let name = name.to_string();
+                let mut field = field;
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(too_large)? {
+                    if bytes.len() + chunk.len() > 64 {
+                        return Err(
+                            ApiError::bad_request("INVALID_FIELD", format!("{name} is too long")).with_field(name)
+                        );
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                options.insert(name, String::from_utf8_lossy(&bytes).into_owned());
+            }
             Some(other) => {
                 return Err(ApiError::bad_request("INVALID_FIELD", format!("unexpected form field {other:?}"))
                     .with_field(other.to_string()));
@@ -104,7 +214,7 @@ async fn read_form(mut form: Multipart, manifest_limit: usize) -> Result<(Manife
     let component = component.ok_or_else(|| {
         ApiError::bad_request("INVALID_FIELD", "the component part is required").with_field("component")
     })?;
-    Ok((manifest, component))
+    Ok((manifest, component, deploy_options(&options, now)?))
 }
 
 /// The answer to a deploy: the plugin, and what its manifest leaves out.
@@ -122,11 +232,12 @@ pub struct Deployed {
 }
 
 /// Deploy a plugin version: validated (a component of our WIT world,
-/// within the limits), compiled once, stored, and made active at once.
-/// Deploying again the active version, byte for byte, changes nothing.
+/// within the limits), compiled once, stored, and made active at once
+/// (or, with `activate=false`, only stored: staged). Deploying again the
+/// active version, byte for byte, changes nothing.
 #[utoipa::path(post, path = "/v1/plugins", tag = "plugins", request_body(content = DeployForm, content_type = "multipart/form-data"),
     responses((status = 201, body = Deployed), (status = 200, description = "Already deployed and active: nothing changed", body = Deployed),
-        (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 409, description = "VERSION_EXISTS, NOTHING_TO_STAGE_BESIDE", body = ErrorBody),
         (status = 413, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn deploy(
@@ -134,20 +245,31 @@ pub async fn deploy(
     LiveTenant(auth): LiveTenant,
     form: Multipart,
 ) -> Result<(StatusCode, axum::Json<Deployed>), ApiError> {
-    let (manifest, wasm) = read_form(form, ctx.engine.limits.manifest_bytes).await?;
-    let deployed = ctx.control.deploy_plugin(&auth.tenant_id, &manifest, &wasm).await.map_err(deploy_error)?;
+    let now = ctx.engine.clock.now_ms();
+    let (manifest, wasm, options) = read_form(form, ctx.engine.limits.manifest_bytes, now).await?;
+    let deployed = match (&options.canary, options.stage) {
+        (Some(plan), _) => ctx.control.deploy_canary(&auth.tenant_id, &manifest, &wasm, plan).await,
+        (None, true) => ctx.control.stage_plugin(&auth.tenant_id, &manifest, &wasm).await,
+        (None, false) => ctx.control.deploy_plugin(&auth.tenant_id, &manifest, &wasm).await,
+    }
+    .map_err(deploy_error)?;
+    let action = match (&options.canary, options.stage) {
+        (Some(_), _) => "plugin.canary",
+        (None, true) => "plugin.stage",
+        (None, false) => "plugin.deploy",
+    };
     let ungranted_imports = deployed.ungranted_imports.iter().map(|s| s.to_string()).collect();
-    if deployed.unchanged {
+    if deployed.unchanged && options.canary.is_none() {
         let plugin = detail(&ctx, &auth.tenant_id, &manifest.name).await?;
         return Ok((StatusCode::OK, axum::Json(Deployed { plugin, ungranted_imports, unchanged: true })));
     }
     ctx.control
         .audit(
             &auth.actor(),
-            "plugin.deploy",
+            action,
             &manifest.name,
             serde_json::json!({ "version": manifest.version, "version_id": deployed.version_id,
-            "component_sha256": crate::runtime::component_hash(&wasm) }),
+            "component_sha256": crate::runtime::component_hash(&wasm), "canary": options.canary }),
         )
         .await;
     let plugin = detail(&ctx, &auth.tenant_id, &manifest.name).await?;
@@ -254,6 +376,35 @@ pub async fn put_config(
     let plugin = detail(&ctx, &auth.tenant_id, &name).await?;
     let status = if deployed.unchanged { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, axum::Json(Deployed { plugin, ungranted_imports, unchanged: deployed.unchanged })))
+}
+
+/// Make the plugin's canary its active version (the canary ends).
+#[utoipa::path(post, path = "/v1/plugins/{name}/canary/promote", tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name")),
+    responses((status = 200, body = PluginDetail), (status = 404, body = ErrorBody),
+        (status = 409, description = "NO_CANARY", body = ErrorBody)), security(("api_key" = [])))]
+pub async fn promote_canary(
+    State(ctx): State<Arc<Context>>,
+    LiveTenant(auth): LiveTenant,
+    Path(name): Path<String>,
+) -> Result<axum::Json<PluginDetail>, ApiError> {
+    ctx.control.end_canary(&auth.tenant_id, &name, true, &auth.actor()).await.map_err(lifecycle_error)?;
+    Ok(axum::Json(detail(&ctx, &auth.tenant_id, &name).await?))
+}
+
+/// Roll the plugin's canary back: every event runs the active version
+/// again (those bound to the canary included).
+#[utoipa::path(post, path = "/v1/plugins/{name}/canary/rollback", tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name")),
+    responses((status = 200, body = PluginDetail), (status = 404, body = ErrorBody),
+        (status = 409, description = "NO_CANARY", body = ErrorBody)), security(("api_key" = [])))]
+pub async fn rollback_canary(
+    State(ctx): State<Arc<Context>>,
+    LiveTenant(auth): LiveTenant,
+    Path(name): Path<String>,
+) -> Result<axum::Json<PluginDetail>, ApiError> {
+    ctx.control.end_canary(&auth.tenant_id, &name, false, &auth.actor()).await.map_err(lifecycle_error)?;
+    Ok(axum::Json(detail(&ctx, &auth.tenant_id, &name).await?))
 }
 
 /// Stop routing events to a plugin (pending ones are dead-lettered).

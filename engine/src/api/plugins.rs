@@ -70,6 +70,8 @@ pub struct VersionJson {
     /// SHA-256 of the component.
     component_sha256: String,
     active: bool,
+    /// Whether it is the plugin's canary.
+    canary: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -90,6 +92,10 @@ pub struct PluginDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     config_schema: Option<serde_json::Value>,
+    /// The canary taking part of the events, with both versions' figures
+    /// since it started; absent when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    canary: Option<crate::deploy::canary::CanaryView>,
 }
 
 pub(super) fn lifecycle_error(e: LifecycleError) -> ApiError {
@@ -99,6 +105,7 @@ pub(super) fn lifecycle_error(e: LifecycleError) -> ApiError {
             ApiError::not_found("VERSION_NOT_FOUND", e.to_string()).with_field("version")
         }
         LifecycleError::NothingToRollBack(_) => ApiError::conflict("NO_EARLIER_VERSION", e.to_string()),
+        LifecycleError::NoCanary(_) => ApiError::conflict("NO_CANARY", e.to_string()),
         LifecycleError::Store(e) => ApiError::internal(e),
     }
 }
@@ -118,7 +125,13 @@ pub(super) async fn detail(ctx: &Context, tenant_id: &str, name: &str) -> Result
     let p = entry(ctx, tenant_id, name)?;
     let history = deploy::history(ctx.engine.db.as_ref(), tenant_id, name).await.map_err(lifecycle_error)?;
     let manifest = crate::manifest::stored(&p.row.manifest_json);
+    let canary = match &p.canary {
+        Some(c) => Some(crate::deploy::canary::view(&ctx.engine, &p.row.version_id, c).await?),
+        None => None,
+    };
+    let canary_version = p.canary.as_ref().map(|c| c.row.version_id.clone());
     Ok(PluginDetail {
+        canary,
         plugin: PluginJson::of(&p),
         capabilities: manifest.capabilities.iter().map(|c| c.name().to_string()).collect(),
         http_allow: manifest.http.map(|h| h.allow).unwrap_or_default(),
@@ -128,6 +141,7 @@ pub(super) async fn detail(ctx: &Context, tenant_id: &str, name: &str) -> Result
             .into_iter()
             .map(|v| VersionJson {
                 active: v.version_id == p.row.version_id,
+                canary: canary_version.as_ref() == Some(&v.version_id),
                 version: v.version,
                 deployed_at: to_rfc3339(v.created_at),
                 component_sha256: v.component_hash,

@@ -297,7 +297,11 @@ impl App {
             apps_http: Default::default(),
             metrics,
         });
-        let control = Arc::new(Control { engine: engine.clone(), sender_id_brands: settings.sender_id_brands.clone() });
+        let control = Arc::new(Control {
+            engine: engine.clone(),
+            sender_id_brands: settings.sender_id_brands.clone(),
+            replay_sandbox: Default::default(),
+        });
         let api = Arc::new(api::Context {
             engine: engine.clone(),
             control: control.clone(),
@@ -317,6 +321,7 @@ impl App {
                 cron_grace_ms: settings.limits.cron_grace_s as i64 * 1000,
                 pipeline: pipeline.clone(),
             }));
+            pipeline.spawn_intake(crate::deploy::canary::watch(engine.clone()));
         }
         if let Some(mut changes) = directory_changes {
             let (directory, db) = (directory.clone(), db.clone());

@@ -71,13 +71,15 @@ impl Bench {
 
     /// One invocation (fresh instance, `on-inbound`) for message `i`.
     pub async fn invoke_once(&self, i: usize) -> anyhow::Result<()> {
+        let trigger = Trigger::Inbound(message(i));
         let ctx = InvocationContext {
             tenant: self.tenant.clone(),
             event_id: format!("evt_{i}"),
             reply_to: None,
             mode: crate::secrets::KeyMode::Live,
+            tape: crate::runtime::tape::Tape::live(&self.env.app.engine.limits, &trigger, "live"),
         };
-        let outcome = self.env.app.engine.runtime.invoke(&self.plugin, ctx, Trigger::Inbound(message(i))).await;
+        let outcome = self.env.app.engine.runtime.invoke(&self.plugin, ctx, trigger).await;
         let effects = outcome.result.map_err(|e| anyhow::anyhow!("invocation failed: {e}"))?;
         anyhow::ensure!(effects.sends.len() == 1, "the plugin did not reply");
         Ok(())
@@ -183,6 +185,7 @@ async fn visit_bots(bench: &Bench, opts: &Options) -> anyhow::Result<Vec<Figure>
                 event_id: format!("evt_{k}"),
                 reply_to: Some((message.id.clone(), message.from.clone())),
                 mode: crate::secrets::KeyMode::Live,
+                tape: crate::runtime::tape::Tape::live(&app.engine.limits, &Trigger::Inbound(message.clone()), "live"),
             };
             let started = Instant::now();
             let outcome = app.engine.runtime.invoke(&plugin, ctx, Trigger::Inbound(message)).await;

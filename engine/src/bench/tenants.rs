@@ -42,7 +42,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Vec<Figure>> {
         })
         .await?;
         for (manifest, wasm) in &plugins {
-            deploy::deploy(db.as_ref(), &env.app.engine.runtime, &env.clock, &id, manifest, wasm, None).await?;
+            deploy::deploy(db.as_ref(), &env.app.engine.runtime, &env.clock, &id, manifest, wasm, None, true).await?;
         }
     }
     env.app.engine.directory.reload(db.as_ref()).await?;

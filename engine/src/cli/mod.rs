@@ -7,6 +7,7 @@ pub mod demo;
 mod dev;
 mod plugin;
 mod plugin_state;
+mod replay;
 mod run;
 mod serve;
 mod simulate;

@@ -1,6 +1,6 @@
 //! Plugin developers' commands: `plugin new`, `build` and `wit` on the
 //! local disk; over the tenant API `plugin deploy`, `list`, `rollback`,
-//! `disable`, `enable`, `logs [--follow]`, and the read-only looks of
+//! `disable`, `enable`, `logs [--follow]`, `replay`, and the read-only looks of
 //! `plugin_state` (`kv`, `timers`, `events`) with `retry`.
 
 use super::client::{Client, Server, TenantAuth, segment};
@@ -46,12 +46,48 @@ enum PluginCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Upload a component with its manifest; the new version is active at once.
+    /// Upload a component with its manifest; the new version is active at
+    /// once (or, with --stage, stored beside the active one).
     Deploy {
-        /// The component (default: the manifest's `component`)
+        /// The component (default: the manifest's `component`), or the
+        /// manifest itself (a `.toml` path)
         wasm: Option<PathBuf>,
         #[arg(long, default_value = "plugin.toml")]
         manifest: PathBuf,
+        /// Store the version without activating it (for a replay, a canary
+        /// or a later `rollback --to`)
+        #[arg(long, conflicts_with = "canary")]
+        stage: bool,
+        /// Deploy as a canary taking this percent (1–99) of the plugin's
+        /// customers; it is rolled back by itself when it does worse
+        #[arg(long)]
+        canary: Option<u8>,
+        /// With --canary: promote it by itself this long after it starts,
+        /// if healthy (30m, 24h); otherwise wait for `plugin promote`
+        #[arg(long, requires = "canary")]
+        promote_after: Option<String>,
+    },
+    /// Make a plugin's canary its active version.
+    Promote { name: String },
+    /// Run recorded invocations again against another version and report
+    /// what would change: nothing is sent, written or fetched.
+    Replay {
+        name: String,
+        /// The version to replay against (deployed or staged)
+        #[arg(long)]
+        version: String,
+        /// Invocations of the last while: 90m, 24h, 7d (default 24h)
+        #[arg(long, conflicts_with = "events")]
+        since: Option<String>,
+        /// Or the invocations of these events
+        #[arg(long, num_args = 1..)]
+        events: Vec<String>,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+        /// Exit non-zero when any invocation comes out different or newly failing
+        #[arg(long)]
+        check: bool,
     },
     /// List the tenant's plugins.
     List,
@@ -59,8 +95,11 @@ enum PluginCommand {
     Rollback {
         name: String,
         /// The version to switch to (default: the one before the active one)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "canary")]
         to: Option<String>,
+        /// Roll back the plugin's canary instead (the active version stays)
+        #[arg(long)]
+        canary: bool,
     },
     /// Stop routing events to a plugin.
     Disable { name: String },
@@ -133,7 +172,32 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
         PluginCommand::New { .. } | PluginCommand::Build { .. } | PluginCommand::Wit { .. } => {
             unreachable!("handled above")
         }
-        PluginCommand::Deploy { wasm, manifest } => deploy(&client, wasm, &manifest).await,
+        PluginCommand::Deploy { wasm, manifest, stage, canary, promote_after } => {
+            // `deploy ./plugin.toml` names the manifest.
+            let (wasm, manifest) = match wasm {
+                Some(p) if p.extension().is_some_and(|e| e == "toml") => (None, p),
+                wasm => (wasm, manifest),
+            };
+            let options = DeployOptions { stage, canary, promote_after };
+            deploy(&client, wasm, &manifest, options).await
+        }
+        PluginCommand::Promote { name } => {
+            let p = client.post(&format!("/v1/plugins/{}/canary/promote", segment(&name)), json!({})).await?;
+            println!("{name} is at version {}", p["version"].as_str().unwrap_or("?"));
+            Ok(())
+        }
+        PluginCommand::Rollback { name, canary: true, .. } => {
+            let p = client.post(&format!("/v1/plugins/{}/canary/rollback", segment(&name)), json!({})).await?;
+            println!(
+                "{name}'s canary is rolled back; version {} takes every event",
+                p["version"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        PluginCommand::Replay { name, version, since, events, json, check } => {
+            let args = super::replay::ReplayArgs { name, version, since, events, json, check };
+            super::replay::replay(&client, args).await
+        }
         PluginCommand::List => {
             let list = client.get("/v1/plugins").await?;
             println!("{:<24} {:<12} {:<10} TRIGGERS", "NAME", "VERSION", "STATUS");
@@ -151,7 +215,7 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        PluginCommand::Rollback { name, to } => {
+        PluginCommand::Rollback { name, to, canary: false } => {
             let p = client.post(&format!("/v1/plugins/{}/rollback", segment(&name)), json!({ "version": to })).await?;
             println!("{name} is at version {}", p["version"].as_str().unwrap_or("?"));
             Ok(())
@@ -237,7 +301,19 @@ fn triggers(p: &Value) -> String {
     parts.join("; ")
 }
 
-async fn deploy(client: &Client, wasm: Option<PathBuf>, manifest_path: &PathBuf) -> anyhow::Result<()> {
+struct DeployOptions {
+    stage: bool,
+    canary: Option<u8>,
+    promote_after: Option<String>,
+}
+
+async fn deploy(
+    client: &Client,
+    wasm: Option<PathBuf>,
+    manifest_path: &PathBuf,
+    options: DeployOptions,
+) -> anyhow::Result<()> {
+    let stage = options.stage;
     let manifest_text = std::fs::read_to_string(manifest_path)
         .with_context(|| format!("cannot read manifest {}", manifest_path.display()))?;
     // Checked here too, so mistakes are reported before the upload.
@@ -249,13 +325,29 @@ async fn deploy(client: &Client, wasm: Option<PathBuf>, manifest_path: &PathBuf)
             .ok_or_else(|| anyhow!("give the component's path, or set `component` in the manifest"))?,
     };
     let wasm = std::fs::read(&wasm_path).with_context(|| format!("cannot read component {}", wasm_path.display()))?;
-    let form = reqwest::multipart::Form::new().text("manifest", manifest_text).part(
+    let mut form = reqwest::multipart::Form::new().text("manifest", manifest_text).part(
         "component",
         reqwest::multipart::Part::bytes(wasm).file_name("plugin.wasm").mime_str("application/wasm")?,
     );
+    if stage {
+        form = form.text("activate", "false");
+    }
+    if let Some(percent) = options.canary {
+        form = form.text("canary", percent.to_string());
+    }
+    if let Some(after) = &options.promote_after {
+        form = form.text("canary_promote_after", after.clone());
+    }
     let p = client.send(client.http().post(client.url("/v1/plugins")).multipart(form)).await?;
     let (name, version) = (p["name"].as_str().unwrap_or(""), p["version"].as_str().unwrap_or(""));
-    if p["unchanged"] == true {
+    if let Some(percent) = options.canary {
+        println!(
+            "{name} version {} is a canary for {percent}% of customers; version {version} takes the rest",
+            manifest.version
+        );
+    } else if stage {
+        println!("staged {name} version {}; version {version} stays active", manifest.version);
+    } else if p["unchanged"] == true {
         println!("{name} version {version} is already deployed and active, byte for byte: nothing changed");
     } else {
         println!("deployed {name} version {version}");

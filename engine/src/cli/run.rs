@@ -137,6 +137,7 @@ async fn invoke(
         event_id: "evt_run".into(),
         reply_to,
         mode: crate::secrets::KeyMode::Live,
+        tape: crate::runtime::tape::Tape::off(),
     };
     Ok((app.engine.runtime.invoke(&plugin, ctx, trigger).await, number))
 }

@@ -1,4 +1,10 @@
-//! Deploying plugins: validation against the manifest, versions and rollback.
+//! Deploying plugins: validation against the manifest, versions and
+//! rollback, and changing them safely: replays of recorded invocations
+//! against another version (`replay`), and canaries judged against the
+//! active version (`canary`).
+
+pub mod canary;
+pub mod replay;
 
 use crate::clock::Clock;
 use crate::manifest::{Manifest, ManifestError};
@@ -13,6 +19,8 @@ pub enum DeployError {
     Component(#[from] RuntimeError),
     #[error("version {version} of this plugin is already deployed {how}")]
     VersionExists { version: String, how: &'static str },
+    #[error("a version can be staged only beside an active one; deploy the first version")]
+    NothingToStageBeside,
     #[error(transparent)]
     Store(StoreError),
 }
@@ -40,8 +48,9 @@ const INACTIVE: &str = "but is not the active version; roll back to it or bump t
 
 /// Validates `wasm` against `manifest` and records it as the plugin's new
 /// active version (`active_version_id`: the plugin's active version now, if
-/// any). Deploying again exactly what is active changes nothing. The
-/// caller reloads the directory.
+/// any), or, with `activate` false, only stores it (staged: for a replay
+/// or a canary). Deploying again exactly what is active (or staging again
+/// what is stored) changes nothing. The caller reloads the directory.
 pub async fn deploy(
     db: &dyn Database,
     runtime: &Runtime,
@@ -50,8 +59,12 @@ pub async fn deploy(
     manifest: &Manifest,
     wasm: &[u8],
     active_version_id: Option<&str>,
+    activate: bool,
 ) -> Result<Deployment, DeployError> {
     manifest.validate()?;
+    if !activate && active_version_id.is_none() {
+        return Err(DeployError::NothingToStageBeside);
+    }
     // Stored manifests are read again at every directory reload: bounded.
     let limit = runtime.limits().manifest_bytes;
     let size = manifest.to_json().len();
@@ -72,6 +85,7 @@ pub async fn deploy(
         config_json: manifest.config_json(),
         routes: manifest.routes(),
         created_at: clock.now_ms(),
+        activate,
     };
     let exists = |how| DeployError::VersionExists { version: manifest.version.clone(), how };
     let existing = db.plugin_versions(tenant_id, &manifest.name).await?;
@@ -82,7 +96,7 @@ pub async fn deploy(
         if !identical {
             return Err(exists(DIFFERENT));
         }
-        if active_version_id != Some(same.version_id.as_str()) || same.status != "active" {
+        if activate && (active_version_id != Some(same.version_id.as_str()) || same.status != "active") {
             return Err(exists(INACTIVE));
         }
         return Ok(Deployment {
@@ -108,6 +122,8 @@ pub enum LifecycleError {
     NoSuchVersion { plugin: String, version: String },
     #[error("plugin {0:?} has no earlier version to roll back to")]
     NothingToRollBack(String),
+    #[error("plugin {0:?} has no canary")]
+    NoCanary(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -73,6 +73,8 @@ pub(super) async fn attempt(
         outcome,
         error,
         logs,
+        recording: None,
+        canary: false,
     };
     let replies = match answer {
         Ok(replies) => replies,
@@ -95,6 +97,7 @@ pub(super) async fn attempt(
         event_id: event.id.clone(),
         reply_to: Some((message_id, from.clone())),
         mode: if mode == "test" { KeyMode::Test } else { KeyMode::Live },
+        tape: crate::runtime::tape::Tape::off(),
     };
     let (sends, refused) = ctx.runtime.host_sends(invocation, messages).await.map_err(Unrunnable::Retry)?;
     let logs = refused

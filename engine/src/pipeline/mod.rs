@@ -66,6 +66,8 @@ pub enum Notification {
     SendHeld { message_id: String, reason: &'static str },
     /// Housekeeping deleted `rows` past their retention.
     Pruned { rows: u64 },
+    /// A plugin with a canary finished an invocation: time to judge it.
+    CanaryInvoked { plugin_id: String },
 }
 
 /// A queue of leased rows with de-duplication: a row already queued or in

@@ -3,7 +3,9 @@
 //! - hourly, what has outlived its retention is deleted: invocation records
 //!   and plugin logs (`limits.plugin_records_retention_s`), remembered
 //!   carrier ids and reports that never found their message
-//!   (`limits.carrier_ids_retention_s`), expired number claims, closed
+//!   (`limits.carrier_ids_retention_s`), invocations' recordings past
+//!   `limits.recording_retention_s` or beyond a tenant's
+//!   `limits.recording_bytes_per_tenant`, expired number claims, closed
 //!   compliance reply windows — tables anonymous traffic can write stay
 //!   bounded;
 //! - every minute, long inbound messages whose parts stopped coming
@@ -25,6 +27,8 @@ pub async fn run(ctx: Arc<Context>) {
             records_before: now - limits.plugin_records_retention_s as i64 * 1000,
             carrier_ids_before: now - limits.carrier_ids_retention_s as i64 * 1000,
             now,
+            recordings_before: now - limits.recording_retention_s as i64 * 1000,
+            recording_bytes_per_tenant: limits.recording_bytes_per_tenant,
         };
         match ctx.db.prune(&retention).await {
             Ok(0) => {}

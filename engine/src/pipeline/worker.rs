@@ -14,6 +14,7 @@ use super::Context;
 use super::Notification;
 use super::fair::FairQueue;
 use crate::runtime::bindings::{DeliveryReport, DeliveryStatus, InboundMessage};
+use crate::runtime::tape::Tape;
 use crate::runtime::{InvocationContext, Trigger};
 use crate::store::{
     Completion, CompletionResult, EventCompletion, EventKind, EventRow, InvocationRecord, MessageStatus,
@@ -216,6 +217,8 @@ async fn process(ctx: &Context, locks: &RerunLocks, minutes: &MinuteCounts, even
                 Completion::Succeeded(_) => None,
             },
             logs: vec![],
+            recording: None,
+            canary: false,
         });
         let span = tracing::Span::current();
         span.record("switchboard.outcome", record.outcome);
@@ -301,6 +304,9 @@ async fn process(ctx: &Context, locks: &RerunLocks, minutes: &MinuteCounts, even
                     tenant_id: event.tenant_id.clone(),
                     status,
                 });
+                if ctx.directory.snapshot().plugins.get(&event.plugin_id).is_some_and(|p| p.canary.is_some()) {
+                    ctx.pipeline.notify(Notification::CanaryInvoked { plugin_id: event.plugin_id.clone() });
+                }
                 return;
             }
         }
@@ -339,7 +345,8 @@ async fn attempt(ctx: &Context, event: &EventRow) -> Result<(Completion, Option<
         .clone();
     let tenant = active_tenant(&snapshot, &event.tenant_id)?;
     // An event bound to a version (an earlier attempt failed on it) runs
-    // that version, whatever is active now.
+    // that version, whatever is active now (a canary rolled back unbinds
+    // its events).
     let bound;
     let row = match &event.version_id {
         Some(v) if *v != plugin.row.version_id => {
@@ -351,8 +358,13 @@ async fn attempt(ctx: &Context, event: &EventRow) -> Result<(Completion, Option<
                 .ok_or_else(|| Unrunnable::Dead("the version this event is bound to no longer exists".into()))?;
             &bound
         }
-        _ => &plugin.row,
+        // A canary takes its customers' events; the rest run the active version.
+        _ => match &plugin.canary {
+            Some(canary) if canary.takes(event) => &canary.row,
+            _ => &plugin.row,
+        },
     };
+    let ran_canary = plugin.canary.as_ref().is_some_and(|c| c.row.version_id == row.version_id);
     if row.status != "active" {
         let reason = row.status_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
         return Err(Unrunnable::Dead(format!("the plugin is {}{reason}", row.status)));
@@ -367,7 +379,8 @@ async fn attempt(ctx: &Context, event: &EventRow) -> Result<(Completion, Option<
     let started_at = ctx.clock.now_ms();
     let trigger_name = trigger.name();
     let mode = if event.mode == "test" { crate::secrets::KeyMode::Test } else { crate::secrets::KeyMode::Live };
-    let invocation = InvocationContext { tenant, event_id: event.id.clone(), reply_to, mode };
+    let tape = Tape::live(&ctx.limits, &trigger, &event.mode);
+    let invocation = InvocationContext { tenant, event_id: event.id.clone(), reply_to, mode, tape };
     let outcome = ctx.runtime.invoke(&loaded, invocation, trigger).await;
     let (completion, error, outcome_name) = match outcome.result {
         Ok(effects) => (Completion::Succeeded(effects), None, "ok"),
@@ -391,6 +404,8 @@ async fn attempt(ctx: &Context, event: &EventRow) -> Result<(Completion, Option<
         outcome: outcome_name,
         error,
         logs: outcome.logs,
+        recording: outcome.recording,
+        canary: ran_canary,
     };
     Ok((completion, Some(record)))
 }

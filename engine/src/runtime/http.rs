@@ -11,6 +11,7 @@
 
 use super::bindings::http::{self, Request, Response};
 use super::bindings::types::Error;
+use super::tape::Tape;
 use crate::net;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub struct HttpState {
     pub(super) max_body: usize,
     pub(super) max_calls: usize,
     pub(super) calls: usize,
+    pub(super) tape: Tape,
 }
 
 const METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
@@ -128,7 +130,15 @@ impl http::Host for HttpState {
             Ok(url) => url,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(self.send(request, url).await)
+        if let Some(answer) = self.tape.replayed_http(&request) {
+            return Ok(answer);
+        }
+        let asked = self.tape.records().then(|| request.clone());
+        let result = self.send(request, url).await;
+        if let Some(request) = asked {
+            self.tape.record_http(&request, &result);
+        }
+        Ok(result)
     }
 }
 

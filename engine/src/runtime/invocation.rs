@@ -130,6 +130,9 @@ impl InvocationFailure {
 #[derive(Debug)]
 pub struct InvocationOutcome {
     pub result: Result<Effects, InvocationFailure>,
+    /// What the invocation saw and committed, serialized, when its tape
+    /// recorded (and the recording fit `limits.recording_bytes_per_invocation`).
+    pub recording: Option<Vec<u8>>,
     pub logs: Vec<LogLine>,
     pub fuel_used: u64,
     pub memory_peak: usize,

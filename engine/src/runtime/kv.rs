@@ -9,6 +9,7 @@
 
 use super::bindings::kv;
 use super::bindings::types::Error;
+use super::tape::Tape;
 use super::usage::Usage;
 use crate::store::Database;
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +32,7 @@ pub struct KvState {
     pub(super) max_writes: usize,
     pub(super) max_pending_bytes: usize,
     pub(super) quota: KvQuota,
+    pub(super) tape: Tape,
 }
 
 /// The tenant's kv quota, checked against its usage (shared by the
@@ -73,14 +75,21 @@ impl KvState {
         if let Some(pending) = self.writes.get(key) {
             return Ok(pending.clone());
         }
-        let entry = self
-            .db
-            .kv_get(&self.tenant_id, &self.plugin_id, key)
-            .await
-            .map_err(|e| wasmtime::format_err!("kv read failed: {e}"))?;
-        let version = entry.as_ref().map_or(0, |e| e.version);
+        let (value, version) = match self.tape.replayed_kv(key) {
+            Some(seen) => seen.map_or((None, 0), |(v, version)| (Some(v), version)),
+            None => {
+                let entry = self
+                    .db
+                    .kv_get(&self.tenant_id, &self.plugin_id, key)
+                    .await
+                    .map_err(|e| wasmtime::format_err!("kv read failed: {e}"))?;
+                let version = entry.as_ref().map_or(0, |e| e.version);
+                self.tape.record_kv(key, entry.as_ref().map(|e| e.value.as_slice()), version);
+                (entry.map(|e| e.value), version)
+            }
+        };
         self.reads.entry(key.to_string()).or_insert(version);
-        Ok(entry.map(|e| e.value))
+        Ok(value)
     }
 
     async fn put(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
@@ -128,8 +137,21 @@ impl KvState {
     }
 
     /// Moves the quota's usage to `key` having `size` (`None`: deleted),
-    /// refusing growth past the quota.
+    /// refusing growth past the quota. A replay touches no usage: it
+    /// refuses what the recorded invocation was refused.
     async fn account(&mut self, key: &str, size: Option<i64>) -> wasmtime::Result<Result<(), Error>> {
+        if self.tape.is_replay() {
+            return Ok(match size {
+                None => Ok(()),
+                Some(_) => self.tape.replayed_check("kv_quota", key).unwrap_or(Ok(())),
+            });
+        }
+        let result = self.account_live(key, size).await?;
+        self.tape.record_check("kv_quota", key, &result);
+        Ok(result)
+    }
+
+    async fn account_live(&mut self, key: &str, size: Option<i64>) -> wasmtime::Result<Result<(), Error>> {
         let failed = |e: crate::store::StoreError| wasmtime::format_err!("kv usage read failed: {e}");
         let (keys, bytes) = self.quota.usage.kv(self.db.as_ref(), &self.tenant_id).await.map_err(failed)?;
         let before = match self.quota.stored.get(key) {
@@ -191,11 +213,19 @@ impl kv::Host for KvState {
         let limit = limit.min(self.list_max);
         // Fetch enough to survive our own pending deletes, then overlay.
         let pending_deletes = self.writes.values().filter(|v| v.is_none()).count() as u32;
-        let stored = self
-            .db
-            .kv_list(&self.tenant_id, &self.plugin_id, &prefix, limit.saturating_add(pending_deletes))
-            .await
-            .map_err(|e| wasmtime::format_err!("kv list failed: {e}"))?;
+        let fetch = limit.saturating_add(pending_deletes);
+        let stored = match self.tape.replayed_list(&prefix, fetch) {
+            Some(keys) => keys,
+            None => {
+                let keys = self
+                    .db
+                    .kv_list(&self.tenant_id, &self.plugin_id, &prefix, fetch)
+                    .await
+                    .map_err(|e| wasmtime::format_err!("kv list failed: {e}"))?;
+                self.tape.record_list(&prefix, fetch, &keys);
+                keys
+            }
+        };
         let mut keys: std::collections::BTreeSet<String> = stored.into_iter().collect();
         for (key, value) in self.writes.range(prefix.clone()..) {
             if !key.starts_with(&prefix) {

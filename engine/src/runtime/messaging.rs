@@ -13,11 +13,11 @@
 
 use super::bindings::messaging::{self, OutboundMessage};
 use super::bindings::types::Error;
+use super::tape::Tape;
 use super::usage::Usage;
 use crate::billing::Pricing;
 use crate::clock::Clock;
 use crate::directory::TenantProfile;
-use crate::ids;
 use crate::phone;
 use crate::secrets::KeyMode;
 use crate::sms::encoding::{self, EncodingChoice};
@@ -44,6 +44,7 @@ pub struct MessagingState {
     pub(super) usage: Arc<Usage>,
     /// The tenant's quota of live sends per UTC day.
     pub(super) sends_per_day: i64,
+    pub(super) tape: Tape,
 }
 
 impl MessagingState {
@@ -110,8 +111,21 @@ impl MessagingState {
     }
 
     /// Every check that needs the database, for messages about to be
-    /// buffered; what passes counts against the tenant's usage at once.
+    /// buffered; what passes counts against the tenant's usage at once. A
+    /// replay touches no usage: it refuses what the recorded invocation was
+    /// refused.
     async fn admit(&mut self, messages: &[NewMessage]) -> wasmtime::Result<Result<(), Error>> {
+        let recipients: Vec<&str> = messages.iter().map(|m| m.to.as_str()).collect();
+        let key = recipients.join(",");
+        if let Some(answer) = self.tape.replayed_check("send", &key) {
+            return Ok(answer);
+        }
+        let result = self.admit_live(messages).await?;
+        self.tape.record_check("send", &key, &result);
+        Ok(result)
+    }
+
+    async fn admit_live(&mut self, messages: &[NewMessage]) -> wasmtime::Result<Result<(), Error>> {
         if let Err(e) = self.check_consent(messages).await? {
             return Ok(Err(e));
         }
@@ -160,7 +174,7 @@ impl MessagingState {
             )));
         }
         let to_for_price = to.clone();
-        let now = self.clock.now_ms();
+        let now = self.tape.now(&self.clock);
         let mut scheduled_at = match m.schedule_at {
             Some(at) if at <= now => None, // due already: send now
             Some(at) if at > now + crate::limits::MAX_SCHEDULE_AHEAD_MS => {
@@ -185,7 +199,7 @@ impl MessagingState {
             KeyMode::Test => (crate::connectors::SANDBOX_CONNECTOR.to_string(), 0),
         };
         Ok(NewMessage {
-            id: ids::message_id(),
+            id: self.tape.message_id(),
             tenant_id: self.tenant.id.clone(),
             direction: Direction::Outbound,
             from: sender.address.clone(),
@@ -296,6 +310,7 @@ impl super::Runtime {
             balance: None,
             usage: self.usage.clone(),
             sends_per_day,
+            tape: ctx.tape.clone(),
         }
     }
 

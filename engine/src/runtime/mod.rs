@@ -21,6 +21,7 @@ pub mod invocation;
 mod kv;
 mod log;
 mod messaging;
+pub mod tape;
 mod timers;
 mod ungranted;
 pub mod usage;
@@ -110,6 +111,9 @@ pub struct InvocationContext {
     pub reply_to: Option<(String, String)>,
     /// Test mode: the event came from a test key; sends go to the sandbox.
     pub mode: crate::secrets::KeyMode,
+    /// Records what the invocation sees, serves a recording back, or
+    /// (off) neither.
+    pub tape: tape::Tape,
 }
 
 pub struct Runtime {
@@ -401,8 +405,15 @@ impl Runtime {
         let quotas = ctx.tenant.settings.quotas.resolve(&self.limits);
         let limits = plugin.limits.capped(&quotas);
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let tape = ctx.tape.clone();
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stderr(stderr.clone());
+        if let Some(seed) = tape.seed() {
+            tape::seeded_wasi(&mut wasi, seed);
+            wasi.wall_clock(tape::TapeWallClock { tape: tape.clone(), clock: self.clock.clone() });
+        }
         let state = InvocationState {
-            wasi: WasiCtxBuilder::new().stderr(stderr.clone()).build(),
+            wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter { limit: limits.memory_bytes, peak: 0 },
             stderr,
@@ -420,6 +431,7 @@ impl Runtime {
                 max_writes: self.limits.kv_writes_per_invocation,
                 max_pending_bytes: self.limits.kv_write_bytes_per_invocation,
                 quota: kv::KvQuota::new(quotas.kv_keys, quotas.kv_bytes, self.usage.clone()),
+                tape: tape.clone(),
             },
             timers: timers::TimersState {
                 db: self.db.clone(),
@@ -433,6 +445,7 @@ impl Runtime {
                 mode: ctx.mode.as_str(),
                 max_pending: quotas.timers_pending,
                 usage: self.usage.clone(),
+                tape: tape.clone(),
             },
             config: config::ConfigState { json: plugin.config.clone() },
             http: http::HttpState {
@@ -443,6 +456,7 @@ impl Runtime {
                 max_body: self.limits.http_fetch_bytes,
                 max_calls: self.limits.http_fetches_per_invocation,
                 calls: 0,
+                tape: tape.clone(),
             },
             log: log::LogState {
                 clock: self.clock.clone(),
@@ -453,7 +467,7 @@ impl Runtime {
                 lines: Vec::new(),
                 dropped: 0,
             },
-            clock: clock::ClockState { clock: self.clock.clone() },
+            clock: clock::ClockState { clock: self.clock.clone(), tape: tape.clone() },
             ungranted: ungranted::Ungranted,
         };
         let mut store = Store::new(&self.engine, state);
@@ -483,8 +497,10 @@ impl Runtime {
             Ok(Err(err)) => Err(classify(err, &limits, &store.data().stderr)),
         };
         let fuel_used = if fuel_set { limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0)) } else { 0 };
+        let recording = tape.finish(result.as_ref().ok(), self.limits.recording_bytes_per_invocation);
         let data = store.data_mut();
         InvocationOutcome {
+            recording,
             result,
             logs: data.log.take(),
             fuel_used,

@@ -2,6 +2,7 @@
 
 use super::bindings::timers;
 use super::bindings::types::Error;
+use super::tape::Tape;
 use super::usage::Usage;
 use crate::clock::Clock;
 use crate::store::{Database, TimerOp};
@@ -22,6 +23,7 @@ pub struct TimersState {
     pub(super) max_pending: i64,
     /// The tenant's pending timers, shared with the node's other invocations.
     pub(super) usage: Arc<Usage>,
+    pub(super) tape: Tape,
 }
 
 impl TimersState {
@@ -57,12 +59,35 @@ impl TimersState {
     /// Refuses a timer that would take the tenant past its quota (a key
     /// already pending is replaced, not added).
     async fn check_quota(&mut self, key: &str) -> wasmtime::Result<Result<(), Error>> {
-        let max = self.max_pending;
-        let lookup = |e: crate::store::StoreError| wasmtime::format_err!("timer lookup failed: {e}");
         let scheduled_here = self.ops.iter().any(|op| matches!(op, TimerOp::Schedule { key: k, .. } if k == key));
-        if scheduled_here || self.db.timer_pending(&self.tenant_id, &self.plugin_id, key).await.map_err(lookup)? {
+        if scheduled_here || self.pending(key).await? {
             return Ok(Ok(()));
         }
+        if let Some(answer) = self.tape.replayed_check("timer_quota", key) {
+            return Ok(answer);
+        }
+        let result = self.check_usage().await?;
+        self.tape.record_check("timer_quota", key, &result);
+        Ok(result)
+    }
+
+    /// Whether a timer `key` is pending in the store (as recorded, when replaying).
+    async fn pending(&self, key: &str) -> wasmtime::Result<bool> {
+        if let Some(answer) = self.tape.replayed_lookup("timer_pending", key) {
+            return Ok(answer);
+        }
+        let pending = self
+            .db
+            .timer_pending(&self.tenant_id, &self.plugin_id, key)
+            .await
+            .map_err(|e| wasmtime::format_err!("timer lookup failed: {e}"))?;
+        self.tape.record_lookup("timer_pending", key, pending);
+        Ok(pending)
+    }
+
+    async fn check_usage(&mut self) -> wasmtime::Result<Result<(), Error>> {
+        let max = self.max_pending;
+        let lookup = |e: crate::store::StoreError| wasmtime::format_err!("timer lookup failed: {e}");
         let pending = self.usage.timers(self.db.as_ref(), &self.tenant_id).await.map_err(lookup)?;
         if pending >= max {
             return Ok(Err(Error::QuotaExceeded(format!("the tenant's quota of {max} pending timers is used up"))));
@@ -96,7 +121,7 @@ impl timers::Host for TimersState {
         delay_ms: u64,
         payload: String,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let at = self.clock.now_ms().saturating_add(delay_ms.min(i64::MAX as u64) as i64);
+        let at = self.tape.now(&self.clock).saturating_add(delay_ms.min(i64::MAX as u64) as i64);
         self.schedule(key, at, payload).await
     }
 
@@ -112,11 +137,7 @@ impl timers::Host for TimersState {
         });
         let pending = match decided_here {
             Some(pending) => pending,
-            None => self
-                .db
-                .timer_pending(&self.tenant_id, &self.plugin_id, &key)
-                .await
-                .map_err(|e| wasmtime::format_err!("timer lookup failed: {e}"))?,
+            None => self.pending(&key).await?,
         };
         self.ops.push(TimerOp::Cancel { key });
         Ok(Ok(pending))

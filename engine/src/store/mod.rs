@@ -71,6 +71,7 @@ pub trait Database:
     + Queries
     + Erasure
     + Governance
+    + Recordings
     + Cluster
     + Send
     + Sync
@@ -88,6 +89,7 @@ impl<
         + Queries
         + Erasure
         + Governance
+        + Recordings
         + Cluster
         + Send
         + Sync
@@ -187,8 +189,9 @@ pub trait Plugins {
     /// Stores a component's bytes under their hash (idempotent).
     async fn put_component(&self, hash: &str, wasm: &[u8]) -> StoreResult<()>;
     async fn get_component(&self, hash: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// Records a new version of a plugin, makes it the active one and
-    /// replaces the plugin's routes, in one transaction.
+    /// Records a new version of a plugin and, unless it is only staged,
+    /// makes it the active one and replaces the plugin's routes, in one
+    /// transaction.
     async fn deploy_plugin_version(&self, version: &NewPluginVersion) -> StoreResult<DeployedVersion>;
     /// Every tenant's active plugins with their active version.
     async fn active_plugins(&self) -> StoreResult<Vec<PluginVersionRow>>;
@@ -333,6 +336,23 @@ pub trait Governance {
     /// Makes `version_id` the active version (with its routes).
     async fn activate_version(&self, plugin_id: &str, version_id: &str, routes: &[RouteRow]) -> StoreResult<()>;
     async fn set_plugin_status(&self, plugin_id: &str, status: &str, reason: Option<&str>) -> StoreResult<()>;
+    /// Every plugin's canary: its version (with the plugin's status) and plan (JSON).
+    async fn canaries(&self) -> StoreResult<Vec<(PluginVersionRow, String)>>;
+    /// Sends part of `plugin_id`'s events to `version_id` under `plan` (JSON),
+    /// replacing any canary it had.
+    async fn start_canary(&self, plugin_id: &str, version_id: &str, plan: &str) -> StoreResult<()>;
+    /// Ends the canary of `version_id`, if it is still the plugin's (false
+    /// when another node ended it first). With `promote`, the version
+    /// becomes the active one with `routes`; otherwise events bound to it
+    /// and still pending are unbound, to run the active version.
+    async fn end_canary(&self, plugin_id: &str, version_id: &str, promote: Option<&[RouteRow]>) -> StoreResult<bool>;
+    /// Invocations, failures and mean duration of each of `version_ids` since `since`.
+    async fn version_stats(
+        &self,
+        plugin_id: &str,
+        version_ids: &[&str],
+        since: Millis,
+    ) -> StoreResult<Vec<VersionStats>>;
     /// Newest first; `before` pages by id.
     async fn invocations(
         &self,
@@ -369,6 +389,33 @@ pub trait Governance {
         event: &NewEvent,
         lease: &Lease,
     ) -> StoreResult<bool>;
+}
+
+/// Recorded invocations and replays of them (`runtime::tape`, `deploy::replay`).
+#[async_trait]
+pub trait Recordings {
+    /// Recorded invocations of a plugin that `selection` takes, oldest
+    /// first, after id `after`.
+    async fn recorded_invocations(
+        &self,
+        tenant_id: &str,
+        plugin_id: &str,
+        selection: &RecordingSelection,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<RecordedInvocationRow>>;
+    async fn count_recorded(
+        &self,
+        tenant_id: &str,
+        plugin_id: &str,
+        selection: &RecordingSelection,
+    ) -> StoreResult<i64>;
+    async fn create_replay(&self, replay: &ReplayRow) -> StoreResult<()>;
+    /// Writes a replay's status, progress, report and error.
+    async fn update_replay(&self, replay: &ReplayRow) -> StoreResult<()>;
+    async fn replay(&self, tenant_id: &str, id: &str) -> StoreResult<Option<ReplayRow>>;
+    /// A plugin's replays, newest first.
+    async fn replays(&self, tenant_id: &str, plugin_id: &str, limit: u32) -> StoreResult<Vec<ReplayRow>>;
 }
 
 /// Reads for the API.

@@ -116,6 +116,9 @@ pub struct NewPluginVersion {
     pub config_json: String,
     pub routes: Vec<RouteRow>,
     pub created_at: Millis,
+    /// Make it the active version (else it is only stored: staged, for a
+    /// replay or a canary).
+    pub activate: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -485,6 +488,11 @@ pub struct InvocationRecord {
     pub outcome: &'static str,
     pub error: Option<String>,
     pub logs: Vec<LogLine>,
+    /// What the invocation saw and committed (`runtime::tape`), for replays.
+    pub recording: Option<Vec<u8>>,
+    /// It ran a canary: a failure does not bind the event to that version,
+    /// so once the canary is rolled back its retries run the active one.
+    pub canary: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -704,6 +712,87 @@ pub struct Retention {
     pub carrier_ids_before: Millis,
     /// Now: expired number claims and closed reply windows go.
     pub now: Millis,
+    /// Recordings of invocations started before this.
+    pub recordings_before: Millis,
+    /// Bytes of recordings each tenant keeps; the oldest beyond go.
+    pub recording_bytes_per_tenant: i64,
+}
+
+/// A canary's plan: the share of a plugin's events its new version takes,
+/// and how it is judged against the active version.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct CanaryPlan {
+    /// Percent of the plugin's customers (1–99) whose events go to it.
+    pub percent: u8,
+    pub started_at: Millis,
+    /// Invocations of each version needed before any verdict.
+    pub min_invocations: i64,
+    /// Rolled back when its failure rate exceeds the active version's by
+    /// more than this (0.05: five percentage points).
+    pub max_failure_increase: f64,
+    /// Rolled back when its mean duration is more than this many times the
+    /// active version's.
+    pub max_latency_ratio: f64,
+    /// Promoted by itself this long after it started, when healthy; `None`:
+    /// it waits for `promote`.
+    pub promote_after_ms: Option<i64>,
+}
+
+/// How one version of a plugin did since some instant.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct VersionStats {
+    pub version_id: String,
+    pub invocations: i64,
+    /// Invocations that did not end `ok` (traps, limit breaches, errors).
+    pub failures: i64,
+    pub mean_duration_us: f64,
+}
+
+/// Which recorded invocations a replay runs.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct RecordingSelection {
+    /// Invocations started at or after this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Millis>,
+    /// Or the invocations of these events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_ids: Vec<String>,
+}
+
+/// A recorded invocation, as a replay reads it.
+#[derive(Debug, Clone)]
+pub struct RecordedInvocationRow {
+    pub id: i64,
+    pub event_id: String,
+    pub version_id: String,
+    pub started_at: Millis,
+    pub duration_us: i64,
+    pub fuel_used: i64,
+    pub memory_peak: i64,
+    pub outcome: String,
+    pub recording: Vec<u8>,
+}
+
+/// A replay of recorded invocations against a version.
+#[derive(Debug, Clone)]
+pub struct ReplayRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub plugin_id: String,
+    pub version_id: String,
+    pub version: String,
+    /// `running`, `done` or `failed`.
+    pub status: String,
+    /// The [`RecordingSelection`], as JSON.
+    pub selection: String,
+    pub total: i64,
+    pub done: i64,
+    /// The report, as JSON, once done.
+    pub report: Option<String>,
+    pub error: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub finished_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -78,7 +78,7 @@ pub(in crate::store) async fn complete(
                 .bind(error)
                 .bind(now)
                 // Bound to the version that failed: its retries run it too.
-                .bind(Some(c.record.version_id.as_str()).filter(|v| !v.is_empty()))
+                .bind(Some(c.record.version_id.as_str()).filter(|v| !v.is_empty() && !c.record.canary))
                 .bind(&c.event_id)
                 .execute(&mut *tx)
                 .await?;
@@ -155,7 +155,7 @@ async fn record_invocations(conn: &mut Conn<DB>, records: &[&InvocationRecord]) 
     for chunk in records.chunks(INSERT_CHUNK) {
         let mut q: QueryBuilder<DB> = QueryBuilder::new(
             "INSERT INTO invocations (tenant_id, plugin_id, version_id, event_id, trigger, started_at, duration_us, \
-             fuel_used, memory_peak, outcome, error) ",
+             fuel_used, memory_peak, outcome, error, recording, recording_bytes) ",
         );
         q.push_values(chunk, |mut b, r| {
             b.push_bind(&r.tenant_id)
@@ -168,7 +168,9 @@ async fn record_invocations(conn: &mut Conn<DB>, records: &[&InvocationRecord]) 
                 .push_bind(r.fuel_used)
                 .push_bind(r.memory_peak)
                 .push_bind(r.outcome)
-                .push_bind(&r.error);
+                .push_bind(&r.error)
+                .push_bind(&r.recording)
+                .push_bind(r.recording.as_ref().map_or(0, |b| b.len() as i64));
         });
         q.build().execute(&mut *conn).await?;
     }

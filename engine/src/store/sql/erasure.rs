@@ -7,6 +7,12 @@ use sqlx::Row;
 /// The statuses a message is still on its way in.
 const IN_PROGRESS: [&str; 3] = ["queued", "scheduled", "sending"];
 
+/// Drops the recordings of the invocations that saw the message: those of
+/// its own events, and the one that sent it.
+const FORGET_RECORDINGS: &str = "UPDATE invocations SET recording = NULL, recording_bytes = 0 WHERE recording_bytes > 0 \
+    AND (event_id IN (SELECT id FROM events WHERE message_id = $1) \
+    OR event_id IN (SELECT event_id FROM messages WHERE id = $1 AND event_id IS NOT NULL))";
+
 for_every_backend! {
 /// Why a message cannot be erased (not the tenant's, or still on its way:
 /// its status, or plugin work pending on it), or `None` when it can.
@@ -41,6 +47,7 @@ impl Erasure {
             "DELETE FROM webhook_deliveries WHERE message_id = $1",
             "DELETE FROM message_status WHERE message_id = $1",
             "DELETE FROM message_parts WHERE message_id = $1",
+            FORGET_RECORDINGS,
             "DELETE FROM events WHERE message_id = $1",
             "DELETE FROM messages WHERE id = $1",
         ] {
@@ -60,6 +67,7 @@ impl Erasure {
             .bind(message_id)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(FORGET_RECORDINGS).bind(message_id).execute(&mut *tx).await?;
         sqlx::query("UPDATE events SET payload = '{}' WHERE message_id = $1")
             .bind(message_id)
             .execute(&mut *tx)

@@ -34,6 +34,27 @@ impl OptOutIndex {
     }
 }
 
+for_every_backend! {
+/// Replaces a plugin's routes with `routes` (its tenant's, inside the caller's transaction).
+async fn replace_routes(conn: &mut Conn<DB>, plugin_id: &str, routes: &[RouteRow]) -> StoreResult<()> {
+    let tenant_id: String =
+        sqlx::query_scalar("SELECT tenant_id FROM plugins WHERE id = $1").bind(plugin_id).fetch_one(&mut *conn).await?;
+    sqlx::query("DELETE FROM routes WHERE plugin_id = $1").bind(plugin_id).execute(&mut *conn).await?;
+    for route in routes {
+        sqlx::query(
+            "INSERT INTO routes (tenant_id, plugin_id, kind, pattern) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(&tenant_id)
+        .bind(plugin_id)
+        .bind(route.kind.as_str())
+        .bind(&route.pattern)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+}
+
 pub(in crate::store) const PLUGIN_VERSION_SELECT: &str = "SELECT p.id, p.tenant_id, p.name, p.status, v.id, v.version, \
     v.component_hash, v.manifest, v.config, p.status_reason, v.created_at FROM plugins p JOIN plugin_versions v";
 
@@ -124,27 +145,111 @@ impl Governance {
 
     async fn activate_version(&self, plugin_id: &str, version_id: &str, routes: &[RouteRow]) -> StoreResult<()> {
         let mut tx = self.writer().begin().await?;
-        let tenant_id: String = sqlx::query_scalar("SELECT tenant_id FROM plugins WHERE id = $1")
-            .bind(plugin_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE plugins SET active_version_id = $1 WHERE id = $2")
+        // An explicit switch ends any canary.
+        sqlx::query("UPDATE plugins SET active_version_id = $1, canary_version_id = NULL, canary = NULL WHERE id = $2")
             .bind(version_id)
             .bind(plugin_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM routes WHERE plugin_id = $1").bind(plugin_id).execute(&mut *tx).await?;
-        for route in routes {
-            sqlx::query("INSERT INTO routes (tenant_id, plugin_id, kind, pattern) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
-                .bind(&tenant_id)
-                .bind(plugin_id)
-                .bind(route.kind.as_str())
-                .bind(&route.pattern)
-                .execute(&mut *tx)
-                .await?;
-        }
+        replace_routes::<B::Db>(&mut tx, plugin_id, routes).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn canaries(&self) -> StoreResult<Vec<(PluginVersionRow, String)>> {
+        let plans: std::collections::HashMap<String, String> =
+            sqlx::query("SELECT id, canary FROM plugins WHERE canary_version_id IS NOT NULL AND canary IS NOT NULL")
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+        if plans.is_empty() {
+            return Ok(vec![]);
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{PLUGIN_VERSION_SELECT} ON v.id = p.canary_version_id")))
+            .fetch_all(self.reader())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(plugin_version_row::<B::Db>)
+            .filter_map(|row| plans.get(&row.plugin_id).cloned().map(|plan| (row, plan)))
+            .collect())
+    }
+
+    async fn start_canary(&self, plugin_id: &str, version_id: &str, plan: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE plugins SET canary_version_id = $1, canary = $2 WHERE id = $3")
+            .bind(version_id)
+            .bind(plan)
+            .bind(plugin_id)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    async fn end_canary(&self, plugin_id: &str, version_id: &str, promote: Option<&[RouteRow]>) -> StoreResult<bool> {
+        let mut tx = self.writer().begin().await?;
+        let ended = sqlx::query(
+            "UPDATE plugins SET canary_version_id = NULL, canary = NULL WHERE id = $1 AND canary_version_id = $2",
+        )
+        .bind(plugin_id)
+        .bind(version_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !ended {
+            return Ok(false);
+        }
+        match promote {
+            Some(routes) => {
+                sqlx::query("UPDATE plugins SET active_version_id = $1 WHERE id = $2")
+                    .bind(version_id)
+                    .bind(plugin_id)
+                    .execute(&mut *tx)
+                    .await?;
+                replace_routes::<B::Db>(&mut tx, plugin_id, routes).await?;
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE events SET version_id = NULL WHERE plugin_id = $1 AND version_id = $2 AND status = 'pending'",
+                )
+                .bind(plugin_id)
+                .bind(version_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn version_stats(&self, plugin_id: &str, version_ids: &[&str], since: Millis) -> StoreResult<Vec<VersionStats>> {
+        let mut q: QueryBuilder<B::Db> = QueryBuilder::new(
+            "SELECT version_id, COUNT(*), SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END), \
+             CAST(SUM(duration_us) AS BIGINT) FROM invocations WHERE plugin_id = ",
+        );
+        q.push_bind(plugin_id).push(" AND started_at >= ").push_bind(since).push(" AND version_id IN (");
+        let mut ids = q.separated(", ");
+        for id in version_ids {
+            ids.push_bind(id.to_string());
+        }
+        q.push(") GROUP BY version_id");
+        let rows = q.build().fetch_all(self.reader()).await?;
+        Ok(version_ids
+            .iter()
+            .map(|id| {
+                let row = rows.iter().find(|r| r.get::<String, _>(0) == *id);
+                let invocations: i64 = row.map_or(0, |r| r.get(1));
+                let total_us: i64 = row.map_or(0, |r| r.get(3));
+                VersionStats {
+                    version_id: id.to_string(),
+                    invocations,
+                    failures: row.map_or(0, |r| r.get(2)),
+                    mean_duration_us: if invocations > 0 { total_us as f64 / invocations as f64 } else { 0.0 },
+                }
+            })
+            .collect())
     }
 
     async fn set_plugin_status(&self, plugin_id: &str, status: &str, reason: Option<&str>) -> StoreResult<()> {
@@ -204,6 +309,23 @@ impl Governance {
         ] {
             removed += sqlx::query(sql).bind(before).execute(&mut *tx).await?.rows_affected();
         }
+        removed += sqlx::query(
+            "UPDATE invocations SET recording = NULL, recording_bytes = 0 WHERE recording_bytes > 0 AND started_at < $1",
+        )
+        .bind(r.recordings_before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        // Newest first, each tenant keeps recordings up to its byte bound.
+        removed += sqlx::query(
+            "UPDATE invocations SET recording = NULL, recording_bytes = 0 WHERE id IN (SELECT id FROM \
+             (SELECT id, SUM(recording_bytes) OVER (PARTITION BY tenant_id ORDER BY id DESC) AS kept \
+             FROM invocations WHERE recording_bytes > 0) ranked WHERE kept > $1)",
+        )
+        .bind(r.recording_bytes_per_tenant)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
         Ok(removed)
     }

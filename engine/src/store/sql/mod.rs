@@ -24,6 +24,7 @@ pub(super) mod governance;
 pub(super) mod outbound;
 mod plugins;
 mod queries;
+mod recordings;
 pub(super) mod status;
 mod tenants;
 mod webhooks;

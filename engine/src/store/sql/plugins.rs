@@ -62,20 +62,22 @@ impl Plugins {
         .execute(&mut *tx)
         .await
         .map_err(super::conflict_as("plugin version"))?;
-        sqlx::query("UPDATE plugins SET active_version_id = $1, status = 'active', status_reason = NULL, consecutive_failures = 0 WHERE id = $2")
-            .bind(&version_id)
-            .bind(&plugin_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM routes WHERE plugin_id = $1").bind(&plugin_id).execute(&mut *tx).await?;
-        for route in &v.routes {
-            sqlx::query("INSERT INTO routes (tenant_id, plugin_id, kind, pattern) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
-                .bind(&v.tenant_id)
+        if v.activate {
+            sqlx::query("UPDATE plugins SET active_version_id = $1, status = 'active', status_reason = NULL, consecutive_failures = 0 WHERE id = $2")
+                .bind(&version_id)
                 .bind(&plugin_id)
-                .bind(route.kind.as_str())
-                .bind(&route.pattern)
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query("DELETE FROM routes WHERE plugin_id = $1").bind(&plugin_id).execute(&mut *tx).await?;
+            for route in &v.routes {
+                sqlx::query("INSERT INTO routes (tenant_id, plugin_id, kind, pattern) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                    .bind(&v.tenant_id)
+                    .bind(&plugin_id)
+                    .bind(route.kind.as_str())
+                    .bind(&route.pattern)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(DeployedVersion { plugin_id, version_id })
