@@ -90,6 +90,8 @@ pub struct Options {
     pub plugins_dir: PathBuf,
     /// Tenants for the `tenants` scenario.
     pub tenants: usize,
+    /// Whether invocations keep their recordings (`limits.record_invocations`).
+    pub record_invocations: bool,
 }
 
 /// A sender number per index (distinct for up to ten million).
@@ -141,7 +143,8 @@ impl Env {
     pub async fn start(opts: &Options, plugins: &[&str]) -> anyhow::Result<Env> {
         let carrier = FakeCarrier::start().await?;
         let dir = scratch_dir();
-        let settings = settings(&dir, &carrier.url)?;
+        let mut settings = settings(&dir, &carrier.url)?;
+        settings.limits.record_invocations = opts.record_invocations;
         let clock = Clock::system();
         let engine = EngineRuntime::new()?;
         let app = engine.start_app(&settings, &clock).await?;

@@ -49,6 +49,9 @@ pub struct BenchArgs {
     /// what tracing costs
     #[arg(long)]
     trace_sample_ratio: Option<f64>,
+    /// Run with `limits.record_invocations` off: what recording costs
+    #[arg(long)]
+    no_recording: bool,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -70,6 +73,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         connections: args.connections.max(1),
         plugins_dir: args.plugins_dir,
         tenants: args.tenants.max(1),
+        record_invocations: !args.no_recording,
     };
     let figures = match args.scenario {
         Scenario::Keyword => bench::traffic::run(Kind::Keyword, &opts).await?,
@@ -116,6 +120,9 @@ fn in_separate_processes(args: &BenchArgs) -> anyhow::Result<()> {
         }
         if let Some(ratio) = args.trace_sample_ratio {
             command.args(["--trace-sample-ratio", &ratio.to_string()]);
+        }
+        if args.no_recording {
+            command.arg("--no-recording");
         }
         let out = command.output()?;
         anyhow::ensure!(out.status.success(), "run {run} failed");
