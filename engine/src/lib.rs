@@ -45,7 +45,8 @@
 //!    the writer (one transaction per cycle), dispatcher, delivery reports, webhooks, sweeper,
 //!    retention; its [`pipeline::Context`] and the one way to enqueue work),
 //!    [`scheduler`] (due timers and cron fires become events), [`deploy`]
-//!    (validation, versions, rollback), [`control`] (operations that change
+//!    (validation, versions, rollback, replays of recorded invocations,
+//!    canaries), [`control`] (operations that change
 //!    tenants, keys and plugins), [`senders`] (numbers and sender IDs).
 //! 6. [`api`]: the HTTP API (axum), `api::router(ctx)` for tests,
 //!    `api::run` to serve; the web console at `/console` (`api::console`:
