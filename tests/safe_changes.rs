@@ -408,3 +408,25 @@ async fn a_healthy_canary_is_promoted() {
     let p = h.post("/v1/plugins/keyword-reply/canary/promote", json!({}), StatusCode::OK).await;
     assert_eq!((p["version"].as_str(), p["canary"].is_null()), (Some("0.4.0"), true));
 }
+
+/// What the recording cannot know but supplies (the sandbox's random
+/// source, the guest's own wall clock) replays too: live rolls differ from
+/// one another, and a replay of the same version reproduces each one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_reproduces_the_guests_randomness_and_wall_clock() {
+    let h = harness().plugins(&["chaos"]).start().await;
+    let mut watch = h.watch();
+    for i in 0..8 {
+        h.inbound(&phone(i), "DICE").await;
+    }
+    watch.events_settled("done", 8).await;
+    let rolls: BTreeSet<String> =
+        h.sent(8).await.iter().map(|s| s.body.split(' ').nth(1).unwrap().to_string()).collect();
+    assert!(rolls.len() > 1, "live invocations are seeded afresh: {rolls:?}");
+    let report = replay(&h, "chaos", json!({"version": "0.1.0"})).await;
+    // The eight DICE, and the delivery reports of their replies (chaos
+    // subscribes to them) that arrived by then.
+    let totals = &report["totals"];
+    assert!(totals["replayed"].as_u64().unwrap() >= 8, "{report}");
+    assert_eq!(totals["same"], totals["replayed"], "{report}");
+}

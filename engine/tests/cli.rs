@@ -600,3 +600,78 @@ async fn a_sigkill_under_full_keyword_load_loses_nothing_and_duplicates_nothing(
     let server = serve(dir.path(), &["--config", unlimited.to_str().unwrap()]).await;
     assert_each_answered_once(&server, &accepted).await;
 }
+
+/// A keyword-reply manifest at `version` whose HOURS reply is `hours`, its
+/// component the built one (for deploys from a scratch folder).
+fn keyword_reply_version(dir: &Path, version: &str, hours: &str) -> PathBuf {
+    let source = workspace().join("plugins/keyword-reply/plugin.toml");
+    let wasm = workspace().join("target/wasm32-wasip2/plugin/keyword_reply.wasm");
+    let manifest = std::fs::read_to_string(&source)
+        .unwrap()
+        .replace("version = \"0.1.0\"", &format!("version = \"{version}\""))
+        .replace("Demo Store is open Mon-Fri 9am-6pm and Sat 10am-4pm.", hours)
+        .replace("../../target/wasm32-wasip2/plugin/keyword_reply.wasm", wasm.to_str().unwrap());
+    let path = dir.join(format!("keyword-reply-{version}.toml"));
+    std::fs::write(&path, manifest).unwrap();
+    path
+}
+
+/// Staging a version, replaying the day against it (summary, diff, JSON,
+/// `--check`), and a canary rolled back and one promoted, through the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_is_staged_replayed_and_canaried_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]).await;
+    let (url, env) = (server.url.clone(), [("SWITCHBOARD_API_KEY", server.key.as_str())]);
+    let client = reqwest::Client::new();
+    for i in 0..6 {
+        post_inbound(&client, &url, &customer(i), "HOURS").await.unwrap();
+    }
+    server.wait_status(6, &["delivered"]).await;
+
+    let scratch = tempfile::tempdir().unwrap();
+    let new_hours = "Demo Store is now open every day 8am-8pm.";
+    let v2 = keyword_reply_version(scratch.path(), "0.2.0", new_hours);
+    let (ok, out, err) = run_cli(&url, &env, &["plugin", "deploy", v2.to_str().unwrap(), "--stage"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "staged keyword-reply version 0.2.0; version 0.1.0 stays active");
+
+    let replay = ["plugin", "replay", "keyword-reply", "--version", "0.2.0", "--since", "1h"];
+    let (ok, out, err) = run_cli(&url, &env, &replay).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("replayed 6 recorded invocations of keyword-reply against version 0.2.0"), "{out}");
+    let count =
+        |label: &str| out.lines().find_map(|l| l.trim().strip_prefix(label)).map(|n| n.trim().parse::<u32>().unwrap());
+    assert_eq!((count("different"), count("same"), count("new failures")), (Some(6), Some(0), Some(0)), "{out}");
+    assert!(out.contains("- body: Demo Store is open Mon-Fri 9am-6pm and Sat 10am-4pm."), "{out}");
+    assert!(out.contains(&format!("+ body: {new_hours}")), "{out}");
+
+    let (ok, out, err) = run_cli(&url, &env, &[&replay[..], &["--json"]].concat()).await;
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["report"]["totals"]["different"], 6);
+    let (ok, _, err) = run_cli(&url, &env, &[&replay[..], &["--check"]].concat()).await;
+    assert!(!ok);
+    assert!(err.trim().ends_with("error: 6 invocations came out different or failed on version 0.2.0"), "{err}");
+
+    // Canaries: one rolled back, one promoted by hand.
+    let v3 = keyword_reply_version(scratch.path(), "0.3.0", new_hours);
+    let (ok, out, err) = run_cli(&url, &env, &["plugin", "deploy", v3.to_str().unwrap(), "--canary", "10"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        "keyword-reply version 0.3.0 is a canary for 10% of customers; version 0.1.0 takes the rest"
+    );
+    assert_eq!(server.get("/v1/plugins/keyword-reply").await["canary"]["version"], "0.3.0");
+    let (ok, out, err) = run_cli(&url, &env, &["plugin", "rollback", "keyword-reply", "--canary"]).await;
+    assert!(ok && out.contains("canary is rolled back; version 0.1.0 takes every event"), "{out}{err}");
+    let v4 = keyword_reply_version(scratch.path(), "0.4.0", new_hours);
+    let deploy = ["plugin", "deploy", v4.to_str().unwrap(), "--canary", "20", "--promote-after", "1h"];
+    let (ok, _, err) = run_cli(&url, &env, &deploy).await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = run_cli(&url, &env, &["plugin", "promote", "keyword-reply"]).await;
+    assert!(ok && out.trim() == "keyword-reply is at version 0.4.0", "{out}{err}");
+    let (ok, _, err) = run_cli(&url, &env, &["plugin", "promote", "keyword-reply"]).await;
+    assert!(!ok);
+    assert_eq!(err.trim(), "error: NO_CANARY: plugin \"keyword-reply\" has no canary");
+}

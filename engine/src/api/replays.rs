@@ -73,13 +73,13 @@ fn view(row: ReplayRow, plugin: &str, now: i64) -> ReplayView {
 
 /// `90m`, `24h`, `7d`, `30s` as milliseconds.
 pub(super) fn duration_ms(text: &str) -> Option<i64> {
-    let (number, unit) = text.split_at(text.len().checked_sub(1)?);
-    let n: i64 = number.parse().ok().filter(|n| *n > 0)?;
+    let unit = text.chars().last()?;
+    let n: i64 = text[..text.len() - unit.len_utf8()].parse().ok().filter(|n| *n > 0)?;
     let unit = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
+        's' => 1_000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
         _ => return None,
     };
     n.checked_mul(unit)
@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(duration_ms("24h"), Some(86_400_000));
         assert_eq!(duration_ms("90m"), Some(5_400_000));
         assert_eq!(duration_ms("7d"), Some(604_800_000));
-        for bad in ["", "h", "0h", "-1h", "24", "24x", "99999999999999999d"] {
+        for bad in ["", "h", "0h", "-1h", "24", "24x", "99999999999999999d", "1é", "é"] {
             assert_eq!(duration_ms(bad), None, "{bad}");
         }
     }

@@ -14,6 +14,9 @@
 //! - `FRESH`: bumps a global counter and replies with it: always 1 when
 //!   every event gets a fresh instance.
 //! - `LATER`: schedules a reply an hour ahead.
+//! - `DICE`: replies with a number from the sandbox's random source and
+//!   the guest's own wall clock (what a replay must reproduce from its
+//!   recording).
 //! - `PEEK`: replies with what the `trap` key holds (it must be nothing).
 //!
 //! - `DLR`: sends a probe with reference `dlr-probe`; its delivery report
@@ -84,6 +87,15 @@ impl Plugin for Chaos {
             "FRESH" => {
                 let n = INVOCATIONS_IN_THIS_INSTANCE.fetch_add(1, Ordering::SeqCst) + 1;
                 message.reply(format!("instance call {n}"))?;
+                Ok(())
+            }
+            "DICE" => {
+                use std::hash::BuildHasher;
+                // `RandomState` seeds itself from WASI's random source.
+                let roll = std::collections::hash_map::RandomState::new().hash_one(0u8) % 1_000_000;
+                let now =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+                message.reply(format!("dice {roll} at {now}"))?;
                 Ok(())
             }
             "LATER" => {
