@@ -264,7 +264,7 @@ async fn simulate_prints_a_failing_plugins_error_with_its_event() {
     let out = switchboard(&chaos, &["simulate", "--from", "+15551234567", "--to", "+15550000000", "TRAP"], &api).await;
     let line = out.lines().find(|l| l.starts_with("[chaos] failed")).unwrap_or_else(|| panic!("{out}"));
     assert!(line.starts_with("[chaos] failed (attempt 1; it will be retried), event evt_"), "{line}");
-    assert!(out.contains("panicked at examples/chaos-plugin/src/lib.rs:68:17:\ndeliberate trap after send"), "{out}");
+    assert!(out.contains("panicked at examples/chaos-plugin/src/lib.rs:71:17:\ndeliberate trap after send"), "{out}");
     assert!(out.contains("The plugins sent no reply."), "{out}");
 }
 
