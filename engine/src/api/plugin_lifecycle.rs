@@ -45,7 +45,8 @@ pub struct DeployForm {
     #[schema(minimum = 0, maximum = 100)]
     canary_max_failure_increase: Option<f64>,
     /// How many times the active version's mean duration the canary may
-    /// take before it is rolled back (default 3).
+    /// take before it is rolled back (default 3; only when it is also at
+    /// least 20 ms more).
     #[schema(minimum = 1, maximum = 1000)]
     canary_max_latency_ratio: Option<f64>,
 }

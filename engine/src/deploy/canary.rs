@@ -7,8 +7,9 @@
 //! started, once each version has `min_invocations`,
 //! - a failure rate above the active version's by more than
 //!   `max_failure_increase`, or a mean duration more than
-//!   `max_latency_ratio` times the active version's, rolls it back (events
-//!   bound to it run the active version again);
+//!   `max_latency_ratio` times the active version's (and at least
+//!   [`LATENCY_FLOOR_US`] more), rolls it back (its failed events run the
+//!   active version again);
 //! - otherwise, once `promote_after_ms` has passed (when set), it is
 //!   promoted.
 //!
@@ -25,6 +26,10 @@ use std::sync::Arc;
 pub const DEFAULT_MIN_INVOCATIONS: i64 = 20;
 pub const DEFAULT_MAX_FAILURE_INCREASE: f64 = 0.05;
 pub const DEFAULT_MAX_LATENCY_RATIO: f64 = 3.0;
+/// A canary is judged slower only when its mean duration is also this much
+/// above the active version's: handlers take microseconds, and a ratio of
+/// microseconds is noise (a cold cache, a busy core).
+pub const LATENCY_FLOOR_US: f64 = 20_000.0;
 /// How often canaries are judged when no invocation wakes the watcher.
 const JUDGE_EVERY_MS: i64 = 5_000;
 
@@ -95,6 +100,7 @@ pub fn judge(plan: &CanaryPlan, canary: &VersionStats, active: &VersionStats) ->
     if active.invocations >= plan.min_invocations
         && active.mean_duration_us > 0.0
         && canary.mean_duration_us > active.mean_duration_us * plan.max_latency_ratio
+        && canary.mean_duration_us - active.mean_duration_us > LATENCY_FLOOR_US
     {
         return Verdict::Failing(format!(
             "mean duration {:.2} ms against {:.2} ms (allowed: {}×)",
@@ -269,7 +275,8 @@ mod tests {
         assert!(matches!(judge(&p, &stats(20, 5, 10.0), &stats(100, 0, 10.0)), Verdict::Failing(_)));
         assert!(matches!(judge(&p, &stats(20, 5, 10.0), &stats(0, 0, 0.0)), Verdict::Failing(_)));
         assert_eq!(judge(&p, &stats(20, 5, 10.0), &stats(100, 20, 10.0)), Verdict::Healthy, "the active fails too");
-        assert!(matches!(judge(&p, &stats(20, 0, 40.0), &stats(20, 0, 10.0)), Verdict::Failing(_)));
-        assert_eq!(judge(&p, &stats(20, 0, 40.0), &stats(19, 0, 10.0)), Verdict::Healthy, "too few to compare");
+        assert!(matches!(judge(&p, &stats(20, 0, 90_000.0), &stats(20, 0, 20_000.0)), Verdict::Failing(_)));
+        assert_eq!(judge(&p, &stats(20, 0, 90_000.0), &stats(19, 0, 20_000.0)), Verdict::Healthy, "too few to compare");
+        assert_eq!(judge(&p, &stats(20, 0, 400.0), &stats(20, 0, 100.0)), Verdict::Healthy, "microseconds are noise");
     }
 }
