@@ -358,9 +358,11 @@ async fn attempt(ctx: &Context, event: &EventRow) -> Result<(Completion, Option<
                 .ok_or_else(|| Unrunnable::Dead("the version this event is bound to no longer exists".into()))?;
             &bound
         }
-        // A canary takes its customers' events; the rest run the active version.
+        // A canary takes its customers' events on their first attempt; the
+        // rest, and retries (a canary failure is retried on the active
+        // version, so no customer waits on a canary), run the active version.
         _ => match &plugin.canary {
-            Some(canary) if canary.takes(event) => &canary.row,
+            Some(canary) if event.attempts == 0 && canary.takes(event) => &canary.row,
             _ => &plugin.row,
         },
     };
