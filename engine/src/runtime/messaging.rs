@@ -115,6 +115,9 @@ impl MessagingState {
     /// replay touches no usage: it refuses what the recorded invocation was
     /// refused.
     async fn admit(&mut self, messages: &[NewMessage]) -> wasmtime::Result<Result<(), Error>> {
+        if !self.tape.is_on() {
+            return self.admit_live(messages).await;
+        }
         let recipients: Vec<&str> = messages.iter().map(|m| m.to.as_str()).collect();
         let key = recipients.join(",");
         if let Some(answer) = self.tape.replayed_check("send", &key) {

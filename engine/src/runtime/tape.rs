@@ -439,6 +439,11 @@ impl Tape {
         self.0.as_ref().map(|m| f(&mut m.lock().expect("tape lock")))
     }
 
+    /// Whether it records or replays (off: every call passes through).
+    pub fn is_on(&self) -> bool {
+        self.0.is_some()
+    }
+
     pub fn records(&self) -> bool {
         self.with(|m| matches!(m, Mode::Record(_))).unwrap_or(false)
     }
