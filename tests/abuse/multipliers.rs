@@ -208,12 +208,22 @@ async fn a_message_that_cannot_be_marked_sending_is_not_sent() {
     )
     .await;
     let mut watch = h.watch();
-    let m = h.post("/v1/messages", json!({"to": CUSTOMER, "message": "held"}), StatusCode::ACCEPTED).await;
+    // A message due now is written `sending` by the commit that creates it:
+    // no later write can refuse it.
+    let now = h.post("/v1/messages", json!({"to": CUSTOMER, "message": "now"}), StatusCode::ACCEPTED).await;
+    watch.message_status(now["id"].as_str().unwrap(), "delivered").await;
+    assert_eq!(h.sim().sent().len(), 1, "the message due now was sent");
+    // A scheduled one is marked when it falls due, and the mark is refused.
+    let at = (h.clock.now() + chrono::Duration::minutes(1)).to_rfc3339();
+    let m = h
+        .post("/v1/messages", json!({"to": CUSTOMER, "message": "held", "schedule_time": at}), StatusCode::ACCEPTED)
+        .await;
     let id = m["id"].as_str().unwrap().to_string();
+    h.clock.advance(std::time::Duration::from_secs(61));
     watch.until(|n| matches!(n, Notification::SendHeld { message_id, .. } if *message_id == id)).await;
-    assert!(h.sim().sent().is_empty(), "not sent");
+    assert_eq!(h.sim().sent().len(), 1, "the held message was not sent");
     sabotage(&h, &["DROP TRIGGER no_sending"], &["DROP TRIGGER no_sending ON messages"]).await;
     h.clock.advance(std::time::Duration::from_secs(2));
     watch.message_status(&id, "delivered").await;
-    assert_eq!(h.sim().sent().len(), 1, "sent once");
+    assert_eq!(h.sim().sent().len(), 2, "sent once");
 }

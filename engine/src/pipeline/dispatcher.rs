@@ -1,8 +1,9 @@
 //! The dispatcher: hands outbox messages to connectors and records what
 //! the carrier said.
 //!
-//! Each batch taken from the queue is first marked `sending` (in the
-//! writer's next cycle), then every message tries the connectors of its route in
+//! A message its own commit wrote `sending` (leased to this node) goes
+//! at once; any other is first marked `sending` (in the writer's next
+//! cycle). Then every message tries the connectors of its route in
 //! order, each behind its gate (circuit breaker, rate limit, concurrency).
 //! A transient failure or an open circuit moves on to the next connector
 //! (failover); a permanent refusal fails the message at once; when no
@@ -69,42 +70,27 @@ pub async fn run(ctx: Arc<Context>, mut outbox: mpsc::UnboundedReceiver<OutboxIt
             ctx.pipeline.sweeper.now();
             ctx.pipeline.notify(Notification::SendHeld { message_id: item.message_id, reason: "consent unchecked" });
         }
-        if batch.is_empty() {
-            continue;
+        // Messages their commit wrote `sending` go as they are while their
+        // lease has at least half its length left and outlasts a carrier
+        // call; the others (the sweeper's, or ones that waited here long)
+        // are marked first, which renews the lease and checks that no other
+        // node took them over meanwhile.
+        let fresh = (ctx.limits.work_lease_ms / 2).max(ctx.limits.connector_timeout_ms) as i64;
+        let now = ctx.clock.now_ms();
+        let unmarked: Vec<OutboxItem> =
+            batch.extract_if(.., |i| !i.marked_until.is_some_and(|until| until - now >= fresh)).collect();
+        if !batch.is_empty() {
+            ctx.pipeline.webhooks.now();
+            for item in &batch {
+                ctx.pipeline.notify(Notification::MessageStatus {
+                    message_id: item.message_id.clone(),
+                    status: "sending".into(),
+                    tenant_id: Some(item.tenant_id.clone()),
+                });
+            }
         }
-        let ids: Vec<String> = batch.iter().map(|i| i.message_id.clone()).collect();
-        let started = std::time::Instant::now();
-        let marks =
-            SendingMarks { message_ids: ids.clone(), at: ctx.clock.now_ms(), lease: ctx.pipeline.lease(&ctx.clock) };
-        let marked = ctx.pipeline.writer.sending(marks).await;
-        tracing::trace!(size = ids.len(), took_us = started.elapsed().as_micros() as u64, "marked sending");
-        match marked {
-            Ok(ours) => {
-                let ours: std::collections::HashSet<String> = ours.into_iter().collect();
-                for item in batch.extract_if(.., |i| !ours.contains(&i.message_id)) {
-                    tracing::info!(message_id = %item.message_id, "message taken over by another node; not sent here");
-                    ctx.pipeline.outbox.run(&item.message_id, async {}).await;
-                }
-                ctx.pipeline.webhooks.now();
-                for item in batch.iter().filter(|i| ours.contains(&i.message_id)) {
-                    ctx.pipeline.notify(Notification::MessageStatus {
-                        message_id: item.message_id.clone(),
-                        status: "sending".into(),
-                        tenant_id: Some(item.tenant_id.clone()),
-                    });
-                }
-            }
-            // Not marked, not sent: the rows stay leased to this node and
-            // the sweeper offers them again once the lease lapses.
-            Err(e) => {
-                tracing::error!(error = %e, "could not mark messages as sending; they wait");
-                for item in batch.drain(..) {
-                    ctx.pipeline.outbox.run(&item.message_id, async {}).await;
-                    ctx.pipeline
-                        .notify(Notification::SendHeld { message_id: item.message_id, reason: "not marked sending" });
-                }
-                continue;
-            }
+        if !unmarked.is_empty() {
+            batch.extend(mark_sending(&ctx, unmarked).await);
         }
         for item in batch.drain(..) {
             let Ok(permit) = permits.clone().acquire_owned().await else { return };
@@ -122,6 +108,46 @@ pub async fn run(ctx: Arc<Context>, mut outbox: mpsc::UnboundedReceiver<OutboxIt
                 ctx.pipeline.outbox.run(&item.message_id, work.instrument(span)).await;
                 drop(permit);
             });
+        }
+    }
+}
+
+/// Marks `items` `sending` (in the writer's next cycle) and returns those
+/// still this node's to send.
+async fn mark_sending(ctx: &Context, mut items: Vec<OutboxItem>) -> Vec<OutboxItem> {
+    let ids: Vec<String> = items.iter().map(|i| i.message_id.clone()).collect();
+    let started = std::time::Instant::now();
+    let marks =
+        SendingMarks { message_ids: ids.clone(), at: ctx.clock.now_ms(), lease: ctx.pipeline.lease(&ctx.clock) };
+    let marked = ctx.pipeline.writer.sending(marks).await;
+    tracing::trace!(size = ids.len(), took_us = started.elapsed().as_micros() as u64, "marked sending");
+    match marked {
+        Ok(ours) => {
+            let ours: std::collections::HashSet<String> = ours.into_iter().collect();
+            for item in items.extract_if(.., |i| !ours.contains(&i.message_id)) {
+                tracing::info!(message_id = %item.message_id, "message taken over by another node; not sent here");
+                ctx.pipeline.outbox.run(&item.message_id, async {}).await;
+            }
+            ctx.pipeline.webhooks.now();
+            for item in &items {
+                ctx.pipeline.notify(Notification::MessageStatus {
+                    message_id: item.message_id.clone(),
+                    status: "sending".into(),
+                    tenant_id: Some(item.tenant_id.clone()),
+                });
+            }
+            items
+        }
+        // Not marked, not sent: the rows stay leased to this node and
+        // the sweeper offers them again once the lease lapses.
+        Err(e) => {
+            tracing::error!(error = %e, "could not mark messages as sending; they wait");
+            for item in items.drain(..) {
+                ctx.pipeline.outbox.run(&item.message_id, async {}).await;
+                ctx.pipeline
+                    .notify(Notification::SendHeld { message_id: item.message_id, reason: "not marked sending" });
+            }
+            Vec::new()
         }
     }
 }

@@ -394,7 +394,7 @@ async fn receive(
             span.record("messaging.message.id", message_id.as_str());
             ctx.metrics.inbound(&connector, "accepted", &tenant_id);
             if confirmed {
-                for item in crate::store::outbox_items(confirmation.as_slice()) {
+                for item in crate::store::outbox_items(confirmation.as_slice(), None) {
                     ctx.pipeline.enqueue_send(item);
                 }
             }

@@ -559,6 +559,10 @@ pub struct OutboxItem {
     pub expires_at: Option<Millis>,
     /// The message's `traceparent` (its sending joins that trace).
     pub trace_context: Option<String>,
+    /// Written `sending` by the commit that created it, its outbox row
+    /// leased to this node until then (see [`marked_at_commit`]): the
+    /// dispatcher need not mark it again while the lease is fresh.
+    pub marked_until: Option<Millis>,
 }
 
 #[derive(Debug, Clone)]
@@ -1118,12 +1122,26 @@ pub enum ConsentChange {
     },
 }
 
-/// The outbox items of messages due now.
-pub fn outbox_items(messages: &[NewMessage]) -> Vec<OutboxItem> {
+/// Whether a new message is written `sending` by the commit that creates
+/// it: an outbound message due now whose outbox row that commit leases to a
+/// node that dispatches (`lease.until` ahead). The lease that hands the row
+/// to the dispatcher is then its `sending` mark, and the message costs no
+/// write of its own between its creation and the carrier's answer.
+pub fn marked_at_commit(m: &NewMessage, lease: &Lease) -> bool {
+    m.direction == Direction::Outbound
+        && m.status == MessageStatus::Queued
+        && m.scheduled_at.is_none()
+        && lease.until > m.created_at
+}
+
+/// The outbox items of messages due now, leased by `lease` when their
+/// commit leased them (`None`: the dispatcher marks them).
+pub fn outbox_items(messages: &[NewMessage], lease: Option<&Lease>) -> Vec<OutboxItem> {
     messages
         .iter()
         .filter(|m| m.scheduled_at.is_none())
         .map(|m| OutboxItem {
+            marked_until: lease.filter(|l| marked_at_commit(m, l)).map(|l| l.until),
             message_id: m.id.clone(),
             tenant_id: m.tenant_id.clone(),
             from: m.from.clone(),

@@ -30,6 +30,8 @@ pub(in crate::store) async fn complete(
     let mut records: Vec<&InvocationRecord> = Vec::new();
     // Plugins whose failure count goes back to zero (their latest outcome was a success).
     let mut succeeded: HashSet<&str> = HashSet::new();
+    // Sends written `sending` at once (see `marked_at_commit`).
+    let mut marked: HashSet<&str> = HashSet::new();
     for c in completions {
         let now = c.record.started_at + c.record.duration_us / 1000;
         if !ours.contains(c.event_id.as_str()) {
@@ -54,6 +56,9 @@ pub(in crate::store) async fn complete(
                 }
                 apply_state::<DB>(tx, c, effects, now).await?;
                 sends.extend(effects.sends.iter());
+                marked.extend(
+                    effects.sends.iter().filter(|m| marked_at_commit(m, &c.outbox_lease)).map(|m| m.id.as_str()),
+                );
                 let lease = outbox.entry(c.outbox_lease.owner.as_str()).or_insert((c.outbox_lease.until, Vec::new()));
                 lease.0 = lease.0.max(c.outbox_lease.until);
                 lease.1.extend(effects.sends.iter());
@@ -62,7 +67,7 @@ pub(in crate::store) async fn complete(
                     succeeded.insert(c.plugin_id.as_str());
                 }
                 results.push(CompletionResult::Committed {
-                    outbox: outbox_items(&effects.sends),
+                    outbox: outbox_items(&effects.sends, Some(&c.outbox_lease)),
                     timers_changed: !effects.timer_ops.is_empty(),
                     suspended: false,
                 });
@@ -110,7 +115,7 @@ pub(in crate::store) async fn complete(
         }
         records.push(&c.record);
     }
-    insert_messages::<DB>(tx, &sends).await?;
+    insert_messages::<DB>(tx, &sends, &marked).await?;
     for (owner, (until, messages)) in outbox {
         insert_outbox::<DB>(tx, &messages, &Lease { owner: owner.to_string(), until }).await?;
     }

@@ -517,6 +517,7 @@ impl Deliveries {
                     mode: r.get(10),
                     expires_at: r.get(11),
                     trace_context: r.get(12),
+                    marked_until: None,
                 });
             }
         }

@@ -3,11 +3,12 @@
 
 use super::completions::complete;
 use super::governance::insert_opt_out;
+use super::status::{StatusChange, callbacks_owed};
 use super::{Conn, DbRow, Dialect, INSERT_CHUNK, for_every_backend, retrying};
 use crate::clock::Millis;
 use crate::store::*;
 use sqlx::{QueryBuilder, Row};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub(in crate::store) const EVENT_COLUMNS: &str =
     "id, tenant_id, plugin_id, kind, name, payload, message_id, attempts, created_at, mode, version_id, trace_context";
@@ -70,7 +71,14 @@ pub(in crate::store) fn event_row(r: DbRow<DB>) -> StoreResult<EventRow> {
 }
 
 for_every_backend! {
-pub(in crate::store) async fn insert_messages(conn: &mut Conn<DB>, messages: &[&NewMessage]) -> StoreResult<()> {
+/// New messages with their first history row. Those in `marked` (see
+/// [`crate::store::marked_at_commit`]) are written `sending` at once, with
+/// both history rows and the status callback `sending` owes.
+pub(in crate::store) async fn insert_messages(
+    conn: &mut Conn<DB>,
+    messages: &[&NewMessage],
+    marked: &HashSet<&str>,
+) -> StoreResult<()> {
     for chunk in messages.chunks(INSERT_CHUNK) {
         let mut q: QueryBuilder<DB> = QueryBuilder::new(
             "INSERT INTO messages (id, tenant_id, direction, from_addr, to_addr, body, status, status_rank, segments, \
@@ -78,14 +86,15 @@ pub(in crate::store) async fn insert_messages(conn: &mut Conn<DB>, messages: &[&
              scheduled_at, price, batch_id, error_code, account_sid, expires_at, trace_context) ",
         );
         q.push_values(chunk, |mut b, m| {
+            let status = if marked.contains(m.id.as_str()) { MessageStatus::Sending } else { m.status };
             b.push_bind(&m.id)
                 .push_bind(&m.tenant_id)
                 .push_bind(m.direction.as_str())
                 .push_bind(&m.from)
                 .push_bind(&m.to)
                 .push_bind(&m.body)
-                .push_bind(m.status.as_str())
-                .push_bind(m.status.rank())
+                .push_bind(status.as_str())
+                .push_bind(status.rank())
                 .push_bind(m.segments as i64)
                 .push_bind(m.encoding)
                 .push_bind(&m.reference)
@@ -106,11 +115,23 @@ pub(in crate::store) async fn insert_messages(conn: &mut Conn<DB>, messages: &[&
                 .push_bind(&m.trace_context);
         });
         q.build().execute(&mut *conn).await?;
+        let sending: Vec<StatusChange> = chunk
+            .iter()
+            .filter(|m| marked.contains(m.id.as_str()))
+            .map(|m| StatusChange { message_id: &m.id, status: MessageStatus::Sending, error_code: None, at: m.created_at })
+            .collect();
         let mut q: QueryBuilder<DB> = QueryBuilder::new("INSERT INTO message_status (message_id, status, at) ");
-        q.push_values(chunk, |mut b, m| {
-            b.push_bind(&m.id).push_bind(m.status.as_str()).push_bind(m.created_at);
+        let history = chunk
+            .iter()
+            .map(|m| (m.id.as_str(), m.status, m.created_at))
+            .chain(sending.iter().map(|c| (c.message_id, c.status, c.at)));
+        q.push_values(history, |mut b, (id, status, at)| {
+            b.push_bind(id).push_bind(status.as_str()).push_bind(at);
         });
         q.build().execute(&mut *conn).await?;
+        if !sending.is_empty() {
+            callbacks_owed::<DB>(conn, &sending).await?;
+        }
     }
     Ok(())
 }
@@ -329,7 +350,8 @@ pub(in crate::store) async fn inbound_in(
             }
         }
         if !messages.is_empty() {
-            insert_messages::<DB>(tx, &messages).await?;
+            // Confirmations are marked `sending` by the dispatcher.
+            insert_messages::<DB>(tx, &messages, &HashSet::new()).await?;
         }
         if !confirmations.is_empty() {
             insert_outbox::<DB>(tx, &confirmations, &batch[0].lease).await?;

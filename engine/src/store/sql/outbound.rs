@@ -8,6 +8,7 @@ use super::{Conn, INSERT_CHUNK, for_every_backend};
 use crate::clock::Millis;
 use crate::store::*;
 use sqlx::{Connection, Pool, QueryBuilder, Row};
+use std::collections::HashSet;
 
 for_every_backend! {
 /// A batch of API send requests in the caller's transaction, all at once:
@@ -81,11 +82,17 @@ pub(in crate::store) async fn outbound_all(
         q.build().execute(&mut *conn).await?;
     }
     let messages: Vec<&NewMessage> = reqs.iter().flat_map(|r| &r.messages).collect();
-    insert_messages::<DB>(conn, &messages).await?;
     let leased: Vec<(&NewMessage, &Lease)> =
         reqs.iter().flat_map(|r| r.messages.iter().map(move |m| (m, &r.lease))).collect();
+    let marked: HashSet<&str> =
+        leased.iter().filter(|(m, lease)| marked_at_commit(m, lease)).map(|(m, _)| m.id.as_str()).collect();
+    insert_messages::<DB>(conn, &messages, &marked).await?;
     insert_outbox_leased::<DB>(conn, &leased).await?;
-    Ok(Some(reqs.iter().map(|r| OutboundResult::Accepted { due_now: outbox_items(&r.messages) }).collect()))
+    Ok(Some(
+        reqs.iter()
+            .map(|r| OutboundResult::Accepted { due_now: outbox_items(&r.messages, Some(&r.lease)) })
+            .collect(),
+    ))
 }
 }
 
@@ -138,12 +145,13 @@ pub(in crate::store) async fn outbound_one(conn: &mut Conn<DB>, req: &OutboundRe
             return Ok(OutboundResult::InsufficientBalance { balance, needed });
         }
     }
-    let refs: Vec<&NewMessage> = req.messages.iter().collect();
-    insert_messages::<DB>(&mut sp, &refs).await?;
     let messages: Vec<&NewMessage> = req.messages.iter().collect();
+    let marked: HashSet<&str> =
+        req.messages.iter().filter(|m| marked_at_commit(m, &req.lease)).map(|m| m.id.as_str()).collect();
+    insert_messages::<DB>(&mut sp, &messages, &marked).await?;
     insert_outbox::<DB>(&mut sp, &messages, &req.lease).await?;
     sp.commit().await?;
-    Ok(OutboundResult::Accepted { due_now: outbox_items(&req.messages) })
+    Ok(OutboundResult::Accepted { due_now: outbox_items(&req.messages, Some(&req.lease)) })
 }
 }
 

@@ -40,7 +40,16 @@ pub(in crate::store) async fn statuses_changed(conn: &mut Conn<DB>, changes: &[S
             b.push_bind(c.message_id).push_bind(c.status.as_str()).push_bind(c.error_code).push_bind(c.at);
         });
         q.build().execute(&mut *conn).await?;
+    }
+    callbacks_owed::<DB>(conn, changes).await
+}
+}
 
+for_every_backend! {
+/// The signed webhooks status changes owe (their history rows written by
+/// the caller): one query for the targets and one insert per chunk.
+pub(in crate::store) async fn callbacks_owed(conn: &mut Conn<DB>, changes: &[StatusChange<'_>]) -> StoreResult<()> {
+    for chunk in changes.chunks(INSERT_CHUNK) {
         let mut q: QueryBuilder<DB> = QueryBuilder::new(
             "SELECT m.id, m.tenant_id, m.reference, m.to_addr, COALESCE(m.webhook_url, t.webhook_url), m.from_addr, \
              CASE WHEN m.webhook_url IS NOT NULL THEN m.account_sid END, m.trace_context FROM messages m JOIN tenants t ON t.id = m.tenant_id WHERE m.direction = 'outbound' \
