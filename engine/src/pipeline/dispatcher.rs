@@ -80,14 +80,7 @@ pub async fn run(ctx: Arc<Context>, mut outbox: mpsc::UnboundedReceiver<OutboxIt
         let unmarked: Vec<OutboxItem> =
             batch.extract_if(.., |i| !i.marked_until.is_some_and(|until| until - now >= fresh)).collect();
         if !batch.is_empty() {
-            ctx.pipeline.webhooks.now();
-            for item in &batch {
-                ctx.pipeline.notify(Notification::MessageStatus {
-                    message_id: item.message_id.clone(),
-                    status: "sending".into(),
-                    tenant_id: Some(item.tenant_id.clone()),
-                });
-            }
+            announce_sending(&ctx, &batch);
         }
         if !unmarked.is_empty() {
             batch.extend(mark_sending(&ctx, unmarked).await);
@@ -128,14 +121,7 @@ async fn mark_sending(ctx: &Context, mut items: Vec<OutboxItem>) -> Vec<OutboxIt
                 tracing::info!(message_id = %item.message_id, "message taken over by another node; not sent here");
                 ctx.pipeline.outbox.run(&item.message_id, async {}).await;
             }
-            ctx.pipeline.webhooks.now();
-            for item in &items {
-                ctx.pipeline.notify(Notification::MessageStatus {
-                    message_id: item.message_id.clone(),
-                    status: "sending".into(),
-                    tenant_id: Some(item.tenant_id.clone()),
-                });
-            }
+            announce_sending(&ctx, &items);
             items
         }
         // Not marked, not sent: the rows stay leased to this node and
@@ -149,6 +135,19 @@ async fn mark_sending(ctx: &Context, mut items: Vec<OutboxItem>) -> Vec<OutboxIt
             }
             Vec::new()
         }
+    }
+}
+
+/// `items` are durably `sending`: the webhooks that owes go out, and
+/// whoever follows the messages hears of it.
+fn announce_sending(ctx: &Context, items: &[OutboxItem]) {
+    ctx.pipeline.webhooks.now();
+    for item in items {
+        ctx.pipeline.notify(Notification::MessageStatus {
+            message_id: item.message_id.clone(),
+            status: "sending".into(),
+            tenant_id: Some(item.tenant_id.clone()),
+        });
     }
 }
 
