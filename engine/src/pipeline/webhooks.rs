@@ -30,46 +30,66 @@ pub async fn run(ctx: Arc<Context>) {
     let permits = Arc::new(Semaphore::new(64));
     loop {
         let now = ctx.clock.now_ms();
-        let claimed = match ctx.db.claim_webhooks(&ctx.pipeline.lease(&ctx.clock), now, CLAIM_BATCH).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "could not claim webhooks");
-                Vec::new()
-            }
+        // What is due is read first, on a reader: the claim is a write on
+        // the one writer connection, and most wake-ups (every message that
+        // reached the carrier wakes this loop) find nothing due, since most
+        // tenants have no webhook URL.
+        let due = ctx.db.next_webhook_due().await;
+        let claim_now = match &due {
+            Ok(Some(t)) => *t <= now,
+            Ok(None) => false,
+            Err(_) => true,
         };
-        let full = claimed.len() == CLAIM_BATCH as usize;
-        let secrets = tenant_secrets(&ctx, &claimed).await;
-        let mut running = Vec::with_capacity(claimed.len());
-        for delivery in claimed {
-            let secret = secrets.get(&delivery.tenant_id).cloned().flatten();
-            let (ctx, http, permit) = (ctx.clone(), http.clone(), permits.clone().acquire_owned().await);
-            running.push(tokio::spawn(async move {
-                let attempt = deliver(&ctx, &http, &delivery, secret.as_deref()).await;
-                drop(permit);
-                attempt
-            }));
-        }
-        let mut attempts = Vec::with_capacity(running.len());
-        for r in running {
-            if let Ok(a) = r.await {
-                attempts.push(a);
-            }
-        }
-        if !attempts.is_empty()
-            && let Err(e) = ctx.db.record_webhook_attempts(&attempts).await
-        {
-            // The leases lapse and the deliveries are attempted again.
-            tracing::error!(error = %e, "could not record webhook attempts");
-        }
-        if full {
-            continue;
-        }
         let mut next = now + POLL.as_millis() as i64;
-        if let Ok(Some(t)) = ctx.db.next_webhook_due().await {
+        if claim_now {
+            if deliver_due(&ctx, &http, &permits, now).await {
+                continue;
+            }
+            if let Ok(Some(t)) = ctx.db.next_webhook_due().await {
+                next = next.min(t);
+            }
+        } else if let Ok(Some(t)) = due {
             next = next.min(t);
         }
         ctx.pipeline.webhooks.sleep_until(&ctx.clock, next.max(now + 1)).await;
     }
+}
+
+/// Claims the deliveries due at `now` (a batch), attempts them and records
+/// the attempts. True when the batch was full: more may be due.
+async fn deliver_due(ctx: &Arc<Context>, http: &reqwest::Client, permits: &Arc<Semaphore>, now: i64) -> bool {
+    let claimed = match ctx.db.claim_webhooks(&ctx.pipeline.lease(&ctx.clock), now, CLAIM_BATCH).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "could not claim webhooks");
+            Vec::new()
+        }
+    };
+    let full = claimed.len() == CLAIM_BATCH as usize;
+    let secrets = tenant_secrets(ctx, &claimed).await;
+    let mut running = Vec::with_capacity(claimed.len());
+    for delivery in claimed {
+        let secret = secrets.get(&delivery.tenant_id).cloned().flatten();
+        let (ctx, http, permit) = (ctx.clone(), http.clone(), permits.clone().acquire_owned().await);
+        running.push(tokio::spawn(async move {
+            let attempt = deliver(&ctx, &http, &delivery, secret.as_deref()).await;
+            drop(permit);
+            attempt
+        }));
+    }
+    let mut attempts = Vec::with_capacity(running.len());
+    for r in running {
+        if let Ok(a) = r.await {
+            attempts.push(a);
+        }
+    }
+    if !attempts.is_empty()
+        && let Err(e) = ctx.db.record_webhook_attempts(&attempts).await
+    {
+        // The leases lapse and the deliveries are attempted again.
+        tracing::error!(error = %e, "could not record webhook attempts");
+    }
+    full
 }
 
 /// Each tenant's signing secret, opened once per batch.
