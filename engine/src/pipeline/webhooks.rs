@@ -6,6 +6,7 @@
 //! until a 2xx or until the retry window (24 h by default) closes.
 
 use super::Context;
+use crate::clock::Millis;
 use crate::connectors::twilio;
 use crate::net;
 use crate::secrets;
@@ -57,7 +58,7 @@ pub async fn run(ctx: Arc<Context>) {
 
 /// Claims the deliveries due at `now` (a batch), attempts them and records
 /// the attempts. True when the batch was full: more may be due.
-async fn deliver_due(ctx: &Arc<Context>, http: &reqwest::Client, permits: &Arc<Semaphore>, now: i64) -> bool {
+async fn deliver_due(ctx: &Arc<Context>, http: &reqwest::Client, permits: &Arc<Semaphore>, now: Millis) -> bool {
     let claimed = match ctx.db.claim_webhooks(&ctx.pipeline.lease(&ctx.clock), now, CLAIM_BATCH).await {
         Ok(c) => c,
         Err(e) => {
