@@ -121,7 +121,7 @@ async fn mark_sending(ctx: &Context, mut items: Vec<OutboxItem>) -> Vec<OutboxIt
                 tracing::info!(message_id = %item.message_id, "message taken over by another node; not sent here");
                 ctx.pipeline.outbox.run(&item.message_id, async {}).await;
             }
-            announce_sending(&ctx, &items);
+            announce_sending(ctx, &items);
             items
         }
         // Not marked, not sent: the rows stay leased to this node and

@@ -8,7 +8,7 @@
 //! thread, and per-completion statements were what bounded throughput.
 
 use super::RowsAffected;
-use super::events::{insert_messages, insert_outbox};
+use super::events::{insert_messages, insert_outbox, marked_ids};
 use super::{Conn, INSERT_CHUNK, for_every_backend};
 use crate::clock::Millis;
 use crate::store::*;
@@ -56,9 +56,7 @@ pub(in crate::store) async fn complete(
                 }
                 apply_state::<DB>(tx, c, effects, now).await?;
                 sends.extend(effects.sends.iter());
-                marked.extend(
-                    effects.sends.iter().filter(|m| marked_at_commit(m, &c.outbox_lease)).map(|m| m.id.as_str()),
-                );
+                marked.extend(marked_ids(effects.sends.iter().map(|m| (m, &c.outbox_lease))));
                 let lease = outbox.entry(c.outbox_lease.owner.as_str()).or_insert((c.outbox_lease.until, Vec::new()));
                 lease.0 = lease.0.max(c.outbox_lease.until);
                 lease.1.extend(effects.sends.iter());

@@ -70,6 +70,15 @@ pub(in crate::store) fn event_row(r: DbRow<DB>) -> StoreResult<EventRow> {
 }
 }
 
+/// The ids of the messages their commit writes `sending` (see
+/// [`crate::store::marked_at_commit`]), each with the lease its outbox row
+/// takes.
+pub(in crate::store) fn marked_ids<'a>(
+    leased: impl IntoIterator<Item = (&'a NewMessage, &'a Lease)>,
+) -> HashSet<&'a str> {
+    leased.into_iter().filter(|(m, lease)| marked_at_commit(m, lease)).map(|(m, _)| m.id.as_str()).collect()
+}
+
 for_every_backend! {
 /// New messages with their first history row. Those in `marked` (see
 /// [`crate::store::marked_at_commit`]) are written `sending` at once, with

@@ -2,13 +2,12 @@
 //! cancelling scheduled messages.
 
 use super::RowsAffected;
-use super::events::{insert_messages, insert_outbox, insert_outbox_leased};
+use super::events::{insert_messages, insert_outbox, insert_outbox_leased, marked_ids};
 use super::status::{Entry, ledger_entry, refund, status_changed};
 use super::{Conn, INSERT_CHUNK, for_every_backend};
 use crate::clock::Millis;
 use crate::store::*;
 use sqlx::{Connection, Pool, QueryBuilder, Row};
-use std::collections::HashSet;
 
 for_every_backend! {
 /// A batch of API send requests in the caller's transaction, all at once:
@@ -81,11 +80,10 @@ pub(in crate::store) async fn outbound_all(
         });
         q.build().execute(&mut *conn).await?;
     }
-    let messages: Vec<&NewMessage> = reqs.iter().flat_map(|r| &r.messages).collect();
     let leased: Vec<(&NewMessage, &Lease)> =
         reqs.iter().flat_map(|r| r.messages.iter().map(move |m| (m, &r.lease))).collect();
-    let marked: HashSet<&str> =
-        leased.iter().filter(|(m, lease)| marked_at_commit(m, lease)).map(|(m, _)| m.id.as_str()).collect();
+    let messages: Vec<&NewMessage> = leased.iter().map(|(m, _)| *m).collect();
+    let marked = marked_ids(leased.iter().copied());
     insert_messages::<DB>(conn, &messages, &marked).await?;
     insert_outbox_leased::<DB>(conn, &leased).await?;
     Ok(Some(
@@ -146,8 +144,7 @@ pub(in crate::store) async fn outbound_one(conn: &mut Conn<DB>, req: &OutboundRe
         }
     }
     let messages: Vec<&NewMessage> = req.messages.iter().collect();
-    let marked: HashSet<&str> =
-        req.messages.iter().filter(|m| marked_at_commit(m, &req.lease)).map(|m| m.id.as_str()).collect();
+    let marked = marked_ids(req.messages.iter().map(|m| (m, &req.lease)));
     insert_messages::<DB>(&mut sp, &messages, &marked).await?;
     insert_outbox::<DB>(&mut sp, &messages, &req.lease).await?;
     sp.commit().await?;
