@@ -1,12 +1,16 @@
 //! Stamps the binary with the git revision it was built from, for
 //! `switchboard --version` (`SWITCHBOARD_GIT_REVISION` overrides it where the
-//! source comes without `.git`, as in a container build).
+//! source comes without `.git`, as in a container build), and builds it
+//! again when a migration is added.
 
 use std::path::Path;
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=SWITCHBOARD_GIT_REVISION");
+    // `sqlx::migrate!` embeds the migration files at compile time, and
+    // cargo does not know it reads them: a new migration builds again.
+    println!("cargo:rerun-if-changed=migrations");
     let revision = match std::env::var("SWITCHBOARD_GIT_REVISION") {
         Ok(r) if !r.trim().is_empty() => r.trim().to_string(),
         _ => git_revision().unwrap_or_else(|| "unknown".into()),

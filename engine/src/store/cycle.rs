@@ -6,9 +6,12 @@
 //! [`Deliveries`]); taken together they cost one `BEGIN`/`COMMIT` and one
 //! disk flush instead of one each. That is how a database with one writer
 //! connection (SQLite) writes a cycle; one with several (PostgreSQL) writes
-//! each kind in a transaction of its own, side by side. When more than one kind is present,
-//! each runs inside a savepoint, so a kind that fails (a PostgreSQL
-//! deadlock with another node, say) is undone alone and the others commit.
+//! each kind in a transaction of its own, side by side. A kind that fails
+//! is undone alone and the others commit: in one transaction, the cycle is
+//! first written without savepoints (they cost statements and a
+//! sub-journal on every cycle, and parts rarely fail); when a part fails,
+//! the transaction is undone and the cycle written again with each kind
+//! inside a savepoint.
 //!
 //! [`Events`]: super::Events
 //! [`Deliveries`]: super::Deliveries
