@@ -28,9 +28,10 @@
 //!    controllable clock), [`limits`] (every limit and its default),
 //!    [`billing`] (prices and amounts), [`secrets`] (API keys, sealed
 //!    secrets, webhook signatures), [`net`] (which addresses outgoing
-//!    requests may reach; the vetted resolver), [`metrics`] (what the
-//!    engine counts and measures, for `GET /metrics`), [`telemetry`] (one
-//!    trace per message: stored trace contexts, the OTLP exporter).
+//!    requests may reach; the vetted resolver; listening sockets),
+//!    [`metrics`] (what the engine counts and measures, for `GET
+//!    /metrics`), [`telemetry`] (one trace per message: stored trace
+//!    contexts, the OTLP exporter).
 //! 2. [`store`]: the `Database` traits, one body of SQL for SQLite (one
 //!    node) and PostgreSQL (several nodes on one database), migrations.
 //! 3. Domain: [`sms`] (GSM-7/UCS-2, segments, templates, keywords),

@@ -1,5 +1,6 @@
 //! Outgoing HTTP safety: which addresses the engine may call on a tenant's
-//! behalf (status webhooks, plugins' `http` capability).
+//! behalf (status webhooks, plugins' `http` capability); and the sockets
+//! it listens on ([`listen`]).
 //!
 //! Every IANA special-purpose range, IPv4 and IPv6, is refused unless the
 //! operator allows private addresses: a tenant cannot make the engine probe
@@ -192,6 +193,27 @@ pub fn refused_by_resolver(e: &reqwest::Error) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// More clients than tokio's default backlog (1,024) connect at once,
+    /// before the engine accepts any: each connect completes when the
+    /// kernel queues it. Past the backlog their SYNs would be dropped and
+    /// the connects would hang, retried every few seconds, until the guard
+    /// below fails the test.
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_backlog_instead_of_being_dropped() {
+        let listener = listen_loopback().unwrap();
+        let address = listener.local_addr().unwrap();
+        let burst = 1_500;
+        let connects = (0..burst).map(|_| tokio::net::TcpStream::connect(address));
+        let streams = tokio::time::timeout(std::time::Duration::from_secs(60), futures::future::try_join_all(connects))
+            .await
+            .expect("connections past the backlog were dropped")
+            .unwrap();
+        assert_eq!(streams.len(), burst);
+        // Accepted afterwards, in order, as the engine would.
+        let (_, from) = listener.accept().await.unwrap();
+        assert!(from.ip().is_loopback());
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
@@ -286,4 +308,30 @@ impl Dns {
             None => VettedResolver::system(allow_private),
         }
     }
+}
+
+/// Connections the kernel holds for the engine until it accepts them. A
+/// burst of clients connecting at once (carriers' webhooks, an API client
+/// opening many connections) waits here; past it, the kernel drops their
+/// SYNs, and each client retries after a second, then three: seconds of
+/// delay on a request the engine would have answered in milliseconds.
+/// tokio's `bind` asks for 1,024; Linux caps the figure at
+/// `net.core.somaxconn` (4,096 by default).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `address`, with [`LISTEN_BACKLOG`] (and, as
+/// tokio's `bind`, address reuse, so a restarted engine listens at once).
+pub fn listen(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// A listening socket on a free loopback port (tests, benchmarks).
+pub fn listen_loopback() -> std::io::Result<tokio::net::TcpListener> {
+    listen(SocketAddr::from(([127, 0, 0, 1], 0)))
 }

@@ -62,7 +62,7 @@ async fn accept(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> axu
 
 impl FakeCarrier {
     pub async fn start() -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = crate::net::listen_loopback()?;
         let url = format!("http://{}/send", listener.local_addr()?);
         let arrivals = Arc::new(Arrivals::default());
         let counted = Arc::new(watch::channel(0).0);

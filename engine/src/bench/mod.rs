@@ -223,7 +223,7 @@ impl Drop for EngineRuntime {
 
 /// Serves the API on a loopback port until `stop`; returns its base URL.
 pub async fn serve(app: Arc<App>, stop: tokio_util::sync::CancellationToken) -> anyhow::Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = crate::net::listen_loopback()?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move {
         let _ = crate::api::run(app.api.clone(), listener, async move { stop.cancelled().await }).await;

@@ -52,8 +52,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let tenant = app.control.create_tenant("Dev").await?;
     app.control.add_number(&tenant, DEMO_NUMBER, "simulator", true).await?;
     let key = app.control.create_api_key(&tenant, KeyMode::Live, Some("dev")).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    let listener = crate::net::listen(args.listen)
         .with_context(|| format!("cannot listen on {} (choose another with --listen)", args.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let stop = tokio_util::sync::CancellationToken::new();

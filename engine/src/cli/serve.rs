@@ -84,12 +84,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("Its API key (shown once; saved to {}):", demo.key_file.display());
         println!("  {}", demo.api_key);
     }
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = crate::net::listen(listen).with_context(|| format!("cannot listen on {listen}"))?;
     println!("Switchboard is listening on http://{}", listener.local_addr()?);
     if let Some(address) = metrics_listen {
-        let metrics = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("cannot listen for /metrics on {address}"))?;
+        let metrics =
+            crate::net::listen(address).with_context(|| format!("cannot listen for /metrics on {address}"))?;
         println!("Metrics are served on http://{}/metrics", metrics.local_addr()?);
         let router = crate::api::metrics_router(app.api.clone());
         tokio::spawn(async move {
