@@ -193,6 +193,7 @@ pub fn refused_by_resolver(e: &reqwest::Error) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// More clients than tokio's default backlog (1,024) connect at once,
     /// before the engine accepts any: each connect completes when the
@@ -214,7 +215,6 @@ mod tests {
         let (_, from) = listener.accept().await.unwrap();
         assert!(from.ip().is_loopback());
     }
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn special_purpose_addresses_are_not_public() {

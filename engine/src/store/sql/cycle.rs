@@ -94,6 +94,8 @@ async fn one_transaction(
 }
 
 for_every_backend! {
+/// The parts of `cycle`, in the order a single cycle writes them (answers
+/// before reports, so a report finds what its answer recorded).
 async fn parts(
     tx: &mut Conn<DB>,
     opt_out_index: Option<&OptOutIndex>,
