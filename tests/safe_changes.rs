@@ -223,6 +223,42 @@ async fn recordings_are_pruned_by_size_and_age() {
     assert_eq!(invocations["data"].as_array().unwrap().len(), 12);
 }
 
+/// The hourly housekeeping deletes invocation records past their
+/// retention a few rows per transaction (here 5), until none is left, and
+/// keeps the newer ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invocation_records_past_their_retention_go_in_batches_and_newer_ones_stay() {
+    let h = harness()
+        .settings(|s| {
+            s.limits.plugin_records_retention_s = 2 * 3600;
+            s.limits.prune_batch_rows = 5;
+        })
+        .start()
+        .await;
+    let mut watch = h.watch();
+    for i in 0..12 {
+        h.inbound(&phone(i), "HOURS").await;
+    }
+    watch.events_settled("done", 12).await;
+
+    let mut watch = h.watch();
+    h.clock.advance(HOUR + Duration::from_secs(60));
+    for i in 12..15 {
+        h.inbound(&phone(i), "HOURS").await;
+    }
+    watch.events_settled("done", 3).await;
+    let invocations = h.get("/v1/plugins/keyword-reply/invocations?limit=100").await;
+    assert_eq!(invocations["data"].as_array().unwrap().len(), 15);
+
+    // 2.5 hours after the first twelve, 1.5 hours after the last three.
+    let mut watch = h.watch();
+    h.clock.advance(HOUR + Duration::from_secs(30 * 60));
+    let pruned = watch.until(|n| matches!(n, Notification::Pruned { .. })).await;
+    assert!(matches!(pruned, Notification::Pruned { rows } if rows >= 12), "{pruned:?}");
+    let invocations = h.get("/v1/plugins/keyword-reply/invocations?limit=100").await;
+    assert_eq!(invocations["data"].as_array().unwrap().len(), 3, "{invocations}");
+}
+
 /// The same version replayed reproduces every invocation's effects exactly,
 /// for random sequences of events across the three plugins (kv reads and
 /// writes, timers, the clock, message ids).

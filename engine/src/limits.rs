@@ -141,6 +141,9 @@ pub struct Limits {
     pub recording_bytes_per_tenant: i64,
     /// Most recorded invocations one replay runs. Default 50,000.
     pub replay_invocations_max: usize,
+    /// Rows the hourly housekeeping deletes (or clears) per transaction;
+    /// other writes take turns between its batches. Default 500.
+    pub prune_batch_rows: u32,
     /// A cron fire missed while the engine was down runs once at start if
     /// it is at most this old. Default 1 h.
     pub cron_grace_s: u64,
@@ -239,6 +242,7 @@ impl Default for Limits {
             recording_retention_s: 7 * 86_400,
             recording_bytes_per_tenant: 256 << 20,
             replay_invocations_max: 50_000,
+            prune_batch_rows: 500,
             cron_grace_s: 3_600,
             http_fetch_timeout_ms: 5_000,
             http_fetch_bytes: 1 << 20,

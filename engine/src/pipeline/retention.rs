@@ -29,6 +29,7 @@ pub async fn run(ctx: Arc<Context>) {
             now,
             recordings_before: now - limits.recording_retention_s as i64 * 1000,
             recording_bytes_per_tenant: limits.recording_bytes_per_tenant,
+            batch_rows: limits.prune_batch_rows.max(1),
         };
         match ctx.db.prune(&retention).await {
             Ok(0) => {}

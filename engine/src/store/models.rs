@@ -720,6 +720,8 @@ pub struct Retention {
     pub recordings_before: Millis,
     /// Bytes of recordings each tenant keeps; the oldest beyond go.
     pub recording_bytes_per_tenant: i64,
+    /// Rows deleted or cleared per transaction.
+    pub batch_rows: u32,
 }
 
 /// A canary's plan: the share of a plugin's events its new version takes,

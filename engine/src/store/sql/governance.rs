@@ -55,6 +55,34 @@ async fn replace_routes(conn: &mut Conn<DB>, plugin_id: &str, routes: &[RouteRow
 }
 }
 
+/// Clears an invocation's recording (the record stays).
+const CLEAR_RECORDINGS: &str = "UPDATE invocations SET recording = NULL, recording_bytes = 0";
+
+for_every_backend! {
+/// Runs `sql` (`$1` its bound, `$2` the batch size) until a run changes
+/// fewer rows than a batch; each run is a transaction of its own on a
+/// connection taken for it alone, so whoever waits for the connection goes
+/// between two runs. Returns the rows changed.
+async fn in_batches(pool: &sqlx::Pool<DB>, sql: &str, bound: i64, batch: u32) -> StoreResult<u64> {
+    let mut changed = 0;
+    loop {
+        let mut conn = pool.acquire().await?;
+        let n = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .bind(bound)
+            .bind(batch as i64)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        drop(conn);
+        changed += n;
+        if n < batch as u64 {
+            return Ok(changed);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+}
+
 pub(in crate::store) const PLUGIN_VERSION_SELECT: &str = "SELECT p.id, p.tenant_id, p.name, p.status, v.id, v.version, \
     v.component_hash, v.manifest, v.config, p.status_reason, v.created_at FROM plugins p JOIN plugin_versions v";
 
@@ -297,36 +325,51 @@ impl Governance {
     }
 
     async fn prune(&self, r: &Retention) -> StoreResult<u64> {
-        let mut tx = self.writer().begin().await?;
+        // Each batch is a transaction of its own on the writer, found
+        // through an index: the writer is never held for longer than one
+        // batch, however much has piled up (accepts and completions take
+        // turns between batches).
         let mut removed = 0;
-        for (sql, before) in [
-            ("DELETE FROM invocations WHERE started_at < $1", r.records_before),
-            ("DELETE FROM plugin_logs WHERE at < $1", r.records_before),
-            ("DELETE FROM inbound_receipts WHERE at < $1", r.carrier_ids_before),
-            ("DELETE FROM pending_reports WHERE at < $1", r.carrier_ids_before),
-            ("DELETE FROM number_claims WHERE expires_at < $1", r.now),
-            ("DELETE FROM reply_windows WHERE window_start < $1", r.now - crate::store::REPLY_WINDOW_MS),
+        for (table, key, condition, before) in [
+            ("invocations", "id", "started_at < $1", r.records_before),
+            ("plugin_logs", "id", "at < $1", r.records_before),
+            ("inbound_receipts", "connector, provider_id", "at < $1", r.carrier_ids_before),
+            ("pending_reports", "connector, provider_id, at", "at < $1", r.carrier_ids_before),
+            ("number_claims", "tenant_id, number", "expires_at < $1", r.now),
+            ("reply_windows", "number, sender", "window_start < $1", r.now - crate::store::REPLY_WINDOW_MS),
         ] {
-            removed += sqlx::query(sql).bind(before).execute(&mut *tx).await?.rows_affected();
+            let sql = format!("DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {condition} LIMIT $2)");
+            removed += in_batches(self.writer(), &sql, before, r.batch_rows).await?;
         }
-        removed += sqlx::query(
-            "UPDATE invocations SET recording = NULL, recording_bytes = 0 WHERE recording_bytes > 0 AND started_at < $1",
-        )
-        .bind(r.recordings_before)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        // Newest first, each tenant keeps recordings up to its byte bound.
-        removed += sqlx::query(
-            "UPDATE invocations SET recording = NULL, recording_bytes = 0 WHERE id IN (SELECT id FROM \
-             (SELECT id, SUM(recording_bytes) OVER (PARTITION BY tenant_id ORDER BY id DESC) AS kept \
-             FROM invocations WHERE recording_bytes > 0) ranked WHERE kept > $1)",
+        removed += in_batches(
+                self.writer(),
+                &format!(
+                    "{CLEAR_RECORDINGS} WHERE id IN (SELECT id FROM invocations \
+                     WHERE recording_bytes > 0 AND started_at < $1 LIMIT $2)"
+                ),
+                r.recordings_before,
+                r.batch_rows,
+            )
+            .await?;
+        // Newest first, each tenant keeps recordings up to its byte bound:
+        // which ones go is read on a reader connection, without the writer.
+        let over: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM (SELECT id, SUM(recording_bytes) OVER (PARTITION BY tenant_id ORDER BY id DESC) AS kept \
+             FROM invocations WHERE recording_bytes > 0) ranked WHERE kept > $1",
         )
         .bind(r.recording_bytes_per_tenant)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
+        .fetch_all(self.reader())
+        .await?;
+        for ids in over.chunks(r.batch_rows as usize) {
+            let mut q: QueryBuilder<B::Db> = QueryBuilder::new(format!("{CLEAR_RECORDINGS} WHERE id IN ("));
+            let mut list = q.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            removed += q.build().execute(self.writer()).await?.rows_affected();
+            tokio::task::yield_now().await;
+        }
         Ok(removed)
     }
 
