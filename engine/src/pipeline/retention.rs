@@ -7,7 +7,8 @@
 //!   `limits.recording_retention_s` or beyond a tenant's
 //!   `limits.recording_bytes_per_tenant`, expired number claims, closed
 //!   compliance reply windows — tables anonymous traffic can write stay
-//!   bounded;
+//!   bounded. The store deletes `limits.prune_batch_rows` rows per
+//!   transaction, so other writes never wait behind more than one batch;
 //! - every minute, long inbound messages whose parts stopped coming
 //!   (`limits.inbound_parts_timeout_s`) are delivered as what arrived.
 
