@@ -497,7 +497,13 @@ async fn bench_scenarios_run_and_print_one_json_line_per_figure() {
         (
             "cluster",
             &["--messages", "60", "--connections", "4"],
-            &["throughput_1_node", "throughput_2_nodes", "throughput_3_nodes"],
+            &[
+                "throughput_1_node",
+                "throughput_2_nodes",
+                "throughput_3_nodes",
+                "deploy_seen_ms_2_nodes",
+                "deploy_seen_ms_3_nodes",
+            ],
         ),
     ];
     for (scenario, args, metrics) in scenarios {

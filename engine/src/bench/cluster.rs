@@ -424,12 +424,22 @@ pub async fn run(opts: &Options, server_url: Option<String>) -> anyhow::Result<V
         }
         let cluster = Cluster::start(&o).await?;
         cluster.deploy(0, &manifest, &wasm).await?;
+        let deployed = Instant::now();
         let all: Vec<usize> = (0..nodes).collect();
-        // Every node routes the keyword before the load starts.
+        // Every node routes the keyword before the load starts. The other
+        // nodes hear of the deploy through the directory notice: how long
+        // until the last of them routes is the time a change takes to reach
+        // the whole cluster (measured from the deploy's answer to the start
+        // of the first request that was routed).
+        let mut seen_by_all = Duration::ZERO;
         for &i in &all {
-            let mut routed = 0;
-            while routed == 0 {
-                routed = cluster.inbound(i, &customer(9_000_000 + i), "HOURS").await?["routed"].as_u64().unwrap_or(0);
+            loop {
+                let sent = Instant::now();
+                let routed = cluster.inbound(i, &customer(9_000_000 + i), "HOURS").await?["routed"].as_u64();
+                if routed.unwrap_or(0) > 0 {
+                    seen_by_all = seen_by_all.max(sent.duration_since(deployed));
+                    break;
+                }
             }
         }
         let warm = opts.messages.min(1000);
@@ -452,6 +462,11 @@ pub async fn run(opts: &Options, server_url: Option<String>) -> anyhow::Result<V
         let throughput = n as f64 / last.duration_since(started).as_secs_f64();
         eprintln!("cluster: {nodes} node(s): {throughput:.0} msg/s");
         let of_nodes = if nodes == 1 { "1_node".to_string() } else { format!("{nodes}_nodes") };
+        if nodes > 1 {
+            let ms = seen_by_all.as_secs_f64() * 1000.0;
+            eprintln!("cluster: {nodes} nodes: a deploy on node 1 routed on every node after {ms:.0} ms");
+            out.push(Figure::new("cluster", &format!("deploy_seen_ms_{of_nodes}"), ms, "ms"));
+        }
         out.push(Figure::new("cluster", &format!("throughput_{of_nodes}"), throughput, "msg/s"));
         // Every node process, summed (PostgreSQL's own time is not counted).
         let per_message = super::cpu::per_item_us(nodes_cpu, n);

@@ -341,16 +341,11 @@ impl Governance {
             let sql = format!("DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {condition} LIMIT $2)");
             removed += in_batches(self.writer(), &sql, before, r.batch_rows).await?;
         }
-        removed += in_batches(
-                self.writer(),
-                &format!(
-                    "{CLEAR_RECORDINGS} WHERE id IN (SELECT id FROM invocations \
-                     WHERE recording_bytes > 0 AND started_at < $1 LIMIT $2)"
-                ),
-                r.recordings_before,
-                r.batch_rows,
-            )
-            .await?;
+        let recordings_past_age = format!(
+            "{CLEAR_RECORDINGS} WHERE id IN (SELECT id FROM invocations \
+             WHERE recording_bytes > 0 AND started_at < $1 LIMIT $2)"
+        );
+        removed += in_batches(self.writer(), &recordings_past_age, r.recordings_before, r.batch_rows).await?;
         // Newest first, each tenant keeps recordings up to its byte bound:
         // which ones go is read on a reader connection, without the writer.
         let over: Vec<i64> = sqlx::query_scalar(
