@@ -184,6 +184,40 @@ async fn appointment_cancellation_cancels_its_reminders() {
     assert!(sent.iter().all(|s| s.to == "+15557654321"), "only the kept appointment's reminders: {sent:?}");
 }
 
+/// A burst larger than the scheduler's first batch (it starts small and
+/// doubles): every reminder due at the same instant goes out, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_reminders_due_at_once_go_out_each_exactly_once() {
+    let h = harness().start().await;
+    let mut watch = h.watch();
+    let at = (h.clock.now() + chrono::Duration::hours(30)).to_rfc3339();
+    for i in 0..40 {
+        let booked = json!({"id": format!("b-{i}"), "phone": format!("+1555200{i:04}"), "doctor": "Dr. Lee", "at": at});
+        h.event("appointment-reminders", "appointment.booked", booked).await;
+    }
+    watch.events_settled("done", 40).await;
+
+    // Every 24-hour reminder falls due at this one instant.
+    h.clock.advance(6 * HOUR);
+    let sent = h.sent(40).await;
+    let mut to: Vec<&str> = sent.iter().map(|s| s.to.as_str()).collect();
+    to.sort();
+    to.dedup();
+    assert_eq!(to.len(), 40, "one reminder to each of the forty numbers");
+    let plugin_id = h.plugin_id("appointment-reminders");
+    for i in 0..40 {
+        let key = format!("reminder:b-{i}:24h");
+        assert!(!h.app.engine.db.timer_pending(&h.tenant, &plugin_id, &key).await.unwrap(), "{key} fired");
+    }
+    let outbound = h.get("/v1/messages?direction=outbound&limit=100").await;
+    let mut refs: Vec<&str> =
+        outbound["data"].as_array().unwrap().iter().filter_map(|m| m["reference"].as_str()).collect();
+    refs.sort();
+    let mut expected: Vec<String> = (0..40).map(|i| format!("appointment:b-{i}:24h")).collect();
+    expected.sort();
+    assert_eq!(refs, expected, "each reminder sent exactly once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_reports_reach_the_plugin_and_carrier_failures_are_recorded() {
     use switchboard::connectors::ConnectorSettings;

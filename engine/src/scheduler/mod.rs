@@ -15,7 +15,13 @@ use crate::store::Database;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Timers fired in one transaction at most.
 const FIRE_BATCH: u32 = 256;
+/// The first batch after a quiet spell. A burst (a whole day's reminders due
+/// at 9:00) starts small, so the first reminders reach the workers, and
+/// their completions the writer, before a full batch holds the one writer;
+/// each full batch doubles the next, up to [`FIRE_BATCH`].
+const FIRST_FIRE_BATCH: u32 = 16;
 const POLL: Duration = Duration::from_secs(5);
 
 /// What the scheduler uses.
@@ -31,24 +37,27 @@ pub struct Context {
 }
 
 pub async fn run(ctx: Context) {
+    let mut batch = FIRST_FIRE_BATCH;
     loop {
         // Fire only as fast as the workers take events: due timers wait in
         // the database, not in memory, and a burst of them (a whole day's
         // reminders at 9:00) does not queue ahead of everything else.
         ctx.pipeline.wait_for_event_room(2 * FIRE_BATCH as usize).await;
         let now = ctx.clock.now_ms();
-        match ctx.db.fire_due_timers(&ctx.pipeline.lease(&ctx.clock), now, FIRE_BATCH).await {
+        match ctx.db.fire_due_timers(&ctx.pipeline.lease(&ctx.clock), now, batch).await {
             Ok(events) => {
-                let full = events.len() == FIRE_BATCH as usize;
+                let full = events.len() == batch as usize;
                 for e in events {
                     ctx.pipeline.enqueue_event(e);
                 }
                 if full {
+                    batch = (batch * 2).min(FIRE_BATCH);
                     continue;
                 }
             }
             Err(e) => tracing::error!(error = %e, "could not fire timers"),
         }
+        batch = FIRST_FIRE_BATCH;
         let mut next = now + POLL.as_millis() as i64;
         if let Ok(Some(due)) = ctx.db.next_timer_due().await {
             next = next.min(due);
