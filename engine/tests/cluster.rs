@@ -32,19 +32,9 @@ async fn start(o: &ClusterOptions) -> Cluster {
 async fn deploy_keyword_plugin(cluster: &Cluster, nodes: usize) -> usize {
     let (manifest, wasm) = keyword_plugin(&workspace().join("plugins")).expect("keyword-reply is built");
     cluster.deploy(0, &manifest, &wasm).await.expect("deploy");
-    let mut probes = 0;
     for i in 0..nodes {
-        let wait = async {
-            loop {
-                probes += 1;
-                let answer = cluster.inbound(i, &customer(9_000_000 + probes), "HOURS").await.expect("inbound");
-                if answer["routed"] == 1 {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        tokio::time::timeout(GUARD, wait).await.expect("every node routes the keyword");
+        let routed = cluster.until_routed(i, 9_000_000 + 100_000 * i);
+        tokio::time::timeout(GUARD, routed).await.expect("every node routes the keyword").expect("inbound");
     }
     nodes
 }
@@ -266,22 +256,15 @@ async fn a_plugin_deployed_on_node_a_answers_on_node_b_without_a_restart() {
     cluster.deploy(0, &manifest, &wasm).await.expect("deploy on node A");
     let deployed = Instant::now();
     // Inbound to node B until one is routed to the new plugin.
-    let mut i = 0;
-    let routed_after = tokio::time::timeout(GUARD, async {
-        loop {
-            i += 1;
-            let sent = Instant::now();
-            if cluster.inbound(1, &customer(i), "HOURS").await.unwrap()["routed"] == 1 {
-                return sent.duration_since(deployed);
-            }
-        }
-    })
-    .await
-    .expect("node B routed the keyword");
+    let (from, sent) = tokio::time::timeout(GUARD, cluster.until_routed(1, 1))
+        .await
+        .expect("node B routed the keyword")
+        .expect("inbound");
+    let routed_after = sent.duration_since(deployed);
     eprintln!("node B routed the new plugin's keyword {} ms after the deploy on node A", routed_after.as_millis());
     // And the reply to that message went out.
     let replied = async {
-        while !arrivals_by_recipient(&cluster).contains_key(&customer(i)) {
+        while !arrivals_by_recipient(&cluster).contains_key(&from) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };

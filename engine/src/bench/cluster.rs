@@ -247,6 +247,21 @@ impl Cluster {
         Ok(super::signed_inbound(&self.http, self.base(i), &body).send().await?.error_for_status()?.json().await?)
     }
 
+    /// Posts inbound `HOURS` to node `i` from `customer(first)`, then
+    /// `customer(first + 1)` and on, until one is routed to a plugin (a
+    /// node routes a new plugin's keyword once it has heard of the deploy).
+    /// Returns the number that was routed and when its request started.
+    pub async fn until_routed(&self, i: usize, first: usize) -> anyhow::Result<(String, Instant)> {
+        let mut n = first;
+        loop {
+            let (from, sent) = (customer(n), Instant::now());
+            if self.inbound(i, &from, "HOURS").await?["routed"].as_u64().unwrap_or(0) > 0 {
+                return Ok((from, sent));
+            }
+            n += 1;
+        }
+    }
+
     /// Inbound `HOURS` from customer `i + offset`, spread over `nodes`.
     pub fn keyword_load(&self, nodes: &[usize], offset: usize) -> MakeRequestFn {
         let bases: Vec<String> = nodes.iter().map(|&n| self.base(n).to_string()).collect();
@@ -433,14 +448,8 @@ pub async fn run(opts: &Options, server_url: Option<String>) -> anyhow::Result<V
         // of the first request that was routed).
         let mut seen_by_all = Duration::ZERO;
         for &i in &all {
-            loop {
-                let sent = Instant::now();
-                let routed = cluster.inbound(i, &customer(9_000_000 + i), "HOURS").await?["routed"].as_u64();
-                if routed.unwrap_or(0) > 0 {
-                    seen_by_all = seen_by_all.max(sent.duration_since(deployed));
-                    break;
-                }
-            }
+            let (_, sent) = cluster.until_routed(i, 9_000_000 + 100_000 * i).await?;
+            seen_by_all = seen_by_all.max(sent.duration_since(deployed));
         }
         let warm = opts.messages.min(1000);
         let mut expected = nodes + warm;
