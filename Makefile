@@ -68,7 +68,7 @@ $(SCHEMATHESIS): tests/tools/schemathesis.txt
 # dropped afterwards). The second run
 # selects the same packages (--workspace), so nothing is built again.
 TEST_DATABASE ?= postgres://postgres@127.0.0.1:5432/test
-E2E_TESTS := $(foreach t,$(basename $(notdir $(wildcard tests/*.rs))),--test $(t)) --test abuse --test traces --test console
+E2E_TESTS := $(foreach t,$(basename $(notdir $(wildcard tests/*.rs))),--test $(t)) --test abuse --test traces --test console --test kv_commits
 
 # Debian's Chromium and ChromeDriver, which the web console's tests drive
 # (engine/tests/console.rs); installed when missing.

@@ -271,3 +271,54 @@ async fn a_plugin_deployed_on_node_a_answers_on_node_b_without_a_restart() {
     tokio::time::timeout(GUARD, replied).await.expect("node B's message was answered");
     cluster.stop().await;
 }
+
+/// kv increments of one plugin on three nodes at once each count once: a
+/// completion's read versions are checked under locks on its keys, so two
+/// nodes never both commit an increment of the same version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_increments_on_three_nodes_at_once_each_count_once() {
+    let cluster = start(&options(3)).await;
+    let path = workspace().join("examples/chaos-plugin/plugin.toml");
+    let manifest = std::fs::read_to_string(&path).unwrap();
+    let component = switchboard::manifest::Manifest::from_file(&path).unwrap().component_path(&path).unwrap();
+    let wasm = std::fs::read(component).expect("the chaos plugin is built");
+    cluster.deploy(0, &manifest, &wasm).await.expect("deploy");
+    // The chaos plugin adds one to its kv key `count` for every `count` event.
+    let count_event = |i: usize| {
+        let request = cluster
+            .http
+            .post(format!("{}/v1/events/chaos", cluster.base(i)))
+            .bearer_auth(&cluster.key)
+            .json(&serde_json::json!({ "name": "count" }));
+        async move { request.send().await.expect("event").status() }
+    };
+    // Every node takes the plugin's events once it has heard of the deploy
+    // (404 before).
+    let mut posted = 0;
+    for i in 0..3 {
+        let heard = async {
+            while count_event(i).await == reqwest::StatusCode::NOT_FOUND {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(GUARD, heard).await.expect("every node knows the plugin");
+        posted += 1;
+    }
+    // Then 90 at once, 30 to each node.
+    let statuses = futures::future::join_all((0..90).map(|i| count_event(i % 3))).await;
+    assert!(statuses.iter().all(|s| *s == reqwest::StatusCode::ACCEPTED), "{statuses:?}");
+    posted += statuses.len();
+    cluster.settled(GUARD).await.expect("every event done");
+    let count: serde_json::Value = cluster
+        .http
+        .get(format!("{}/v1/plugins/chaos/kv/count", cluster.base(1)))
+        .bearer_auth(&cluster.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(count["value"], posted.to_string(), "{count}");
+    cluster.stop().await;
+}

@@ -3,12 +3,14 @@
 //!
 //! Each completion is checked on its own (the lease still ours, the kv
 //! versions it read unchanged, the balance able to pay), but the rows the
-//! batch writes — messages, outbox, events done, invocation records — go in
-//! as multi-row statements: every statement is a round trip to SQLite's
+//! batch reads and writes — kv versions, kv and timers ([`super::state`]),
+//! messages, outbox, events done, invocation records — go as multi-row
+//! statements: every statement is a round trip to SQLite's
 //! thread, and per-completion statements were what bounded throughput.
 
 use super::RowsAffected;
 use super::events::{insert_messages, insert_outbox, marked_ids};
+use super::state::{StateWrites, read_kv_versions, write_state};
 use super::{Conn, INSERT_CHUNK, for_every_backend};
 use crate::clock::Millis;
 use crate::store::*;
@@ -22,6 +24,10 @@ pub(in crate::store) async fn complete(
     completions: &[EventCompletion],
 ) -> StoreResult<Vec<CompletionResult>> {
     let ours = still_ours::<DB>(tx, completions).await?;
+    let ours_in_order: Vec<&EventCompletion> =
+        completions.iter().filter(|c| ours.contains(c.event_id.as_str())).collect();
+    let mut versions = read_kv_versions::<DB>(tx, &ours_in_order).await?;
+    let mut state = StateWrites::default();
     let mut results = Vec::with_capacity(completions.len());
     // Written after the loop, for the whole batch.
     let mut sends: Vec<&NewMessage> = Vec::new();
@@ -40,7 +46,7 @@ pub(in crate::store) async fn complete(
         }
         match &c.completion {
             Completion::Succeeded(effects) => {
-                if !reads_still_valid::<DB>(tx, c, effects).await? {
+                if !versions.still_valid(c, effects) {
                     results.push(CompletionResult::Conflict);
                     continue;
                 }
@@ -54,7 +60,8 @@ pub(in crate::store) async fn complete(
                     }
                     sp.commit().await?;
                 }
-                apply_state::<DB>(tx, c, effects, now).await?;
+                versions.wrote(c, effects);
+                state.add(c, effects, now);
                 sends.extend(effects.sends.iter());
                 marked.extend(marked_ids(effects.sends.iter().map(|m| (m, &c.outbox_lease))));
                 let lease = outbox.entry(c.outbox_lease.owner.as_str()).or_insert((c.outbox_lease.until, Vec::new()));
@@ -113,6 +120,7 @@ pub(in crate::store) async fn complete(
         }
         records.push(&c.record);
     }
+    write_state::<DB>(tx, &state).await?;
     insert_messages::<DB>(tx, &sends, &marked).await?;
     for (owner, (until, messages)) in outbox {
         insert_outbox::<DB>(tx, &messages, &Lease { owner: owner.to_string(), until }).await?;
@@ -263,26 +271,6 @@ async fn still_ours<'a>(
 }
 
 for_every_backend! {
-/// Optimistic concurrency check: every key the invocation read still has
-/// the version it saw.
-async fn reads_still_valid(conn: &mut Conn<DB>, c: &EventCompletion, effects: &Effects) -> StoreResult<bool> {
-    for (key, seen) in &effects.kv_reads {
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM kv WHERE tenant_id = $1 AND plugin_id = $2 AND key = $3")
-                .bind(&c.tenant_id)
-                .bind(&c.plugin_id)
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await?;
-        if current.unwrap_or(0) != *seen {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-}
-
-for_every_backend! {
 /// Debits an invocation's priced messages; `false` if the tenant's balance
 /// cannot pay for them (the caller rolls back and re-runs the invocation,
 /// which then sees the balance and is refused).
@@ -306,69 +294,5 @@ async fn debit(conn: &mut Conn<DB>, c: &EventCompletion, effects: &Effects, now:
         }
     }
     Ok(true)
-}
-}
-
-/// Sets one kv key, bumping its version (what isolation checks at commit).
-pub(super) const KV_UPSERT: &str = "INSERT INTO kv (tenant_id, plugin_id, key, value, version, updated_at) \
-     VALUES ($1, $2, $3, $4, 1, $5) ON CONFLICT (tenant_id, plugin_id, key) DO UPDATE SET value = excluded.value, \
-     version = kv.version + 1, updated_at = excluded.updated_at";
-
-for_every_backend! {
-/// An invocation's kv writes and timers (its messages are inserted with
-/// the whole batch's).
-async fn apply_state(conn: &mut Conn<DB>, c: &EventCompletion, effects: &Effects, now: Millis) -> StoreResult<()> {
-    for (key, value) in &effects.kv_writes {
-        match value {
-            Some(value) => {
-                sqlx::query(KV_UPSERT)
-                .bind(&c.tenant_id)
-                .bind(&c.plugin_id)
-                .bind(key)
-                .bind(value)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM kv WHERE tenant_id = $1 AND plugin_id = $2 AND key = $3")
-                    .bind(&c.tenant_id)
-                    .bind(&c.plugin_id)
-                    .bind(key)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-    }
-    for op in &effects.timer_ops {
-        match op {
-            TimerOp::Schedule { key, due_at, payload, mode } => {
-                sqlx::query(
-                    "INSERT INTO timers (tenant_id, plugin_id, key, due_at, payload, created_at, mode) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (tenant_id, plugin_id, key) DO UPDATE SET due_at = excluded.due_at, \
-                     payload = excluded.payload, created_at = excluded.created_at, mode = excluded.mode",
-                )
-                .bind(&c.tenant_id)
-                .bind(&c.plugin_id)
-                .bind(key)
-                .bind(due_at)
-                .bind(payload)
-                .bind(now)
-                .bind(*mode)
-                .execute(&mut *conn)
-                .await?;
-            }
-            TimerOp::Cancel { key } => {
-                sqlx::query("DELETE FROM timers WHERE tenant_id = $1 AND plugin_id = $2 AND key = $3")
-                    .bind(&c.tenant_id)
-                    .bind(&c.plugin_id)
-                    .bind(key)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-    }
-    Ok(())
 }
 }

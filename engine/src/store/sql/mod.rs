@@ -25,6 +25,7 @@ pub(super) mod outbound;
 mod plugins;
 mod queries;
 mod recordings;
+mod state;
 pub(super) mod status;
 mod tenants;
 mod webhooks;

@@ -1,6 +1,6 @@
 //! Plugins, their versions and routes, components, kv reads, timers and logs.
 
-use super::for_every_backend;
+use super::{Dialect, for_every_backend};
 use crate::ids;
 use crate::store::*;
 use sqlx::Row;
@@ -104,14 +104,18 @@ impl Plugins {
     }
 
     async fn kv_put(&self, tenant_id: &str, plugin_id: &str, key: &str, value: &[u8], now: Millis) -> StoreResult<()> {
-        sqlx::query(super::completions::KV_UPSERT)
-        .bind(tenant_id)
-        .bind(plugin_id)
-        .bind(key)
-        .bind(value)
-        .bind(now)
-        .execute(self.writer())
-        .await?;
+        // Under the key's lock, like a completion's write (see `super::state`).
+        let mut tx = self.writer().begin().await?;
+        <B::Db as Dialect>::lock_keys(&mut tx, &[super::state::kv_lock(tenant_id, plugin_id, key)]).await?;
+        sqlx::query(super::state::KV_UPSERT)
+            .bind(tenant_id)
+            .bind(plugin_id)
+            .bind(key)
+            .bind(value)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
